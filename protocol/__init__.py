@@ -1,0 +1,32 @@
+"""Wire messages shared by the arena server and its clients."""
+
+from .codec import (
+    MAX_FRAME_BYTES,
+    decode_agent_client,
+    decode_agent_server,
+    decode_body,
+    decode_json,
+    decode_lobby,
+    decode_seat,
+    decode_spectator,
+    encode,
+    encode_json,
+)
+from .errors import ArenaError, ProtocolError
+from .messages import PROTOCOL_VERSION
+
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "PROTOCOL_VERSION",
+    "ArenaError",
+    "ProtocolError",
+    "decode_agent_client",
+    "decode_agent_server",
+    "decode_body",
+    "decode_json",
+    "decode_lobby",
+    "decode_seat",
+    "decode_spectator",
+    "encode",
+    "encode_json",
+]

@@ -1,0 +1,292 @@
+"""Every message on the wire, as frozen dataclasses tagged by ``type``.
+
+Four channels, one union per direction:
+
+* the seat pipe between the match runner and the bot runtime in a sandboxed child
+  (``RunnerMsg`` down, ``SeatMsg`` up; the runtime speaks it with the standard library);
+* the remote-agent WebSocket ``/ws/agent`` (``AgentClientMsg`` up, ``AgentServerMsg`` down);
+* the spectator WebSocket ``/ws/matches/{id}`` (``SpectatorMsg`` down);
+* the lobby WebSocket ``/ws/lobby`` (``LobbyMsg`` down).
+
+A ``type`` tag is never reused for a different shape within one channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Act",
+    "ApiBody",
+    "ActionFrame",
+    "AgentClientMsg",
+    "AgentServerMsg",
+    "End",
+    "ErrorFrame",
+    "Event",
+    "Hello",
+    "Init",
+    "LobbyMsg",
+    "MatchEnd",
+    "MatchEnded",
+    "MatchStart",
+    "MatchStarted",
+    "NewAgent",
+    "NewMatch",
+    "NewUser",
+    "RatingChanged",
+    "RunnerMsg",
+    "SeatAction",
+    "SeatFailure",
+    "SeatMsg",
+    "SeatReady",
+    "SeatTiming",
+    "Snapshot",
+    "SpectatorMsg",
+    "StepRecord",
+    "Turn",
+    "Welcome",
+]
+
+PROTOCOL_VERSION = 1
+
+JSON = Any
+
+
+# -- records shared by several channels -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SeatTiming:
+    """Where one seat's time went in one step."""
+
+    wall_s: float
+    cpu_s: float | None
+    bank_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One step of a match as stored and streamed; ``steps[0]`` is the initial state."""
+
+    step: int
+    actions: list[JSON]
+    statuses: list[str]
+    rewards: list[float]
+    state: dict[str, JSON]
+    timing: list[SeatTiming | None] = field(default_factory=list)
+
+
+# -- seat pipe: runner -> bot runtime ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    """First line to a seat: the bot's code, its seat, the seed and the limits it applies."""
+
+    protocol_version: int
+    seat: int
+    seed: int
+    code: str
+    configuration: dict[str, JSON]
+    limits: dict[str, JSON]
+    type: Literal["init"] = "init"
+
+
+@dataclass(frozen=True, slots=True)
+class Act:
+    step: int
+    observation: dict[str, JSON]
+    type: Literal["act"] = "act"
+
+
+RunnerMsg = Init | Act
+
+
+# -- seat pipe: bot runtime -> runner ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SeatReady:
+    type: Literal["ready"] = "ready"
+
+
+@dataclass(frozen=True, slots=True)
+class SeatAction:
+    step: int
+    action: JSON
+    cpu_s: float = 0.0
+    type: Literal["action"] = "action"
+
+
+@dataclass(frozen=True, slots=True)
+class SeatFailure:
+    """The bot failed inside the runtime: ``kind`` is ``load``, ``no_agent``, ``exception``,
+    ``memory`` or ``unserializable``; ``message`` is the exception's last line."""
+
+    kind: str
+    message: str
+    step: int | None = None
+    type: Literal["error"] = "error"
+
+
+SeatMsg = SeatReady | SeatAction | SeatFailure
+
+
+# -- remote agent WebSocket -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    protocol_version: int = PROTOCOL_VERSION
+    token: str | None = None
+    agents: list[int] | None = None
+    type: Literal["hello"] = "hello"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionFrame:
+    match_id: int
+    step: int
+    action: JSON
+    type: Literal["action"] = "action"
+
+
+AgentClientMsg = Hello | ActionFrame
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    user_id: int
+    agents: list[int]
+    protocol_version: int = PROTOCOL_VERSION
+    type: Literal["welcome"] = "welcome"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchStart:
+    match_id: int
+    agent_id: int
+    game: str
+    seat: int
+    configuration: dict[str, JSON]
+    type: Literal["match_start"] = "match_start"
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    match_id: int
+    step: int
+    observation: dict[str, JSON]
+    deadline: float
+    type: Literal["turn"] = "turn"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchEnd:
+    match_id: int
+    result: dict[str, JSON]
+    type: Literal["match_end"] = "match_end"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFrame:
+    code: str
+    message: str
+    type: Literal["error"] = "error"
+
+
+AgentServerMsg = Welcome | MatchStart | Turn | MatchEnd | ErrorFrame
+
+
+# -- spectator WebSocket ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    seq: int
+    match: dict[str, JSON]
+    state: dict[str, JSON] | None
+    events: list[JSON]
+    type: Literal["snapshot"] = "snapshot"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One step of the match, as ``StepRecord`` with its sequence number."""
+
+    seq: int
+    step: int
+    actions: list[JSON]
+    statuses: list[str]
+    rewards: list[float]
+    state: dict[str, JSON]
+    timing: list[SeatTiming | None] = field(default_factory=list)
+    kind: str = "step"
+    type: Literal["event"] = "event"
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    seq: int
+    result: dict[str, JSON]
+    type: Literal["end"] = "end"
+
+
+SpectatorMsg = Snapshot | Event | End | ErrorFrame
+
+
+# -- lobby WebSocket --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MatchStarted:
+    match: dict[str, JSON]
+    type: Literal["match_started"] = "match_started"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchEnded:
+    match: dict[str, JSON]
+    type: Literal["match_ended"] = "match_ended"
+
+
+@dataclass(frozen=True, slots=True)
+class RatingChanged:
+    agent_id: int
+    game: str
+    rating: float
+    previous: float | None
+    type: Literal["rating_changed"] = "rating_changed"
+
+
+LobbyMsg = MatchStarted | MatchEnded | RatingChanged
+
+
+# -- HTTP API request bodies (no ``type`` tag: the route names them) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewAgent:
+    name: str
+    game: str
+    code: str | None = None
+    remote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NewMatch:
+    game: str
+    agents: list[int]
+    config: dict[str, JSON] | None = None
+    seed: int | None = None
+
+
+ApiBody = NewUser | NewAgent | NewMatch

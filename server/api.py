@@ -1,0 +1,271 @@
+"""HTTP API handlers (JSON in, JSON out). Errors are raised as ``ArenaError`` and mapped to
+statuses in ``server/routes.py``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from protocol import codec
+from protocol.errors import ConfigError, Forbidden, NotFound, ProtocolError, Unauthorized
+from protocol.messages import NewAgent, NewMatch, NewUser
+from server import __version__
+from server.auth import hash_token, new_token, parse_bearer
+from server.matches.games import GAMES, get_game
+from server.matches.manager import match_document
+from server.matches.replay import replay_document
+from server.sandbox.layers import sandbox_layers
+from server.sandbox.validator import check_source
+from server.state import ArenaState
+from server.storage import AgentRecord, MatchStatus, UserRecord
+
+__all__ = [
+    "create_agent",
+    "create_match",
+    "create_user",
+    "get_agent",
+    "get_agent_logs",
+    "get_match",
+    "get_replay",
+    "health",
+    "json_response",
+    "leaderboard",
+    "list_agents",
+    "list_games",
+    "list_matches",
+]
+
+JSON = Any
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+
+def json_response(data: JSON, status: int = 200) -> Response:
+    return Response(codec.encode_json(data), status_code=status, media_type="application/json")
+
+
+def _state(request: Request) -> ArenaState:
+    state: ArenaState = request.app.state.arena
+    return state
+
+
+async def _body(request: Request, cls: type[Any]) -> Any:
+    limit = _state(request).settings.max_body_bytes
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ProtocolError(f"request body exceeds {limit} bytes", code="too_large")
+    return codec.decode_body(body, cls)
+
+
+async def _user(request: Request) -> UserRecord:
+    token = parse_bearer(request.headers.get("authorization"))
+    if token is None:
+        raise Unauthorized("this call needs 'Authorization: Bearer TOKEN'")
+    user = await _state(request).storage.user_by_token_hash(hash_token(token))
+    if user is None:
+        raise Unauthorized("unknown or revoked token")
+    return user
+
+
+async def _optional_user(request: Request) -> UserRecord | None:
+    if request.headers.get("authorization") is None:
+        return None
+    return await _user(request)
+
+
+def _int_param(request: Request, name: str, *, default: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ProtocolError(f"query parameter {name!r} must be an integer, got {raw!r}", field=name) from None
+
+
+def _page(request: Request) -> tuple[str | None, int]:
+    limit = _int_param(request, "limit", default=50) or 50
+    if not 1 <= limit <= 200:
+        raise ProtocolError(f"limit must be within 1..200, got {limit}", field="limit")
+    return request.query_params.get("cursor"), limit
+
+
+def agent_document(agent: AgentRecord, *, with_code: bool) -> dict[str, JSON]:
+    doc: dict[str, JSON] = {
+        "id": agent.id,
+        "name": agent.name,
+        "owner": agent.owner,
+        "user_id": agent.user_id,
+        "game": agent.game,
+        "version": agent.version,
+        "remote": agent.remote,
+        "created_at": agent.created_at,
+        "updated_at": agent.updated_at,
+    }
+    if with_code:
+        doc["code"] = agent.code
+    return doc
+
+
+# -- users ------------------------------------------------------------------------------------------
+
+
+async def create_user(request: Request) -> Response:
+    body: NewUser = await _body(request, NewUser)
+    if not NAME_RE.match(body.name):
+        raise ProtocolError("name must be 1-40 letters, digits, '_', '.' or '-', starting with a letter or digit",
+                            field="name")
+    storage = _state(request).storage
+    token = new_token()
+    user = await storage.create_user(body.name, hash_token(token))
+    return json_response({"user_id": user.id, "name": user.name, "token": token}, 201)
+
+
+# -- agents -----------------------------------------------------------------------------------------
+
+
+async def create_agent(request: Request) -> Response:
+    user = await _user(request)
+    state = _state(request)
+    body: NewAgent = await _body(request, NewAgent)
+    if not NAME_RE.match(body.name):
+        raise ProtocolError("name must be 1-40 letters, digits, '_', '.' or '-'", field="name")
+    get_game(body.game)
+    if body.remote:
+        if body.code is not None:
+            raise ProtocolError("a remote agent has no code", field="code")
+        code = None
+    else:
+        if body.code is None:
+            raise ProtocolError("missing field 'code' (or set \"remote\": true)", code="missing_field", field="code")
+        check_source(body.code.encode(), max_bytes=state.settings.max_code_bytes)
+        code = body.code
+    state.limiter.check(f"submit:{user.id}", state.settings.submissions_per_user_hour, "submissions")
+    agent = await state.storage.save_agent(user.id, body.name, body.game, code)
+    return json_response(agent_document(agent, with_code=True), 201)
+
+
+async def list_agents(request: Request) -> Response:
+    cursor, limit = _page(request)
+    game = request.query_params.get("game")
+    if game is not None:
+        get_game(game)
+    agents, next_cursor = await _state(request).storage.list_agents(
+        game=game, user_id=_int_param(request, "user"), cursor=cursor, limit=limit
+    )
+    return json_response({"items": [agent_document(a, with_code=False) for a in agents], "next": next_cursor})
+
+
+async def get_agent(request: Request) -> Response:
+    agent = await _state(request).storage.get_agent(request.path_params["agent_id"])
+    user = await _optional_user(request)
+    return json_response(agent_document(agent, with_code=user is not None and user.id == agent.user_id))
+
+
+async def get_agent_logs(request: Request) -> Response:
+    user = await _user(request)
+    storage = _state(request).storage
+    agent = await storage.get_agent(request.path_params["agent_id"])
+    if agent.user_id != user.id:
+        raise Forbidden(f"the logs of agent {agent.id} are its owner's only")
+    match_id = _int_param(request, "match")
+    if match_id is None:
+        raise ProtocolError("query parameter 'match' is required", code="missing_field", field="match")
+    match = await storage.get_match(match_id)
+    seats = [i for i, s in enumerate(match.seats) if s.agent_id == agent.id]
+    if not seats:
+        raise NotFound(f"agent {agent.id} in match {match_id}")
+    logs = [{"seat": seat, "log": await storage.get_log(match_id, seat) or ""} for seat in seats]
+    return json_response({"agent_id": agent.id, "match_id": match_id, "seats": logs,
+                          "log": "".join(entry["log"] for entry in logs)})
+
+
+# -- matches ----------------------------------------------------------------------------------------
+
+
+async def create_match(request: Request) -> Response:
+    user = await _user(request)
+    state = _state(request)
+    body: NewMatch = await _body(request, NewMatch)
+    state.limiter.check(f"match:{user.id}", state.settings.matches_per_user_hour, "matches")
+    mine = sum(1 for m in state.manager.running.values() if m.tags.get("user_id") == user.id)
+    if mine >= state.settings.concurrent_matches_per_user:
+        raise ConfigError(f"at most {state.settings.concurrent_matches_per_user} concurrent matches per user")
+    record = await state.manager.start_match(
+        body.game, body.agents, body.config, seed=body.seed, tags={"started_by": user.name, "user_id": user.id}
+    )
+    return json_response(match_document(record), 201)
+
+
+async def list_matches(request: Request) -> Response:
+    cursor, limit = _page(request)
+    raw_status = request.query_params.get("status")
+    status = None
+    if raw_status is not None:
+        try:
+            status = MatchStatus(raw_status)
+        except ValueError:
+            known = ", ".join(s.value for s in MatchStatus)
+            raise ProtocolError(f"status must be one of {known}, got {raw_status!r}", field="status") from None
+    matches, next_cursor = await _state(request).storage.list_matches(
+        status=status, agent_id=_int_param(request, "agent"), cursor=cursor, limit=limit
+    )
+    return json_response({"items": [match_document(m) for m in matches], "next": next_cursor})
+
+
+async def get_match(request: Request) -> Response:
+    match = await _state(request).storage.get_match(request.path_params["match_id"])
+    return json_response(match_document(match))
+
+
+async def get_replay(request: Request) -> Response:
+    storage = _state(request).storage
+    match_id = request.path_params["match_id"]
+    match = await storage.get_match(match_id)
+    steps = await storage.get_steps(match_id)
+    doc = replay_document(
+        game=match.game, rules_version=match.rules_version, config=match.config, seed=match.seed,
+        seats=[
+            {"agent_id": s.agent_id, "name": s.agent_name, "owner": s.owner, "version": s.version,
+             "status": s.status, "reward": s.reward, "reason": s.reason}
+            for s in match.seats
+        ],
+        steps=steps, match_id=match.id, status=match.status.value, reason=match.reason,
+    )
+    return json_response(doc)
+
+
+# -- games, leaderboard, health ---------------------------------------------------------------------
+
+
+async def list_games(request: Request) -> Response:
+    items = [
+        {"name": cls.name, "title": cls.title, "players": cls.num_seats, "config": cls.config_defaults(),
+         "rules_version": cls.rules_version}
+        for cls in GAMES.values()
+    ]
+    return json_response({"items": items, "next": None})
+
+
+async def leaderboard(request: Request) -> Response:
+    game = request.query_params.get("game")
+    if game is None:
+        raise ProtocolError("query parameter 'game' is required", code="missing_field", field="game")
+    get_game(game)
+    rows = await _state(request).storage.standings(game)
+    return json_response({"game": game, "items": rows, "next": None})
+
+
+async def health(request: Request) -> Response:
+    layers = [{"name": layer.name, "active": layer.active, "reason": layer.reason} for layer in sandbox_layers()]
+    state = _state(request)
+    return json_response({
+        "status": "ok",
+        "version": __version__,
+        "live_matches": len(state.manager.running),
+        "sandbox": {"layers": layers},
+    })

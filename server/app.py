@@ -1,0 +1,48 @@
+"""The Starlette application and its lifespan: storage, hub, matches and the scheduler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from starlette.applications import Starlette
+
+from server.config import Settings
+from server.matches.hub import Hub
+from server.matches.manager import MatchManager
+from server.ratelimit import RateLimiter
+from server.routes import exception_handlers, routes
+from server.scheduler import run_scheduler, seed_examples
+from server.state import ArenaState
+from server.storage import open_sqlite
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The arena as an ASGI app; everything it owns lives inside its lifespan."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_sqlite(settings.db) as storage, anyio.create_task_group() as tg:
+            aborted = await storage.abort_unfinished("server stopped while the match was live")
+            if aborted:
+                log.warning("marked %d interrupted matches aborted", aborted)
+            hub = Hub(settings.spectator_queue_frames)
+            manager = MatchManager(storage, hub, tg, settings.limits)
+            app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter())
+            if settings.seed_examples:
+                await seed_examples(storage)
+            if settings.ladder:
+                tg.start_soon(run_scheduler, manager, settings)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+
+    return Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)  # type: ignore[arg-type]

@@ -1,0 +1,166 @@
+"""The broadcast hub: live fan-out of matches and of the lobby to spectators.
+
+Theory of operation. Each live match has a ``MatchFeed``. The recorder publishes every step
+to it once: the ``event`` frame is encoded a single time and the same text is queued for
+every subscriber. Each subscriber has a bounded queue; a subscriber whose queue is full has
+fallen behind and is dropped (its stream is closed and its socket handler closes the socket
+with a close code), so a slow spectator never slows the match. A new subscriber gets a
+``snapshot`` built from the frames so far (joined without re-encoding), then every later
+frame, so ``seq`` runs on by one without gaps. The feed keeps its frames until the match has
+ended and been stored; after that, spectators are served from storage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from protocol import codec
+from protocol.messages import End, Event, LobbyMsg, StepRecord
+
+__all__ = ["Hub", "MatchFeed", "Subscription", "snapshot_frame"]
+
+log = logging.getLogger(__name__)
+
+JSON = Any
+DEFAULT_QUEUE_FRAMES = 256
+
+
+@dataclass(slots=True)
+class Subscription:
+    """One spectator's queue. ``dropped`` is set when it fell behind and was cut off."""
+
+    send: MemoryObjectSendStream[str]
+    receive: MemoryObjectReceiveStream[str]
+    dropped: bool = False
+
+    def offer(self, frame: str) -> bool:
+        """Queue a frame without waiting; a full queue drops the subscriber."""
+        if self.dropped:
+            return False
+        try:
+            self.send.send_nowait(frame)
+        except anyio.WouldBlock:
+            self.dropped = True
+            self.send.close()
+            return False
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self.dropped = True
+            return False
+        return True
+
+
+def _new_subscription(queue_frames: int) -> Subscription:
+    send, receive = anyio.create_memory_object_stream[str](queue_frames)
+    return Subscription(send, receive)
+
+
+def snapshot_frame(seq: int, match: dict[str, JSON], state: JSON, events: list[str]) -> str:
+    """A ``snapshot`` frame around already-encoded event frames."""
+    head = codec.encode({"type": "snapshot", "seq": seq, "match": match, "state": state}).decode()
+    return f'{head[:-1]},"events":[{",".join(events)}]}}'
+
+
+@dataclass(slots=True)
+class MatchFeed:
+    """Frames of one live match and the spectators following it."""
+
+    match_id: int
+    match: dict[str, JSON]
+    queue_frames: int
+    events: list[str] = field(default_factory=list)
+    state: JSON = None
+    end: str | None = None
+    subscribers: list[Subscription] = field(default_factory=list)
+
+    @property
+    def seq(self) -> int:
+        return len(self.events)
+
+    def publish_step(self, record: StepRecord) -> None:
+        """Encode a step once and offer it to every subscriber."""
+        event = Event(
+            seq=self.seq + 1, step=record.step, actions=record.actions, statuses=record.statuses,
+            rewards=record.rewards, state=record.state, timing=record.timing,
+        )
+        frame = codec.encode(event).decode()
+        self.events.append(frame)
+        self.state = record.state
+        self._fan_out(frame)
+
+    def publish_end(self, result: dict[str, JSON], match: dict[str, JSON]) -> None:
+        """Send ``end`` and close every subscriber's stream."""
+        self.match = match
+        self.end = codec.encode(End(seq=self.seq + 1, result=result)).decode()
+        self._fan_out(self.end)
+        for sub in self.subscribers:
+            sub.send.close()
+        self.subscribers.clear()
+
+    def _fan_out(self, frame: str) -> None:
+        kept = []
+        for sub in self.subscribers:
+            if sub.offer(frame):
+                kept.append(sub)
+            else:
+                log.info("match %s: dropped a spectator that fell behind", self.match_id)
+        self.subscribers = kept
+
+    def subscribe(self) -> tuple[str, Subscription]:
+        """The snapshot so far and a queue of every frame after it."""
+        sub = _new_subscription(self.queue_frames)
+        snapshot = snapshot_frame(self.seq, self.match, self.state, self.events)
+        if self.end is not None:
+            sub.offer(self.end)
+            sub.send.close()
+        else:
+            self.subscribers.append(sub)
+        return snapshot, sub
+
+
+class Hub:
+    """All live match feeds and the lobby, in one process.
+
+    Several server processes would share this through a broker (Redis pub/sub) behind the
+    same three calls: ``open_feed``, ``subscribe`` and ``publish_lobby``.
+    """
+
+    def __init__(self, queue_frames: int = DEFAULT_QUEUE_FRAMES) -> None:
+        self.queue_frames = queue_frames
+        self.feeds: dict[int, MatchFeed] = {}
+        self.lobby: list[Subscription] = []
+
+    @contextmanager
+    def open_feed(self, match_id: int, match: dict[str, JSON]) -> Iterator[MatchFeed]:
+        """A feed for a live match, removed when the block exits (after the match is stored)."""
+        feed = MatchFeed(match_id, match, self.queue_frames)
+        self.feeds[match_id] = feed
+        try:
+            yield feed
+        finally:
+            for sub in feed.subscribers:
+                sub.send.close()
+            del self.feeds[match_id]
+
+    def feed(self, match_id: int) -> MatchFeed | None:
+        return self.feeds.get(match_id)
+
+    def subscribe_lobby(self) -> Subscription:
+        sub = _new_subscription(self.queue_frames)
+        self.lobby.append(sub)
+        return sub
+
+    def unsubscribe_lobby(self, sub: Subscription) -> None:
+        if sub in self.lobby:
+            self.lobby.remove(sub)
+        sub.send.close()
+
+    def publish_lobby(self, msg: LobbyMsg) -> None:
+        frame = codec.encode(msg).decode()
+        self.lobby = [sub for sub in self.lobby if sub.offer(frame)]

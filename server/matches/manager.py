@@ -1,0 +1,194 @@
+"""Starting and supervising matches inside the app: storage, seats, runner and hub together.
+
+``MatchManager.start_match`` checks the request, stores the match as ``pending`` and runs it
+in the app's task group. Each running match owns its seats (sandboxed processes) and its
+hub feed; it records every step to storage (through the batching writer) and to the feed
+as it happens. At the end the logs and the result are stored, and only once the whole game
+is durable are ``end`` and the lobby's ``match_ended`` announced.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from protocol.errors import ArenaError, ConfigError
+from protocol.messages import MatchEnded, MatchStarted, StepRecord
+from server.sandbox import Limits
+from server.storage import AgentRecord, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
+
+from .games import get_game, resolve_config
+from .hub import Hub, MatchFeed
+from .runner import MatchResult, MatchSpec, run_match
+from .seats import AgentLink, open_process_seat
+
+__all__ = ["MatchManager", "match_document", "result_document", "seat_document"]
+
+log = logging.getLogger(__name__)
+
+JSON = Any
+
+
+def match_document(record: MatchRecord) -> dict[str, JSON]:
+    """The public JSON form of a match (``GET /api/matches/{id}``)."""
+    return {
+        "id": record.id,
+        "game": record.game,
+        "status": record.status.value,
+        "reason": record.reason,
+        "config": record.config,
+        "seed": record.seed,
+        "rules_version": record.rules_version,
+        "seats": [seat_document(s) for s in record.seats],
+        "steps": record.steps,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "tags": record.tags,
+    }
+
+
+def seat_document(seat: SeatResult) -> dict[str, JSON]:
+    return {
+        "agent_id": seat.agent_id,
+        "name": seat.agent_name,
+        "owner": seat.owner,
+        "version": seat.version,
+        "status": seat.status,
+        "reward": seat.reward,
+        "reason": seat.reason,
+    }
+
+
+class _Recorder:
+    """Sends every step to storage (batched) and to the live feed."""
+
+    def __init__(self, storage: Storage, match_id: int, feed: MatchFeed) -> None:
+        self.storage = storage
+        self.match_id = match_id
+        self.feed = feed
+
+    async def record_step(self, record: StepRecord) -> None:
+        await self.storage.append_steps(self.match_id, [record])
+        self.feed.publish_step(record)
+
+
+class MatchManager:
+    """Runs matches in the app's task group; one per server process."""
+
+    def __init__(
+        self, storage: Storage, hub: Hub, task_group: TaskGroup, limits: Limits,
+        on_finished: Callable[[MatchRecord], Any] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.hub = hub
+        self.task_group = task_group
+        self.limits = limits
+        self.on_finished = on_finished
+        self.running: dict[int, MatchRecord] = {}
+
+    async def start_match(
+        self, game: str, agent_ids: Sequence[int], config: dict[str, JSON] | None = None, *,
+        seed: int | None = None, pace_s: float = 0.0, tags: dict[str, JSON] | None = None,
+    ) -> MatchRecord:
+        """Check and store a new match, then run it in the background.
+
+        Raises:
+            UnknownGame, ConfigError: bad game or configuration.
+            AgentNotFound: an unknown agent id.
+        """
+        game_cls = get_game(game)
+        resolved = resolve_config(game_cls, config)
+        if len(agent_ids) != game_cls.num_seats:
+            raise ConfigError(f"{game} needs {game_cls.num_seats} agents, got {len(agent_ids)}")
+        agents = [await self.storage.get_agent(agent_id) for agent_id in agent_ids]
+        for agent in agents:
+            if agent.game != game:
+                raise ConfigError(f"agent {agent.id} ({agent.name!r}) plays {agent.game}, not {game}")
+            if agent.remote:
+                raise ConfigError(f"agent {agent.id} ({agent.name!r}) is a remote agent; none is connected")
+        seed = secrets.randbits(31) if seed is None else seed
+        record = await self.storage.create_match(
+            game, game_cls.rules_version, resolved, seed,
+            [NewSeat(agent.id, agent.version) for agent in agents], tags,
+        )
+        self.running[record.id] = record
+        self.task_group.start_soon(self._run, record, agents, pace_s)
+        return record
+
+    async def _run(self, record: MatchRecord, agents: list[AgentRecord], pace_s: float) -> None:
+        spec = MatchSpec(record.game, record.config, record.seed, match_id=record.id, pace_s=pace_s)
+        try:
+            with self.hub.open_feed(record.id, match_document(record)) as feed:
+                try:
+                    final = await self._play_and_store(spec, record, agents, feed)
+                except ArenaError as exc:
+                    log.exception("match %s aborted", record.id)
+                    final = await self._store_abort(record, f"aborted: {exc}")
+                except anyio.get_cancelled_exc_class():
+                    await self._store_abort(record, "server shut down while the match was live")
+                    raise
+                document = match_document(final)
+                feed.publish_end(result_document(final), document)
+        finally:
+            self.running.pop(record.id, None)
+        self.hub.publish_lobby(MatchEnded(match=document))
+        if self.on_finished is not None and final.status is MatchStatus.FINISHED:
+            self.on_finished(final)
+
+    async def _play_and_store(
+        self, spec: MatchSpec, record: MatchRecord, agents: list[AgentRecord], feed: MatchFeed
+    ) -> MatchRecord:
+        codes = [await self.storage.get_agent_code(a.id, a.version) or "" for a in agents]
+        result, logs = await self._play(spec, codes, feed)
+        for seat, text in enumerate(logs):
+            if text:
+                await self.storage.save_log(record.id, seat, text)
+        seats = [
+            SeatResult(s.agent_id, s.agent_name, s.owner, s.version, o.status, o.reward, o.reason)
+            for s, o in zip(record.seats, result.seats, strict=True)
+        ]
+        # finish_match makes every step durable first: only then is the end announced.
+        return await self.storage.finish_match(record.id, MatchStatus.FINISHED, None, seats, time.time())
+
+    async def _play(self, spec: MatchSpec, codes: list[str], feed: MatchFeed) -> tuple[MatchResult, list[str]]:
+        async with AsyncExitStack() as stack:
+            links: list[AgentLink] = [
+                await stack.enter_async_context(
+                    open_process_seat(code, self.limits, label=f"match {spec.match_id} seat {seat}")
+                )
+                for seat, code in enumerate(codes)
+            ]
+            assert spec.match_id is not None
+            started_at = time.time()
+            await self.storage.set_match_live(spec.match_id, started_at)
+            feed.match = {**feed.match, "status": MatchStatus.LIVE.value, "started_at": started_at}
+            self.hub.publish_lobby(MatchStarted(match=feed.match))
+            result = await run_match(spec, links, _Recorder(self.storage, spec.match_id, feed))
+            return result, [link.log_text() for link in links]
+
+    async def _store_abort(self, record: MatchRecord, reason: str) -> MatchRecord:
+        with anyio.CancelScope(shield=True):
+            return await self.storage.finish_match(record.id, MatchStatus.ABORTED, reason, record.seats, time.time())
+
+
+def result_document(record: MatchRecord) -> dict[str, JSON]:
+    """The ``result`` of an ``end`` frame: the seats as in a replay, and the winner if any."""
+    rewards = [s.reward for s in record.seats]
+    best = max((r for r in rewards if r is not None), default=None)
+    leaders = [i for i, r in enumerate(rewards) if r is not None and r == best]
+    return {
+        "match_id": record.id,
+        "status": record.status.value,
+        "reason": record.reason,
+        "seats": [seat_document(s) for s in record.seats],
+        "steps": record.steps,
+        "winner": leaders[0] if len(leaders) == 1 and len(set(rewards)) > 1 else None,
+    }

@@ -1,0 +1,231 @@
+"""The match runner: drives one game between its seats, under every deadline.
+
+Theory of operation. The game is a pure rule object; the runner owns all I/O. Each step it
+asks ``game.to_act()`` which seats move, asks each of them (concurrently, for simultaneous
+games) under a cancel scope sized to ``actTimeout`` plus the seat's overage bank (and never
+past the whole match's ``runTimeout``), parses the replies with the rules and applies them.
+Time a move takes beyond ``actTimeout`` is taken from the bank; a move that does not arrive
+within its budget is a TIMEOUT. A seat that breaks the rules of play (TIMEOUT, ERROR,
+INVALID) ends the match at once: it gets the losing reward and its opponents the winning
+one. Every step, including the initial state (step 0) and the final one, is handed to the
+``Recorder`` as a ``StepRecord``; the runner itself stores nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+
+from protocol.errors import AgentFault, AgentInvalid, AgentTimeout, IllegalAction
+from protocol.messages import SeatTiming, StepRecord
+
+from .games import Game, get_game
+from .seats import AgentLink, Reply, SeatStart
+
+__all__ = ["MatchResult", "MatchSpec", "Recorder", "SeatOutcome", "create_game", "run_match"]
+
+log = logging.getLogger(__name__)
+
+JSON = Any
+ACTIVE, INACTIVE, DONE = "ACTIVE", "INACTIVE", "DONE"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchSpec:
+    """What to play: a game, its resolved configuration and the seed that fixes all chance."""
+
+    game: str
+    config: dict[str, JSON]
+    seed: int
+    match_id: int | None = None
+    pace_s: float = 0.0  # least wall time per step, so people can watch (0: as fast as the bots)
+
+
+@dataclass(frozen=True, slots=True)
+class SeatOutcome:
+    status: str
+    reward: float
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    seats: list[SeatOutcome]
+    steps: int
+    termination: str
+    winner: int | None
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "seats": [{"status": s.status, "reward": s.reward, "reason": s.reason} for s in self.seats],
+            "steps": self.steps,
+            "termination": self.termination,
+            "winner": self.winner,
+        }
+
+
+class Recorder(Protocol):
+    """Receives every step as it happens (to store and broadcast it)."""
+
+    async def record_step(self, record: StepRecord) -> None: ...
+
+
+def create_game(spec: MatchSpec) -> Game:
+    """The rules object for a spec, with the RNG seeded from the match seed."""
+    return get_game(spec.game)(spec.config, random.Random(spec.seed))
+
+
+async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recorder) -> MatchResult:
+    """Play a whole match; a faulty seat loses, nothing an agent does raises out of here."""
+    game = create_game(spec)
+    config = spec.config
+    act_s = float(config["actTimeout"])
+    banks = [float(config["remainingOverageTime"])] * game.num_seats
+    run_deadline = time.monotonic() + float(config["runTimeout"])
+    n = game.num_seats
+
+    await recorder.record_step(_record(game, [None] * n, _statuses(game), [0.0] * n, []))
+
+    faults = await _start_all(spec, links, float(config["agentTimeout"]))
+    while not faults and game.outcome() is None and game.step < int(config["episodeSteps"]):
+        step_started = time.monotonic()
+        seats = game.to_act()
+        replies = await _ask_all(game, links, seats, banks, act_s, run_deadline)
+        actions: dict[int, JSON] = {}
+        raw: list[JSON] = [None] * n
+        timing: list[SeatTiming | None] = [None] * n
+        for seat, (reply, seat_timing) in replies.items():
+            timing[seat] = seat_timing
+            if isinstance(reply, AgentFault):
+                faults[seat] = reply
+                continue
+            raw[seat] = reply.action
+            try:
+                actions[seat] = game.parse_action(seat, reply.action)
+            except IllegalAction as exc:
+                faults[seat] = AgentInvalid(f"illegal action at step {game.step + 1}: {exc}")
+        if faults:
+            statuses = [faults[s].status if s in faults else DONE for s in range(n)]
+            rewards = list(game.forfeit_rewards(set(faults)))
+            await recorder.record_step(_record(game, raw, statuses, rewards, timing, step=game.step + 1))
+            break
+        game.apply(actions)
+        outcome = game.outcome()
+        if outcome is not None:
+            await recorder.record_step(_record(game, raw, [DONE] * n, list(outcome.rewards), timing))
+        elif game.step >= int(config["episodeSteps"]):
+            await recorder.record_step(_record(game, raw, [DONE] * n, [game.draw_reward] * n, timing))
+        else:
+            await recorder.record_step(_record(game, raw, _statuses(game), [0.0] * n, timing))
+        if spec.pace_s > 0:
+            await anyio.sleep(spec.pace_s - (time.monotonic() - step_started))
+
+    return _result(game, faults)
+
+
+def _result(game: Game, faults: Mapping[int, AgentFault]) -> MatchResult:
+    n = game.num_seats
+    if faults:
+        rewards = game.forfeit_rewards(set(faults))
+        seats = [
+            SeatOutcome(faults[s].status, rewards[s], str(faults[s])) if s in faults
+            else SeatOutcome(DONE, rewards[s], None)
+            for s in range(n)
+        ]
+        winners = [s for s in range(n) if s not in faults]
+        return MatchResult(seats, game.step, "forfeit", winners[0] if len(winners) == 1 else None)
+    outcome = game.outcome()
+    if outcome is None:  # episodeSteps ran out before the rules decided
+        return MatchResult([SeatOutcome(DONE, game.draw_reward) for _ in range(n)], game.step, "steps", None)
+    seats = [SeatOutcome(DONE, r) for r in outcome.rewards]
+    return MatchResult(seats, game.step, outcome.termination.value, outcome.winner)
+
+
+def _statuses(game: Game) -> list[str]:
+    acting = set(game.to_act())
+    return [ACTIVE if s in acting else INACTIVE for s in range(game.num_seats)]
+
+
+def _record(
+    game: Game, actions: list[JSON], statuses: list[str], rewards: list[float],
+    timing: list[SeatTiming | None], step: int | None = None,
+) -> StepRecord:
+    return StepRecord(
+        step=game.step if step is None else step, actions=actions, statuses=statuses,
+        rewards=[float(r) for r in rewards], state=game.state(), timing=timing,
+    )
+
+
+async def _start_all(spec: MatchSpec, links: Sequence[AgentLink], budget_s: float) -> dict[int, AgentFault]:
+    """Start every seat concurrently within ``agentTimeout``; the faults, by seat."""
+    faults: dict[int, AgentFault] = {}
+
+    async def start_one(seat: int) -> None:
+        with anyio.move_on_after(budget_s) as scope:
+            try:
+                await links[seat].start(SeatStart(seat=seat, seed=spec.seed, configuration=spec.config))
+            except AgentFault as exc:
+                faults[seat] = exc
+        if scope.cancelled_caught:
+            faults[seat] = AgentTimeout(f"not ready within agentTimeout ({budget_s:g} s)")
+            links[seat].stop(str(faults[seat]))
+
+    async with anyio.create_task_group() as tg:
+        for seat in range(len(links)):
+            tg.start_soon(start_one, seat)
+    return faults
+
+
+async def _ask_all(
+    game: Game, links: Sequence[AgentLink], seats: Sequence[int], banks: list[float], act_s: float,
+    run_deadline: float,
+) -> dict[int, tuple[Reply | AgentFault, SeatTiming]]:
+    """Ask every acting seat for its move, each under its own deadline."""
+    replies: dict[int, tuple[Reply | AgentFault, SeatTiming]] = {}
+
+    async def ask_one(seat: int) -> None:
+        replies[seat] = await _ask(game, links[seat], seat, banks, act_s, run_deadline)
+
+    if len(seats) == 1:  # the common case: no task group on the hot path
+        await ask_one(seats[0])
+    else:
+        async with anyio.create_task_group() as tg:
+            for seat in seats:
+                tg.start_soon(ask_one, seat)
+    return replies
+
+
+async def _ask(
+    game: Game, link: AgentLink, seat: int, banks: list[float], act_s: float, run_deadline: float
+) -> tuple[Reply | AgentFault, SeatTiming]:
+    step = game.step + 1
+    observation = game.observation(seat)
+    observation["remainingOverageTime"] = banks[seat]
+    started = time.monotonic()
+    budget_s = min(act_s + banks[seat], run_deadline - started)
+    result: Reply | AgentFault
+    with anyio.move_on_after(budget_s) as scope:
+        try:
+            result = await link.act(step, observation)
+        except AgentFault as exc:
+            result = exc
+    wall_s = time.monotonic() - started
+    if scope.cancelled_caught:
+        if started + budget_s >= run_deadline:
+            result = AgentTimeout(f"match time limit reached (runTimeout {game.config['runTimeout']:g} s)")
+        else:
+            result = AgentTimeout(
+                f"no move within {budget_s:.3g} s at step {step} (actTimeout {act_s:g} s + overage bank)"
+            )
+        banks[seat] = 0.0
+        link.stop(str(result))
+    else:
+        banks[seat] = max(0.0, banks[seat] - max(0.0, wall_s - act_s))
+    cpu_s = result.cpu_s if isinstance(result, Reply) else None
+    return result, SeatTiming(wall_s=round(wall_s, 6), cpu_s=cpu_s, bank_s=round(banks[seat], 6))

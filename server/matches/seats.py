@@ -1,0 +1,131 @@
+"""Seats: what the match runner talks to, one per player.
+
+``AgentLink`` is the runner's whole view of a player: start it, ask it for a move, read its
+log. ``ProcessSeat`` drives a sandboxed bot runtime over its pipes; a remote agent on a
+WebSocket implements the same protocol. Deadlines are not enforced here: the runner wraps
+every call in a cancel scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from protocol import codec
+from protocol.errors import AgentCrashed, AgentInvalid, ProtocolError
+from protocol.messages import PROTOCOL_VERSION, Act, Init, SeatAction, SeatFailure, SeatReady
+from server.sandbox import Limits, SeatProcess, open_seat_process
+
+__all__ = ["AgentLink", "ProcessSeat", "Reply", "SeatStart", "open_process_seat"]
+
+JSON = Any
+
+
+@dataclass(frozen=True, slots=True)
+class SeatStart:
+    """What a seat needs to start: its index, the match seed and the configuration."""
+
+    seat: int
+    seed: int
+    configuration: dict[str, JSON]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    action: JSON
+    cpu_s: float | None = None
+
+
+class AgentLink(Protocol):
+    """A player as the runner sees it. Faults are raised as ``AgentFault`` subclasses."""
+
+    async def start(self, start: SeatStart) -> None:
+        """Bring the agent up until it is ready to move.
+
+        Raises:
+            AgentFault: it failed to load (ERROR).
+        """
+        ...
+
+    async def act(self, step: int, observation: dict[str, JSON]) -> Reply:
+        """Ask for one move.
+
+        Raises:
+            AgentFault: ERROR (crash, exception, limit) or INVALID (malformed reply).
+        """
+        ...
+
+    def stop(self, reason: str) -> None:
+        """Stop the agent at once (after a timeout), noting why in its log."""
+        ...
+
+    def log_text(self) -> str:
+        """What the agent printed, for its owner."""
+        ...
+
+
+_FAILURE_KIND = {
+    "load": "failed to load",
+    "no_agent": "no agent",
+    "exception": "raised",
+    "memory": "memory limit exceeded",
+    "unserializable": "invalid action",
+}
+
+
+class ProcessSeat:
+    """A bot's code running in a sandboxed process, spoken to over line-delimited JSON."""
+
+    def __init__(self, process: SeatProcess, code: str, limits: Limits) -> None:
+        self.process = process
+        self.code = code
+        self.limits = limits
+
+    async def start(self, start: SeatStart) -> None:
+        init = Init(
+            protocol_version=PROTOCOL_VERSION, seat=start.seat, seed=start.seed, code=self.code,
+            configuration=start.configuration, limits=self.limits.for_runtime(),
+        )
+        await self.process.send_line(codec.encode(init))
+        msg = await self._receive(step=None)
+        if not isinstance(msg, SeatReady):
+            raise AgentInvalid(f"expected 'ready' from the bot runtime, got {msg.type!r}")
+
+    async def act(self, step: int, observation: dict[str, JSON]) -> Reply:
+        await self.process.send_line(codec.encode(Act(step=step, observation=observation)))
+        msg = await self._receive(step)
+        if not isinstance(msg, SeatAction):
+            raise AgentInvalid(f"expected 'action' at step {step}, got {msg.type!r}")
+        if msg.step != step:
+            raise AgentInvalid(f"reply for step {msg.step} at step {step}")
+        return Reply(action=msg.action, cpu_s=msg.cpu_s)
+
+    async def _receive(self, step: int | None) -> SeatReady | SeatAction:
+        line = await self.process.receive_line()
+        try:
+            msg = codec.decode_seat(line)
+        except ProtocolError as exc:
+            raise AgentInvalid(f"malformed reply: {exc}") from exc
+        if isinstance(msg, SeatFailure):
+            what = _FAILURE_KIND.get(msg.kind, msg.kind)
+            where = "at start-up" if step is None else f"at step {step}"
+            if msg.kind == "unserializable":
+                raise AgentInvalid(f"{what} {where}: {msg.message}")
+            raise AgentCrashed(f"{what} {where}: {msg.message}")
+        return msg
+
+    def stop(self, reason: str) -> None:
+        self.process.note(reason)
+        self.process.kill()
+
+    def log_text(self) -> str:
+        return self.process.log_text()
+
+
+@asynccontextmanager
+async def open_process_seat(code: str, limits: Limits, *, label: str = "seat") -> AsyncIterator[ProcessSeat]:
+    """Start a sandboxed process for ``code``; it is killed and reaped when the block exits."""
+    async with open_seat_process(limits, label=label) as process:
+        yield ProcessSeat(process, code, limits)

@@ -1,0 +1,201 @@
+"""The bot runtime: the trusted code that runs first inside a seat's process.
+
+Theory of operation. The match runner starts ``python3 -I -S bot_runtime.py`` with three
+pipes. The runtime
+
+1. moves the protocol channel off file descriptor 1 (to a private duplicate) and points
+   fd 1 at fd 2, so whatever the bot prints, from Python or C, lands in the seat's log and
+   can never be mistaken for a protocol message;
+2. reads one ``init`` line (the bot's code, its seat, the match seed, the configuration and
+   the limits), applies the limits to itself, gives up root if it has it, and seeds
+   ``random`` from the match seed and the seat;
+3. compiles and runs the bot's module, finds ``agent`` (or the last top-level function),
+   answers ``ready``, then answers every ``act`` line with one ``action`` line.
+
+It uses the standard library only and imports nothing of the project: it runs under the
+bot interpreter, not the server's environment. One JSON object per line in both directions.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import linecache
+import os
+import random
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+BOT_FILENAME = "bot.py"
+NOBODY = 65534
+
+
+class Struct(dict[str, Any]):
+    """A dict that also allows attribute access, as Kaggle's observations do."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+
+def _struct(value: dict[str, Any]) -> Struct:
+    return Struct({k: _struct(v) if isinstance(v, dict) else v for k, v in value.items()})
+
+
+def apply_limits(limits: dict[str, Any]) -> None:
+    """Lower this process's own limits; nothing later in the process can raise them again."""
+    cpu_s = int(limits["cpu_s"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+    memory = int(limits["memory_mb"]) << 20
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (int(limits["open_files"]),) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if os.getuid() == 0:
+        # RLIMIT_NPROC does not bind root: become an unprivileged user first.
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+
+
+def find_agent(namespace: dict[str, Any], tree: ast.Module) -> Callable[..., Any] | None:
+    """``agent`` if the module defines it, else its last top-level function (Kaggle's rule)."""
+    candidate = namespace.get("agent")
+    if callable(candidate):
+        return candidate  # type: ignore[no-any-return]
+    names = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+    for name in reversed(names):
+        candidate = namespace.get(name)
+        if callable(candidate):
+            return candidate  # type: ignore[no-any-return]
+    return None
+
+
+def arity(fn: Callable[..., Any]) -> int:
+    """How many of (observation, configuration) to pass: Kaggle bots take 0, 1 or 2."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 2
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return min(len(positional), 2)
+
+
+def bot_traceback(exc: BaseException) -> str:
+    """The traceback limited to frames of the bot's own file, then the exception line."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == BOT_FILENAME]
+    lines = traceback.format_list(frames)
+    return "".join(["Traceback (most recent call last):\n", *lines, *last_line(exc), "\n"])
+
+
+def last_line(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+class Channel:
+    """The protocol pipe: one JSON object per line."""
+
+    def __init__(self, reader: BinaryIO, writer: BinaryIO) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    def receive(self) -> dict[str, Any] | None:
+        line = self.reader.readline()
+        if not line:
+            return None
+        msg: dict[str, Any] = json.loads(line)
+        return msg
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.writer.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+        self.writer.flush()
+
+
+def fail(channel: Channel, kind: str, exc: BaseException | str, step: int | None = None) -> None:
+    if isinstance(exc, BaseException):
+        sys.stderr.write(bot_traceback(exc))
+        message = last_line(exc)
+    else:
+        sys.stderr.write(exc + "\n")
+        message = exc
+    sys.stderr.flush()
+    channel.send({"type": "error", "kind": kind, "message": message, "step": step})
+
+
+def serve(channel: Channel) -> int:
+    init = channel.receive()
+    if init is None or init.get("type") != "init":
+        return 2
+    apply_limits(init["limits"])
+    seed, seat = init["seed"], init["seat"]
+    random.seed(f"arena:{seed}:{seat}")
+    configuration = _struct(init["configuration"])
+
+    namespace: dict[str, Any] = {"__name__": "bot"}
+    code: str = init["code"]
+    # Lets tracebacks show the bot's own source lines.
+    linecache.cache[BOT_FILENAME] = (len(code), None, code.splitlines(True), BOT_FILENAME)
+    try:
+        tree = ast.parse(code, BOT_FILENAME)
+        exec(compile(tree, BOT_FILENAME, "exec"), namespace)
+    except MemoryError as exc:
+        fail(channel, "memory", exc)
+        return 1
+    except BaseException as exc:  # the bot's fault, whatever it raised: report it, never crash silently
+        fail(channel, "load", exc)
+        return 1
+    agent = find_agent(namespace, tree)
+    if agent is None:
+        fail(channel, "no_agent", "no function named 'agent' and no top-level function in bot.py")
+        return 1
+    n_args = arity(agent)
+    channel.send({"type": "ready"})
+
+    while (msg := channel.receive()) is not None:
+        step = msg["step"]
+        observation = _struct(msg["observation"])
+        args = (observation, configuration)[:n_args]
+        started = time.process_time()
+        try:
+            action = agent(*args)
+        except MemoryError as exc:
+            fail(channel, "memory", exc, step)
+            return 1
+        except BaseException as exc:  # the bot's fault: reported to the runner as an ERROR
+            fail(channel, "exception", exc, step)
+            return 1
+        cpu_s = time.process_time() - started
+        sys.stdout.flush()
+        try:
+            channel.send({"type": "action", "step": step, "action": action, "cpu_s": cpu_s})
+        except (TypeError, ValueError) as exc:
+            fail(channel, "unserializable", f"action {action!r:.200} is not JSON: {exc}", step)
+            return 1
+    return 0
+
+
+def main() -> int:
+    # fd 1 becomes the log; the protocol keeps a private duplicate of the original stdout.
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    channel = Channel(sys.stdin.buffer, os.fdopen(protocol_fd, "wb"))
+    return serve(channel)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

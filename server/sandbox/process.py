@@ -1,0 +1,201 @@
+"""One seat's process: start it, talk to it over pipes, bound its output, kill and reap it.
+
+The child runs ``bot_runtime.py`` under the bot interpreter with a clean environment, in a
+session (and process group) of its own, with only its three pipes open. Its stderr is the
+seat's log: a task drains it all the time, keeps the first ``log_bytes`` for the owner and
+cuts the seat off once it has written ``output_bytes``, so a bot that floods its output
+never makes the server buffer it. Closing always ends in SIGKILL of the process group and a
+reaped child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+
+from protocol.errors import AgentCrashed, AgentFault, AgentInvalid
+
+from .limits import Limits
+
+__all__ = ["RUNTIME_PATH", "SeatProcess", "bot_python", "open_seat_process"]
+
+log = logging.getLogger(__name__)
+
+RUNTIME_PATH = Path(__file__).with_name("bot_runtime.py")
+CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+_CHUNK = 64 << 10
+
+
+def bot_python() -> str:
+    """The interpreter for bots: the system's, in a world-readable prefix, else the server's own."""
+    for candidate in ("/usr/bin/python3", shutil.which("python3") or "", sys.executable):
+        if candidate and os.access(candidate, os.X_OK):
+            return os.path.realpath(candidate)
+    return sys.executable
+
+
+class SeatProcess:
+    """A running bot runtime. Use :func:`open_seat_process` to get one."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, limits: Limits, label: str) -> None:
+        self.proc = proc
+        self.limits = limits
+        self.label = label
+        self.fault: AgentFault | None = None
+        self._log = bytearray()
+        self._log_truncated = False
+        self._output_bytes = 0
+        self._closing = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_text(self) -> str:
+        """What the bot printed (its first ``log_bytes``), with a note when it was cut."""
+        text = self._log.decode("utf-8", "replace")
+        if self._log_truncated:
+            text += f"\n[log truncated after {self.limits.log_bytes} bytes]\n"
+        return text
+
+    def note(self, text: str) -> None:
+        """Append a line of the arena's own to the seat's log (e.g. why it was stopped)."""
+        self._log += f"[arena] {text}\n".encode()
+
+    async def send_line(self, data: bytes) -> None:
+        """Write one line to the child's stdin.
+
+        Raises:
+            AgentCrashed: the child is gone.
+        """
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(data + b"\n")
+            if stdin.transport.get_write_buffer_size() > _CHUNK:
+                await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise await self._gone() from exc
+
+    async def receive_line(self) -> bytes:
+        """Read one line from the child's protocol pipe.
+
+        Raises:
+            AgentCrashed: the child exited, was killed, or overran its output.
+            AgentInvalid: the line is longer than ``reply_bytes``.
+        """
+        stdout = self.proc.stdout
+        assert stdout is not None
+        try:
+            line = await stdout.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            raise await self._gone() from None
+        except asyncio.LimitOverrunError:
+            raise AgentInvalid(f"reply longer than {self.limits.reply_bytes} bytes") from None
+        return line
+
+    async def _gone(self) -> AgentFault:
+        """The fault to report once the child stopped talking: the recorded one, or its exit."""
+        with anyio.move_on_after(self.limits.grace_s):
+            await self.proc.wait()
+        if self.fault is not None:
+            return self.fault
+        return AgentCrashed(describe_exit(self.proc.returncode, self.limits))
+
+    async def drain_log(self) -> None:
+        """Read the child's output until EOF, keeping the head and enforcing ``output_bytes``."""
+        stderr = self.proc.stderr
+        assert stderr is not None
+        while chunk := await stderr.read(_CHUNK):
+            self._output_bytes += len(chunk)
+            room = self.limits.log_bytes - len(self._log)
+            if room > 0:
+                self._log += chunk[:room]
+            if len(chunk) > room:
+                self._log_truncated = True
+            if self._output_bytes > self.limits.output_bytes and self.fault is None:
+                self.fault = AgentCrashed(f"output limit exceeded: more than {self.limits.output_bytes} bytes printed")
+                self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the child's whole process group now."""
+        _signal_group(self.proc, signal.SIGKILL)
+
+    async def close(self) -> None:
+        """End the child: EOF on stdin, then SIGTERM, a grace period, SIGKILL; always reaped."""
+        if self._closing:
+            return
+        self._closing = True
+        proc = self.proc
+        if proc.returncode is None and proc.stdin is not None:
+            proc.stdin.close()  # the runtime exits at EOF between moves
+            with anyio.move_on_after(min(0.05, self.limits.grace_s)):
+                await proc.wait()
+        if proc.returncode is None:
+            _signal_group(proc, signal.SIGTERM)
+            with anyio.move_on_after(self.limits.grace_s):
+                await proc.wait()
+        # SIGKILL the group even after the leader exited: nothing it started may outlive it.
+        _signal_group(proc, signal.SIGKILL)
+        await proc.wait()
+
+
+def describe_exit(returncode: int | None, limits: Limits) -> str:
+    """Say in words why a seat's process ended."""
+    if returncode is None:
+        return "stopped answering"
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    sig = -returncode
+    if sig == signal.SIGXCPU:
+        return f"CPU time limit exceeded ({limits.cpu_s} s)"
+    if sig == signal.SIGKILL:
+        return "killed by SIGKILL (CPU or memory limit, or stopped by the arena)"
+    return f"killed by signal {signal.Signals(sig).name}"
+
+
+def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@asynccontextmanager
+async def open_seat_process(
+    limits: Limits, *, python: str | None = None, label: str = "seat"
+) -> AsyncIterator[SeatProcess]:
+    """Start a bot runtime in its own session; on exit kill its process group and reap it."""
+    proc = await asyncio.create_subprocess_exec(
+        python or bot_python(), "-I", "-S", str(RUNTIME_PATH),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=CLEAN_ENV,
+        cwd="/",
+        start_new_session=True,
+        limit=limits.reply_bytes,
+    )
+    seat = SeatProcess(proc, limits, label)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(seat.drain_log)
+            try:
+                yield seat
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await seat.close()
+    finally:
+        if proc.returncode is None:  # only when the task group itself failed
+            _signal_group(proc, signal.SIGKILL)
+            with anyio.CancelScope(shield=True):
+                await proc.wait()

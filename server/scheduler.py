@@ -1,0 +1,75 @@
+"""Seeding the example bots, and a simple scheduler that keeps matches between them running.
+
+The rated ladder replaces the pairing rule later; the scheduler's job stays the same: keep
+``ladder_matches`` matches live, paced so that spectators can follow them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import anyio
+
+from protocol.errors import ArenaError
+from server.auth import hash_token, new_token
+from server.bots import example_bots
+from server.config import Settings
+from server.matches.games import game_names
+from server.matches.manager import MatchManager
+from server.storage import AgentRecord, Storage
+
+__all__ = ["EXAMPLES_USER", "run_scheduler", "seed_examples"]
+
+log = logging.getLogger(__name__)
+
+EXAMPLES_USER = "arena"
+_POLL_S = 0.25
+
+
+async def seed_examples(storage: Storage) -> list[AgentRecord]:
+    """Store every example bot under the ``arena`` user (a new version only if its code changed)."""
+    user = await storage.get_user_by_name(EXAMPLES_USER)
+    if user is None:
+        # Nobody holds this token: the examples' owner never signs in.
+        user = await storage.create_user(EXAMPLES_USER, hash_token(new_token()))
+    existing, _ = await storage.list_agents(user_id=user.id, limit=200)
+    by_name = {a.name: a for a in existing}
+    stored = []
+    for game, bots in example_bots().items():
+        for name, code in bots:
+            agent = by_name.get(name)
+            if agent is None or agent.code != code:
+                agent = await storage.save_agent(user.id, name, game, code)
+            stored.append(agent)
+    return stored
+
+
+async def run_scheduler(manager: MatchManager, settings: Settings, rng: random.Random | None = None) -> None:
+    """Keep ``settings.ladder_matches`` scheduled matches running, rotating through the games."""
+    rng = rng or random.Random()
+    games = game_names()
+    turn = 0
+    while True:
+        scheduled = [m for m in manager.running.values() if m.tags.get("scheduled")]
+        if len(scheduled) < settings.ladder_matches:
+            game = games[turn % len(games)]
+            turn += 1
+            try:
+                await _start_one(manager, settings, game, rng)
+            except ArenaError:
+                log.exception("scheduler could not start a %s match", game)
+                await anyio.sleep(1.0)
+            continue
+        await anyio.sleep(_POLL_S)
+
+
+async def _start_one(manager: MatchManager, settings: Settings, game: str, rng: random.Random) -> None:
+    agents, _ = await manager.storage.list_agents(game=game, limit=200)
+    playable = [a for a in agents if not a.remote]
+    if len(playable) < 2:
+        return
+    pair = rng.sample(playable, 2)
+    await manager.start_match(
+        game, [a.id for a in pair], pace_s=settings.ladder_pace_s, tags={"scheduled": True}
+    )

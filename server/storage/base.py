@@ -1,0 +1,166 @@
+"""The storage interface: what the arena keeps, behind one small async protocol.
+
+SQLite (``server/storage/sqlite.py``) implements it now; a PostgreSQL implementation can
+follow without touching callers. Records are frozen values; JSON columns come back as
+Python values. List calls page with an opaque cursor: ``(items, next_cursor_or_None)``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from protocol.messages import StepRecord
+
+__all__ = [
+    "AgentRecord",
+    "MatchRecord",
+    "MatchStatus",
+    "NewSeat",
+    "SeatResult",
+    "Storage",
+    "UserRecord",
+]
+
+JSON = Any
+
+
+class MatchStatus(enum.StrEnum):
+    PENDING = "pending"
+    LIVE = "live"
+    FINISHED = "finished"
+    ABORTED = "aborted"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    """A submitted agent; ``code`` is ``None`` for remote agents. A resubmission under the
+    same (owner, name) gets the same id and the next ``version``."""
+
+    id: int
+    user_id: int
+    owner: str
+    name: str
+    game: str
+    version: int
+    remote: bool
+    code: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewSeat:
+    agent_id: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeatResult:
+    """One seat of a match: who played and, once finished, how it ended."""
+
+    agent_id: int
+    agent_name: str
+    owner: str
+    version: int
+    status: str | None = None  # DONE, TIMEOUT, ERROR, INVALID once finished
+    reward: float | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRecord:
+    id: int
+    game: str
+    rules_version: int
+    status: MatchStatus
+    reason: str | None
+    config: dict[str, JSON]
+    seed: int
+    seats: list[SeatResult]
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    steps: int = 0
+    tags: dict[str, JSON] = field(default_factory=dict)
+
+
+class Storage(Protocol):
+    """Everything the arena persists. All methods are safe to call concurrently."""
+
+    # users and tokens
+    async def create_user(self, name: str, token_hash: str) -> UserRecord: ...
+    async def user_by_token_hash(self, token_hash: str) -> UserRecord | None: ...
+    async def get_user_by_name(self, name: str) -> UserRecord | None: ...
+
+    # agents
+    async def save_agent(self, user_id: int, name: str, game: str, code: str | None) -> AgentRecord:
+        """Create an agent, or store a new version of the owner's agent of that name."""
+        ...
+
+    async def get_agent(self, agent_id: int) -> AgentRecord:
+        """Raises: AgentNotFound."""
+        ...
+
+    async def get_agent_code(self, agent_id: int, version: int) -> str | None:
+        """The code of one version (``None`` for a remote agent). Raises: AgentNotFound."""
+        ...
+
+    async def list_agents(
+        self, *, game: str | None = None, user_id: int | None = None, cursor: str | None = None, limit: int = 50
+    ) -> tuple[list[AgentRecord], str | None]: ...
+
+    # matches
+    async def create_match(
+        self, game: str, rules_version: int, config: dict[str, JSON], seed: int, seats: Sequence[NewSeat],
+        tags: dict[str, JSON] | None = None,
+    ) -> MatchRecord:
+        """Store a new match in status ``pending``. Raises: AgentNotFound."""
+        ...
+
+    async def set_match_live(self, match_id: int, started_at: float) -> None: ...
+
+    async def append_steps(self, match_id: int, steps: Sequence[StepRecord]) -> None:
+        """Append steps to the match's event log (append-only)."""
+        ...
+
+    async def finish_match(
+        self, match_id: int, status: MatchStatus, reason: str | None, seats: Sequence[SeatResult],
+        finished_at: float,
+    ) -> MatchRecord:
+        """Record the end of a match; every step appended before is durable when this returns."""
+        ...
+
+    async def get_match(self, match_id: int) -> MatchRecord:
+        """Raises: MatchNotFound."""
+        ...
+
+    async def list_matches(
+        self, *, status: MatchStatus | None = None, agent_id: int | None = None, cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[MatchRecord], str | None]:
+        """Newest first."""
+        ...
+
+    async def get_steps(self, match_id: int) -> list[StepRecord]:
+        """The stored event log, in step order. Raises: MatchNotFound."""
+        ...
+
+    async def abort_unfinished(self, reason: str) -> int:
+        """Mark every pending or live match aborted (on start-up); returns how many."""
+        ...
+
+    # seat logs (a bot's print output and its error), readable by the owner only
+    async def save_log(self, match_id: int, seat: int, text: str) -> None: ...
+    async def get_log(self, match_id: int, seat: int) -> str | None: ...
+
+    async def close(self) -> None: ...
