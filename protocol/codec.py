@@ -144,7 +144,7 @@ def _build(cls: type[T], raw: Mapping[str, Any], prefix: str) -> T:
 
 
 @cache
-def _hints(cls: type[Any]) -> dict[str, Any]:
+def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls, vars(m))
 
 

@@ -179,9 +179,13 @@ async def get_agent_logs(request: Request) -> Response:
     seats = [i for i, s in enumerate(match.seats) if s.agent_id == agent.id]
     if not seats:
         raise NotFound(f"agent {agent.id} in match {match_id}")
-    logs = [{"seat": seat, "log": await storage.get_log(match_id, seat) or ""} for seat in seats]
-    return json_response({"agent_id": agent.id, "match_id": match_id, "seats": logs,
-                          "log": "".join(entry["log"] for entry in logs)})
+    texts = [await storage.get_log(match_id, seat) or "" for seat in seats]
+    return json_response({
+        "agent_id": agent.id,
+        "match_id": match_id,
+        "seats": [{"seat": seat, "log": text} for seat, text in zip(seats, texts, strict=True)],
+        "log": "".join(texts),
+    })
 
 
 # -- matches ----------------------------------------------------------------------------------------

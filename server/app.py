@@ -45,4 +45,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
             finally:
                 tg.cancel_scope.cancel()
 
-    return Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)  # type: ignore[arg-type]
+    return Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)

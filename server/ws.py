@@ -8,8 +8,6 @@ sends gets an ``error`` frame. A spectator whose queue overflows is closed with
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -94,7 +92,7 @@ async def _stream(ws: WebSocket, first: str, sub: Subscription) -> None:
 async def _refuse_input(ws: WebSocket, scope: anyio.CancelScope) -> None:
     try:
         while True:
-            message: dict[str, Any] = await ws.receive()
+            message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
             await ws.send_text(error_text("read_only", "this socket only streams; it takes no frames"))

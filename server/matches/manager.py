@@ -176,7 +176,8 @@ class MatchManager:
 
     async def _store_abort(self, record: MatchRecord, reason: str) -> MatchRecord:
         with anyio.CancelScope(shield=True):
-            return await self.storage.finish_match(record.id, MatchStatus.ABORTED, reason, record.seats, time.time())
+            final = await self.storage.finish_match(record.id, MatchStatus.ABORTED, reason, record.seats, time.time())
+        return final
 
 
 def result_document(record: MatchRecord) -> dict[str, JSON]:

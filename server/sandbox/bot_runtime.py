@@ -188,12 +188,17 @@ def serve(channel: Channel) -> int:
 
 
 def main() -> int:
-    # fd 1 becomes the log; the protocol keeps a private duplicate of the original stdout.
-    protocol_fd = os.dup(1)
+    # The protocol keeps private duplicates of fds 0 and 1; the bot's stdin reads /dev/null
+    # and its stdout (fd 1) is the log, so it can neither read nor forge protocol lines.
+    protocol_in, protocol_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     os.dup2(2, 1)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
     sys.stdout = sys.stderr
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    channel = Channel(sys.stdin.buffer, os.fdopen(protocol_fd, "wb"))
+    channel = Channel(os.fdopen(protocol_in, "rb"), os.fdopen(protocol_out, "wb"))
     return serve(channel)
 
 

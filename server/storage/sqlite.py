@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import anyio
@@ -64,6 +64,8 @@ MAX_QUEUED_ROWS = 50_000  # back-pressure: append_steps waits while the writer i
 MAX_PAGE = 500
 BUSY_TIMEOUT_MS = 5_000  # another process (a CLI, a backup) may hold the write lock briefly
 _MAX_STORED_BYTES = 1 << 30  # stored JSON is our own; the wire's 1 MiB frame limit does not apply
+
+_R = TypeVar("_R", AgentRecord, MatchRecord)
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -150,6 +152,27 @@ _MATCH_SELECT = """
     FROM matches
 """
 
+_STANDINGS = """
+    WITH results AS (
+        SELECT s.agent_id, s.status, s.reward,
+               (SELECT max(o.reward) FROM match_seats o
+                WHERE o.match_id = s.match_id AND o.seat != s.seat) AS best_other
+        FROM match_seats s JOIN matches m ON m.id = s.match_id
+        WHERE m.status = ? AND m.game = ?
+    ), tally AS (
+        SELECT a.id, a.name, u.name AS owner, a.version,
+               count(r.agent_id) AS matches,
+               coalesce(sum(r.reward > coalesce(r.best_other, -1e308)), 0) AS wins,
+               coalesce(sum(r.reward = r.best_other), 0) AS draws,
+               coalesce(sum(r.status IN ('TIMEOUT', 'ERROR', 'INVALID')), 0) AS faults
+        FROM agents a JOIN users u ON u.id = a.user_id LEFT JOIN results r ON r.agent_id = a.id
+        WHERE a.game = ?
+        GROUP BY a.id
+    )
+    SELECT id, name, owner, version, matches, wins, draws, matches - wins - draws, faults FROM tally
+    ORDER BY matches = 0, wins + 0.5 * draws DESC, wins DESC, matches, id
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class _QueuedStep:
@@ -192,12 +215,25 @@ async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
         if not is_memory:
             reader = await _connect(path, query_only=True)
         storage = SqliteStorage(writer, reader)
-        async with anyio.create_task_group() as tg:
-            await tg.start(storage._run_writer)
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(storage._run_writer)
+                try:
+                    yield storage
+                finally:
+                    await storage.close()
+        except BaseExceptionGroup as group:
+            # The writer fails only on our own bug, so a group here nearly always holds just the
+            # caller's exception (or close()'s): give it back as raised, not wrapped.
+            if len(group.exceptions) != 1:
+                raise
+            exc = group.exceptions[0]
+            context = exc.__context__
             try:
-                yield storage
+                raise exc
             finally:
-                await storage.close()
+                exc.__context__ = context
+                del exc, group
     finally:
         with anyio.CancelScope(shield=True):
             await writer.close()
@@ -226,6 +262,7 @@ class SqliteStorage:
         self._is_closing = False
         self._is_closed = False
         self._writer_done = anyio.Event()
+        self._drained = anyio.Event()  # close() has written everything
 
     # -- users -------------------------------------------------------------------------------------
 
@@ -248,7 +285,8 @@ class SqliteStorage:
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
         """The user holding this token hash, if any."""
         async with self._read("look up a token") as db:
-            row = await _fetchone(db, "SELECT id, name, created_at FROM users WHERE token_hash = ?", (token_hash,))
+            row = await _fetchone(db, "SELECT id, name, created_at FROM users WHERE token_hash = ?",
+                                  (token_hash,))
         return None if row is None else UserRecord(*row)
 
     async def get_user_by_name(self, name: str) -> UserRecord | None:
@@ -282,11 +320,15 @@ class SqliteStorage:
             else:
                 agent_id, existing_game, version = row[0], row[1], row[2] + 1
                 if existing_game != game:
-                    raise ConfigError(f"agent {name!r} already exists for game {existing_game!r}, not {game!r}")
+                    raise ConfigError(
+                        f"agent {name!r} already exists for game {existing_game!r}, not {game!r}"
+                    )
                 await db.execute("UPDATE agents SET version = ?, remote = ?, updated_at = ? WHERE id = ?",
                                  (version, code is None, now, agent_id))
-            await db.execute("INSERT INTO agent_versions (agent_id, version, code, created_at) VALUES (?, ?, ?, ?)",
-                             (agent_id, version, code, now))
+            await db.execute(
+                "INSERT INTO agent_versions (agent_id, version, code, created_at) VALUES (?, ?, ?, ?)",
+                (agent_id, version, code, now),
+            )
             return await _load_agent(db, agent_id)
 
     async def get_agent(self, agent_id: int) -> AgentRecord:
@@ -307,20 +349,23 @@ class SqliteStorage:
         async with self._read(f"read code of agent {agent_id}") as db:
             row = await _fetchone(db, "SELECT code FROM agent_versions WHERE agent_id = ? AND version = ?",
                                   (agent_id, version))
-        if row is None:
-            raise AgentNotFound(agent_id if version >= 1 else (agent_id, version))
+            if row is None:
+                await _load_agent(db, agent_id)  # raises if the agent itself is unknown
+                raise AgentNotFound((agent_id, version))
         code: str | None = row[0]
         return code
 
     async def list_agents(
-        self, *, game: str | None = None, user_id: int | None = None, cursor: str | None = None, limit: int = 50
+        self, *, game: str | None = None, user_id: int | None = None, cursor: str | None = None,
+        limit: int = 50,
     ) -> tuple[list[AgentRecord], str | None]:
         """Agents in id order, a page at a time.
 
         Raises:
             ProtocolError: ``cursor`` is not one this method returned.
         """
-        where, params = ["a.id > ?"], [_parse_cursor(cursor, default=0)]
+        where: list[str] = ["a.id > ?"]
+        params: list[Any] = [_parse_cursor(cursor, default=0)]
         if game is not None:
             where.append("a.game = ?")
             params.append(game)
@@ -351,7 +396,8 @@ class SqliteStorage:
             for seat in seats:
                 if await _fetchone(db, "SELECT 1 FROM agent_versions WHERE agent_id = ? AND version = ?",
                                    (seat.agent_id, seat.version)) is None:
-                    raise AgentNotFound(seat.agent_id)
+                    await _load_agent(db, seat.agent_id)  # raises if the agent itself is unknown
+                    raise AgentNotFound((seat.agent_id, seat.version))
             cur = await db.execute(
                 "INSERT INTO matches (game, rules_version, status, config, seed, tags, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -442,8 +488,9 @@ class SqliteStorage:
             if current not in (MatchStatus.PENDING, MatchStatus.LIVE):
                 raise StorageError(f"match {match_id} has already ended ({current.value})")
             row = await _fetchone(db, "SELECT count(*) FROM match_seats WHERE match_id = ?", (match_id,))
-            if row is None or row[0] != len(seats):
-                raise ValueError(f"match {match_id} has {row and row[0]} seats, got {len(seats)} results")
+            n_seats = 0 if row is None else int(row[0])
+            if n_seats != len(seats):
+                raise ValueError(f"match {match_id} has {n_seats} seats, got {len(seats)} results")
             await db.executemany(
                 "UPDATE match_seats SET status = ?, reward = ?, reason = ? WHERE match_id = ? AND seat = ?",
                 [(s.status, s.reward, s.reason, match_id, i) for i, s in enumerate(seats)],
@@ -477,7 +524,8 @@ class SqliteStorage:
         Raises:
             ProtocolError: ``cursor`` is not one this method returned.
         """
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if cursor is not None:
             where.append("id < ?")
             params.append(_parse_cursor(cursor, default=0))
@@ -514,9 +562,28 @@ class SqliteStorage:
                 "UPDATE matches SET status = ?, reason = ?, finished_at = ?,"
                 " steps = (SELECT count(*) FROM match_steps WHERE match_id = matches.id)"
                 " WHERE status IN (?, ?)",
-                (MatchStatus.ABORTED.value, reason, time.time(), MatchStatus.PENDING.value, MatchStatus.LIVE.value),
+                (MatchStatus.ABORTED.value, reason, time.time(),
+                 MatchStatus.PENDING.value, MatchStatus.LIVE.value),
             )
             return cur.rowcount
+
+    async def standings(self, game: str) -> list[dict[str, JSON]]:
+        """Per agent of ``game``: finished matches, wins, draws, losses and faults, best first.
+
+        Counted per seat of a finished match (an agent playing itself counts twice): a win is
+        a reward above every other seat's, a draw a reward tied for the top, anything else a
+        loss; a fault is a seat that ended TIMEOUT, ERROR or INVALID. ``points`` is wins plus
+        half the draws; agents without finished matches are listed last.
+        """
+        async with self._read(f"compute standings of {game}") as db:
+            rows = await db.execute_fetchall(_STANDINGS, (MatchStatus.FINISHED.value, game, game))
+        keys = ("agent_id", "name", "owner", "version", "matches", "wins", "draws", "losses", "faults")
+        table: list[dict[str, JSON]] = []
+        for row in rows:
+            doc: dict[str, JSON] = dict(zip(keys, row, strict=True))
+            doc["points"] = doc["wins"] + 0.5 * doc["draws"]
+            table.append(doc)
+        return table
 
     # -- seat logs ---------------------------------------------------------------------------------
 
@@ -540,7 +607,8 @@ class SqliteStorage:
     async def get_log(self, match_id: int, seat: int) -> str | None:
         """One seat's log, if one was saved."""
         async with self._read(f"read log of match {match_id} seat {seat}") as db:
-            row = await _fetchone(db, "SELECT text FROM seat_logs WHERE match_id = ? AND seat = ?", (match_id, seat))
+            row = await _fetchone(db, "SELECT text FROM seat_logs WHERE match_id = ? AND seat = ?",
+                                  (match_id, seat))
         return None if row is None else str(row[0])
 
     async def close(self) -> None:
@@ -556,8 +624,9 @@ class SqliteStorage:
         self._hurry.set()
         with anyio.CancelScope(shield=True):
             await self._writer_done.wait()
-            if self._queue:  # the writer was cancelled before draining: finish its work here
+            while self._queue:  # the writer was cancelled before draining: finish its work here
                 await self._write_queue()
+            self._drained.set()
             async with self._write_lock:
                 self._is_closed = True
                 await self._db.close()
@@ -652,8 +721,12 @@ class SqliteStorage:
         self._barriers += 1
         try:
             while self._handled_seq < seq:
-                if self._writer_done.is_set() and not self._is_closing:
-                    raise StorageError("the step writer has stopped; queued steps were not written")
+                if self._writer_done.is_set():
+                    if self._is_closing:
+                        await self._drained.wait()  # close() writes what the writer left
+                    if self._handled_seq < seq:
+                        raise StorageError("the step writer has stopped; queued steps were not written")
+                    return
                 self._hurry.set()
                 await self._progress.wait()
         finally:
@@ -778,8 +851,13 @@ def _statements(script: str) -> Iterable[str]:
 
 
 async def _rollback(db: aiosqlite.Connection) -> None:
-    if db.in_transaction:
+    # Always queue the ROLLBACK rather than test ``in_transaction`` first: after a cancelled
+    # await, the BEGIN may still be waiting in the connection's thread; the queue keeps order.
+    try:
         await db.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "no transaction is active" not in str(exc):
+            raise
 
 
 # -- rows to records --------------------------------------------------------------------------------
@@ -792,8 +870,8 @@ async def _fetchone(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -
 
 def _agent(row: sqlite3.Row) -> AgentRecord:
     return AgentRecord(
-        id=row[0], user_id=row[1], owner=row[2], name=row[3], game=row[4], version=row[5], remote=bool(row[6]),
-        code=row[7], created_at=row[8], updated_at=row[9],
+        id=row[0], user_id=row[1], owner=row[2], name=row[3], game=row[4], version=row[5],
+        remote=bool(row[6]), code=row[7], created_at=row[8], updated_at=row[9],
     )
 
 
@@ -876,7 +954,7 @@ def _parse_cursor(cursor: str | None, *, default: int) -> int:
     return value
 
 
-def _page[R: (AgentRecord, MatchRecord)](items: list[R], limit: int) -> tuple[list[R], str | None]:
+def _page(items: list[_R], limit: int) -> tuple[list[_R], str | None]:
     """Cut a page fetched with ``limit + 1`` rows; the extra row only says there is a next page."""
     if len(items) > limit:
         items = items[:limit]

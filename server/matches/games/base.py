@@ -86,7 +86,7 @@ class Game(ABC):
         """Every accepted configuration key with its default."""
         return {**COMMON_CONFIG, **cls.time_defaults, **cls.default_config}
 
-    @classmethod
+    @classmethod  # noqa: B027 - an optional hook: games without own keys need no check
     def check_config(cls, config: Mapping[str, JSON]) -> None:
         """Reject values the rules cannot play with (called after types are checked).
 

@@ -141,7 +141,9 @@ class ConnectX(Game):
             cells = [row * self.columns + column]
             for sign in (1, -1):
                 r, c = row + sign * d_row, column + sign * d_col
-                while 0 <= r < self.rows and 0 <= c < self.columns and self.board[r * self.columns + c] == mark:
+                while (
+                    0 <= r < self.rows and 0 <= c < self.columns and self.board[r * self.columns + c] == mark
+                ):
                     cells.append(r * self.columns + c)
                     r, c = r + sign * d_row, c + sign * d_col
             if len(cells) >= self.inarow:

@@ -132,4 +132,3 @@ def _status_line(game: TicTacToe) -> str:
     if outcome.winner is not None:
         return f"step {game.step}: {SYMBOLS[outcome.winner + 1]} (seat {outcome.winner}) wins"
     return f"step {game.step}: draw ({outcome.termination.value})"
-

@@ -46,7 +46,9 @@ def test_reexports() -> None:
 
 
 def test_unknown_config_key_names_known_keys() -> None:
-    with pytest.raises(ConfigError, match="unknown config key 'cols' for connectx; known keys: .*columns.*inarow"):
+    with pytest.raises(
+        ConfigError, match="unknown config key 'cols' for connectx; known keys: .*columns.*inarow"
+    ):
         resolve_config(ConnectX, {"cols": 7})
 
 

@@ -54,7 +54,13 @@ def test_observations_follow_kaggle() -> None:
     assert game.observation(1) == {"step": 1, "lastOpponentAction": PAPER, "reward": -1}
     play(game, [(ROCK, ROCK), (ROCK, PAPER), (ROCK, PAPER)])
     assert game.scores == [-1, 1]
-    assert game.state() == {"step": 4, "to_act": [0, 1], "scores": [-1, 1], "last_actions": [0, 1], "winner": None}
+    assert game.state() == {
+        "step": 4,
+        "to_act": [0, 1],
+        "scores": [-1, 1],
+        "last_actions": [0, 1],
+        "winner": None,
+    }
 
 
 def test_episode_has_episode_steps_minus_one_rounds() -> None:
