@@ -81,7 +81,7 @@ def _sign(action: JSON) -> str:
 
 def _rps(state: Mapping[str, JSON]) -> str:
     scores = state["scores"]
-    lines = [f"step {state['step']}"]
+    lines = []
     last = state.get("last_actions")
     if last is not None:
         lines.append(f"last: {_sign(last[0])} vs {_sign(last[1])}")

@@ -4,8 +4,10 @@ statuses in ``server/routes.py``."""
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -142,7 +144,8 @@ async def create_agent(request: Request) -> Response:
     else:
         if body.code is None:
             raise ProtocolError("missing field 'code' (or set \"remote\": true)", code="missing_field", field="code")
-        check_source(body.code.encode(), max_bytes=state.settings.max_code_bytes)
+        # A pathological file can take a good fraction of a second to check: off the event loop.
+        await anyio.to_thread.run_sync(partial(check_source, body.code.encode(), max_bytes=state.settings.max_code_bytes))
         code = body.code
     state.limiter.check(f"submit:{user.id}", state.settings.submissions_per_user_hour, "submissions")
     agent = await state.storage.save_agent(user.id, body.name, body.game, code)

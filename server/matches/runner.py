@@ -93,6 +93,8 @@ async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recor
     await recorder.record_step(_record(game, [None] * n, _statuses(game), [0.0] * n, []))
 
     faults = await _start_all(spec, links, float(config["agentTimeout"]))
+    if faults:  # a seat failed to start: the forfeit is the match's last step, with no move
+        await recorder.record_step(_forfeit_record(game, faults, [None] * n, [None] * n))
     while not faults and game.outcome() is None and game.step < int(config["episodeSteps"]):
         step_started = time.monotonic()
         seats = game.to_act()
@@ -111,9 +113,7 @@ async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recor
             except IllegalAction as exc:
                 faults[seat] = AgentInvalid(f"illegal action at step {game.step + 1}: {exc}")
         if faults:
-            statuses = [faults[s].status if s in faults else DONE for s in range(n)]
-            rewards = list(game.forfeit_rewards(set(faults)))
-            await recorder.record_step(_record(game, raw, statuses, rewards, timing, step=game.step + 1))
+            await recorder.record_step(_forfeit_record(game, faults, raw, timing))
             break
         game.apply(actions)
         outcome = game.outcome()
@@ -150,6 +150,15 @@ def _result(game: Game, faults: Mapping[int, AgentFault]) -> MatchResult:
 def _statuses(game: Game) -> list[str]:
     acting = set(game.to_act())
     return [ACTIVE if s in acting else INACTIVE for s in range(game.num_seats)]
+
+
+def _forfeit_record(
+    game: Game, faults: Mapping[int, AgentFault], actions: list[JSON], timing: list[SeatTiming | None]
+) -> StepRecord:
+    """The last step of a forfeited match: numbered as the next step, the state unchanged."""
+    statuses = [faults[s].status if s in faults else DONE for s in range(game.num_seats)]
+    rewards = list(game.forfeit_rewards(set(faults)))
+    return _record(game, actions, statuses, rewards, timing, step=game.step + 1)
 
 
 def _record(

@@ -98,11 +98,26 @@ def bot_traceback(exc: BaseException) -> str:
     """The traceback limited to frames of the bot's own file, then the exception line."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == BOT_FILENAME]
     lines = traceback.format_list(frames)
-    return "".join(["Traceback (most recent call last):\n", *lines, *last_line(exc), "\n"])
+    # The full ending, with a syntax error's source line and caret (the reason has one line).
+    ending = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return "".join(["Traceback (most recent call last):\n", *lines, ending, "\n"])
 
 
 def last_line(exc: BaseException) -> str:
+    """The exception as its traceback ends, ``ValueError: boom``, on one line for a syntax error."""
+    if isinstance(exc, SyntaxError):
+        # format_exception_only shows the source line and a caret over several lines; a
+        # reason is one line: "SyntaxError: expected ':' (bot.py, line 2)".
+        return f"{type(exc).__name__}: {exc}"
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def safe_repr(value: Any) -> str:
+    """``repr(value)`` cut to 200 characters, or its type when even repr fails."""
+    try:
+        return f"{value!r:.200}"
+    except Exception:  # a huge int, a too-deep nest, a bot class whose __repr__ raises
+        return f"<{type(value).__name__} object>"
 
 
 class Channel:
@@ -181,8 +196,8 @@ def serve(channel: Channel) -> int:
         sys.stdout.flush()
         try:
             channel.send({"type": "action", "step": step, "action": action, "cpu_s": cpu_s})
-        except (TypeError, ValueError) as exc:
-            fail(channel, "unserializable", f"action {action!r:.200} is not JSON: {exc}", step)
+        except (TypeError, ValueError, RecursionError) as exc:
+            fail(channel, "unserializable", f"action {safe_repr(action)} is not JSON: {exc}", step)
             return 1
     return 0
 

@@ -147,6 +147,20 @@ class SeatProcess:
         # SIGKILL the group even after the leader exited: nothing it started may outlive it.
         _signal_group(proc, signal.SIGKILL)
         await proc.wait()
+        await self._discard_replies()
+
+    async def _discard_replies(self) -> None:
+        """Read the protocol pipe to EOF so its transport closes.
+
+        A reply over ``reply_bytes`` stops the stream reading (it pauses the transport with
+        the line unread); the transport then never sees EOF and is never closed. Its writers
+        are dead by now, so what is left is at most a pipe's buffer.
+        """
+        stdout = self.proc.stdout
+        assert stdout is not None
+        with anyio.move_on_after(self.limits.grace_s):
+            while await stdout.read(_CHUNK):
+                pass
 
 
 def describe_exit(returncode: int | None, limits: Limits) -> str:

@@ -41,6 +41,7 @@ import re
 import string
 import tokenize
 import unicodedata
+import warnings
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
@@ -60,7 +61,7 @@ ALLOWED_MODULES = frozenset({
     "re", "statistics", "string", "time", "typing",
 })  # fmt: skip
 FORBIDDEN_MODULES = frozenset({
-    "_thread", "abc", "ast", "asyncio", "atexit", "bdb", "builtins", "code", "codeop", "concurrent",
+    "_thread", "ast", "asyncio", "atexit", "bdb", "builtins", "code", "codeop", "concurrent",
     "copyreg", "ctypes", "dbm", "dis", "faulthandler", "fcntl", "fileinput", "ftplib", "gc",
     "glob", "http", "imp", "importlib", "inspect", "io", "linecache", "logging", "marshal", "mmap",
     "multiprocessing", "nt", "ntpath", "operator", "os", "pathlib", "pdb", "pickle", "pkgutil",
@@ -155,17 +156,15 @@ def validate_source(
     except UnicodeDecodeError as exc:
         bad = body[exc.start : exc.start + 1]
         return [_finding_at_byte(body, exc.start, Rule.ENCODING, f"invalid UTF-8 byte {bad!r}")]
-    try:  # belt and braces: the standard library's reading of the cookie must agree
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    except SyntaxError as exc:
-        encoding = str(exc)
-    if not _is_utf8_name(encoding):
-        return [_finding(1, 1, Rule.ENCODING, f"source encoding is not UTF-8: {encoding}")]
     if b"\0" in body:
         return [_finding_at_byte(body, body.index(b"\0"), Rule.NUL, "source contains a NUL byte")]
     try:
-        tree = ast.parse(data, filename=filename)
-        compile(tree, filename, "exec", dont_inherit=True)
+        # Compiler warnings (invalid escapes, ``is`` with a literal) are the author's business:
+        # never print them on the server, and never let ``-W error`` turn them into findings.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(data, filename=filename)
+            compile(tree, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
         return [_finding(exc.lineno or 1, exc.offset or 1, Rule.SYNTAX, exc.msg)]
     except (RecursionError, MemoryError):
@@ -210,8 +209,8 @@ def _finding_at_byte(data: bytes, offset: int, rule: Rule, message: str) -> Find
 
 
 def _cookie_finding(data: bytes) -> Finding | None:
-    # A superset of CPython's rule (which wants the comment alone on line 1, or on line 2
-    # after a comment line): any cookie-like comment in lines 1-2 counts.
+    # A superset of CPython's rule (same pattern and name characters, but CPython wants the
+    # comment alone on line 1, or on line 2 after a comment): any such comment in lines 1-2.
     for number, line in enumerate(data.removeprefix(codecs.BOM_UTF8).splitlines()[:2], start=1):
         match = _COOKIE.search(line)
         if match is not None and not _is_utf8_name(match.group(1).decode("ascii", "replace")):
@@ -311,16 +310,18 @@ class _Checker:
         return line, start + 1
 
     def check_tree(self, tree: ast.Module) -> None:
-        for node in ast.walk(tree):  # iterative: a deep tree cannot overflow our stack
+        nodes: list[ast.AST] = [tree]
+        for node in nodes:  # breadth first and iterative: a deep tree cannot overflow our stack
             for child in ast.iter_child_nodes(node):
                 self.parents[child] = node
+                nodes.append(child)
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     self.modules[alias.asname or alias.name.split(".")[0]] = alias.name.split(".")[0]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 for alias in node.names:
                     self.modules[alias.asname or alias.name] = node.module.split(".")[0]
-        for node in ast.walk(tree):
+        for node in nodes:
             self.visit(node)
 
     def visit(self, node: ast.AST) -> None:
@@ -397,7 +398,8 @@ class _Checker:
                 continue
             problem = _member_problem(module.split(".")[0], alias.name)
             if problem is not None:
-                self.add_at(Rule.IMPORT, alias, f"import of {alias.name!r} from {module!r} is forbidden ({problem})")
+                message = f"import of {alias.name!r} from {module!r} is forbidden ({problem})"
+                self.add_at(Rule.IMPORT, alias, message)
 
     def check_identifier(self, name: str | None, node: ast.AST) -> None:
         if name is not None and _is_dunder(name):
@@ -458,7 +460,8 @@ class _Checker:
             module = self.modules[value.id]
             reason = _member_problem(module, attr)
             if reason is not None:
-                self.add(Rule.ATTRIBUTE, line, col, f"attribute {attr!r} of module {module!r} is forbidden ({reason})")
+                message = f"attribute {attr!r} of module {module!r} is forbidden ({reason})"
+                self.add(Rule.ATTRIBUTE, line, col, message)
         if attr in FORMAT_METHODS:
             self.check_format(node, line, col)
 
@@ -474,7 +477,8 @@ class _Checker:
             if problem is not None:
                 self.add_at(Rule.FORMAT, template, f"{node.attr}() template is forbidden: {problem}")
         else:
-            self.add(Rule.FORMAT, line, col, f"{node.attr}() with a template that is not a string literal is forbidden")
+            message = f"{node.attr}() with a template that is not a string literal is forbidden"
+            self.add(Rule.FORMAT, line, col, message)
 
     def check_constant(self, node: ast.Constant) -> None:
         value = node.value
@@ -510,10 +514,8 @@ class _Checker:
         match = _DEF_PREFIX.match(text, start)
         col = match.end() + 1 if match else start + 1
         allowed = ", ".join(sorted(ALLOWED_DUNDER_METHODS))
-        self.add(
-            Rule.DUNDER, node.lineno, col,
-            f"definition of {name!r} is forbidden (dunder); a class may define only: {allowed}",
-        )  # fmt: skip
+        message = f"definition of {name!r} is forbidden (dunder); a class may define only: {allowed}"
+        self.add(Rule.DUNDER, node.lineno, col, message)
 
     def check_identifier_tokens(self, body: bytes) -> None:
         """Report identifiers whose raw spelling is not their NFKC form (``ｅｖａｌ``)."""

@@ -49,7 +49,8 @@ async def two_agent_match(storage: Storage, suffix: str = "") -> tuple[MatchReco
     a = await storage.save_agent(user.id, "a", "tictactoe", "def agent(obs): return 0")
     b = await storage.save_agent(user.id, "b", "tictactoe", None)
     match = await storage.create_match(
-        "tictactoe", 1, {"size": 3}, 42, [NewSeat(a.id, a.version), NewSeat(b.id, b.version)], {"ranked": True}
+        "tictactoe", 1, {"size": 3}, 42, [NewSeat(a.id, a.version), NewSeat(b.id, b.version)],
+        {"ranked": True},
     )
     return match, a.id, b.id
 
@@ -127,7 +128,9 @@ async def test_list_agents_pages_without_gaps_or_duplicates(tmp_path: Path) -> N
         by_game: list[int] = []
         cursor = None
         while True:
-            page, cursor = await storage.list_agents(game="connect4", user_id=users[0].id, cursor=cursor, limit=7)
+            page, cursor = await storage.list_agents(
+                game="connect4", user_id=users[0].id, cursor=cursor, limit=7
+            )
             by_game += [a.id for a in page]
             if cursor is None:
                 break
@@ -149,7 +152,8 @@ async def test_list_matches_newest_first_with_filters(tmp_path: Path) -> None:
         ids = []
         for i in range(120):
             other = b if i % 2 else c
-            match = await storage.create_match("tictactoe", 1, {}, i, [NewSeat(a.id, 1), NewSeat(other.id, 1)])
+            seats = [NewSeat(a.id, 1), NewSeat(other.id, 1)]
+            match = await storage.create_match("tictactoe", 1, {}, i, seats)
             if i % 4 == 0:
                 await storage.set_match_live(match.id, time.time())
             ids.append(match.id)
@@ -375,7 +379,9 @@ async def test_write_error_surfaces_at_finish_and_spares_other_matches(tmp_path:
         assert (await storage.get_match(bad.id)).status is MatchStatus.PENDING  # the end was not recorded
         aborted = await storage.finish_match(bad.id, MatchStatus.ABORTED, "storage", bad.seats, time.time())
         assert aborted.status is MatchStatus.ABORTED and aborted.steps == 2
-        record = await storage.finish_match(good.id, MatchStatus.FINISHED, None, done_seats(good), time.time())
+        record = await storage.finish_match(
+            good.id, MatchStatus.FINISHED, None, done_seats(good), time.time()
+        )
         assert record.steps == 2
         await storage.flush()  # finish_match already reported it
 
@@ -430,7 +436,9 @@ async def test_errors_in_the_body_come_out_unwrapped(tmp_path: Path) -> None:
 async def test_standings(tmp_path: Path) -> None:
     async with open_sqlite(tmp_path / "arena.db") as storage:
         user = await storage.create_user("alice", "h")
-        a, b, c, idle = [await storage.save_agent(user.id, n, "tictactoe", "x") for n in ("a", "b", "c", "idle")]
+        a, b, c, idle = [
+            await storage.save_agent(user.id, n, "tictactoe", "x") for n in ("a", "b", "c", "idle")
+        ]
         await storage.save_agent(user.id, "other", "connect4", "x")
 
         async def play(first: int, second: int, rewards: tuple[float, float], statuses: tuple[str, str],

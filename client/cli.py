@@ -1,0 +1,452 @@
+"""The ``arena`` command line.
+
+Each command is one ``cmd_*`` function taking the parsed arguments and returning the exit
+status. Server parts (games, runner, sandbox, the app) are imported inside the commands
+that need them, so ``arena validate`` does not load uvicorn and ``arena watch`` runs with
+the client alone. Exit statuses: 0 done, 1 an error (one ``arena: error:`` line on
+stderr; with ``--json`` also the ``{"error": ...}`` document on stdout), 2 a usage error,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from protocol.codec import decode_json, encode_json
+from protocol.errors import ArenaError, ProtocolError
+
+from .errors import CliError
+from .http import ApiClient
+from .render import render_result, render_state, render_step, winner_of
+from .watch import watch_match
+
+if TYPE_CHECKING:
+    from protocol.messages import StepRecord
+    from server.matches.runner import MatchResult, MatchSpec
+
+__all__ = ["main"]
+
+JSON = Any
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def out(text: str = "") -> None:
+    """A line of the command's own output, on stdout."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def err(text: str) -> None:
+    """A line for the user on stderr (errors, progress, findings)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def out_json(value: JSON) -> None:
+    sys.stdout.buffer.write(encode_json(value) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+# -- reading bots -------------------------------------------------------------------------------
+
+
+def read_bot(path: str) -> bytes:
+    """The bytes of a bot file.
+
+    Raises:
+        CliError: missing or unreadable.
+    """
+    file = Path(path)
+    if not file.exists():
+        raise CliError(f"bot file {path!r} not found", code="not_found", file=path)
+    if not file.is_file():
+        raise CliError(f"bot file {path!r} is not a file", code="bad_input", file=path)
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path!r}: {exc.strerror}", code="bad_input", file=path) from None
+
+
+def finding_lines(findings: Sequence[Mapping[str, JSON]], path: str) -> str:
+    """``path:line:col: rule: message`` lines, as compilers print them."""
+    return "\n".join(f"{path}:{f.get('line')}:{f.get('col')}: {f.get('rule')}: {f.get('message')}"
+                     for f in findings)
+
+
+def validated_bots(paths: Sequence[str]) -> list[str]:
+    """The bots' sources once the static validator accepts every one of them.
+
+    Raises:
+        CliError: a file missing or unreadable, or rejected (findings of every rejected
+            file go to stderr; the error carries those of the first).
+    """
+    from server.sandbox.validator import validate_source
+
+    sources = [read_bot(path) for path in paths]
+    rejected: list[CliError] = []
+    for path, source in zip(paths, sources, strict=True):
+        findings = validate_source(source, path)
+        if findings:
+            docs = [{"line": f.line, "col": f.col, "rule": f.rule, "message": f.message} for f in findings]
+            err(finding_lines(docs, path))
+            plural = "s" if len(docs) > 1 else ""
+            rejected.append(CliError(f"{path} rejected by the validator ({len(docs)} finding{plural})",
+                                     code="validation_failed", findings=docs, file=path))
+    if len(rejected) > 1:
+        rejected[0].message = "; ".join(e.message for e in rejected)
+    if rejected:
+        raise rejected[0]
+    return [source.decode("utf-8-sig") for source in sources]
+
+
+def parse_config(items: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs from ``--config``.
+
+    Raises:
+        CliError: a pair without ``=`` or with an empty key.
+    """
+    config: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--config expects KEY=VALUE, got {item!r}", code="bad_config")
+        config[key.strip()] = value.strip()
+    return config
+
+
+# -- play ---------------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """Keeps every step and shows it as it happens."""
+
+    def __init__(self, on_step: Callable[[StepRecord], None]) -> None:
+        self.steps: list[StepRecord] = []
+        self.on_step = on_step
+
+    async def record_step(self, record: StepRecord) -> None:
+        self.steps.append(record)
+        self.on_step(record)
+
+
+async def run_local(spec: MatchSpec, codes: Sequence[str], recorder: _Recorder) -> tuple[MatchResult, list[str]]:
+    """Play one match here, each bot in its own sandboxed process; the result and the logs."""
+    from contextlib import AsyncExitStack
+
+    from server.matches.runner import run_match
+    from server.matches.seats import open_process_seat
+    from server.sandbox import Limits
+
+    async with AsyncExitStack() as stack:
+        links = [
+            await stack.enter_async_context(open_process_seat(code, Limits(), label=f"seat {seat}"))
+            for seat, code in enumerate(codes)
+        ]
+        result = await run_match(spec, links, recorder)
+        return result, [link.log_text() for link in links]
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    import anyio
+
+    from server.matches.games import get_game, resolve_config
+    from server.matches.replay import replay_document
+    from server.matches.runner import MatchSpec
+
+    try:
+        game_cls = get_game(args.game)
+        config = resolve_config(game_cls, parse_config(args.config))
+    except ArenaError as exc:
+        raise CliError(str(exc), code=exc.code) from None
+    if len(args.bots) != game_cls.num_seats:
+        raise CliError(f"{game_cls.name} needs {game_cls.num_seats} bots, got {len(args.bots)}",
+                       code="usage", exit_code=2)
+    codes = validated_bots(args.bots)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    names = [Path(p).name for p in args.bots]
+    if not args.json:
+        out(f"{game_cls.name}: {' vs '.join(names)}, seed {seed}")
+
+    def show(record: StepRecord) -> None:
+        if args.json:
+            return
+        if args.render:
+            out(render_step(game_cls.name, {"step": record.step, "actions": record.actions,
+                                            "statuses": record.statuses, "state": record.state}, names))
+        elif record.step % 100 == 0 and record.step and sys.stderr.isatty():
+            sys.stderr.write(f"\rstep {record.step}")
+            sys.stderr.flush()
+
+    spec = MatchSpec(game_cls.name, config, seed, pace_s=max(0.0, args.delay))
+    recorder = _Recorder(show)
+    result, logs = anyio.run(run_local, spec, codes, recorder)
+    seats = [
+        {"name": Path(path).stem, "path": path, "status": s.status, "reward": s.reward, "reason": s.reason}
+        for path, s in zip(args.bots, result.seats, strict=True)
+    ]
+    if args.json:
+        out_json(replay_document(game=game_cls.name, rules_version=game_cls.rules_version, config=config,
+                                 seed=seed, seats=seats, steps=recorder.steps))
+        return 0
+    if not args.render and sys.stderr.isatty() and result.steps >= 100:
+        sys.stderr.write("\r")
+    if not args.render:
+        out(render_state(game_cls.name, recorder.steps[-1].state if recorder.steps else None))
+    out(f"{result.steps} steps, ended by {result.termination}")
+    out(render_result(seats, result.winner, names))
+    for name, seat, log in zip(names, seats, logs, strict=True):
+        if log and (args.logs or seat["status"] != "DONE"):
+            err(f"--- log of {name} ---\n{log.rstrip()}")
+    return 0
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+def load_replay(source: str, server: str, token: str | None) -> dict[str, JSON]:
+    """A replay document from a file, or from the server when ``source`` is a match id.
+
+    Raises:
+        CliError: no such file or match, not JSON, or not a replay document.
+    """
+    path = Path(source)
+    if path.exists() or not source.isdigit():
+        if not path.is_file():
+            raise CliError(f"replay file {source!r} not found (and it is not a match id)", code="not_found")
+        try:
+            doc = decode_json(path.read_bytes(), max_bytes=1 << 30)
+        except OSError as exc:
+            raise CliError(f"cannot read {source!r}: {exc.strerror}", code="bad_input") from None
+        except ProtocolError as exc:
+            raise CliError(f"{source} is not JSON: {exc}", code="bad_input") from None
+    else:
+        doc = ApiClient(server, token).get(f"/api/matches/{int(source)}/replay")
+    if not isinstance(doc, dict):
+        raise CliError(f"{source} is not a replay document: not a JSON object", code="bad_input")
+    for key, kind in (("game", str), ("seats", list), ("steps", list)):
+        if not isinstance(doc.get(key), kind):
+            raise CliError(f"{source} is not a replay document: {key!r} missing or not a {kind.__name__}",
+                           code="bad_input")
+    return doc
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    doc = load_replay(args.source, args.server, args.token)
+    if args.verify:
+        return verify(doc, args.source, as_json=args.json)
+    if args.json:
+        out_json(doc)
+        return 0
+    game = str(doc["game"])
+    seats: list[dict[str, JSON]] = [s if isinstance(s, dict) else {} for s in doc["seats"]]
+    names = [str(s.get("name", f"seat {i}")) for i, s in enumerate(seats)]
+    label = f"match {doc['id']}" if doc.get("id") is not None else args.source
+    out(f"{game} {label}: {' vs '.join(names)}, seed {doc.get('seed')}")
+    for index, record in enumerate(doc["steps"]):
+        if index and args.delay > 0:
+            time.sleep(args.delay)
+        out(render_step(game, record if isinstance(record, dict) else {}, names))
+    if doc.get("status") not in (None, "finished"):
+        out(f"status: {doc.get('status')}" + (f" ({doc['reason']})" if doc.get("reason") else ""))
+    out(render_result(seats, winner_of(seats), names))
+    return 0
+
+
+def verify(doc: Mapping[str, JSON], source: str, *, as_json: bool) -> int:
+    """Recompute a replay from its seed and actions; 0 when every stored state matches."""
+    from server.matches.replay import verify_replay
+
+    report = verify_replay(doc)
+    if as_json:
+        out_json({"ok": report.ok, "steps_checked": report.steps_checked, "problems": report.problems,
+                  "rules_changed": report.rules_changed})
+    elif report.ok:
+        out(f"ok: {report.steps_checked} steps verified")
+    else:
+        for problem in report.problems:
+            out(f"problem: {problem}")
+    if report.ok:
+        return 0
+    if report.rules_changed:
+        err(f"arena: error: cannot verify {source}: the game's rules changed since it was recorded "
+            "(a different rules version, not a corrupt log)")
+    else:
+        count = len(report.problems)
+        err(f"arena: error: {source} does not verify: {count} problem{'s' if count > 1 else ''} "
+            "(the log is corrupt or was altered)")
+    return 1
+
+
+# -- validate, doctor, submit, serve ----------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from server.sandbox.validator import format_findings, validate_source
+
+    findings = validate_source(read_bot(args.bot), args.bot)
+    if args.json:
+        out_json({"file": args.bot, "ok": not findings, "findings": [
+            {"line": f.line, "col": f.col, "rule": f.rule, "message": f.message} for f in findings]})
+    elif findings:
+        out(format_findings(findings, args.bot))
+    else:
+        out(f"{args.bot}: ok")
+    if findings:
+        err(f"arena: error: {args.bot} rejected ({len(findings)} finding{'s' if len(findings) > 1 else ''})")
+        return 1
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from server.sandbox import bot_python
+    from server.sandbox.layers import LAYER_NAMES, sandbox_layers
+
+    layers = sandbox_layers()
+    width = max(len(layer.name) for layer in layers)
+    out("sandbox layers:")
+    for layer in layers:
+        out(f"  {layer.name.ljust(width)}  {'active' if layer.active else 'unavailable':<11}  {layer.reason}")
+    out(f"{sum(layer.active for layer in layers)} of {len(layers)} layers active")
+    out(f"bot interpreter: {bot_python()}")
+    if not args.require_layers:
+        return 0
+    wanted = list(LAYER_NAMES) if args.require_layers == "all" else [
+        name.strip() for name in args.require_layers.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(LAYER_NAMES))
+    if unknown:
+        raise CliError(f"unknown layer {', '.join(unknown)}; known layers: {', '.join(LAYER_NAMES)}",
+                       code="bad_input")
+    missing = [layer.name for layer in layers if layer.name in wanted and not layer.active]
+    if missing:
+        raise CliError(f"required sandbox layers inactive: {', '.join(missing)}", code="layer_unavailable")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    source = read_bot(args.bot)
+    try:
+        code = source.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{args.bot} is not UTF-8 text (byte {exc.start})", code="bad_input") from None
+    if not args.token:
+        raise CliError("submitting needs a token: pass --token or set ARENA_TOKEN", code="unauthorized")
+    name = args.name or Path(args.bot).stem
+    try:
+        agent = ApiClient(args.server, args.token).post("/api/agents",
+                                                        {"name": name, "game": args.game, "code": code})
+    except CliError as exc:
+        if exc.findings:
+            err(finding_lines(exc.findings, args.bot))
+            count = len(exc.findings)
+            exc.message = f"{args.bot} rejected by the server's validator ({count} finding{'s' if count > 1 else ''})"
+        raise
+    if args.json:
+        out_json(agent)
+    else:
+        out(f"agent {agent.get('id')}: {agent.get('name')} version {agent.get('version')} ({agent.get('game')})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from server.app import create_app
+    from server.config import Settings
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings(host=args.host, port=args.port, db=Path(args.db), ladder=not args.no_ladder,
+                        seed_examples=not args.no_examples)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port,
+                                           log_level=args.log_level))
+    server.run()
+    return 0 if server.started else 1
+
+
+# -- the parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``arena`` argument parser with every command."""
+    parser = argparse.ArgumentParser(prog="arena", description="Agent Arena: sandboxed bots playing games.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--server", default=os.environ.get("ARENA_SERVER") or DEFAULT_SERVER,
+                        help="arena server URL (env ARENA_SERVER; default %(default)s)")
+    remote.add_argument("--token", default=os.environ.get("ARENA_TOKEN"), help="API token (env ARENA_TOKEN)")
+
+    p = sub.add_parser("serve", help="run the arena server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--db", default="arena.db", help="SQLite database file (default %(default)s)")
+    p.add_argument("--no-ladder", action="store_true", help="do not schedule ladder matches")
+    p.add_argument("--no-examples", action="store_true", help="do not seed the example bots")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("play", help="play a match between local bot files, in the sandbox")
+    p.add_argument("bots", nargs="+", metavar="BOT", help="bot source files, one per seat")
+    p.add_argument("--game", required=True)
+    p.add_argument("--seed", type=int, help="fixes every random choice (default: a random seed, printed)")
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="game configuration")
+    p.add_argument("--render", action="store_true", help="show the board after every step")
+    p.add_argument("--json", action="store_true", help="print only the replay document")
+    p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS", help="least time per step")
+    p.add_argument("--logs", action="store_true", help="print what each bot printed (stderr)")
+    p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser("replay", parents=[remote], help="show or verify a replay (file or match id)")
+    p.add_argument("source", metavar="MATCH|FILE")
+    p.add_argument("--verify", action="store_true", help="recompute every state from the actions")
+    p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS", help="pause between steps")
+    p.add_argument("--json", action="store_true", help="print the document (or the verification) as JSON")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("watch", parents=[remote], help="follow a match live")
+    p.add_argument("match", type=int, metavar="MATCH")
+    p.set_defaults(func=lambda args: watch_match(args.server, args.match, out))
+
+    p = sub.add_parser("validate", help="check a bot file with the static validator")
+    p.add_argument("bot", metavar="BOT")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("doctor", help="show which sandbox layers are active here")
+    p.add_argument("--require-layers", metavar="all|NAME,NAME", help="exit 1 unless these layers are active")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("submit", parents=[remote], help="submit a bot to the server")
+    p.add_argument("bot", metavar="BOT")
+    p.add_argument("--game", required=True)
+    p.add_argument("--name", help="agent name (default: the file name without .py)")
+    p.add_argument("--json", action="store_true", help="print the agent document")
+    p.set_defaults(func=cmd_submit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``arena`` command; the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.func(args)
+        return status
+    except CliError as exc:
+        if getattr(args, "json", False) and exc.exit_code == 1:
+            out_json(exc.document())
+        err(f"arena: error: {exc.message}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``arena play --json | head``): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -1,0 +1,97 @@
+"""``arena watch``: follow one match live over the spectator WebSocket, in the terminal.
+
+The server sends ``snapshot`` (match info and the current state), then one ``event`` per
+step, then ``end`` with the result; an unknown match gets an ``error`` frame instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from protocol.codec import decode_spectator
+from protocol.errors import ProtocolError
+from protocol.messages import End, ErrorFrame, Event, Snapshot
+
+from .errors import CliError
+from .http import ws_url
+from .render import render_result, render_state, render_step, winner_of
+
+__all__ = ["follow", "watch_match"]
+
+SpectatorFrame = Snapshot | Event | End | ErrorFrame
+MAX_FRAME_BYTES = 64 << 20  # a snapshot carries every event so far: a long match is large
+
+
+def watch_match(server: str, match_id: int, out: Callable[[str], None]) -> int:
+    """Show match ``match_id`` on ``server`` step by step until it ends; the exit status.
+
+    Raises:
+        CliError: the server is unreachable or refuses, the match is unknown, or the
+            connection drops before the end.
+    """
+    # Imported here: only this command needs a WebSocket client.
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+    from websockets.sync.client import connect
+
+    url = ws_url(server, f"/ws/matches/{match_id}")
+    try:
+        with connect(url, open_timeout=10, max_size=MAX_FRAME_BYTES, close_timeout=2) as ws:
+            return follow((decode_frame(raw) for raw in ws), match_id, out)
+    except (InvalidURI, InvalidHandshake) as exc:
+        raise CliError(f"the arena server at {server} refused the spectator socket: {exc}",
+                       code="unreachable") from None
+    except ConnectionClosed as exc:
+        raise CliError(f"connection to {server} lost before match {match_id} ended ({exc})",
+                       code="disconnected") from None
+    except OSError as exc:  # refused, unreachable, DNS, and the opening handshake's timeout
+        raise CliError(f"cannot reach the arena server at {server}: {exc}", code="unreachable") from None
+
+
+def decode_frame(raw: str | bytes) -> SpectatorFrame:
+    """One spectator frame.
+
+    Raises:
+        CliError: not a frame the spectator channel carries.
+    """
+    try:
+        frame = decode_spectator(raw)
+    except ProtocolError as exc:
+        raise CliError(f"unexpected frame from the server: {exc}", code="bad_reply") from None
+    if not isinstance(frame, Snapshot | Event | End | ErrorFrame):
+        raise CliError(f"unexpected {frame.type!r} frame from the server", code="bad_reply")
+    return frame
+
+
+def follow(frames: Iterable[SpectatorFrame], match_id: int, out: Callable[[str], None]) -> int:
+    """Render each frame as it comes; 0 once the ``end`` frame arrives.
+
+    Raises:
+        CliError: an ``error`` frame, or the frames stop before ``end``.
+    """
+    game = ""
+    names: list[str] = []
+    for frame in frames:
+        if isinstance(frame, ErrorFrame):
+            raise CliError(frame.message, code=frame.code)
+        if isinstance(frame, Snapshot):
+            game = str(frame.match.get("game", ""))
+            names = [str(s.get("name")) for s in frame.match.get("seats") or [] if isinstance(s, dict)]
+            out(f"{game} match {match_id}: {' vs '.join(names)} ({frame.match.get('status')})")
+            last = frame.events[-1] if frame.events else None
+            step = last.get("step") if isinstance(last, dict) else None
+            out(f"step {step}:\n{render_state(game, frame.state)}\n" if step is not None else "waiting to start")
+        elif isinstance(frame, Event):
+            record = {"step": frame.step, "actions": frame.actions, "statuses": frame.statuses,
+                      "state": frame.state}
+            out(render_step(game, record, names))
+        else:
+            result = frame.result
+            seats = [s for s in result.get("seats") or [] if isinstance(s, dict)]
+            names = [str(s.get("name")) for s in seats] or names
+            if result.get("status") not in (None, "finished"):
+                reason = f" ({result['reason']})" if result.get("reason") else ""
+                out(f"status: {result.get('status')}{reason}")
+            winner = result.get("winner")
+            out(render_result(seats, winner if isinstance(winner, int) else winner_of(seats), names))
+            return 0
+    raise CliError(f"the server closed the connection before match {match_id} ended", code="disconnected")
