@@ -11,7 +11,6 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from functools import cache
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import orjson
@@ -143,9 +142,14 @@ def _build(cls: type[T], raw: Mapping[str, Any], prefix: str) -> T:
     return cls(**kwargs)
 
 
-@cache
-def _hints(cls: Any) -> dict[str, Any]:
-    return typing.get_type_hints(cls, vars(m))
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls, vars(m))
+    return hints
 
 
 def _check(value: Any, hint: Any, path: str) -> Any:
