@@ -1,11 +1,11 @@
 """The ``arena`` command line.
 
-Each command is one ``cmd_*`` function taking the parsed arguments and returning the exit
-status. Server parts (games, runner, sandbox, the app) are imported inside the commands
-that need them, so ``arena validate`` does not load uvicorn and ``arena watch`` runs with
-the client alone. Exit statuses: 0 done, 1 an error (one ``arena: error:`` line on
-stderr; with ``--json`` also the ``{"error": ...}`` document on stdout), 2 a usage error,
-130 interrupted.
+Each command is one ``cmd_*`` function (``watch`` lives in :mod:`client.watch`) taking the
+parsed arguments and returning the exit status. Server parts (games, runner, sandbox, the
+app) are imported inside the commands that need them, so ``arena validate`` does not load
+uvicorn and ``arena watch`` runs with the client alone. Exit statuses: 0 done, 1 an error
+(one ``arena: error:`` line on stderr; with ``--json`` also the ``{"error": ...}``
+document on stdout), 2 a usage error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -197,10 +197,10 @@ def cmd_play(args: argparse.Namespace) -> int:
                                  seed=seed, seats=seats, steps=recorder.steps))
         return 0
     if not args.render and sys.stderr.isatty() and result.steps >= 100:
-        sys.stderr.write("\r")
+        sys.stderr.write("\r" + " " * 16 + "\r")  # wipe the progress counter
     if not args.render:
         out(render_state(game_cls.name, recorder.steps[-1].state if recorder.steps else None))
-    out(f"{result.steps} steps, ended by {result.termination}")
+    out(f"{len(recorder.steps) - 1} steps, ended by {result.termination}")
     out(render_result(seats, result.winner, names))
     for name, seat, log in zip(names, seats, logs, strict=True):
         if log and (args.logs or seat["status"] != "DONE"):

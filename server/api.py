@@ -146,7 +146,7 @@ async def create_agent(request: Request) -> Response:
             raise ProtocolError("missing field 'code' (or set \"remote\": true)", code="missing_field", field="code")
         # A pathological file can take a good fraction of a second to check: off the event loop.
         limit = state.settings.max_code_bytes
-        await anyio.to_thread.run_sync(partial(check_source, body.code.encode(), max_bytes=limit))
+        await anyio.to_thread.run_sync(partial(check_source, body.code.encode(), f"{body.name}.py", max_bytes=limit))
         code = body.code
     state.limiter.check(f"submit:{user.id}", state.settings.submissions_per_user_hour, "submissions")
     agent = await state.storage.save_agent(user.id, body.name, body.game, code)

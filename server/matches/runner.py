@@ -139,7 +139,8 @@ def _result(game: Game, faults: Mapping[int, AgentFault]) -> MatchResult:
             for s in range(n)
         ]
         winners = [s for s in range(n) if s not in faults]
-        return MatchResult(seats, game.step, "forfeit", winners[0] if len(winners) == 1 else None)
+        # The forfeit is recorded as the step after the last one played.
+        return MatchResult(seats, game.step + 1, "forfeit", winners[0] if len(winners) == 1 else None)
     outcome = game.outcome()
     if outcome is None:  # episodeSteps ran out before the rules decided
         return MatchResult([SeatOutcome(DONE, game.draw_reward) for _ in range(n)], game.step, "steps", None)

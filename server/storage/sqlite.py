@@ -8,149 +8,43 @@ write, serialised by ``_write_lock`` so transactions never interleave) and a *re
 each read runs in its own ``BEGIN`` so a match and its seats come from one snapshot. An
 in-memory database has a single connection, so there reader and writer share one lock.
 
-Steps are the hot path: a running match appends one step per turn. ``append_steps``
-encodes the rows and queues them without touching the database; one writer task (started
-by :func:`open_sqlite` in its task group) commits everything queued, for all matches, in
-one transaction every ``BATCH_WINDOW_S`` or as soon as ``BATCH_ROWS`` are waiting. Every
-queued row has a sequence number; ``_handled_seq`` is the last one the writer has dealt
-with, so a *barrier* is "wait until ``_handled_seq`` reaches the last row I care about".
-``flush`` waits for every row, ``finish_match`` and ``get_steps`` for their match's rows;
-a waiting barrier makes the writer write at once instead of waiting out the window.
-
-Errors must not vanish. If a batch fails, it is retried match by match, so one bad match
-(a duplicate step, an unknown match id) does not sink the rows of the others. The rows that
-still fail are dropped and remembered per match: the next ``finish_match`` of that match
-raises :class:`StorageError`, the next ``flush`` reports it once, and ``close`` raises if
-nobody was told. Closing drains the queue first; rows are never left behind on exit.
+Steps are the hot path and do not go through ``_write``: ``append_steps`` queues them for
+the batching step writer, whose theory of operation opens ``_steps.py``. The schema and its
+migrations are in ``_schema.py``; the SELECTs that build records from rows in ``_rows.py``.
 """
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosqlite
 import anyio
-from anyio.abc import TaskStatus
 
-from protocol.codec import decode_json, encode, encode_json
-from protocol.errors import (
-    AgentNotFound,
-    ConfigError,
-    MatchNotFound,
-    ProtocolError,
-    StorageError,
-    UserNotFound,
+from protocol.codec import encode_json
+from protocol.errors import AgentNotFound, ConfigError, MatchNotFound, StorageError, UserNotFound
+from protocol.messages import StepRecord
+
+from ._rows import (
+    _AGENT_SELECT,
+    _agent,
+    _clamp,
+    _decode_step,
+    _load_agent,
+    _load_matches,
+    _match_status,
+    _page,
+    _parse_cursor,
 )
-from protocol.messages import SeatTiming, StepRecord
-
+from ._schema import SCHEMA_VERSION, _connect, _fetchone, _migrate, _rollback
+from ._steps import BATCH_ROWS, BATCH_WINDOW_S, StepWriter
 from .base import JSON, AgentRecord, MatchRecord, MatchStatus, NewSeat, SeatResult, UserRecord
 
 __all__ = ["BATCH_ROWS", "BATCH_WINDOW_S", "SCHEMA_VERSION", "SqliteStorage", "open_sqlite"]
-
-log = logging.getLogger(__name__)
-
-BATCH_WINDOW_S = 0.005  # longest a queued step waits; many turns of many matches share one commit
-BATCH_ROWS = 500  # write at once when this many steps are queued
-MAX_BATCH_ROWS = 5_000  # one transaction holds the write lock for at most this many rows
-MAX_QUEUED_ROWS = 50_000  # back-pressure: append_steps waits while the writer is this far behind
-MAX_PAGE = 500
-BUSY_TIMEOUT_MS = 5_000  # another process (a CLI, a backup) may hold the write lock briefly
-_MAX_STORED_BYTES = 1 << 30  # stored JSON is our own; the wire's 1 MiB frame limit does not apply
-
-_R = TypeVar("_R", AgentRecord, MatchRecord)
-
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE users (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        token_hash TEXT NOT NULL UNIQUE,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE agents (
-        id INTEGER PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id),
-        name TEXT NOT NULL,
-        game TEXT NOT NULL,
-        remote INTEGER NOT NULL,
-        version INTEGER NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        UNIQUE (user_id, name)
-    );
-    CREATE INDEX agents_by_game ON agents(game, id);
-    CREATE TABLE agent_versions (
-        agent_id INTEGER NOT NULL REFERENCES agents(id),
-        version INTEGER NOT NULL,
-        code TEXT,
-        created_at REAL NOT NULL,
-        PRIMARY KEY (agent_id, version)
-    );
-    CREATE TABLE matches (
-        id INTEGER PRIMARY KEY,
-        game TEXT NOT NULL,
-        rules_version INTEGER NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('pending', 'live', 'finished', 'aborted')),
-        reason TEXT,
-        config TEXT NOT NULL,
-        seed INTEGER NOT NULL,
-        tags TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        started_at REAL,
-        finished_at REAL,
-        steps INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX matches_by_status ON matches(status, id);
-    CREATE TABLE match_seats (
-        match_id INTEGER NOT NULL REFERENCES matches(id),
-        seat INTEGER NOT NULL,
-        agent_id INTEGER NOT NULL REFERENCES agents(id),
-        version INTEGER NOT NULL,
-        status TEXT,
-        reward REAL,
-        reason TEXT,
-        PRIMARY KEY (match_id, seat)
-    );
-    CREATE INDEX match_seats_by_agent ON match_seats(agent_id, match_id);
-    CREATE TABLE match_steps (
-        match_id INTEGER NOT NULL REFERENCES matches(id),
-        step INTEGER NOT NULL,
-        record TEXT NOT NULL,
-        PRIMARY KEY (match_id, step)
-    );
-    CREATE TRIGGER match_steps_append_only BEFORE UPDATE ON match_steps
-    BEGIN
-        SELECT RAISE(ABORT, 'match_steps is append-only');
-    END;
-    CREATE TABLE seat_logs (
-        match_id INTEGER NOT NULL,
-        seat INTEGER NOT NULL,
-        text TEXT NOT NULL,
-        PRIMARY KEY (match_id, seat),
-        FOREIGN KEY (match_id, seat) REFERENCES match_seats(match_id, seat)
-    );
-    """,
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
-
-_AGENT_SELECT = """
-    SELECT a.id, a.user_id, u.name, a.name, a.game, a.version, a.remote, v.code, a.created_at, a.updated_at
-    FROM agents a JOIN users u ON u.id = a.user_id
-    JOIN agent_versions v ON v.agent_id = a.id AND v.version = a.version
-"""
-_MATCH_SELECT = """
-    SELECT id, game, rules_version, status, reason, config, seed, tags, created_at, started_at,
-           finished_at, steps
-    FROM matches
-"""
 
 _STANDINGS = """
     WITH results AS (
@@ -174,29 +68,6 @@ _STANDINGS = """
 """
 
 
-@dataclass(frozen=True, slots=True)
-class _QueuedStep:
-    seq: int
-    match_id: int
-    step: int
-    record: str
-
-
-@dataclass(frozen=True, slots=True)
-class _WriteFailure:
-    """Steps of one match the writer could not store."""
-
-    match_id: int
-    steps: tuple[int, ...]
-    cause: sqlite3.Error
-
-    def error(self) -> StorageError:
-        lost = f"{len(self.steps)} step(s) ({min(self.steps)}..{max(self.steps)})"
-        exc = StorageError(f"{lost} of match {self.match_id} were not stored: {self.cause}")
-        exc.__cause__ = self.cause
-        return exc
-
-
 @asynccontextmanager
 async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
     """Open (creating or migrating) the database at ``path`` and run its step writer.
@@ -217,7 +88,7 @@ async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
         storage = SqliteStorage(writer, reader)
         try:
             async with anyio.create_task_group() as tg:
-                await tg.start(storage._run_writer)
+                await tg.start(storage._steps.run)
                 try:
                     yield storage
                 finally:
@@ -248,21 +119,8 @@ class SqliteStorage:
         self._reader = reader
         self._write_lock = anyio.Lock()
         self._read_lock = self._write_lock if reader is writer else anyio.Lock()
-        # the step writer's state; see the module docstring
-        self._queue: list[_QueuedStep] = []
-        self._seq = 0  # last sequence number handed out
-        self._handled_seq = 0  # last sequence number the writer committed or gave up on
-        self._last_seq: dict[int, int] = {}  # match id -> its last queued row
-        self._wake = anyio.Event()  # rows arrived or closing
-        self._hurry = anyio.Event()  # stop waiting out the batch window
-        self._progress = anyio.Event()  # a batch was handled; replaced after each one
-        self._barriers = 0  # callers waiting on the writer
-        self._failures: dict[int, _WriteFailure] = {}
-        self._unreported: set[int] = set()  # failures neither flush nor finish_match reported yet
-        self._is_closing = False
         self._is_closed = False
-        self._writer_done = anyio.Event()
-        self._drained = anyio.Event()  # close() has written everything
+        self._steps = StepWriter(writer, self._write_lock)  # the batching step writer; see _steps.py
 
     # -- users -------------------------------------------------------------------------------------
 
@@ -434,20 +292,7 @@ class SqliteStorage:
         Raises:
             StorageError: the storage is closed.
         """
-        if not steps:
-            return
-        self._check_open()
-        records = [(step.step, encode(step).decode()) for step in steps]
-        while len(self._queue) >= MAX_QUEUED_ROWS:  # the writer is far behind: slow the producers down
-            await self._wait_handled(self._queue[0].seq)
-            self._check_open()
-        for step, record in records:
-            self._seq += 1
-            self._queue.append(_QueuedStep(self._seq, match_id, step, record))
-        self._last_seq[match_id] = self._seq
-        self._wake.set()
-        if len(self._queue) >= BATCH_ROWS:
-            self._hurry.set()
+        await self._steps.append(match_id, steps)
 
     async def flush(self) -> None:
         """Wait until every step queued so far is committed.
@@ -456,12 +301,7 @@ class SqliteStorage:
             StorageError: steps of some match could not be stored (reported once here, and
                 again by that match's ``finish_match``).
         """
-        await self._wait_handled(self._seq)
-        failures = [self._failures[m] for m in sorted(self._unreported) if m in self._failures]
-        self._unreported.clear()
-        if failures:
-            detail = "; ".join(str(f.error()) for f in failures)
-            raise StorageError(f"queued steps could not be stored: {detail}") from failures[0].cause
+        await self._steps.flush()
 
     async def finish_match(
         self, match_id: int, status: MatchStatus, reason: str | None, seats: Sequence[SeatResult],
@@ -478,11 +318,8 @@ class SqliteStorage:
         """
         if status not in (MatchStatus.FINISHED, MatchStatus.ABORTED):
             raise ValueError(f"finish_match needs an end status, not {status.value!r}")
-        await self._wait_handled(self._last_seq.get(match_id, 0))
-        failure = self._failures.pop(match_id, None)
-        if failure is not None:
-            self._unreported.discard(match_id)
-            raise failure.error()
+        await self._steps.wait_match(match_id)
+        self._steps.raise_failure(match_id)
         async with self._write(f"finish match {match_id}") as db:
             current = await _match_status(db, match_id)
             if current not in (MatchStatus.PENDING, MatchStatus.LIVE):
@@ -508,7 +345,7 @@ class SqliteStorage:
         Raises:
             MatchNotFound: no match ``match_id``.
         """
-        await self._wait_handled(self._last_seq.get(match_id, 0))
+        await self._steps.wait_match(match_id)
         async with self._read(f"read match {match_id}") as db:
             matches = await _load_matches(db, "WHERE id = ?", (match_id,))
         if not matches:
@@ -547,7 +384,7 @@ class SqliteStorage:
         Raises:
             MatchNotFound: no match ``match_id``.
         """
-        await self._wait_handled(self._last_seq.get(match_id, 0))
+        await self._steps.wait_match(match_id)
         async with self._read(f"read steps of match {match_id}") as db:
             await _match_status(db, match_id)
             rows = await db.execute_fetchall(
@@ -617,126 +454,19 @@ class SqliteStorage:
         Raises:
             StorageError: queued steps could not be stored and no caller has been told.
         """
-        if self._is_closing:
+        if self._steps.is_closing:
             return
-        self._is_closing = True
-        self._wake.set()
-        self._hurry.set()
         with anyio.CancelScope(shield=True):
-            await self._writer_done.wait()
-            while self._queue:  # the writer was cancelled before draining: finish its work here
-                await self._write_queue()
-            self._drained.set()
+            await self._steps.drain()
             async with self._write_lock:
                 self._is_closed = True
                 await self._db.close()
             if self._reader is not self._db:
                 async with self._read_lock:
                     await self._reader.close()
-        if self._unreported:
-            failures = [self._failures[m] for m in sorted(self._unreported)]
-            self._unreported.clear()
-            detail = "; ".join(str(f.error()) for f in failures)
-            raise StorageError(f"steps lost at close: {detail}") from failures[0].cause
-
-    # -- the step writer ---------------------------------------------------------------------------
-
-    async def _run_writer(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        try:
-            while True:
-                if not self._queue:
-                    if self._is_closing:
-                        return
-                    self._wake = anyio.Event()
-                    await self._wake.wait()
-                    continue
-                if not (self._barriers or self._is_closing or len(self._queue) >= BATCH_ROWS):
-                    self._hurry = anyio.Event()
-                    with anyio.move_on_after(BATCH_WINDOW_S):
-                        await self._hurry.wait()
-                # a batch is a few milliseconds; finish it rather than leave a transaction half done
-                with anyio.CancelScope(shield=True):
-                    await self._write_queue()
-        finally:
-            self._writer_done.set()
-            self._progress.set()
-
-    async def _write_queue(self) -> None:
-        """Write (at most ``MAX_BATCH_ROWS`` of) the queue and wake the barriers."""
-        batch, self._queue = self._queue[:MAX_BATCH_ROWS], self._queue[MAX_BATCH_ROWS:]
-        if not batch:
-            return
-        try:
-            await self._insert_steps(batch)
-        except sqlite3.Error as exc:
-            by_match: dict[int, list[_QueuedStep]] = {}
-            for row in batch:
-                by_match.setdefault(row.match_id, []).append(row)
-            if len(by_match) == 1:
-                self._record_failure(batch, exc)
-            else:  # one bad match must not sink the others: retry match by match
-                for rows in by_match.values():
-                    try:
-                        await self._insert_steps(rows)
-                    except sqlite3.Error as match_exc:
-                        self._record_failure(rows, match_exc)
-        self._handled_seq = batch[-1].seq
-        for match_id in {row.match_id for row in batch}:
-            if self._last_seq.get(match_id, 0) <= self._handled_seq:
-                self._last_seq.pop(match_id, None)
-        progress, self._progress = self._progress, anyio.Event()
-        progress.set()
-
-    async def _insert_steps(self, rows: Sequence[_QueuedStep]) -> None:
-        counts = Counter(row.match_id for row in rows)
-        async with self._write_lock:
-            db = self._db
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                await db.executemany("INSERT INTO match_steps (match_id, step, record) VALUES (?, ?, ?)",
-                                     [(row.match_id, row.step, row.record) for row in rows])
-                await db.executemany("UPDATE matches SET steps = steps + ? WHERE id = ?",
-                                     [(n, match_id) for match_id, n in counts.items()])
-                await db.execute("COMMIT")
-            except BaseException:
-                await _rollback(db)
-                raise
-
-    def _record_failure(self, rows: Sequence[_QueuedStep], exc: sqlite3.Error) -> None:
-        match_id = rows[0].match_id
-        steps = tuple(row.step for row in rows)
-        log.error("could not store %d step(s) of match_id=%s: %s", len(rows), match_id, exc)
-        previous = self._failures.get(match_id)
-        if previous is not None:
-            steps = previous.steps + steps
-            exc = previous.cause
-        self._failures[match_id] = _WriteFailure(match_id, steps, exc)
-        self._unreported.add(match_id)
-
-    async def _wait_handled(self, seq: int) -> None:
-        """Barrier: return once the writer has handled every row up to ``seq``."""
-        if self._handled_seq >= seq:
-            return
-        self._barriers += 1
-        try:
-            while self._handled_seq < seq:
-                if self._writer_done.is_set():
-                    if self._is_closing:
-                        await self._drained.wait()  # close() writes what the writer left
-                    if self._handled_seq < seq:
-                        raise StorageError("the step writer has stopped; queued steps were not written")
-                    return
-                self._hurry.set()
-                await self._progress.wait()
-        finally:
-            self._barriers -= 1
+        self._steps.raise_unreported()
 
     # -- transactions ------------------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._is_closing:
-            raise StorageError("storage is closed")
 
     @asynccontextmanager
     async def _write(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
@@ -774,189 +504,3 @@ class SqliteStorage:
                         await _rollback(db)
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot {what}: {exc}") from exc
-
-
-# -- connections and schema -------------------------------------------------------------------------
-
-
-async def _connect(path: str | Path, *, query_only: bool = False) -> aiosqlite.Connection:
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves instead of sqlite3's implicit ones
-    try:
-        db = await aiosqlite.connect(path, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
-    try:
-        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await db.execute("PRAGMA foreign_keys = ON")
-        if query_only:
-            await db.execute("PRAGMA query_only = ON")
-        else:
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across app crashes
-    except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            await db.close()
-        if isinstance(exc, sqlite3.Error):
-            raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
-        raise
-    return db
-
-
-async def _migrate(db: aiosqlite.Connection) -> None:
-    """Bring the schema to ``SCHEMA_VERSION`` (kept in ``PRAGMA user_version``), one migration per
-    transaction; each re-reads the version under the write lock, so two processes can race safely.
-
-    Raises:
-        StorageError: the database is newer than this code, or a migration failed.
-    """
-    try:
-        for version, script in enumerate(_MIGRATIONS, start=1):
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                current = await _user_version(db)
-                if current > SCHEMA_VERSION:
-                    raise StorageError(
-                        f"database schema version {current} is newer than this server's {SCHEMA_VERSION}"
-                    )
-                if current < version:
-                    log.info("migrating database schema to version %d", version)
-                    for statement in _statements(script):
-                        await db.execute(statement)
-                    await db.execute(f"PRAGMA user_version = {version}")
-                await db.execute("COMMIT")
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await _rollback(db)
-                raise
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot migrate database schema: {exc}") from exc
-
-
-async def _user_version(db: aiosqlite.Connection) -> int:
-    row = await _fetchone(db, "PRAGMA user_version", ())
-    assert row is not None
-    return int(row[0])
-
-
-def _statements(script: str) -> Iterable[str]:
-    """Split a script into statements (``executescript`` would commit our open transaction)."""
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            yield buffer.strip()
-            buffer = ""
-    if buffer.strip():
-        raise ValueError(f"incomplete SQL statement in migration: {buffer.strip()[:80]!r}")
-
-
-async def _rollback(db: aiosqlite.Connection) -> None:
-    # Always queue the ROLLBACK rather than test ``in_transaction`` first: after a cancelled
-    # await, the BEGIN may still be waiting in the connection's thread; the queue keeps order.
-    try:
-        await db.execute("ROLLBACK")
-    except sqlite3.OperationalError as exc:
-        if "no transaction is active" not in str(exc):
-            raise
-
-
-# -- rows to records --------------------------------------------------------------------------------
-
-
-async def _fetchone(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
-    async with db.execute(sql, params) as cur:
-        return await cur.fetchone()
-
-
-def _agent(row: sqlite3.Row) -> AgentRecord:
-    return AgentRecord(
-        id=row[0], user_id=row[1], owner=row[2], name=row[3], game=row[4], version=row[5],
-        remote=bool(row[6]), code=row[7], created_at=row[8], updated_at=row[9],
-    )
-
-
-async def _load_agent(db: aiosqlite.Connection, agent_id: int) -> AgentRecord:
-    row = await _fetchone(db, f"{_AGENT_SELECT} WHERE a.id = ?", (agent_id,))
-    if row is None:
-        raise AgentNotFound(agent_id)
-    return _agent(row)
-
-
-async def _match_status(db: aiosqlite.Connection, match_id: int) -> MatchStatus:
-    row = await _fetchone(db, "SELECT status FROM matches WHERE id = ?", (match_id,))
-    if row is None:
-        raise MatchNotFound(match_id)
-    return MatchStatus(row[0])
-
-
-async def _load_matches(db: aiosqlite.Connection, tail: str, params: Sequence[Any]) -> list[MatchRecord]:
-    """Matches selected by ``tail`` (WHERE/ORDER/LIMIT), with their seats, in that order."""
-    rows = list(await db.execute_fetchall(f"{_MATCH_SELECT} {tail}", params))
-    if not rows:
-        return []
-    seats: dict[int, list[SeatResult]] = {row[0]: [] for row in rows}
-    marks = ", ".join("?" * len(seats))
-    seat_rows = await db.execute_fetchall(
-        "SELECT s.match_id, s.agent_id, a.name, u.name, s.version, s.status, s.reward, s.reason"
-        " FROM match_seats s JOIN agents a ON a.id = s.agent_id JOIN users u ON u.id = a.user_id"
-        f" WHERE s.match_id IN ({marks}) ORDER BY s.match_id, s.seat", tuple(seats),
-    )
-    for s in seat_rows:
-        seats[s[0]].append(SeatResult(*s[1:]))
-    return [
-        MatchRecord(
-            id=row[0], game=row[1], rules_version=row[2], status=MatchStatus(row[3]), reason=row[4],
-            config=_decode_json(row[5]), seed=row[6], seats=seats[row[0]], tags=_decode_json(row[7]),
-            created_at=row[8], started_at=row[9], finished_at=row[10], steps=row[11],
-        )
-        for row in rows
-    ]
-
-
-def _decode_json(text: str) -> Any:
-    return decode_json(text, max_bytes=_MAX_STORED_BYTES)
-
-
-def _decode_step(match_id: int, text: str) -> StepRecord:
-    """Rebuild a stored step, ``SeatTiming`` entries included.
-
-    Raises:
-        StorageError: the stored record is not a step (a corrupt or foreign row).
-    """
-    try:
-        raw = _decode_json(text)
-        timing = [
-            None if t is None else SeatTiming(wall_s=t["wall_s"], cpu_s=t["cpu_s"], bank_s=t["bank_s"])
-            for t in raw.get("timing", [])
-        ]
-        return StepRecord(step=raw["step"], actions=raw["actions"], statuses=raw["statuses"],
-                          rewards=raw["rewards"], state=raw["state"], timing=timing)
-    except (ProtocolError, KeyError, TypeError, AttributeError) as exc:
-        raise StorageError(f"a stored step of match {match_id} is malformed: {exc!r}") from exc
-
-
-# -- paging -----------------------------------------------------------------------------------------
-
-
-def _clamp(limit: int) -> int:
-    return max(1, min(limit, MAX_PAGE))
-
-
-def _parse_cursor(cursor: str | None, *, default: int) -> int:
-    if cursor is None:
-        return default
-    try:
-        value = int(cursor)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ProtocolError(f"bad page cursor {cursor!r}", code="bad_cursor", field="cursor")
-    return value
-
-
-def _page(items: list[_R], limit: int) -> tuple[list[_R], str | None]:
-    """Cut a page fetched with ``limit + 1`` rows; the extra row only says there is a next page."""
-    if len(items) > limit:
-        items = items[:limit]
-        return items, str(items[-1].id)
-    return items, None

@@ -352,7 +352,7 @@ def agent(obs, config):
 async def test_illegal_or_malformed_action_is_invalid(bot: str, facts: list[str]) -> None:
     result, steps, logs = await play("tictactoe", [FIRST_FREE, bot])
     assert_forfeit(result, steps, 1, "INVALID", *facts)
-    assert result.steps == 1  # seat 0's first move stands; seat 1's never did
+    assert result.steps == 2  # seat 0's first move stands; seat 1's forfeit is step 2
     assert "bot_runtime" not in logs[1]
 
 
@@ -369,7 +369,7 @@ async def test_match_time_limit_is_timeout() -> None:
     result, steps, _ = await play("rps", [slow, "rps_random"], config)
     assert time.monotonic() - started < 1.0
     assert_forfeit(result, steps, 0, "TIMEOUT", "match time limit reached (runTimeout 0.5 s)")
-    assert 2 <= result.steps <= 3
+    assert 3 <= result.steps <= 4  # two or three moves of 0.15 s fit, then the forfeit step
 
 
 @pytest.mark.parametrize(
@@ -433,7 +433,7 @@ async def test_spawning_a_process_is_error(bot: str) -> None:
     assert_forfeit(result, steps, 0, "ERROR", "raised at step 1", "BlockingIOError", "Resource temporarily unavailable")
     assert "BlockingIOError" in logs[0]
     # play() found nothing left in the seat's session; nor may a child have got to play.
-    assert result.steps == 0
+    assert result.steps == 1  # the forfeit, in place of the first move
 
 
 async def test_cpu_limit_kills_a_spinning_bot() -> None:
@@ -465,7 +465,7 @@ async def test_start_up_failure(bot: str, status: str, facts: list[str]) -> None
     result, steps, _ = await play("tictactoe", [FIRST_FREE, bot], {"agentTimeout": 0.5})
     assert time.monotonic() - started < 1.5
     assert_forfeit(result, steps, 1, status, *facts)
-    assert result.steps == 0
+    assert result.steps == 1  # the forfeit is the only step after the initial state
     # The initial state, then the forfeit as the next step (stored steps are numbered 0, 1, ...).
     assert [s.step for s in steps] == [0, 1]
     assert steps[1].actions == [None, None] and steps[1].state == steps[0].state

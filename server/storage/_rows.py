@@ -1,0 +1,129 @@
+"""Rows to records for the SQLite storage: the SELECTs and decoders that build records from
+rows, and the cursor paging of the list methods."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from protocol.codec import decode_json
+from protocol.errors import AgentNotFound, MatchNotFound, ProtocolError, StorageError
+from protocol.messages import SeatTiming, StepRecord
+
+from ._schema import _fetchone
+from .base import AgentRecord, MatchRecord, MatchStatus, SeatResult
+
+__all__ = ["MAX_PAGE"]
+
+MAX_PAGE = 500
+_MAX_STORED_BYTES = 1 << 30  # stored JSON is our own; the wire's 1 MiB frame limit does not apply
+
+_R = TypeVar("_R", AgentRecord, MatchRecord)
+
+_AGENT_SELECT = """
+    SELECT a.id, a.user_id, u.name, a.name, a.game, a.version, a.remote, v.code, a.created_at, a.updated_at
+    FROM agents a JOIN users u ON u.id = a.user_id
+    JOIN agent_versions v ON v.agent_id = a.id AND v.version = a.version
+"""
+_MATCH_SELECT = """
+    SELECT id, game, rules_version, status, reason, config, seed, tags, created_at, started_at,
+           finished_at, steps
+    FROM matches
+"""
+
+
+def _agent(row: sqlite3.Row) -> AgentRecord:
+    return AgentRecord(
+        id=row[0], user_id=row[1], owner=row[2], name=row[3], game=row[4], version=row[5],
+        remote=bool(row[6]), code=row[7], created_at=row[8], updated_at=row[9],
+    )
+
+
+async def _load_agent(db: aiosqlite.Connection, agent_id: int) -> AgentRecord:
+    row = await _fetchone(db, f"{_AGENT_SELECT} WHERE a.id = ?", (agent_id,))
+    if row is None:
+        raise AgentNotFound(agent_id)
+    return _agent(row)
+
+
+async def _match_status(db: aiosqlite.Connection, match_id: int) -> MatchStatus:
+    row = await _fetchone(db, "SELECT status FROM matches WHERE id = ?", (match_id,))
+    if row is None:
+        raise MatchNotFound(match_id)
+    return MatchStatus(row[0])
+
+
+async def _load_matches(db: aiosqlite.Connection, tail: str, params: Sequence[Any]) -> list[MatchRecord]:
+    """Matches selected by ``tail`` (WHERE/ORDER/LIMIT), with their seats, in that order."""
+    rows = list(await db.execute_fetchall(f"{_MATCH_SELECT} {tail}", params))
+    if not rows:
+        return []
+    seats: dict[int, list[SeatResult]] = {row[0]: [] for row in rows}
+    marks = ", ".join("?" * len(seats))
+    seat_rows = await db.execute_fetchall(
+        "SELECT s.match_id, s.agent_id, a.name, u.name, s.version, s.status, s.reward, s.reason"
+        " FROM match_seats s JOIN agents a ON a.id = s.agent_id JOIN users u ON u.id = a.user_id"
+        f" WHERE s.match_id IN ({marks}) ORDER BY s.match_id, s.seat", tuple(seats),
+    )
+    for s in seat_rows:
+        seats[s[0]].append(SeatResult(*s[1:]))
+    return [
+        MatchRecord(
+            id=row[0], game=row[1], rules_version=row[2], status=MatchStatus(row[3]), reason=row[4],
+            config=_decode_json(row[5]), seed=row[6], seats=seats[row[0]], tags=_decode_json(row[7]),
+            created_at=row[8], started_at=row[9], finished_at=row[10], steps=row[11],
+        )
+        for row in rows
+    ]
+
+
+def _decode_json(text: str) -> Any:
+    return decode_json(text, max_bytes=_MAX_STORED_BYTES)
+
+
+def _decode_step(match_id: int, text: str) -> StepRecord:
+    """Rebuild a stored step, ``SeatTiming`` entries included.
+
+    Raises:
+        StorageError: the stored record is not a step (a corrupt or foreign row).
+    """
+    try:
+        raw = _decode_json(text)
+        timing = [
+            None if t is None else SeatTiming(wall_s=t["wall_s"], cpu_s=t["cpu_s"], bank_s=t["bank_s"])
+            for t in raw.get("timing", [])
+        ]
+        return StepRecord(step=raw["step"], actions=raw["actions"], statuses=raw["statuses"],
+                          rewards=raw["rewards"], state=raw["state"], timing=timing)
+    except (ProtocolError, KeyError, TypeError, AttributeError) as exc:
+        raise StorageError(f"a stored step of match {match_id} is malformed: {exc!r}") from exc
+
+
+# -- paging -----------------------------------------------------------------------------------------
+
+
+def _clamp(limit: int) -> int:
+    return max(1, min(limit, MAX_PAGE))
+
+
+def _parse_cursor(cursor: str | None, *, default: int) -> int:
+    if cursor is None:
+        return default
+    try:
+        value = int(cursor)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ProtocolError(f"bad page cursor {cursor!r}", code="bad_cursor", field="cursor")
+    return value
+
+
+def _page(items: list[_R], limit: int) -> tuple[list[_R], str | None]:
+    """Cut a page fetched with ``limit + 1`` rows; the extra row only says there is a next page."""
+    if len(items) > limit:
+        items = items[:limit]
+        return items, str(items[-1].id)
+    return items, None

@@ -1,0 +1,185 @@
+"""Connections and schema for the SQLite storage: opening a connection, the migrations that
+build the tables, and the two SQL primitives (``_rollback``, ``_fetchone``) every module shares.
+
+The schema version is kept in ``PRAGMA user_version``: migration ``i`` (from 1) brings a
+database to version ``i``, and ``SCHEMA_VERSION`` is the number of migrations.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from protocol.errors import StorageError
+
+__all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION"]
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5_000  # another process (a CLI, a backup) may hold the write lock briefly
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE agents (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        name TEXT NOT NULL,
+        game TEXT NOT NULL,
+        remote INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (user_id, name)
+    );
+    CREATE INDEX agents_by_game ON agents(game, id);
+    CREATE TABLE agent_versions (
+        agent_id INTEGER NOT NULL REFERENCES agents(id),
+        version INTEGER NOT NULL,
+        code TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (agent_id, version)
+    );
+    CREATE TABLE matches (
+        id INTEGER PRIMARY KEY,
+        game TEXT NOT NULL,
+        rules_version INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'live', 'finished', 'aborted')),
+        reason TEXT,
+        config TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        tags TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        steps INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX matches_by_status ON matches(status, id);
+    CREATE TABLE match_seats (
+        match_id INTEGER NOT NULL REFERENCES matches(id),
+        seat INTEGER NOT NULL,
+        agent_id INTEGER NOT NULL REFERENCES agents(id),
+        version INTEGER NOT NULL,
+        status TEXT,
+        reward REAL,
+        reason TEXT,
+        PRIMARY KEY (match_id, seat)
+    );
+    CREATE INDEX match_seats_by_agent ON match_seats(agent_id, match_id);
+    CREATE TABLE match_steps (
+        match_id INTEGER NOT NULL REFERENCES matches(id),
+        step INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (match_id, step)
+    );
+    CREATE TRIGGER match_steps_append_only BEFORE UPDATE ON match_steps
+    BEGIN
+        SELECT RAISE(ABORT, 'match_steps is append-only');
+    END;
+    CREATE TABLE seat_logs (
+        match_id INTEGER NOT NULL,
+        seat INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (match_id, seat),
+        FOREIGN KEY (match_id, seat) REFERENCES match_seats(match_id, seat)
+    );
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+async def _connect(path: str | Path, *, query_only: bool = False) -> aiosqlite.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves instead of sqlite3's implicit ones
+    try:
+        db = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
+    try:
+        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await db.execute("PRAGMA foreign_keys = ON")
+        if query_only:
+            await db.execute("PRAGMA query_only = ON")
+        else:
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across app crashes
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await db.close()
+        if isinstance(exc, sqlite3.Error):
+            raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
+        raise
+    return db
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Bring the schema to ``SCHEMA_VERSION`` (kept in ``PRAGMA user_version``), one migration per
+    transaction; each re-reads the version under the write lock, so two processes can race safely.
+
+    Raises:
+        StorageError: the database is newer than this code, or a migration failed.
+    """
+    try:
+        for version, script in enumerate(_MIGRATIONS, start=1):
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                current = await _user_version(db)
+                if current > SCHEMA_VERSION:
+                    raise StorageError(
+                        f"database schema version {current} is newer than this server's {SCHEMA_VERSION}"
+                    )
+                if current < version:
+                    log.info("migrating database schema to version %d", version)
+                    for statement in _statements(script):
+                        await db.execute(statement)
+                    await db.execute(f"PRAGMA user_version = {version}")
+                await db.execute("COMMIT")
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await _rollback(db)
+                raise
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot migrate database schema: {exc}") from exc
+
+
+async def _user_version(db: aiosqlite.Connection) -> int:
+    row = await _fetchone(db, "PRAGMA user_version", ())
+    assert row is not None
+    return int(row[0])
+
+
+def _statements(script: str) -> Iterable[str]:
+    """Split a script into statements (``executescript`` would commit our open transaction)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buffer.strip()[:80]!r}")
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    # Always queue the ROLLBACK rather than test ``in_transaction`` first: after a cancelled
+    # await, the BEGIN may still be waiting in the connection's thread; the queue keeps order.
+    try:
+        await db.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "no transaction is active" not in str(exc):
+            raise
+
+
+async def _fetchone(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
+    async with db.execute(sql, params) as cur:
+        return await cur.fetchone()

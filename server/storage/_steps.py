@@ -1,0 +1,277 @@
+"""The batching step writer of the SQLite storage.
+
+Theory of operation
+-------------------
+Steps are the hot path: a running match appends one step per turn. ``append_steps``
+encodes the rows and queues them without touching the database; one writer task (started
+by :func:`~server.storage.sqlite.open_sqlite` in its task group) commits everything queued,
+for all matches, in one transaction every ``BATCH_WINDOW_S`` or as soon as ``BATCH_ROWS``
+are waiting. Every queued row has a sequence number; ``_handled_seq`` is the last one the
+writer has dealt with, so a *barrier* is "wait until ``_handled_seq`` reaches the last row I
+care about". ``flush`` waits for every row, ``finish_match`` and ``get_steps`` for their
+match's rows; a waiting barrier makes the writer write at once instead of waiting out the
+window.
+
+Errors must not vanish. If a batch fails, it is retried match by match, so one bad match
+(a duplicate step, an unknown match id) does not sink the rows of the others. The rows that
+still fail are dropped and remembered per match: the next ``finish_match`` of that match
+raises :class:`StorageError`, the next ``flush`` reports it once, and ``close`` raises if
+nobody was told. Closing drains the queue first; rows are never left behind on exit.
+
+All of this state lives in one :class:`StepWriter`, which
+:class:`~server.storage.sqlite.SqliteStorage` owns and delegates to. The writer commits on
+the storage's writer connection under the storage's write lock, so a batch never
+interleaves with another write transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+import anyio
+from anyio.abc import TaskStatus
+
+from protocol.codec import encode
+from protocol.errors import StorageError
+from protocol.messages import StepRecord
+
+from ._schema import _rollback
+
+__all__ = ["BATCH_ROWS", "BATCH_WINDOW_S", "MAX_BATCH_ROWS", "MAX_QUEUED_ROWS", "StepWriter"]
+
+log = logging.getLogger(__name__)
+
+BATCH_WINDOW_S = 0.005  # longest a queued step waits; many turns of many matches share one commit
+BATCH_ROWS = 500  # write at once when this many steps are queued
+MAX_BATCH_ROWS = 5_000  # one transaction holds the write lock for at most this many rows
+MAX_QUEUED_ROWS = 50_000  # back-pressure: append_steps waits while the writer is this far behind
+
+
+@dataclass(frozen=True, slots=True)
+class _QueuedStep:
+    seq: int
+    match_id: int
+    step: int
+    record: str
+
+
+@dataclass(frozen=True, slots=True)
+class _WriteFailure:
+    """Steps of one match the writer could not store."""
+
+    match_id: int
+    steps: tuple[int, ...]
+    cause: sqlite3.Error
+
+    def error(self) -> StorageError:
+        lost = f"{len(self.steps)} step(s) ({min(self.steps)}..{max(self.steps)})"
+        exc = StorageError(f"{lost} of match {self.match_id} were not stored: {self.cause}")
+        exc.__cause__ = self.cause
+        return exc
+
+
+class StepWriter:
+    """The step queue, its barriers and its writer task; see the module docstring."""
+
+    def __init__(self, db: aiosqlite.Connection, write_lock: anyio.Lock) -> None:
+        self._db = db
+        self._write_lock = write_lock
+        self._queue: list[_QueuedStep] = []
+        self._seq = 0  # last sequence number handed out
+        self._handled_seq = 0  # last sequence number the writer committed or gave up on
+        self._last_seq: dict[int, int] = {}  # match id -> its last queued row
+        self._wake = anyio.Event()  # rows arrived or closing
+        self._hurry = anyio.Event()  # stop waiting out the batch window
+        self._progress = anyio.Event()  # a batch was handled; replaced after each one
+        self._barriers = 0  # callers waiting on the writer
+        self._failures: dict[int, _WriteFailure] = {}
+        self._unreported: set[int] = set()  # failures neither flush nor finish_match reported yet
+        self._is_closing = False
+        self._writer_done = anyio.Event()
+        self._drained = anyio.Event()  # drain() has written everything
+
+    @property
+    def is_closing(self) -> bool:
+        """Whether :meth:`drain` has begun; no more steps are accepted."""
+        return self._is_closing
+
+    # -- the storage's side ------------------------------------------------------------------------
+
+    async def append(self, match_id: int, steps: Sequence[StepRecord]) -> None:
+        """Encode and queue steps of one match; waits only while the queue is full.
+
+        Raises:
+            StorageError: the storage is closed.
+        """
+        if not steps:
+            return
+        self._check_open()
+        records = [(step.step, encode(step).decode()) for step in steps]
+        while len(self._queue) >= MAX_QUEUED_ROWS:  # the writer is far behind: slow the producers down
+            await self._wait_handled(self._queue[0].seq)
+            self._check_open()
+        for step, record in records:
+            self._seq += 1
+            self._queue.append(_QueuedStep(self._seq, match_id, step, record))
+        self._last_seq[match_id] = self._seq
+        self._wake.set()
+        if len(self._queue) >= BATCH_ROWS:
+            self._hurry.set()
+
+    async def flush(self) -> None:
+        """Wait until every step queued so far is handled, then report failures not yet reported.
+
+        Raises:
+            StorageError: steps of some match could not be stored (reported once here, and
+                again by that match's ``finish_match``).
+        """
+        await self._wait_handled(self._seq)
+        failures = [self._failures[m] for m in sorted(self._unreported) if m in self._failures]
+        self._unreported.clear()
+        if failures:
+            detail = "; ".join(str(f.error()) for f in failures)
+            raise StorageError(f"queued steps could not be stored: {detail}") from failures[0].cause
+
+    async def wait_match(self, match_id: int) -> None:
+        """Barrier: return once the writer has handled every step of the match queued so far.
+
+        Raises:
+            StorageError: the writer stopped with the match's steps still queued.
+        """
+        await self._wait_handled(self._last_seq.get(match_id, 0))
+
+    def raise_failure(self, match_id: int) -> None:
+        """Raise, and forget, the write failure of the match if it has one.
+
+        Raises:
+            StorageError: some of the match's steps could not be stored.
+        """
+        failure = self._failures.pop(match_id, None)
+        if failure is not None:
+            self._unreported.discard(match_id)
+            raise failure.error()
+
+    async def drain(self) -> None:
+        """Refuse new steps, stop the writer task and write every queued step; call it shielded."""
+        self._is_closing = True
+        self._wake.set()
+        self._hurry.set()
+        await self._writer_done.wait()
+        while self._queue:  # the writer was cancelled before draining: finish its work here
+            await self._write_queue()
+        self._drained.set()
+
+    def raise_unreported(self) -> None:
+        """After :meth:`drain`: raise if steps were lost and no caller has been told.
+
+        Raises:
+            StorageError: queued steps could not be stored and no caller has been told.
+        """
+        if self._unreported:
+            failures = [self._failures[m] for m in sorted(self._unreported)]
+            self._unreported.clear()
+            detail = "; ".join(str(f.error()) for f in failures)
+            raise StorageError(f"steps lost at close: {detail}") from failures[0].cause
+
+    def _check_open(self) -> None:
+        if self._is_closing:
+            raise StorageError("storage is closed")
+
+    # -- the writer task ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The writer task: commit the queue in batches until :meth:`drain` stops it."""
+        task_status.started()
+        try:
+            while True:
+                if not self._queue:
+                    if self._is_closing:
+                        return
+                    self._wake = anyio.Event()
+                    await self._wake.wait()
+                    continue
+                if not (self._barriers or self._is_closing or len(self._queue) >= BATCH_ROWS):
+                    self._hurry = anyio.Event()
+                    with anyio.move_on_after(BATCH_WINDOW_S):
+                        await self._hurry.wait()
+                # a batch is a few milliseconds; finish it rather than leave a transaction half done
+                with anyio.CancelScope(shield=True):
+                    await self._write_queue()
+        finally:
+            self._writer_done.set()
+            self._progress.set()
+
+    async def _write_queue(self) -> None:
+        """Write (at most ``MAX_BATCH_ROWS`` of) the queue and wake the barriers."""
+        batch, self._queue = self._queue[:MAX_BATCH_ROWS], self._queue[MAX_BATCH_ROWS:]
+        if not batch:
+            return
+        try:
+            await self._insert_steps(batch)
+        except sqlite3.Error as exc:
+            by_match: dict[int, list[_QueuedStep]] = {}
+            for row in batch:
+                by_match.setdefault(row.match_id, []).append(row)
+            if len(by_match) == 1:
+                self._record_failure(batch, exc)
+            else:  # one bad match must not sink the others: retry match by match
+                for rows in by_match.values():
+                    try:
+                        await self._insert_steps(rows)
+                    except sqlite3.Error as match_exc:
+                        self._record_failure(rows, match_exc)
+        self._handled_seq = batch[-1].seq
+        for match_id in {row.match_id for row in batch}:
+            if self._last_seq.get(match_id, 0) <= self._handled_seq:
+                self._last_seq.pop(match_id, None)
+        progress, self._progress = self._progress, anyio.Event()
+        progress.set()
+
+    async def _insert_steps(self, rows: Sequence[_QueuedStep]) -> None:
+        counts = Counter(row.match_id for row in rows)
+        async with self._write_lock:
+            db = self._db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.executemany("INSERT INTO match_steps (match_id, step, record) VALUES (?, ?, ?)",
+                                     [(row.match_id, row.step, row.record) for row in rows])
+                await db.executemany("UPDATE matches SET steps = steps + ? WHERE id = ?",
+                                     [(n, match_id) for match_id, n in counts.items()])
+                await db.execute("COMMIT")
+            except BaseException:
+                await _rollback(db)
+                raise
+
+    def _record_failure(self, rows: Sequence[_QueuedStep], exc: sqlite3.Error) -> None:
+        match_id = rows[0].match_id
+        steps = tuple(row.step for row in rows)
+        log.error("could not store %d step(s) of match_id=%s: %s", len(rows), match_id, exc)
+        previous = self._failures.get(match_id)
+        if previous is not None:
+            steps = previous.steps + steps
+            exc = previous.cause
+        self._failures[match_id] = _WriteFailure(match_id, steps, exc)
+        self._unreported.add(match_id)
+
+    async def _wait_handled(self, seq: int) -> None:
+        """Barrier: return once the writer has handled every row up to ``seq``."""
+        if self._handled_seq >= seq:
+            return
+        self._barriers += 1
+        try:
+            while self._handled_seq < seq:
+                if self._writer_done.is_set():
+                    if self._is_closing:
+                        await self._drained.wait()  # drain() writes what the writer left
+                    if self._handled_seq < seq:
+                        raise StorageError("the step writer has stopped; queued steps were not written")
+                    return
+                self._hurry.set()
+                await self._progress.wait()
+        finally:
+            self._barriers -= 1
