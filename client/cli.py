@@ -361,11 +361,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
-    from server.config import Settings
+    from server.config import load_settings
+    from server.sandbox.layers import require_layers
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings(host=args.host, port=args.port, db=Path(args.db), ladder=not args.no_ladder,
-                        seed_examples=not args.no_examples)
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port}
+    if args.db is not None:
+        overrides["db"] = Path(args.db)
+    if args.no_ladder:
+        overrides["ladder"] = False
+    if args.no_examples:
+        overrides["seed_examples"] = False
+    if args.require_layers:
+        overrides["require_layers"] = args.require_layers
+    try:
+        settings = load_settings(Path(args.settings) if args.settings else None, **overrides)
+        require_layers(settings.require_layers)
+    except ArenaError as exc:
+        raise CliError(str(exc), code=exc.code) from None
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port,
                                            log_level=args.log_level))
     server.run()
@@ -387,7 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the arena server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--db", default="arena.db", help="SQLite database file (default %(default)s)")
+    p.add_argument("--db", help="SQLite database file (default arena.db)")
+    p.add_argument("--settings", metavar="FILE", help="a TOML settings file (keys as in server.config.Settings)")
+    p.add_argument("--require-layers", metavar="all|NAME,...",
+                   help="refuse to start unless these sandbox layers are active")
     p.add_argument("--no-ladder", action="store_true", help="do not schedule ladder matches")
     p.add_argument("--no-examples", action="store_true", help="do not seed the example bots")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")

@@ -14,6 +14,7 @@ from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.ratelimit import RateLimiter
 from server.routes import exception_handlers, routes
+from server.sandbox.layers import require_layers
 from server.scheduler import run_scheduler, seed_examples
 from server.state import ArenaState
 from server.storage import open_sqlite
@@ -29,6 +30,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Probing the sandbox layers starts a sandboxed interpreter: off the event loop, once.
+        await anyio.to_thread.run_sync(require_layers, settings.require_layers)
         async with open_sqlite(settings.db) as storage, anyio.create_task_group() as tg:
             aborted = await storage.abort_unfinished("server stopped while the match was live")
             if aborted:

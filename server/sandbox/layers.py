@@ -6,9 +6,12 @@ import os
 import resource
 from dataclasses import dataclass
 
+from protocol.errors import LayerUnavailable
+
+from .isolation import isolation_status
 from .process import RUNTIME_PATH, bot_python
 
-__all__ = ["LAYER_NAMES", "Layer", "sandbox_layers"]
+__all__ = ["LAYER_NAMES", "Layer", "require_layers", "sandbox_layers"]
 
 LAYER_NAMES = (
     "static_analysis",
@@ -34,6 +37,7 @@ def sandbox_layers() -> list[Layer]:
     python = bot_python()
     runtime_ok = os.access(python, os.X_OK) and RUNTIME_PATH.is_file()
     limits_ok = hasattr(resource, "RLIMIT_AS") and hasattr(resource, "RLIMIT_NPROC")
+    isolation = isolation_status(python, RUNTIME_PATH)  # probed once per process
     return [
         Layer("static_analysis", True, "every submission and local bot is checked before it runs"),
         Layer("restricted_runtime", False, "not built yet: bots run with the interpreter's full builtins"),
@@ -44,7 +48,20 @@ def sandbox_layers() -> list[Layer]:
               "rlimits on CPU, address space, processes, file size, open files; bounded output" if limits_ok
               else "resource limits not supported by this OS"),
         Layer("timeouts", True, "start-up, per-move with overage bank, whole match; SIGTERM, grace, SIGKILL"),
-        Layer("namespaces", False, "not built yet"),
-        Layer("seccomp", False, "not built yet"),
-        Layer("filesystem", False, "not built yet"),
+        *(Layer(name, isolation[name].active, isolation[name].reason)
+          for name in ("namespaces", "seccomp", "filesystem")),
     ]
+
+
+def require_layers(names: tuple[str, ...]) -> list[Layer]:
+    """Every layer, after checking that the named ones are active.
+
+    Raises:
+        LayerUnavailable: naming each required layer that is inactive and why.
+    """
+    layers = sandbox_layers()
+    missing = [layer for layer in layers if layer.name in names and not layer.active]
+    if missing:
+        detail = "; ".join(f"{layer.name} ({layer.reason})" for layer in missing)
+        raise LayerUnavailable(f"required sandbox layers inactive: {detail}")
+    return layers

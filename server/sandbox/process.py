@@ -6,6 +6,10 @@ seat's log: a task drains it all the time, keeps the first ``log_bytes`` for the
 cuts the seat off once it has written ``output_bytes``, so a bot that floods its output
 never makes the server buffer it. Closing always ends in SIGKILL of the process group and a
 reaped child.
+
+With isolation (layers 6-8, ``isolation.py``) the child is bubblewrap, which runs the runtime
+in its sandbox: signals then go to the sandbox's own process group and bubblewrap, left alive to
+reap it, reports the runtime's status (``128 + signal`` for a signal, translated back here).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ import anyio
 
 from protocol.errors import AgentCrashed, AgentFault, AgentInvalid
 
+from .isolation import Isolation, default_isolation, sandbox_process_groups
 from .limits import Limits
 
-__all__ = ["RUNTIME_PATH", "SeatProcess", "bot_python", "open_seat_process"]
+__all__ = ["DEFAULT_ISOLATION", "RUNTIME_PATH", "SeatProcess", "bot_python", "open_seat_process"]
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +51,13 @@ def bot_python() -> str:
 class SeatProcess:
     """A running bot runtime. Use :func:`open_seat_process` to get one."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, limits: Limits, label: str) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, limits: Limits, label: str, *, is_sandboxed: bool = False
+    ) -> None:
         self.proc = proc
         self.limits = limits
         self.label = label
+        self.is_sandboxed = is_sandboxed  # proc is bubblewrap, the runtime runs below it
         self.fault: AgentFault | None = None
         self._log = bytearray()
         self._log_truncated = False
@@ -59,6 +67,14 @@ class SeatProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def exit_status(self) -> int | None:
+        """The runtime's exit status, as ``returncode`` would give it without a sandbox around it."""
+        code = self.proc.returncode
+        if self.is_sandboxed and code is not None and 128 < code < 128 + signal.NSIG:
+            return 128 - code  # bubblewrap exits with 128 + the signal that ended its child
+        return code
 
     def log_text(self) -> str:
         """What the bot printed (its first ``log_bytes``), with a note when it was cut."""
@@ -109,7 +125,7 @@ class SeatProcess:
             await self.proc.wait()
         if self.fault is not None:
             return self.fault
-        return AgentCrashed(describe_exit(self.proc.returncode, self.limits))
+        return AgentCrashed(describe_exit(self.exit_status, self.limits))
 
     async def drain_log(self) -> None:
         """Read the child's output until EOF, keeping the head and enforcing ``output_bytes``."""
@@ -127,8 +143,19 @@ class SeatProcess:
                 self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the child's whole process group now."""
-        _signal_group(self.proc, signal.SIGKILL)
+        """SIGKILL the runtime's whole process group (the sandbox's, under bubblewrap) now."""
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        """Signal the runtime's process group: the sandbox's when bubblewrap started one, else the child's."""
+        groups = sandbox_process_groups(self.proc.pid) if self.is_sandboxed and self.proc.returncode is None else []
+        for pgid in groups:  # bubblewrap's children are alive until it reaps them: their pids stay theirs
+            try:
+                os.killpg(pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if not groups:
+            _signal_group(self.proc, sig)
 
     async def close(self) -> None:
         """End the child: EOF on stdin, then SIGTERM, a grace period, SIGKILL; always reaped."""
@@ -141,7 +168,11 @@ class SeatProcess:
             with anyio.move_on_after(min(0.05, self.limits.grace_s)):
                 await proc.wait()
         if proc.returncode is None:
-            _signal_group(proc, signal.SIGTERM)
+            self._signal(signal.SIGTERM)
+            with anyio.move_on_after(self.limits.grace_s):
+                await proc.wait()
+        if proc.returncode is None and self.is_sandboxed:
+            self._signal(signal.SIGKILL)  # the sandbox first, so that bubblewrap reaps it and exits
             with anyio.move_on_after(self.limits.grace_s):
                 await proc.wait()
         # SIGKILL the group even after the leader exited: nothing it started may outlive it.
@@ -184,22 +215,52 @@ def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
         pass
 
 
+class _Default:
+    """The ``isolation`` argument's default: every layer the machine supports."""
+
+
+DEFAULT_ISOLATION = _Default()
+
+
 @asynccontextmanager
 async def open_seat_process(
-    limits: Limits, *, python: str | None = None, label: str = "seat"
+    limits: Limits, *, python: str | None = None, label: str = "seat",
+    isolation: Isolation | None | _Default = DEFAULT_ISOLATION,
 ) -> AsyncIterator[SeatProcess]:
-    """Start a bot runtime in its own session; on exit kill its process group and reap it."""
-    proc = await asyncio.create_subprocess_exec(
-        python or bot_python(), "-I", "-S", str(RUNTIME_PATH),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=CLEAN_ENV,
-        cwd="/",
-        start_new_session=True,
-        limit=limits.reply_bytes,
-    )
-    seat = SeatProcess(proc, limits, label)
+    """Start a bot runtime in its own session; on exit kill its process group and reap it.
+
+    ``isolation`` wraps it in the namespaces, seccomp filter and filesystem view (by default all
+    that this machine supports, probed once per process); None runs it without them.
+    """
+    python = python or bot_python()
+    if isinstance(isolation, _Default):
+        isolation = default_isolation(python, RUNTIME_PATH)
+    argv = [python, "-I", "-S", str(RUNTIME_PATH)]
+    pass_fds: list[int] = []
+    user = None
+    if isolation is not None:
+        argv, pass_fds = isolation.wrap_command(argv, runtime_path=RUNTIME_PATH, python=python, env=CLEAN_ENV)
+        user = isolation.user
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=CLEAN_ENV,
+            cwd="/",
+            start_new_session=True,
+            limit=limits.reply_bytes,
+            pass_fds=pass_fds,
+            # Root drops to 65534 for bubblewrap in subprocess's C code (no preexec_fn): see isolation.py.
+            user=user,
+            group=user,
+            extra_groups=[] if user is not None else None,
+        )
+    finally:
+        for fd in pass_fds:
+            os.close(fd)
+    seat = SeatProcess(proc, limits, label, is_sandboxed=isolation is not None)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(seat.drain_log)
@@ -210,6 +271,10 @@ async def open_seat_process(
                     await seat.close()
     finally:
         if proc.returncode is None:  # only when the task group itself failed
-            _signal_group(proc, signal.SIGKILL)
+            seat.kill()
             with anyio.CancelScope(shield=True):
+                if seat.is_sandboxed:  # let bubblewrap reap its sandbox first
+                    with anyio.move_on_after(limits.grace_s):
+                        await proc.wait()
+                _signal_group(proc, signal.SIGKILL)
                 await proc.wait()

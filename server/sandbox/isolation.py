@@ -1,0 +1,434 @@
+"""Layers 6-8 of the sandbox: namespaces, a seccomp allow-list and a read-only filesystem view.
+
+Theory of operation. A seat's interpreter starts through bubblewrap (``bwrap``), which builds
+the sandbox and then execs ``python3 -I -S /arena/bot_runtime.py`` in it:
+
+* namespaces (layer 6): new user, network (nothing but a loopback of its own: no network at
+  all, not even to the server on 127.0.0.1), PID (bwrap's reaper is PID 1, the bot PID 2),
+  IPC, UTS (hostname ``arena``) and cgroup namespaces; no further user namespace inside
+  (``--disable-userns``, bubblewrap 0.8 and later);
+* seccomp (layer 7): a BPF allow-list that libseccomp (through ``pyseccomp``) builds once per
+  server and bwrap reads from a descriptor. bwrap installs it on its reaper and just before it
+  execs the interpreter, so ``execve`` (and ``wait4`` for the reaper) must stay allowed. Every
+  other call outside the list fails with EPERM; ``open``/``openat`` pass only without write,
+  create, truncate or append flags; signals go only to the bot itself (PID 2, with a PID
+  namespace); no ``socket``, ``clone``/``fork``, ``ptrace``, ``mount``, ``kill`` of others;
+* filesystem (layer 8): an empty read-only root holding only what the interpreter maps and
+  imports (found once by running it), the runtime copied in read-only through a descriptor (so
+  the sandbox needs no access to the project's directory), ``/dev/null``, ``/dev/zero``,
+  ``/dev/urandom`` and, with a PID namespace, a ``/proc`` of that namespace only. Not ``/etc``,
+  ``/home``, ``/root``, ``/tmp``, the project, the database, other submissions.
+
+When the server runs as root, bwrap itself runs as uid/gid 65534 (``subprocess`` drops them in
+C between fork and exec; no ``preexec_fn``). Started by root, the sandboxed process would keep
+host uid 0 behind its user namespace, and host uid 0 passes the owner check of global sysctls in
+``/proc/sys`` (``kernel/core_pattern``...) without any capability: measured here.
+
+bwrap sits between the server and the bot and exits with the bot's status (``128 + signal``
+when a signal ended it). To stop a seat the server signals the sandbox's own process group
+(bwrap's child, read from ``/proc``) and lets bwrap reap it, rather than killing bwrap and
+leaving its orphaned reaper for PID 1 to collect.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from protocol.errors import LayerUnavailable
+
+__all__ = [
+    "ALLOWED_SYSCALLS",
+    "Isolation",
+    "LayerState",
+    "SANDBOX_RUNTIME_PATH",
+    "build_isolation",
+    "default_isolation",
+    "isolation_override",
+    "isolation_status",
+    "sandbox_process_groups",
+]
+
+log = logging.getLogger(__name__)
+
+NOBODY: Final = 65534
+SANDBOX_RUNTIME_PATH: Final = "/arena/bot_runtime.py"
+SANDBOX_PID: Final = 2  # the command's PID inside a bwrap PID namespace: bwrap's reaper is 1
+_PROBE_TIMEOUT_S = 20.0
+
+# The calls a seat's interpreter makes from exec to exit (traced on Python 3.11 with the bot
+# runtime loading a bot and answering moves), plus a few harmless relatives that a different
+# libc or interpreter build may pick instead (``fstat`` for ``newfstatat``, ``dup3``...).
+ALLOWED_SYSCALLS: Final = (
+    # file descriptors that are already open (the pipes), and read-only lookups
+    "read", "readv", "pread64", "write", "writev", "close", "lseek", "fcntl", "dup", "dup2", "dup3",
+    "newfstatat", "fstat", "stat", "lstat", "statx", "readlink", "readlinkat", "access", "faccessat",
+    "faccessat2", "getdents64", "getcwd",
+    # memory
+    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
+    # signals (handlers and masks only: sending is below) and the thread the interpreter runs on
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "futex", "set_tid_address",
+    "set_robust_list", "rseq", "arch_prctl", "gettid", "getpid", "getppid",
+    "getuid", "geteuid", "getgid", "getegid",
+    # clocks, randomness, system facts the interpreter reads at start-up
+    "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "getrandom",
+    "sysinfo", "uname", "sched_yield", "sched_getaffinity", "getrusage", "times",
+    # the end of the process; execve and wait4 for bwrap (its exec of the interpreter, its reaper)
+    "exit", "exit_group", "execve", "wait4",
+)
+# Allowed with a condition on their arguments (see ``_seccomp_program``).
+CONDITIONAL_SYSCALLS: Final = ("open", "openat", "ioctl", "prlimit64", "kill", "tkill", "tgkill")
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_TCGETS, _FIONCLEX, _FIOCLEX = 0x5401, 0x5450, 0x5451  # isatty() and os.set_inheritable()
+
+# What the probe imports inside the sandbox: the modules bots are allowed, and then some.
+_PROBE = (
+    "import bisect, collections, copy, dataclasses, decimal, enum, fractions, functools, heapq, itertools, "
+    "json, math, os, random, re, statistics, string, time, typing\n"
+    "print('arena-probe-ok', os.getuid(), os.getpid())\n"
+)
+# Run once outside the sandbox: which files the interpreter maps and where its library lives.
+_DISCOVER = (
+    "import sys, json, math, random, collections, itertools, functools, heapq, bisect, statistics, string, re, "
+    "time, typing, dataclasses, enum, copy, decimal, fractions\n"
+    "maps = set()\n"
+    "for line in open('/proc/self/maps'):\n"
+    "    parts = line.split(None, 5)\n"
+    "    if len(parts) == 6 and parts[5].startswith('/'):\n"
+    "        maps.add(parts[5].strip())\n"
+    "print(json.dumps({'executable': sys.executable, 'path': sys.path, 'maps': sorted(maps)}))\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerState:
+    active: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Isolation:
+    """How to wrap a seat's command in bubblewrap with the chosen layers. Build with :func:`build_isolation`."""
+
+    bwrap: str
+    namespaces: bool
+    seccomp: bool
+    filesystem: bool
+    view: tuple[str, ...]  # the bwrap arguments that build the filesystem view
+    seccomp_program: bytes | None
+    run_as_nobody: bool  # the server is root: start bwrap as uid/gid 65534
+    disable_userns: bool = True  # bubblewrap 0.8+: no nested user namespace in the sandbox
+
+    @property
+    def user(self) -> int | None:
+        """The uid (and gid) to start bwrap as, for ``subprocess``'s ``user``/``group``: None keeps ours."""
+        return NOBODY if self.run_as_nobody else None
+
+    def wrap_command(
+        self, argv: Sequence[str], *, runtime_path: Path, python: str, env: Mapping[str, str] | None = None
+    ) -> tuple[list[str], list[int]]:
+        """The bwrap command line that runs ``argv`` in the sandbox, and the descriptors to pass it.
+
+        ``argv`` is the command as it would run unsandboxed; ``python`` (its interpreter) and
+        ``runtime_path`` in it are mapped to their paths inside. The caller passes the returned
+        descriptors to the child (``pass_fds``) and closes them once it has started.
+
+        Raises:
+            OSError: the runtime cannot be read or a descriptor cannot be made.
+        """
+        # Without the filesystem view the host's tree is the sandbox's, runtime included.
+        inside_runtime = SANDBOX_RUNTIME_PATH if self.filesystem else str(runtime_path)
+        mapped = {python: os.path.realpath(python), str(runtime_path): inside_runtime}
+        command = [mapped.get(arg, arg) for arg in argv]
+        fds: list[int] = []
+        try:
+            cmd = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-user",
+                   *(["--disable-userns"] if self.disable_userns else []),
+                   "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"]
+            if self.namespaces:
+                cmd += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                        "--hostname", "arena"]
+            if self.filesystem:
+                cmd += self.view
+            else:
+                cmd += ["--dev-bind", "/", "/"]
+            if self.namespaces:
+                cmd += ["--proc", "/proc"]  # this PID namespace's own
+            if self.filesystem:
+                runtime_fd = _data_fd("arena-runtime", runtime_path.read_bytes())
+                fds.append(runtime_fd)
+                cmd += ["--perms", "0444", "--ro-bind-data", str(runtime_fd), SANDBOX_RUNTIME_PATH,
+                        "--remount-ro", "/"]
+            cmd += ["--chdir", "/", "--clearenv"]
+            for key, value in (env or {}).items():
+                cmd += ["--setenv", key, value]
+            if self.seccomp_program is not None:
+                seccomp_fd = _data_fd("arena-seccomp", self.seccomp_program)
+                fds.append(seccomp_fd)
+                cmd += ["--seccomp", str(seccomp_fd)]
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return [*cmd, "--", *command], fds
+
+
+def _data_fd(name: str, data: bytes) -> int:
+    """A fresh read-only-positioned descriptor holding ``data`` (bwrap reads it to the end)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+# -- seccomp --------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _seccomp_program(self_pid: int | None) -> bytes:
+    """The allow-list as BPF, built once per process (and per PID namespace choice).
+
+    Raises:
+        LayerUnavailable: no usable binding or libseccomp.
+    """
+    try:
+        import pyseccomp as sc  # type: ignore[import-untyped,import-not-found,unused-ignore]  # ctypes, libseccomp.so.2
+    except ImportError as exc:
+        raise LayerUnavailable(f"seccomp binding missing: pip install pyseccomp ({exc})") from exc
+    except (OSError, RuntimeError) as exc:  # the binding raises RuntimeError when libseccomp is not found
+        raise LayerUnavailable(f"libseccomp not loadable: {exc} (apt-get install libseccomp2)") from exc
+    try:
+        flt = sc.SyscallFilter(sc.ERRNO(errno.EPERM))
+        flt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # e.g. 32-bit calls through int 0x80
+        rules: list[tuple[str, tuple[Any, ...]]] = [(name, ()) for name in ALLOWED_SYSCALLS]
+        rules += [
+            ("openat", (sc.Arg(2, sc.MASKED_EQ, _WRITE_FLAGS, 0),)),
+            ("open", (sc.Arg(1, sc.MASKED_EQ, _WRITE_FLAGS, 0),)),
+            ("prlimit64", (sc.Arg(0, sc.EQ, 0),)),  # its own limits only (it can only lower them)
+        ]
+        # The kernel reads ioctl's command as 32 bits: compare those only.
+        rules += [("ioctl", (sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, cmd),)) for cmd in (_TCGETS, _FIOCLEX, _FIONCLEX)]
+        if self_pid is not None:  # signals to itself (raise(), abort(), os.kill(os.getpid(), ...))
+            rules += [
+                ("kill", (sc.Arg(0, sc.EQ, self_pid),)),
+                ("tkill", (sc.Arg(0, sc.EQ, self_pid),)),
+                ("tgkill", (sc.Arg(0, sc.EQ, self_pid), sc.Arg(1, sc.EQ, self_pid))),
+            ]
+        for name, args in rules:
+            if sc.resolve_syscall(sc.Arch.NATIVE, name) < 0:
+                continue  # not a call on this architecture (e.g. open, arch_prctl on aarch64)
+            flt.add_rule(sc.ALLOW, name, *args)
+        fd = os.memfd_create("arena-seccomp-build", os.MFD_CLOEXEC)
+        with os.fdopen(fd, "w+b") as out:
+            flt.export_bpf(out)
+            out.seek(0)
+            program = out.read()
+    except OSError as exc:
+        raise LayerUnavailable(f"libseccomp could not build the filter: {exc}") from exc
+    if not program:
+        raise LayerUnavailable("libseccomp exported an empty filter")
+    return program
+
+
+# -- the filesystem view --------------------------------------------------------------------------
+
+
+@functools.cache
+def _filesystem_view(python: str) -> tuple[str, ...]:
+    """bwrap arguments for a root that holds only what ``python`` maps and imports.
+
+    Raises:
+        LayerUnavailable: the interpreter could not be run to find out.
+    """
+    try:
+        found = subprocess.run(
+            [python, "-I", "-S", "-c", _DISCOVER], capture_output=True, env={}, cwd="/",
+            timeout=_PROBE_TIMEOUT_S, check=True,
+        )
+        facts = json.loads(found.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise LayerUnavailable(f"could not inspect the bot interpreter {python}: {exc}") from exc
+    executable = os.path.realpath(python)
+    dirs = {os.path.realpath(p) for p in facts["path"] if os.path.isdir(p)}
+    dirs |= {os.path.dirname(os.path.realpath(p)) for p in facts["maps"] if os.path.realpath(p) != executable}
+    # The ELF interpreter is named by a fixed path (/lib64/ld-linux-x86-64.so.2): keep its directory.
+    dirs |= {d for d in ("/lib64", "/usr/lib64", "/lib32", "/usr/lib32") if os.path.isdir(d) and not os.path.islink(d)}
+    kept: list[str] = []
+    for d in sorted(dirs):  # a directory inside one already bound comes with it
+        if d != "/" and not any(d == k or d.startswith(k + "/") for k in kept):
+            kept.append(d)
+    args = ["--ro-bind", executable, executable]
+    for d in kept:
+        args += ["--ro-bind", d, d]
+    for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):  # merged-/usr links
+        link = f"/{top}"
+        if os.path.islink(link):
+            args += ["--symlink", os.readlink(link), link]
+    args += ["--dir", "/dev"]
+    for dev in ("null", "zero", "urandom"):
+        args += ["--dev-bind", f"/dev/{dev}", f"/dev/{dev}"]
+    return tuple(args)
+
+
+# -- detection ------------------------------------------------------------------------------------
+
+
+def _find_bwrap() -> str | None:
+    return shutil.which("bwrap") or next((p for p in ("/usr/bin/bwrap", "/bin/bwrap") if os.access(p, os.X_OK)), None)
+
+
+@functools.cache
+def _bwrap_options(bwrap: str) -> frozenset[str]:
+    """The options this bubblewrap lists in its ``--help``."""
+    try:
+        out = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S).stdout
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    return frozenset(word for word in out.split() if word.startswith("--"))
+
+
+def build_isolation(
+    *, python: str, namespaces: bool = True, seccomp: bool = True, filesystem: bool = True
+) -> Isolation:
+    """An isolation recipe with the chosen layers, not yet probed.
+
+    Raises:
+        LayerUnavailable: bwrap, the seccomp binding or the interpreter's view is missing.
+    """
+    bwrap = _find_bwrap()
+    if bwrap is None:
+        raise LayerUnavailable("bubblewrap (bwrap) not installed: apt-get install bubblewrap")
+    options = _bwrap_options(bwrap)
+    needed = {"--ro-bind-data", "--perms", "--clearenv", "--die-with-parent", "--unshare-cgroup-try", "--seccomp"}
+    if not needed <= options:
+        lacking = ", ".join(sorted(needed - options))
+        raise LayerUnavailable(f"{bwrap} is too old (0.5 or later needed): it lacks {lacking}")
+    return Isolation(
+        bwrap=bwrap, namespaces=namespaces, seccomp=seccomp, filesystem=filesystem,
+        view=_filesystem_view(python) if filesystem else (),
+        seccomp_program=_seccomp_program(SANDBOX_PID if namespaces else None) if seccomp else None,
+        run_as_nobody=os.geteuid() == 0,
+        disable_userns="--disable-userns" in options,
+    )
+
+
+def probe(isolation: Isolation, python: str, runtime_path: Path) -> str | None:
+    """Start ``python`` in the sandbox once and import what bots use: None if it works, else why."""
+    argv, fds = isolation.wrap_command(
+        [python, "-I", "-S", "-c", _PROBE], runtime_path=runtime_path, python=python, env={"LANG": "C.UTF-8"}
+    )
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, env={}, cwd="/", pass_fds=fds, timeout=_PROBE_TIMEOUT_S,
+            user=isolation.user, group=isolation.user, extra_groups=[] if isolation.user is not None else None,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"probe failed: {exc}"
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if done.returncode == 0 and b"arena-probe-ok" in done.stdout:
+        return None
+    first = (done.stderr.decode("utf-8", "replace").strip().splitlines() or [f"exit status {done.returncode}"])[0]
+    return f"probe failed: {first}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Detected:
+    isolation: Isolation | None
+    states: dict[str, LayerState]
+
+
+@functools.cache
+def _detect(python: str, runtime_path: Path) -> _Detected:
+    """Which of layers 6-8 work here, each with its reason; the best working recipe. Cached."""
+    detected = _detect_now(python, runtime_path)
+    for name, state in detected.states.items():
+        if not state.active:
+            log.warning("sandbox layer %s is off for bots run by %s: %s", name, python, state.reason)
+    return detected
+
+
+def _detect_now(python: str, runtime_path: Path) -> _Detected:
+    seccomp_reason: str | None = None
+    try:
+        _seccomp_program(SANDBOX_PID)
+    except LayerUnavailable as exc:
+        seccomp_reason = str(exc)
+    try:
+        isolation = build_isolation(python=python, seccomp=seccomp_reason is None)
+    except LayerUnavailable as exc:
+        return _Detected(None, {name: LayerState(False, str(exc)) for name in ("namespaces", "seccomp", "filesystem")})
+    failure = probe(isolation, python, runtime_path)
+    if failure is not None and isolation.seccomp:
+        without = build_isolation(python=python, seccomp=False)
+        if probe(without, python, runtime_path) is None:
+            seccomp_reason, isolation, failure = f"interpreter fails under the filter: {failure}", without, None
+    if failure is not None:
+        reason = f"bubblewrap {failure}"
+        return _Detected(None, {name: LayerState(False, reason) for name in ("namespaces", "seccomp", "filesystem")})
+    who = "uid 65534 (bwrap started as 65534, not root)" if isolation.run_as_nobody else "uid 65534 in a user namespace"
+    if not isolation.disable_userns:
+        who += "; nested user namespaces left to seccomp (bubblewrap older than 0.8)"
+    states = {
+        "namespaces": LayerState(True, f"bubblewrap: new user, network (none), PID, IPC, UTS, cgroup namespaces; "
+                                       f"{who}"),
+        "seccomp": LayerState(True, f"allow-list of {len(ALLOWED_SYSCALLS) + len(CONDITIONAL_SYSCALLS)} system calls, "
+                                    "others fail with EPERM; no socket, fork, ptrace, kill of others, open for writing")
+        if seccomp_reason is None else LayerState(False, seccomp_reason),
+        "filesystem": LayerState(True, "read-only root with only the interpreter's files, the runtime and "
+                                       "/dev/null, /dev/zero, /dev/urandom; /proc of the seat's PID namespace"),
+    }
+    return _Detected(isolation, states)
+
+
+_override: ContextVar[tuple[Isolation | None] | None] = ContextVar("arena_isolation_override", default=None)
+
+
+def default_isolation(python: str, runtime_path: Path) -> Isolation | None:
+    """Every isolation layer this machine supports (probed once per process), or None when none does."""
+    forced = _override.get()
+    if forced is not None:
+        return forced[0]
+    return _detect(python, runtime_path).isolation
+
+
+def isolation_status(python: str, runtime_path: Path) -> dict[str, LayerState]:
+    """``namespaces``, ``seccomp`` and ``filesystem``: active or not, and why."""
+    return dict(_detect(python, runtime_path).states)
+
+
+@contextmanager
+def isolation_override(isolation: Isolation | None) -> Iterator[None]:
+    """Test-only switch: seats started in this context use ``isolation`` (None: no sandbox)."""
+    token = _override.set((isolation,))
+    try:
+        yield
+    finally:
+        _override.reset(token)
+
+
+def sandbox_process_groups(bwrap_pid: int) -> list[int]:
+    """The process groups bwrap started (its children lead them: ``--new-session``); [] when none yet."""
+    try:
+        children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(pid) for pid in children]
