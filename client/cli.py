@@ -380,7 +380,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ArenaError as exc:
         raise CliError(str(exc), code=exc.code) from None
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port,
-                                           log_level=args.log_level))
+                                           log_level=args.log_level,
+                                           # a spectator that stopped reading must not hold shutdown forever
+                                           timeout_graceful_shutdown=5))
     server.run()
     return 0 if server.started else 1
 

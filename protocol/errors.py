@@ -23,6 +23,7 @@ Every error the arena raises on purpose derives from :class:`ArenaError`::
     ├── Forbidden                a valid token, but not the owner
     ├── RateLimited              too many requests of one kind
     └── StorageError             the database refused an operation
+        └── NameTaken            a user name that is already registered
 
 Errors that are an agent's fault become seat statuses and never escape a match; the
 others map to HTTP statuses and close codes in ``server/routes.py``.
@@ -47,6 +48,7 @@ __all__ = [
     "IllegalAction",
     "LayerUnavailable",
     "MatchNotFound",
+    "NameTaken",
     "NotFound",
     "ProtocolError",
     "RateLimited",
@@ -173,3 +175,7 @@ class RateLimited(ArenaError):
 
 class StorageError(ArenaError):
     code = "storage_error"
+
+
+class NameTaken(StorageError):
+    code = "name_taken"

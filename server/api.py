@@ -90,7 +90,8 @@ def _int_param(request: Request, name: str, *, default: int | None = None) -> in
 
 
 def _page(request: Request) -> tuple[str | None, int]:
-    limit = _int_param(request, "limit", default=50) or 50
+    limit = _int_param(request, "limit", default=50)
+    assert limit is not None
     if not 1 <= limit <= 200:
         raise ProtocolError(f"limit must be within 1..200, got {limit}", field="limit")
     return request.query_params.get("cursor"), limit

@@ -64,10 +64,14 @@ async def spectate(ws: WebSocket) -> None:
         for i, s in enumerate(steps)
     ]
     last_state = steps[-1].state if steps else None
-    await ws.send_text(snapshot_frame(len(events), match_document(match), last_state, events))
     end = {"type": "end", "seq": len(events) + 1, "result": result_document(match)}
-    await ws.send_text(codec.encode(end).decode())
-    await ws.close(CLOSE_NORMAL)
+    for frame in (snapshot_frame(len(events), match_document(match), last_state, events), codec.encode(end).decode()):
+        with anyio.move_on_after(_SEND_TIMEOUT_S) as scope:
+            await ws.send_text(frame)
+        if scope.cancelled_caught:  # a spectator that does not read is not kept forever
+            await _close(ws, CLOSE_TOO_SLOW)
+            return
+    await _close(ws, CLOSE_NORMAL)
 
 
 async def _stream(ws: WebSocket, first: str, sub: Subscription) -> None:

@@ -39,6 +39,7 @@ class Subscription:
     send: MemoryObjectSendStream[str]
     receive: MemoryObjectReceiveStream[str]
     dropped: bool = False
+    is_full: bool = False  # dropped because its queue overflowed (not because it left)
 
     def offer(self, frame: str) -> bool:
         """Queue a frame without waiting; a full queue drops the subscriber."""
@@ -47,11 +48,13 @@ class Subscription:
         try:
             self.send.send_nowait(frame)
         except anyio.WouldBlock:
-            self.dropped = True
+            self.dropped = self.is_full = True
             self.send.close()
             return False
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            # The spectator's handler is gone (it left); close our end too, or it leaks.
             self.dropped = True
+            self.send.close()
             return False
         return True
 
@@ -108,7 +111,7 @@ class MatchFeed:
         for sub in self.subscribers:
             if sub.offer(frame):
                 kept.append(sub)
-            else:
+            elif sub.is_full:
                 log.info("match %s: dropped a spectator that fell behind", self.match_id)
         self.subscribers = kept
 

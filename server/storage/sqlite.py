@@ -26,7 +26,7 @@ import aiosqlite
 import anyio
 
 from protocol.codec import encode_json
-from protocol.errors import AgentNotFound, ConfigError, MatchNotFound, StorageError, UserNotFound
+from protocol.errors import AgentNotFound, ConfigError, MatchNotFound, NameTaken, StorageError, UserNotFound
 from protocol.messages import StepRecord
 
 from ._rows import (
@@ -133,7 +133,7 @@ class SqliteStorage:
         now = time.time()
         async with self._write(f"create user {name!r}") as db:
             if await _fetchone(db, "SELECT 1 FROM users WHERE name = ?", (name,)) is not None:
-                raise StorageError(f"user name {name!r} is taken")
+                raise NameTaken(f"user name {name!r} is taken")
             cur = await db.execute(
                 "INSERT INTO users (name, token_hash, created_at) VALUES (?, ?, ?)", (name, token_hash, now)
             )

@@ -57,11 +57,19 @@ def quiet_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_server(settings: Settings) -> AsyncIterator[str]:
-    """Run the app under uvicorn on a free port; yields ``http://127.0.0.1:PORT``."""
+async def running_server(settings: Settings, *, send_buffer_bytes: int | None = None) -> AsyncIterator[str]:
+    """Run the app under uvicorn on a free port; yields ``http://127.0.0.1:PORT``.
+
+    ``send_buffer_bytes`` sets ``SO_SNDBUF`` on the listening socket, which every accepted
+    connection inherits (Linux): the kernel then holds little of what a client does not read.
+    """
     sock = socket.create_server(("127.0.0.1", 0))
+    if send_buffer_bytes is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on", ws_ping_interval=None)
+    # A bounded graceful shutdown: uvicorn otherwise waits without end for a connection whose
+    # peer stopped reading (its transport only closes once its buffer drains).
+    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     stopped = anyio.Event()
 
@@ -87,6 +95,7 @@ async def running_server(settings: Settings) -> AsyncIterator[str]:
                 server.should_exit = True
                 with anyio.CancelScope(shield=True), anyio.move_on_after(15):
                     await stopped.wait()
+                tg.cancel_scope.cancel()  # a backstop: never hang on a server that does not stop
     finally:
         sock.close()
 
@@ -145,13 +154,16 @@ async def wait_finished(client: httpx.AsyncClient, match_id: int, timeout_s: flo
 
 
 @asynccontextmanager
-async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def api_client(settings: Settings, **server_options: Any) -> AsyncIterator[httpx.AsyncClient]:
     """A running server and an HTTP client on it (``client.base_url`` is the server's URL).
 
     Tests enter this themselves: an anyio task group cannot live in an async-generator
     fixture, whose setup and teardown pytest-asyncio runs in different tasks.
     """
-    async with running_server(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+    async with (
+        running_server(settings, **server_options) as url,
+        httpx.AsyncClient(base_url=url, timeout=10, trust_env=False) as client,
+    ):
         yield client
 
 
