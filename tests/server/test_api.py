@@ -74,8 +74,7 @@ async def test_create_user(settings: Settings) -> None:
         assert_error(await client.post("/api/users", json=["alice"]), 400)
 
         duplicate = await client.post("/api/users", json={"name": "alice"})
-        assert 400 <= duplicate.status_code < 500
-        assert_error(duplicate, duplicate.status_code)
+        assert_error(duplicate, 409, "name_taken")
 
 
 async def test_submit_agents(settings: Settings) -> None:
@@ -179,6 +178,8 @@ async def test_list_and_get_agents(settings: Settings) -> None:
         assert [a["id"] for a in everything["items"]] == ids and everything["next"] is None
         assert (await client.get("/api/agents", params={"game": "connectx"})).json()["items"] == []
         assert_error(await client.get("/api/agents", params={"limit": "many"}), 400)
+        for limit in (0, -1, 201):  # out of range is an error, never silently the default
+            assert_error(await client.get("/api/agents", params={"limit": limit}), 400)
         assert_error(await client.get("/api/agents", params={"cursor": "garbage"}), 400)
 
         owner_view = (await client.get(f"/api/agents/{ids[0]}", headers=alice.headers)).json()
