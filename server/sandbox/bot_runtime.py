@@ -12,6 +12,11 @@ pipes. The runtime
 3. compiles and runs the bot's module, finds ``agent`` (or the last top-level function),
    answers ``ready``, then answers every ``act`` line with one ``action`` line.
 
+Unless the limits turn it off (a test-only switch), the bot's module is compiled and run by
+the restricted runtime (``restricted.py``, layer 2, loaded by path from this directory):
+checked syntax, whitelisted builtins and modules only. It fails closed: without that file no
+bot runs.
+
 It uses the standard library only and imports nothing of the project: it runs under the
 bot interpreter, not the server's environment. One JSON object per line in both directions.
 """
@@ -28,10 +33,12 @@ import resource
 import sys
 import time
 import traceback
+import types
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
 BOT_FILENAME = "bot.py"
+RESTRICTED_FILENAME = "restricted.py"  # next to this file, in the sandbox too
 NOBODY = 65534
 
 
@@ -67,6 +74,39 @@ def apply_limits(limits: dict[str, Any]) -> None:
         os.setgid(NOBODY)
         os.setuid(NOBODY)
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+
+
+def load_restricted() -> Any:
+    """The restricted runtime module, loaded by path: ``python -I`` puts no directory on sys.path."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), RESTRICTED_FILENAME)
+    with open(path, "rb") as file:
+        source = file.read()
+    module = types.ModuleType("arena_restricted")
+    module.__file__ = path
+    sys.modules[module.__name__] = module
+    exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
+    return module
+
+
+def load_bot(code: str, limits: dict[str, Any]) -> tuple[ast.Module, dict[str, Any]]:
+    """Compile and run the bot's module (restricted unless the limits say otherwise): its tree and globals.
+
+    The globals are those of a module registered as ``bot``, as ``dataclasses`` expects of a
+    class's module (it looks string annotations up there).
+    """
+    module = types.ModuleType("bot")
+    namespace = module.__dict__
+    if limits.get("restricted", True):
+        environment = load_restricted().Environment(allow_numpy=bool(limits.get("allow_numpy", False)))
+        tree, code_object = environment.compile(code, BOT_FILENAME)
+        namespace["__builtins__"] = environment.builtins
+    else:
+        tree = ast.parse(code, BOT_FILENAME)
+        # dont_inherit: the bot gets none of this file's __future__ imports (string annotations).
+        code_object = compile(tree, BOT_FILENAME, "exec", dont_inherit=True)
+    sys.modules["bot"] = module
+    exec(code_object, namespace)
+    return tree, namespace
 
 
 def find_agent(namespace: dict[str, Any], tree: ast.Module) -> Callable[..., Any] | None:
@@ -159,13 +199,11 @@ def serve(channel: Channel) -> int:
     random.seed(f"arena:{seed}:{seat}")
     configuration = _struct(init["configuration"])
 
-    namespace: dict[str, Any] = {"__name__": "bot"}
     code: str = init["code"]
     # Lets tracebacks show the bot's own source lines.
     linecache.cache[BOT_FILENAME] = (len(code), None, code.splitlines(True), BOT_FILENAME)
     try:
-        tree = ast.parse(code, BOT_FILENAME)
-        exec(compile(tree, BOT_FILENAME, "exec"), namespace)
+        tree, namespace = load_bot(code, init["limits"])
     except MemoryError as exc:
         fail(channel, "memory", exc)
         return 1

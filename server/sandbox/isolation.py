@@ -37,6 +37,7 @@ import functools
 import json
 import logging
 import os
+import posixpath
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -64,6 +65,8 @@ log = logging.getLogger(__name__)
 
 NOBODY: Final = 65534
 SANDBOX_RUNTIME_PATH: Final = "/arena/bot_runtime.py"
+# Copied into the sandbox next to the runtime: the modules it loads by path from its own directory.
+RUNTIME_COMPANIONS: Final = ("restricted.py",)
 SANDBOX_PID: Final = 2  # the command's PID inside a bwrap PID namespace: bwrap's reaper is 1
 _PROBE_TIMEOUT_S = 20.0
 
@@ -168,8 +171,13 @@ class Isolation:
             if self.filesystem:
                 runtime_fd = _data_fd("arena-runtime", runtime_path.read_bytes())
                 fds.append(runtime_fd)
-                cmd += ["--perms", "0444", "--ro-bind-data", str(runtime_fd), SANDBOX_RUNTIME_PATH,
-                        "--remount-ro", "/"]
+                cmd += ["--perms", "0444", "--ro-bind-data", str(runtime_fd), SANDBOX_RUNTIME_PATH]
+                for name in RUNTIME_COMPANIONS:
+                    companion_fd = _data_fd("arena-runtime", runtime_path.with_name(name).read_bytes())
+                    fds.append(companion_fd)
+                    inside = posixpath.join(posixpath.dirname(SANDBOX_RUNTIME_PATH), name)
+                    cmd += ["--perms", "0444", "--ro-bind-data", str(companion_fd), inside]
+                cmd += ["--remount-ro", "/"]
             cmd += ["--chdir", "/", "--clearenv"]
             for key, value in (env or {}).items():
                 cmd += ["--setenv", key, value]

@@ -13,6 +13,8 @@ from .process import RUNTIME_PATH, bot_python
 
 __all__ = ["LAYER_NAMES", "Layer", "require_layers", "sandbox_layers"]
 
+RESTRICTED_PATH = RUNTIME_PATH.with_name("restricted.py")  # layer 2, loaded by the runtime
+
 LAYER_NAMES = (
     "static_analysis",
     "restricted_runtime",
@@ -40,7 +42,9 @@ def sandbox_layers() -> list[Layer]:
     isolation = isolation_status(python, RUNTIME_PATH)  # probed once per process
     return [
         Layer("static_analysis", True, "every submission and local bot is checked before it runs"),
-        Layer("restricted_runtime", False, "not built yet: bots run with the interpreter's full builtins"),
+        Layer("restricted_runtime", RESTRICTED_PATH.is_file(),
+              "builtins whitelist, guarded attributes and imports, module proxies" if RESTRICTED_PATH.is_file()
+              else f"{RESTRICTED_PATH} missing: no bot can start"),
         Layer("process_isolation", runtime_ok,
               f"one process per seat under {python}, own session, clean environment" if runtime_ok
               else f"bot interpreter {python} or runtime missing"),

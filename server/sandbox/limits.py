@@ -19,8 +19,10 @@ class Limits:
     log_bytes: int = 64 << 10  # kept of that for the owner to read
     reply_bytes: int = 1 << 20  # one protocol line from the seat
     grace_s: float = 0.5  # between SIGTERM and SIGKILL
+    restricted: bool = True  # layer 2, the restricted runtime; False only in tests that probe other layers
+    allow_numpy: bool = False  # the operator's opt-in: numpy joins the modules a bot may import
 
     def for_runtime(self) -> dict[str, Any]:
         """The part the runtime applies to itself, as sent in the ``init`` message."""
         d = asdict(self)
-        return {k: d[k] for k in ("cpu_s", "memory_mb", "open_files")}
+        return {k: d[k] for k in ("cpu_s", "memory_mb", "open_files", "restricted", "allow_numpy")}

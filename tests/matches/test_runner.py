@@ -383,7 +383,8 @@ async def test_match_time_limit_is_timeout() -> None:
     ids=["sys-exit", "os-exit", "segfault"],
 )
 async def test_bot_that_dies_is_error(bot: str, facts: list[str]) -> None:
-    result, steps, _ = await play("tictactoe", [bot, FIRST_FREE])
+    # These bots use modules the restricted runtime refuses: turn it off to reach the process layers.
+    result, steps, _ = await play("tictactoe", [bot, FIRST_FREE], limits=[Limits(restricted=False), Limits()])
     assert_forfeit(result, steps, 0, "ERROR", *facts)
 
 
@@ -429,7 +430,8 @@ async def test_memory_hog_is_error(bot: str, where: str) -> None:
 
 @pytest.mark.parametrize("bot", [FORKS, SUBPROCESS], ids=["fork", "subprocess"])
 async def test_spawning_a_process_is_error(bot: str) -> None:
-    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE])
+    # The restricted runtime would refuse ``import os`` at load: turn it off to reach the process limits.
+    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE], limits=[Limits(restricted=False), Limits()])
     assert_forfeit(result, steps, 0, "ERROR", "raised at step 1")
     # seccomp refuses the fork (EPERM) where it is active, else RLIMIT_NPROC does (EAGAIN).
     refusals = ("PermissionError: [Errno 1] Operation not permitted", "BlockingIOError: [Errno 11]")
@@ -498,8 +500,8 @@ async def test_faulty_matches_run_alongside_a_good_one() -> None:
         "set": ("tictactoe", [returns("{0}"), FIRST_FREE], {}, None, "INVALID"),
         "flood": ("tictactoe", [FLOOD, FIRST_FREE], {}, None, "ERROR"),
         "hog": ("tictactoe", [HOG, FIRST_FREE], {}, None, "ERROR"),
-        "fork": ("tictactoe", [FORKS, FIRST_FREE], {}, None, "ERROR"),
-        "subprocess": ("tictactoe", [SUBPROCESS, FIRST_FREE], {}, None, "ERROR"),
+        "fork": ("tictactoe", [FORKS, FIRST_FREE], {}, [Limits(restricted=False), Limits()], "ERROR"),
+        "subprocess": ("tictactoe", [SUBPROCESS, FIRST_FREE], {}, [Limits(restricted=False), Limits()], "ERROR"),
         "cpu": ("tictactoe", [SPINS, FIRST_FREE], {"actTimeout": 5.0, "remainingOverageTime": 0.001},
                 [Limits(cpu_s=1), Limits()], "ERROR"),
         "syntax": ("tictactoe", [SYNTAX_ERROR, FIRST_FREE], {}, None, "ERROR"),

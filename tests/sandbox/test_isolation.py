@@ -20,9 +20,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -46,6 +44,7 @@ from server.sandbox.isolation import (
 )
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.process import RUNTIME_PATH, bot_python
+from tests.sandbox_box import outer_box
 
 PROJECT = Path(__file__).resolve().parents[2]
 PYTHON = bot_python()
@@ -82,30 +81,18 @@ def outcomes(log: str) -> dict[str, str]:
 
 
 async def run_bot(code: str, isolation: Isolation | None, limits: Limits | None = None) -> dict[str, str]:
-    """Start a seat for ``PRELUDE + code`` with ``isolation``, ask one move, return its attempts."""
+    """Start a seat for ``PRELUDE + code`` with ``isolation``, ask one move, return its attempts.
+
+    The restricted runtime (layer 2) is off unless ``limits`` say otherwise: these bots import
+    ``os`` and ``socket`` on purpose, to reach the layers under test.
+    """
     with isolation_override(isolation):
-        async with open_process_seat(PRELUDE + textwrap.dedent(code), limits or Limits()) as seat:
+        async with open_process_seat(PRELUDE + textwrap.dedent(code), limits or Limits(restricted=False)) as seat:
             assert seat.process.is_sandboxed == (isolation is not None)
             with anyio.fail_after(20):
                 await seat.start(SeatStart(seat=0, seed=1, configuration={}))
                 assert (await seat.act(1, {})).action == 0
     return outcomes(seat.log_text())
-
-
-@contextmanager
-def pids_cgroup(max_pids: int = 64) -> Iterator[Path | None]:
-    """A cgroup v1 ``pids`` group for the outer box, when this machine lets us make one."""
-    root = Path("/sys/fs/cgroup/pids")
-    if not os.access(root, os.W_OK):
-        yield None
-        return
-    group = root / f"arena-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    group.mkdir()
-    try:
-        (group / "pids.max").write_text(str(max_pids))
-        yield group
-    finally:
-        group.rmdir()  # the box's processes are all gone: subprocess.run reaped its leader (PID 1 there)
 
 
 BOXED = """
@@ -118,7 +105,7 @@ from server.sandbox.process import bot_python
 async def main(code, layers):
     isolation = build_isolation(python=bot_python(), **layers)
     with isolation_override(isolation):
-        async with open_process_seat(code, Limits()) as seat:
+        async with open_process_seat(code, Limits(restricted=False)) as seat:
             with anyio.fail_after(20):
                 await seat.start(SeatStart(seat=0, seed=1, configuration={}))
                 action = (await seat.act(1, {})).action
@@ -131,19 +118,14 @@ anyio.run(main, *json.loads(sys.stdin.read()))
 def run_boxed(code: str, **layers: bool) -> dict[str, str]:
     """Like :func:`run_bot`, but the whole seat, server side included, runs in an outer box.
 
-    The box is a new PID namespace (``kill(-1)`` there reaches only the box), with its own
-    ``/proc``, inside a cgroup with at most 64 processes when cgroup v1 is writable.
+    The box (``tests/sandbox_box.py``) is a new PID namespace (``kill(-1)`` there reaches only
+    the box), with its own ``/proc``, inside a cgroup with at most 64 processes when cgroup v1 is
+    writable.
     """
-    box = ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
-    if os.geteuid() != 0:
-        box[1:1] = ["--user", "--map-current-user"]  # the sandbox maps its uid from ours
-    with pids_cgroup() as group:
-        argv = [*box, sys.executable, "-c", BOXED]
-        if group is not None:
-            argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(group), *argv]
+    with outer_box() as box:
         done = subprocess.run(
-            argv, input=json.dumps([PRELUDE + textwrap.dedent(code), layers]), capture_output=True, text=True,
-            timeout=60, cwd=PROJECT,
+            box.wrap([sys.executable, "-c", BOXED]), input=json.dumps([PRELUDE + textwrap.dedent(code), layers]),
+            capture_output=True, text=True, timeout=60, cwd=PROJECT,
         )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
@@ -320,7 +302,7 @@ def test_all_layers_stop_forks_and_signals_in_an_outer_box() -> None:
 
 async def test_a_bot_may_still_signal_itself() -> None:
     code = PRELUDE + "import signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"
-    async with open_process_seat(code, Limits()) as seat:
+    async with open_process_seat(code, Limits(restricted=False)) as seat:
         with anyio.fail_after(20), pytest.raises(AgentCrashed, match="killed by signal SIGSEGV"):
             await seat.start(SeatStart(seat=0, seed=1, configuration={}))
 
@@ -405,7 +387,7 @@ def alive(pid: int) -> bool:
 
 
 async def test_killing_a_seat_leaves_nothing_behind() -> None:
-    async with open_process_seat(PRELUDE, Limits(grace_s=0.2)) as seat:
+    async with open_process_seat(PRELUDE, Limits(grace_s=0.2, restricted=False)) as seat:
         with anyio.fail_after(20):
             await seat.start(SeatStart(seat=0, seed=1, configuration={}))
         bwrap = seat.process.pid

@@ -1,0 +1,446 @@
+"""Layer 2 of the sandbox, the restricted runtime, proven by real bots on its own.
+
+Every attack is a real bot played in a real match through ``open_process_seat`` and
+``run_match``: that path never calls the validator (layer 1), and the bubblewrap layers (6-8)
+are switched off here, so only the restricted runtime stands between the bot and its goal.
+An attack that works prints ``PWNED`` and plays a legal move; each test asserts that the
+attacking seat lost with ERROR for the expected reason, at load or at its first move, and
+that the marker is in neither its moves nor its log. Control tests turn layer 2 off
+(``Limits(restricted=False)``) and show the same kind of bot getting through, so the attacks
+really attack. Acceptance tests show that the example bots and realistic Kaggle-style bots
+still play normally with layer 2 on.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack
+
+import anyio
+import pytest
+
+from protocol.messages import StepRecord
+from server.bots import example_bots
+from server.matches.games import get_game, resolve_config
+from server.matches.runner import MatchResult, MatchSpec, run_match
+from server.matches.seats import open_process_seat
+from server.sandbox import Limits
+from server.sandbox.isolation import isolation_override
+from server.sandbox.layers import sandbox_layers
+
+MATCH_LIMIT_S = 20.0
+MARKER = "PWNED"
+EXAMPLES = {name: code for bots in example_bots().values() for name, code in bots}
+UNRESTRICTED = Limits(restricted=False)
+FIRST_FREE = "def agent(obs, config):\n    return obs.board.index(0)\n"
+
+
+class ListRecorder:
+    def __init__(self) -> None:
+        self.steps: list[StepRecord] = []
+
+    async def record_step(self, record: StepRecord) -> None:
+        self.steps.append(record)
+
+
+@pytest.fixture(autouse=True)
+def restricted_runtime_alone() -> Iterator[None]:
+    """No bubblewrap layers (namespaces, seccomp, filesystem view): layer 2 stands alone."""
+    with isolation_override(None):
+        yield
+
+
+async def play(
+    game: str, bots: Sequence[str], config: Mapping[str, object] | None = None, *,
+    limits: Sequence[Limits] | None = None,
+) -> tuple[MatchResult, list[StepRecord], list[str]]:
+    """One match between bot sources (or example bot names): result, steps, seat logs."""
+    spec = MatchSpec(game, resolve_config(get_game(game), config), seed=3)
+    recorder = ListRecorder()
+    with anyio.fail_after(MATCH_LIMIT_S):
+        async with AsyncExitStack() as stack:
+            links = [
+                await stack.enter_async_context(open_process_seat(EXAMPLES.get(bot, bot), seat_limits))
+                for bot, seat_limits in zip(bots, limits or [Limits()] * len(bots), strict=True)
+            ]
+            result = await run_match(spec, links, recorder)
+        logs = [link.log_text() for link in links]
+    return result, recorder.steps, logs
+
+
+def actions_of(steps: list[StepRecord], seat: int) -> list[object]:
+    return [s.actions[seat] for s in steps[1:] if s.actions[seat] is not None]
+
+
+def in_agent(body: str) -> str:
+    """A tic-tac-toe bot that runs ``body`` (which sets ``x``) at its first move, then boasts."""
+    return (
+        "def agent(obs, config):\n"
+        + textwrap.indent(textwrap.dedent(body).strip() + "\n", "    ")
+        + f"    print({MARKER!r}, repr(x)[:200])\n"
+        + "    return obs.board.index(0)\n"
+    )
+
+
+def at_load(body: str) -> str:
+    """A tic-tac-toe bot that runs ``body`` (which sets ``x``) when its module loads, then boasts."""
+    return textwrap.dedent(body).strip() + f"\nprint({MARKER!r}, repr(x)[:200])\n" + FIRST_FREE
+
+
+GENERATOR = "def gen():\n    yield 1\n"
+TEMPLATE = "t = '{0.' + '_' * 2 + 'class' + '_' * 2 + '}'\n"  # built at run time: no literal dunder
+
+# (id, bot, a fact the seat's reason must hold)
+ATTACKS = [
+    # -- builtins recovery
+    ("builtins-name", at_load("x = __builtins__"), "RestrictedError: name '__builtins__'"),
+    ("subclasses", in_agent("x = ().__class__.__base__.__subclasses__()"), "RestrictedError: attribute '__class__'"),
+    ("type-subclasses", in_agent("x = type.__subclasses__(object)"), "attribute '__subclasses__'"),
+    ("getattr-built-name", in_agent("x = getattr(0, '__cl' + 'ass__')"), "AttributeError: attribute '__class__'"),
+    ("list-class", in_agent("x = [].__class__"), "attribute '__class__'"),
+    ("print-self", in_agent("x = print.__self__"), "attribute '__self__'"),
+    ("lambda-globals", in_agent("x = (lambda: 0).__globals__"), "attribute '__globals__'"),
+    ("getattr-lying-str", in_agent("""
+        class S(str):
+            def startswith(self, *args):
+                return False
+        x = getattr(len, S('__self__'))
+     """), "AttributeError: attribute '__self__' is not allowed"),
+    ("type-of-type", in_agent("x = type(int)('X', (), {})"), "TypeError: type() takes exactly one argument"),
+    ("type-3-args", in_agent("x = type('X', (), {'__exit__': len})"), "TypeError: type() takes exactly one argument"),
+    ("abc-metaclass", in_agent("import collections.abc\nx = type(collections.abc.Sequence)('X', (), {})"),
+     "TypeError: type() takes exactly one argument"),
+    ("metaclass-keyword", at_load("class X(metaclass=print):\n    pass\nx = X"), "metaclass= is not allowed"),
+    # -- module internals that lead back to os, sys or builtins
+    ("random-os", in_agent("import random\nx = random._os"), "attribute '_os'"),
+    ("random-init-globals", in_agent("import random\nx = random.Random.__init__.__globals__"), "'__init__'"),
+    ("sys-modules-via-statistics", in_agent("import statistics\nx = statistics.sys.modules"), "attribute 'sys'"),
+    ("getattr-sys-via-typing", in_agent("import typing\nx = getattr(typing, 'sy' + 's')"), "attribute 'sys'"),
+    ("dataclasses-sys", in_agent("import dataclasses\nx = getattr(dataclasses, 'builtins')"), "'builtins'"),
+    ("json-decoder", in_agent("import json\nx = json.decoder.c_scanstring"),
+     "module 'json' has no attribute 'decoder'"),
+    ("from-json-import-decoder", at_load("from json import decoder\nx = decoder.re"), "cannot import name 'decoder'"),
+    ("collections-abc-loader", in_agent("import collections.abc\nx = collections.abc.__loader__"), "'__loader__'"),
+    ("from-random-import-os", at_load("from random import _os\nx = _os"), "private name '_os'"),
+    ("typing-get-type-hints", in_agent("""
+        import typing
+        def f(a: "print.__self__"):
+            pass
+        x = typing.get_type_hints(f)
+     """), "module 'typing' has no attribute 'get_type_hints'"),
+    ("typing-get-origin", in_agent("import typing\nx = typing.get_origin(typing.Type)"), "no attribute 'get_origin'"),
+    # -- str.format and friends reach attributes by themselves
+    ("string-formatter", in_agent("import string\nx = string.Formatter().get_field('0.__class__', [1], {})"),
+     "module 'string' has no attribute 'Formatter'"),
+    ("format-attribute", in_agent("x = '{0.__class__}'.format(1)"), "ValueError: format field '0.__class__'"),
+    ("format-item", in_agent("x = '{0[0]}'.format([print])"), "ValueError: format field '0[0]'"),
+    ("format-built-template", in_agent(TEMPLATE + "x = t.format(1)"), "format field '0.__class__'"),
+    ("format-unbound", in_agent(TEMPLATE + "x = str.format(t, 1)"), "format field '0.__class__'"),
+    ("format-map", in_agent(TEMPLATE.replace("0.", "a.") + "x = t.format_map({'a': 1})"), "format field 'a.__class__'"),
+    ("format-via-getattr", in_agent(TEMPLATE + "x = getattr(t, 'format')(1)"), "format field '0.__class__'"),
+    ("format-in-spec", in_agent("x = '{0:{1.real}}'.format(1, 2)"), "format field '1.real'"),
+    ("format-pattern-capture", in_agent("match 'a':\n    case str(format=f):\n        x = f"),
+     "attribute 'format' cannot be captured"),
+    ("fstring", in_agent("y = 1\nx = f'{y.__class__}'"), "attribute '__class__'"),
+    # -- builtins that are not there
+    *[(f"builtin-{name}", in_agent(call), f"NameError: name '{name}' is not defined") for name, call in [
+        ("vars", "x = vars()"), ("globals", "x = globals()"), ("locals", "x = locals()"), ("dir", "x = dir()"),
+        ("eval", "x = eval('1')"), ("exec", "x = exec('y = 1')"), ("compile", "x = compile('1', 'f', 'eval')"),
+        ("open", "x = open('/etc/passwd').read()"), ("breakpoint", "x = breakpoint()"), ("input", "x = input()"),
+        ("memoryview", "x = memoryview(b'a')"),
+    ]],
+    ("dunder-import", in_agent("x = __import__('os')"), "RestrictedError: name '__import__'"),
+    # -- imports
+    *[(f"import-{module}", at_load(f"import {module}\nx = {module}"),
+       f"ImportError: import of '{module}' is not allowed in the arena") for module in [
+        "os", "sys", "importlib", "subprocess", "builtins", "gc", "inspect", "ctypes", "socket", "numpy",
+    ]],
+    ("import-private-module", at_load("from _thread import start_new_thread as x"),
+     "ImportError: import of '_thread' is not allowed"),
+    ("relative-import", at_load("from . import x"), "relative imports are not allowed"),
+    # -- frames and tracebacks
+    ("generator-frame", in_agent(GENERATOR + "x = gen().gi_frame.f_back.f_globals"), "attribute 'gi_frame'"),
+    ("getattr-generator-frame", in_agent(GENERATOR + "x = getattr(gen(), 'gi_' + 'frame')"),
+     "AttributeError: attribute 'gi_frame'"),
+    ("traceback-frame", in_agent("""
+        try:
+            1 / 0
+        except ZeroDivisionError as e:
+            x = e.__traceback__.tb_frame
+     """), "attribute '__traceback__'"),
+    ("attribute-error-object", in_agent("""
+        import typing
+        try:
+            typing.Type.nothing  # typing looks it up on the real type, which the error carries
+        except AttributeError as e:
+            real_type = e.obj
+        x = real_type('X', (), {})
+     """), "TypeError: 'NoneType' object is not callable"),
+    ("property-getter-reuse", in_agent("import fractions\nx = fractions.Fraction.numerator.fget(print)"),
+     "attribute 'fget'"),
+    ("match-class-dunder", in_agent("match 1:\n    case int(__class__=c):\n        x = c"), "attribute '__class__'"),
+    ("async-code", at_load("async def f():\n    pass\nx = f"), "async code is not allowed"),
+    # -- stdlib routes that build classes from any dict or compile names into source
+    ("enum-dunder-members", in_agent("import enum\nx = enum.Enum('X', [('__annotations__', {'a=print(1)': int})])"),
+     "enum member name '__annotations__' is not allowed"),
+    ("typeddict-into-dataclass", in_agent("""
+        import typing, dataclasses
+        T = typing.TypedDict('T', {'a=print.__self__': int})
+        x = dataclasses.dataclass(T)
+     """), "dataclass field name 'a=print.__self__' is not allowed"),
+    ("update-wrapper-globals", in_agent("""
+        import functools, random
+        def f():
+            pass
+        x = functools.update_wrapper(f, random.choice, assigned=(), updated=('__globals__',))
+     """), "unexpected keyword argument 'assigned'"),
+    ("cached-property-plant", in_agent("""
+        import functools, typing
+        peek = functools.cached_property(len)
+        peek.attrname = '__origin__'
+        type(typing.Type).peek = peek
+        x = typing.Type.peek
+     """), "attributes of class '_SpecialGenericAlias' are read-only"),
+    ("patch-stdlib-class", in_agent("import random\nrandom.Random.choice = print\nx = random.Random"),
+     "attributes of class 'Random' are read-only"),
+    ("patch-runtime-struct", in_agent("type(obs).keys = print\nx = obs"), "attributes of class 'Struct' are read-only"),
+    ("dataclass-on-stdlib-class", in_agent("import dataclasses, random\nx = dataclasses.dataclass(random.Random)"),
+     "dataclass() takes a class of the bot's own"),
+    ("write-module-proxy", in_agent("import math\nmath.pi = 3\nx = math.pi"), "AttributeError:"),
+]
+
+
+@pytest.mark.parametrize(("bot", "fact"), [(bot, fact) for _, bot, fact in ATTACKS], ids=[a[0] for a in ATTACKS])
+async def test_attack_fails(bot: str, fact: str) -> None:
+    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE])
+    attacker, opponent = result.seats
+    assert (attacker.status, attacker.reward, opponent.status) == ("ERROR", -1.0, "DONE"), result
+    assert attacker.reason is not None and fact in attacker.reason, attacker.reason
+    assert result.steps == 1 and actions_of(steps, 0) == []  # stopped at load or at its first move
+    assert MARKER not in logs[0]
+
+
+def test_there_are_enough_attacks() -> None:
+    assert len(ATTACKS) >= 25
+
+
+async def test_refusal_names_line_and_column() -> None:
+    bot = "import random\n\ndef agent(obs, config):\n    return obs.__class__\n"
+    result, _, logs = await play("tictactoe", [bot, FIRST_FREE])
+    reason = result.seats[0].reason
+    assert reason == (
+        "failed to load at start-up: RestrictedError: attribute '__class__' is not allowed: names starting "
+        "with '_' are private here (bot.py, line 4, column 12)"
+    )
+    assert "    return obs.__class__\n" in logs[0] and "^" in logs[0] and "restricted.py" not in logs[0]
+
+
+# -- control: with layer 2 off, the same bots get through -----------------------------------------
+
+CONTROLS = {
+    "open": in_agent("x = open('/etc/hostname').read()"),
+    "import-os": in_agent("import os\nx = os.getcwd()"),
+    "subclasses": in_agent("x = ().__class__.__base__.__subclasses__()"),
+    "format-attribute": in_agent("x = '{0.__class__}'.format(1)"),
+    "generator-frame": in_agent(GENERATOR + "x = gen().gi_frame.f_globals"),
+    "patch-stdlib-class": in_agent("import random\nrandom.Random.choice = print\nx = random.Random"),
+}
+
+
+@pytest.mark.parametrize("bot", list(CONTROLS.values()), ids=list(CONTROLS))
+async def test_without_layer_2_the_attack_gets_through(bot: str) -> None:
+    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE], limits=[UNRESTRICTED, Limits()])
+    assert result.seats[0].status == "DONE" and actions_of(steps, 0)[0] == 0
+    assert MARKER in logs[0]
+
+
+async def test_without_layer_2_a_bot_reads_a_file() -> None:
+    bot = in_agent("x = open('/etc/hostname').read()")
+    hostname = await anyio.Path("/etc/hostname").read_text()
+    _, _, logs = await play("tictactoe", [bot, FIRST_FREE], limits=[UNRESTRICTED, Limits()])
+    assert f"{MARKER} {hostname!r}"[:200] in logs[0]
+    result, _, logs = await play("tictactoe", [bot, FIRST_FREE])
+    assert result.seats[0].reason == "raised at step 1: NameError: name 'open' is not defined"
+    assert MARKER not in logs[0]
+
+
+async def test_numpy_is_the_operators_opt_in() -> None:
+    bot = "import numpy\n" + FIRST_FREE
+    result, _, _ = await play("tictactoe", [bot, FIRST_FREE], limits=[Limits(allow_numpy=True), Limits()])
+    seat = result.seats[0]
+    # Allowed now: it plays where numpy is installed, and fails only for want of it elsewhere.
+    assert seat.status == "DONE" or (seat.reason is not None and "No module named 'numpy'" in seat.reason), seat
+    assert "not allowed" not in (seat.reason or "")
+
+
+def test_layers_report_the_restricted_runtime() -> None:
+    layer = {layer.name: layer for layer in sandbox_layers()}["restricted_runtime"]
+    assert layer.active and "builtins whitelist" in layer.reason
+
+
+# -- acceptance: real bots still play ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("game", "bots", "config"),
+    [
+        ("connectx", ["connectx_greedy", "connectx_random"], {}),
+        ("tictactoe", ["tictactoe_minimax", "tictactoe_random"], {}),
+        ("rps", ["rps_counter", "rps_random"], {"episodeSteps": 30}),
+    ],
+    ids=["connectx", "tictactoe", "rps"],
+)
+async def test_example_bots_play(game: str, bots: list[str], config: dict[str, object]) -> None:
+    result, _, logs = await play(game, bots, config)
+    assert [s.status for s in result.seats] == ["DONE", "DONE"], result
+    assert result.termination != "forfeit" and logs == ["", ""]
+    off, _, _ = await play(game, bots, config, limits=[UNRESTRICTED, UNRESTRICTED])
+    assert off == result  # the same seed gives the same match with layer 2 on or off
+
+
+KAGGLE_BOT = '''
+"""A Kaggle-style rock-paper-scissors bot that uses most of what bots use."""
+from __future__ import annotations
+
+import collections.abc
+import heapq
+import itertools
+import json
+import math
+import random
+import re
+import statistics
+from collections import Counter, defaultdict, deque, namedtuple
+from dataclasses import FrozenInstanceError, dataclass, field
+from enum import Enum, auto
+from functools import lru_cache, wraps
+from time import perf_counter, time
+from typing import NamedTuple, Optional
+
+Pair = namedtuple("Pair", "mine theirs")
+
+
+class Sign(Enum):
+    ROCK = auto()
+    PAPER = auto()
+    SCISSORS = auto()
+
+
+class Point(NamedTuple):
+    x: int
+    y: int
+
+
+@dataclass
+class Memory:
+    history: list = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    best: Optional[int] = None
+
+    def __post_init__(self):
+        self.started = time()
+
+
+@dataclass(frozen=True, order=True)
+class Score:
+    value: float
+    sign: int = 0
+
+
+class Strategy:
+    def __init__(self, signs):
+        self.signs = signs
+        self.calls = 0
+
+    def __repr__(self):
+        return f"Strategy(signs={self.signs}, calls={self.calls})"
+
+    def pick(self, memory):
+        self.calls += 1
+        if not memory.counts:
+            return random.choice(range(self.signs))
+        favourite, _ = memory.counts.most_common(1)[0]
+        return (favourite + 1) % self.signs
+
+
+class Counting(Strategy):
+    def __init__(self, signs):
+        super().__init__(signs)
+        self.window = deque(maxlen=5)
+
+
+def logged(fn):
+    @wraps(fn)
+    def inner(*args):
+        return fn(*args)
+    return inner
+
+
+@lru_cache(maxsize=None)
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+memory = Memory()
+strategy = Counting(3)
+frozen_refused = False
+try:
+    Score(1.0).value = 2.0
+except FrozenInstanceError:
+    frozen_refused = True
+
+
+@logged
+def agent(observation, configuration):
+    started = perf_counter()
+    if observation.step > 0:
+        memory.counts[observation.lastOpponentAction] += 1
+        memory.history.append(Pair(None, observation.lastOpponentAction))
+    ranked = heapq.nlargest(1, [Score(1.0, 2), Score(0.5, 1)])
+    pairs = list(itertools.islice(itertools.combinations(range(4), 2), 3))
+    table = defaultdict(int)
+    table["k"] += 1
+    stats = statistics.mean([1, 2, 3]) + math.floor(math.sqrt(16))
+    text = "{:.2f} {} {name}".format(math.pi, len(pairs), name=Sign.PAPER.name)
+    parsed = json.loads(json.dumps({"a": [1, 2]}))
+    assert isinstance(memory.history, collections.abc.Sequence) and isinstance(int, type)
+    assert re.fullmatch(r"\\d+\\.\\d\\d \\d \\w+", text) and parsed == {"a": [1, 2]}
+    assert Point(1, 2).y == 2 and fib(20) == 6765 and ranked[0] == Score(1.0, 2) and stats == 6
+    assert frozen_refused and table == {"k": 1} and __name__ == "bot"
+    if observation.step == 0:
+        print(f"{strategy!r} {text} {perf_counter() - started >= 0}")
+    return strategy.pick(memory)
+'''
+
+
+async def test_kaggle_style_bot_plays_with_layer_2_on() -> None:
+    result, steps, logs = await play("rps", [KAGGLE_BOT, "rps_random"], {"episodeSteps": 20})
+    assert [s.status for s in result.seats] == ["DONE", "DONE"], (result, logs[0])
+    assert logs[0] == "Strategy(signs=3, calls=0) 3.14 3 PAPER True\n"
+    assert len(actions_of(steps, 0)) == 19
+    off, off_steps, _ = await play("rps", [KAGGLE_BOT, "rps_random"], {"episodeSteps": 20},
+                                   limits=[UNRESTRICTED, Limits()])
+    assert actions_of(off_steps, 0) == actions_of(steps, 0)  # layer 2 changes nothing for a fair bot
+
+
+async def test_module_proxies_behave_like_modules() -> None:
+    bot = '''
+import math
+import math as again
+import collections.abc
+from collections import abc
+from random import choice, Random
+from math import *
+
+assert math is again and abc is collections.abc and floor is math.floor
+assert choice([4]) == 4 and Random(1).random() == Random(1).random()
+assert not hasattr(math, "os") and getattr(math, "nope", 5) == 5
+
+def agent(obs, config):
+    print(repr(math), sqrt(9))
+    return obs.board.index(0)
+'''
+    result, _, logs = await play("tictactoe", [bot, FIRST_FREE])
+    assert result.seats[0].status == "DONE", result
+    assert logs[0].startswith("<module 'math' (arena)> 3.0\n")
