@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Sandbox benchmark: seat start-up and per-move latency with all layers against none.
 
-Seat start-up is from spawning the process until the bot answers ``ready``; a move is one
-``act`` round trip to a bot that answers at once. The two configurations alternate within each
-round, so a noisy machine slows both alike; medians (and min-max) are printed side by side with
-their ratio. Usage:
+"All layers" is every isolation layer this machine supports with the restricted runtime
+(layer 2) on; "no layers" runs the bare runtime with neither (``Limits(restricted=False)``),
+so the ratio prices the whole sandbox. Seat start-up is from spawning the process until the
+bot answers ``ready``; a move is one ``act`` round trip to a bot that answers at once. The two
+configurations alternate within each round, so a noisy machine slows both alike; medians (and
+min-max) are printed side by side with their ratio. Usage:
 
     .venv/bin/python scripts/bench_sandbox.py [--rounds 40] [--moves 200] [--json out.json]
 """
@@ -31,10 +33,14 @@ BOT = "def agent(obs, config):\n    return 0\n"
 
 
 async def one_seat(isolation: Isolation | None, moves: int) -> tuple[float, list[float]]:
-    """Start one seat under ``isolation``: seconds until ready, then the round trip of each move."""
+    """Start one seat under ``isolation``: seconds until ready, then the round trip of each move.
+
+    Layer 2 is on with isolation and off without: no isolation means no layer at all.
+    """
+    limits = Limits(restricted=isolation is not None)
     with isolation_override(isolation):
         started = time.perf_counter()
-        async with open_process_seat(BOT, Limits()) as seat:
+        async with open_process_seat(BOT, limits) as seat:
             await seat.start(SeatStart(seat=0, seed=1, configuration={}))
             ready_s = time.perf_counter() - started
             round_trips = []

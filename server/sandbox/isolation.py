@@ -12,7 +12,13 @@ the sandbox and then execs ``python3 -I -S /arena/bot_runtime.py`` in it:
   execs the interpreter, so ``execve`` (and ``wait4`` for the reaper) must stay allowed. Every
   other call outside the list fails with EPERM; ``open``/``openat`` pass only without write,
   create, truncate or append flags; signals go only to the bot itself (PID 2, with a PID
-  namespace); no ``socket``, ``clone``/``fork``, ``ptrace``, ``mount``, ``kill`` of others;
+  namespace); no ``socket``, ``clone``/``fork``, ``ptrace``, ``mount``, ``kill`` of others.
+  A second program, the same list without ``execve``, ``wait4`` and ``prctl``, goes to the
+  runtime on its command line (base64); the runtime installs it on itself once it has loaded,
+  before the bot's code runs (filters stack: a call passes only if every filter allows it), so
+  the bot can never exec anything, the interpreter without the runtime included. The first
+  program allows the two ``prctl`` calls that installing it takes (``PR_SET_NO_NEW_PRIVS``,
+  then ``PR_SET_SECCOMP`` with a filter) and no other;
 * filesystem (layer 8): an empty read-only root holding only what the interpreter maps and
   imports (found once by running it), the runtime copied in read-only through a descriptor (so
   the sandbox needs no access to the project's directory), ``/dev/null``, ``/dev/zero``,
@@ -66,7 +72,7 @@ log = logging.getLogger(__name__)
 NOBODY: Final = 65534
 SANDBOX_RUNTIME_PATH: Final = "/arena/bot_runtime.py"
 # Copied into the sandbox next to the runtime: the modules it loads by path from its own directory.
-RUNTIME_COMPANIONS: Final = ("restricted.py",)
+RUNTIME_COMPANIONS: Final = ("restricted.py", "_guards.py")
 SANDBOX_PID: Final = 2  # the command's PID inside a bwrap PID namespace: bwrap's reaper is 1
 _PROBE_TIMEOUT_S = 20.0
 
@@ -91,7 +97,11 @@ ALLOWED_SYSCALLS: Final = (
     "exit", "exit_group", "execve", "wait4",
 )
 # Allowed with a condition on their arguments (see ``_seccomp_program``).
-CONDITIONAL_SYSCALLS: Final = ("open", "openat", "ioctl", "prlimit64", "kill", "tkill", "tgkill")
+CONDITIONAL_SYSCALLS: Final = ("open", "openat", "ioctl", "prlimit64", "kill", "tkill", "tgkill", "prctl")
+# Left out of the program the runtime installs on itself once loaded: bwrap's exec of the
+# interpreter and its reaper's wait are done by then (execveat is not in the list at all).
+LOADER_SYSCALLS: Final = ("execve", "execveat", "wait4")
+_PR_SET_SECCOMP, _PR_SET_NO_NEW_PRIVS, _SECCOMP_MODE_FILTER = 22, 38, 2
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _TCGETS, _FIONCLEX, _FIOCLEX = 0x5401, 0x5450, 0x5451  # isatty() and os.set_inheritable()
 
@@ -132,6 +142,8 @@ class Isolation:
     seccomp_program: bytes | None
     run_as_nobody: bool  # the server is root: start bwrap as uid/gid 65534
     disable_userns: bool = True  # bubblewrap 0.8+: no nested user namespace in the sandbox
+    # What the runtime installs on itself once loaded (no execve): None leaves the bwrap filter alone.
+    runtime_seccomp_program: bytes | None = None
 
     @property
     def user(self) -> int | None:
@@ -210,8 +222,11 @@ def _data_fd(name: str, data: bytes) -> int:
 
 
 @functools.cache
-def _seccomp_program(self_pid: int | None) -> bytes:
+def _seccomp_program(self_pid: int | None, *, after_load: bool = False) -> bytes:
     """The allow-list as BPF, built once per process (and per PID namespace choice).
+
+    ``after_load``: the program the runtime installs on itself, without :data:`LOADER_SYSCALLS`
+    and ``prctl``; else bwrap's, which allows the runtime's two ``prctl`` calls for that.
 
     Raises:
         LayerUnavailable: no usable binding or libseccomp.
@@ -225,12 +240,18 @@ def _seccomp_program(self_pid: int | None) -> bytes:
     try:
         flt = sc.SyscallFilter(sc.ERRNO(errno.EPERM))
         flt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # e.g. 32-bit calls through int 0x80
-        rules: list[tuple[str, tuple[Any, ...]]] = [(name, ()) for name in ALLOWED_SYSCALLS]
+        names = [name for name in ALLOWED_SYSCALLS if not (after_load and name in LOADER_SYSCALLS)]
+        rules: list[tuple[str, tuple[Any, ...]]] = [(name, ()) for name in names]
         rules += [
             ("openat", (sc.Arg(2, sc.MASKED_EQ, _WRITE_FLAGS, 0),)),
             ("open", (sc.Arg(1, sc.MASKED_EQ, _WRITE_FLAGS, 0),)),
             ("prlimit64", (sc.Arg(0, sc.EQ, 0),)),  # its own limits only (it can only lower them)
         ]
+        if not after_load:  # what the runtime calls to install the second program, nothing else
+            rules += [
+                ("prctl", (sc.Arg(0, sc.EQ, _PR_SET_NO_NEW_PRIVS), sc.Arg(1, sc.EQ, 1))),
+                ("prctl", (sc.Arg(0, sc.EQ, _PR_SET_SECCOMP), sc.Arg(1, sc.EQ, _SECCOMP_MODE_FILTER))),
+            ]
         # The kernel reads ioctl's command as 32 bits: compare those only.
         rules += [("ioctl", (sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, cmd),)) for cmd in (_TCGETS, _FIOCLEX, _FIONCLEX)]
         if self_pid is not None:  # signals to itself (raise(), abort(), os.kill(os.getpid(), ...))
@@ -320,6 +341,7 @@ def build_isolation(
     Raises:
         LayerUnavailable: bwrap, the seccomp binding or the interpreter's view is missing.
     """
+    self_pid = SANDBOX_PID if namespaces else None
     bwrap = _find_bwrap()
     if bwrap is None:
         raise LayerUnavailable("bubblewrap (bwrap) not installed: apt-get install bubblewrap")
@@ -331,9 +353,10 @@ def build_isolation(
     return Isolation(
         bwrap=bwrap, namespaces=namespaces, seccomp=seccomp, filesystem=filesystem,
         view=_filesystem_view(python) if filesystem else (),
-        seccomp_program=_seccomp_program(SANDBOX_PID if namespaces else None) if seccomp else None,
+        seccomp_program=_seccomp_program(self_pid) if seccomp else None,
         run_as_nobody=os.geteuid() == 0,
         disable_userns="--disable-userns" in options,
+        runtime_seccomp_program=_seccomp_program(self_pid, after_load=True) if seccomp else None,
     )
 
 
@@ -378,6 +401,7 @@ def _detect_now(python: str, runtime_path: Path) -> _Detected:
     seccomp_reason: str | None = None
     try:
         _seccomp_program(SANDBOX_PID)
+        _seccomp_program(SANDBOX_PID, after_load=True)
     except LayerUnavailable as exc:
         seccomp_reason = str(exc)
     try:
@@ -399,7 +423,8 @@ def _detect_now(python: str, runtime_path: Path) -> _Detected:
         "namespaces": LayerState(True, f"bubblewrap: new user, network (none), PID, IPC, UTS, cgroup namespaces; "
                                        f"{who}"),
         "seccomp": LayerState(True, f"allow-list of {len(ALLOWED_SYSCALLS) + len(CONDITIONAL_SYSCALLS)} system calls, "
-                                    "others fail with EPERM; no socket, fork, ptrace, kill of others, open for writing")
+                                    "others fail with EPERM; no socket, fork, ptrace, kill of others, open for "
+                                    "writing, exec once the runtime has loaded")
         if seccomp_reason is None else LayerState(False, seccomp_reason),
         "filesystem": LayerState(True, "read-only root with only the interpreter's files, the runtime and "
                                        "/dev/null, /dev/zero, /dev/urandom; /proc of the seat's PID namespace"),

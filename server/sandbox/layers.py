@@ -13,7 +13,7 @@ from .process import RUNTIME_PATH, bot_python
 
 __all__ = ["LAYER_NAMES", "Layer", "require_layers", "sandbox_layers"]
 
-RESTRICTED_PATH = RUNTIME_PATH.with_name("restricted.py")  # layer 2, loaded by the runtime
+RESTRICTED_PATHS = tuple(RUNTIME_PATH.with_name(name) for name in ("restricted.py", "_guards.py"))  # layer 2
 
 LAYER_NAMES = (
     "static_analysis",
@@ -40,11 +40,12 @@ def sandbox_layers() -> list[Layer]:
     runtime_ok = os.access(python, os.X_OK) and RUNTIME_PATH.is_file()
     limits_ok = hasattr(resource, "RLIMIT_AS") and hasattr(resource, "RLIMIT_NPROC")
     isolation = isolation_status(python, RUNTIME_PATH)  # probed once per process
+    missing = [str(path) for path in RESTRICTED_PATHS if not path.is_file()]
     return [
         Layer("static_analysis", True, "every submission and local bot is checked before it runs"),
-        Layer("restricted_runtime", RESTRICTED_PATH.is_file(),
-              "builtins whitelist, guarded attributes and imports, module proxies" if RESTRICTED_PATH.is_file()
-              else f"{RESTRICTED_PATH} missing: no bot can start"),
+        Layer("restricted_runtime", not missing,
+              f"{', '.join(missing)} missing: no bot can start" if missing
+              else "builtins whitelist, guarded attributes and imports, module proxies"),
         Layer("process_isolation", runtime_ok,
               f"one process per seat under {python}, own session, clean environment" if runtime_ok
               else f"bot interpreter {python} or runtime missing"),

@@ -10,11 +10,14 @@ reaped child.
 With isolation (layers 6-8, ``isolation.py``) the child is bubblewrap, which runs the runtime
 in its sandbox: signals then go to the sandbox's own process group and bubblewrap, left alive to
 reap it, reports the runtime's status (``128 + signal`` for a signal, translated back here).
+With the seccomp layer, the runtime's command line also carries the filter it installs on
+itself once loaded (``--seccomp``, base64 BPF): from then on not even ``execve`` is allowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import shutil
@@ -36,6 +39,7 @@ __all__ = ["DEFAULT_ISOLATION", "RUNTIME_PATH", "SeatProcess", "bot_python", "op
 log = logging.getLogger(__name__)
 
 RUNTIME_PATH = Path(__file__).with_name("bot_runtime.py")
+SECCOMP_OPTION = "--seccomp"  # the runtime's one option: the filter to install on itself once loaded
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 _CHUNK = 64 << 10
 
@@ -239,6 +243,8 @@ async def open_seat_process(
     pass_fds: list[int] = []
     user = None
     if isolation is not None:
+        if isolation.runtime_seccomp_program is not None:
+            argv += [SECCOMP_OPTION, base64.b64encode(isolation.runtime_seccomp_program).decode("ascii")]
         argv, pass_fds = isolation.wrap_command(argv, runtime_path=RUNTIME_PATH, python=python, env=CLEAN_ENV)
         user = isolation.user
     try:

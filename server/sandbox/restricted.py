@@ -2,16 +2,19 @@
 
 Theory of operation
 -------------------
-The bot runtime loads this file by path (standard library only, nothing of the project) and
-runs the bot through an :class:`Environment`. It holds on its own, without the validator.
+The bot runtime loads this file and its companion ``_guards.py`` by path (standard library
+only, nothing of the project) and runs the bot through an :class:`Environment`. It holds on
+its own, without the validator.
 
-1. Compile time. The bot's syntax tree is checked, then compiled: no attribute name starting
-   with ``_`` (nor frame, code and traceback attributes such as ``gi_frame``, ``tb_frame``,
-   ``f_globals``), no name starting with ``__`` but a read of ``__name__``, no async code, no
-   relative import, no private name in an import. A class may define a few dunder methods
-   (``__init__``, ``__repr__``...) and call ``super().__init__(...)``. Every load of
-   ``x.format`` or ``x.format_map`` becomes a guard, since a template reaches attributes by
-   itself (``'{0.__class__}'``). A refusal is a :class:`RestrictedError` (a ``SyntaxError``).
+1. Compile time. The bot's syntax tree is checked, then compiled: no attribute or name
+   starting with ``__`` but a read of ``__name__`` (nor frame, code and traceback attributes
+   such as ``gi_frame``, ``tb_frame``, ``f_globals``), no async code, no relative import, no
+   private name in an import. A class may define a few dunder methods (``__init__``,
+   ``__repr__``...) and call ``super().__init__(...)``. Every load of ``x._y`` (one
+   underscore) becomes a guard that allows it on the bot's own objects only, and every load
+   of ``x.format`` or ``x.format_map`` one that checks the template, since a template reaches
+   attributes by itself (``'{0.__class__}'``). A refusal is a :class:`RestrictedError` (a
+   ``SyntaxError``).
 2. Run time. The bot's globals get a fresh builtins dict with safe builtins only: guarded
    ``getattr``/``setattr``/``delattr``/``hasattr`` (the same name rules), ``type`` with one
    argument, and an ``__import__`` that allows whitelisted modules only and returns a
@@ -19,9 +22,11 @@ runs the bot through an :class:`Environment`. It holds on its own, without the v
    attributes without modules, metaclasses, evaluators and the like, one per module name.
    Attribute stores go through a guard too: the bot may change its own classes, never a
    class it did not create (the stdlib's are shared with the trusted runtime, and a
-   descriptor planted in one, ``functools.cached_property`` say, reads any instance dict).
+   descriptor planted in one, ``functools.cached_property`` say, reads any instance dict),
+   and its own objects' ``_`` attributes only. The guards live in ``_guards.py``.
    A caught exception is scrubbed of the object an AttributeError carries (``e.obj``).
-3. What stays closed. With no ``_`` attribute anywhere, the ways back to the real builtins
+3. What stays closed. With no dunder attribute anywhere and ``_`` attributes only on the
+   bot's own objects, the ways back to the real builtins
    (``().__class__.__base__.__subclasses__()``, ``f.__globals__``, ``print.__self__``,
    ``random._os``) have no first step. The other guards close the stdlib routes that take
    names or source as data: a class built from any dict (``type(name, bases, dict)``,
@@ -31,17 +36,30 @@ runs the bot through an :class:`Environment`. It holds on its own, without the v
 
 from __future__ import annotations
 
-import _string  # type: ignore[import-not-found]  # str.format's own template parser
 import ast
 import builtins
 import enum
-import functools
 import importlib
-import keyword
 import operator
 import types
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from ._guards import (
+    FORMAT_METHODS,
+    SafeModule,
+    SafeType,
+    caught,
+    exact,
+    format_attribute,
+    guarded_create_enum,
+    guarded_dataclass,
+    guarded_update_wrapper,
+    guarded_wraps,
+    is_private,
+    private_attribute,
+    writable,
+)
 
 __all__ = ["ALLOWED_MODULES", "Environment", "RestrictedError", "SafeModule"]
 
@@ -83,7 +101,6 @@ DENIED_ATTRIBUTES = frozenset({
     "mro", "os", "subprocess", "sys", "tb_frame", "tb_next",
 })  # fmt: skip
 NUMPY_DENIED_ATTRIBUTES = frozenset({"as_strided", "cffi", "ctypes", "ctypeslib", "dump", "stride_tricks", "tofile"})
-FORMAT_METHODS = frozenset({"format", "format_map"})
 ALLOWED_DUNDER_METHODS = frozenset({
     "__bool__", "__contains__", "__eq__", "__ge__", "__getitem__", "__gt__", "__hash__", "__init__", "__iter__",
     "__le__", "__len__", "__lt__", "__ne__", "__next__", "__post_init__", "__repr__", "__setitem__", "__str__",
@@ -95,9 +112,9 @@ SAFE_BUILTINS = (
     "print", "property", "range", "repr", "reversed", "round", "set", "slice", "sorted", "staticmethod", "str",
     "sum", "super", "tuple", "zip", "Ellipsis", "NotImplemented", "None", "True", "False", "__build_class__",
 )  # fmt: skip
-BOT_MODULE = "bot"  # the bot's module name: its classes have this __module__, no other class can
 # Builtins the bot cannot name (its names may not start with "__"), used by the rewritten tree.
 FORMAT_GUARD = "__arena_format__"
+PRIVATE_GUARD = "__arena_private__"
 WRITE_GUARD = "__arena_write__"
 CATCH_GUARD = "__arena_caught__"
 
@@ -121,161 +138,24 @@ _FORBIDDEN_IDS = frozenset(id(v) for v in [
     operator.attrgetter, operator.methodcaller, str.format, str.format_map,
 ])  # fmt: skip
 
+def _deepcopy(x: Any, /) -> Any:
+    """``copy.deepcopy`` without its ``memo``: the memo receives a copy of the inner state of
+    every object copied (``__dict__`` and slots, dunder keys and all: a ``typing.ForwardRef``'s
+    code object, compiled from any string), and a memo of the bot's could swap objects inside."""
+    import copy  # here: most bots never pay for importing it
 
-def _exact(name: object, what: str = "attribute name") -> str:
-    """``name`` as a plain ``str``: a subclass could lie to ``startswith`` or ``in``."""
-    if not isinstance(name, str):
-        raise TypeError(f"{what} must be a string, not {type(name).__name__!r}")
-    return str.__str__(name)  # a fresh exact str for a subclass
-
-
-def _check_template(template: str) -> None:
-    """Refuse a format template whose fields look up attributes or items (``{0.x}``, ``{0[x]}``)."""
-    for _literal, field, spec, _conversion in _string.formatter_parser(template):
-        if field is not None and ("." in field or "[" in field):
-            raise ValueError(f"format field {field!r} is not allowed in the arena: no '.' or '[' in a field")
-        if spec:
-            _check_template(spec)
-
-
-def _format_attribute(obj: object, name: str) -> Any:
-    """``getattr(obj, name)`` for ``format``/``format_map``, with str's own methods guarded."""
-    if name not in FORMAT_METHODS:
-        raise AttributeError(f"attribute {name!r} is not allowed here")
-    value = getattr(obj, name)
-    if value is str.format or value is str.format_map:  # unbound: the template is the first argument
-
-        def checked(template: Any, *args: Any, **kwargs: Any) -> Any:
-            if isinstance(template, str):
-                _check_template(template)
-            return value(template, *args, **kwargs)
-
-        return checked
-    if isinstance(value, types.BuiltinMethodType) and isinstance(value.__self__, str):
-        if value.__name__ in FORMAT_METHODS:
-            _check_template(value.__self__)  # a str never changes: checking once is enough
-    return value
-
-
-def _caught(exc: BaseException) -> None:
-    """Scrub a caught exception: a failed lookup inside the stdlib attaches its object to the
-    AttributeError (``typing.Type.x`` fails on the real ``type``, handing it to ``e.obj``)."""
-    if isinstance(exc, AttributeError):
-        exc.obj = None
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            _caught(inner)
-
-
-def _writable(obj: Any) -> Any:
-    """``obj`` if the bot may set its attributes: anything but a class the bot did not create."""
-    if isinstance(obj, type) and vars(obj).get("__module__") != BOT_MODULE:
-        raise TypeError(f"the attributes of class {obj.__name__!r} are read-only in the arena")
-    return obj
-
-
-class _TypeGuard(type):
-    """The metaclass of the bot's ``type``: one argument only, and never a real metaclass back."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        if len(args) != 1 or kwargs:
-            raise TypeError("type() takes exactly one argument in the arena: classes come from class statements")
-        found = type(args[0])
-        return cls if issubclass(found, type) else found  # a metaclass would build a class from any dict
-
-    def __instancecheck__(cls, obj: Any) -> bool:
-        return isinstance(obj, type)
-
-    def __subclasscheck__(cls, sub: Any) -> bool:
-        return issubclass(sub, type)
-
-    def __repr__(cls) -> str:
-        return "<class 'type'>"
-
-
-class SafeType(metaclass=_TypeGuard):
-    """What the bot's code calls ``type``."""
-
-
-class SafeModule:
-    """A whitelisted module as a bot sees it: vetted public attributes only, read-only.
-
-    No ``__name__``: for a missing ``x``, ``from m import x`` would fall back to sys.modules
-    and hand out a real submodule (``from json import decoder``).
-    """
-
-    def __getattr__(self, name: str) -> Any:  # only for what the proxy lacks
-        raise AttributeError(f"module {self.__dict__.get('_arena_name')!r} has no attribute {name!r} in the arena")
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{self!r} is read-only")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{self!r} is read-only")
-
-    def __repr__(self) -> str:
-        return f"<module {self.__dict__.get('_arena_name')!r} (arena)>"
-
-
-def _guarded_dataclass(cls: Any = None, /, **options: Any) -> Any:
-    """``dataclasses.dataclass`` that first checks the field names it will compile into source."""
-
-    def wrap(klass: Any) -> Any:
-        if not isinstance(klass, type) or vars(klass).get("__module__") != BOT_MODULE:
-            raise TypeError(f"dataclass() takes a class of the bot's own in the arena, not {klass!r}")
-        for name in vars(klass).get("__annotations__", {}):
-            if type(name) is not str or not str.isidentifier(name) or keyword.iskeyword(name) or name[:2] == "__":
-                raise TypeError(f"dataclass field name {name!r} is not allowed in the arena")
-        import dataclasses  # here: most bots never pay for importing it
-
-        return dataclasses.dataclass(klass, **options)
-
-    return wrap if cls is None else wrap(cls)
-
-
-def _guarded_update_wrapper(wrapper: Any, wrapped: Any) -> Any:
-    """``functools.update_wrapper`` on functions with its default names: any names copy any dunder."""
-    if isinstance(wrapper, type) or isinstance(wrapped, type):
-        raise TypeError("functools.update_wrapper() and wraps() take functions only in the arena")
-    return functools.update_wrapper(wrapper, wrapped)
-
-
-def _guarded_wraps(wrapped: Any) -> Any:
-    """``functools.wraps`` as :func:`_guarded_update_wrapper` allows it."""
-    return functools.partial(_guarded_update_wrapper, wrapped=wrapped)
+    return copy.deepcopy(x)
 
 
 OVERRIDES: dict[str, dict[str, Any]] = {
-    "dataclasses": {"dataclass": _guarded_dataclass},
-    "functools": {"update_wrapper": _guarded_update_wrapper, "wraps": _guarded_wraps},
+    "copy": {"deepcopy": _deepcopy},
+    "dataclasses": {"dataclass": guarded_dataclass},
+    "functools": {"update_wrapper": guarded_update_wrapper, "wraps": guarded_wraps},
 }
-
-_create_enum: Callable[..., Any] = enum.EnumType._create_  # type: ignore[attr-defined]
-
-
-def _guarded_create_enum(cls: Any, class_name: Any, names: Any, **options: Any) -> Any:
-    """The functional ``Enum`` API with public member names only: a dunder "member" is a class attribute."""
-
-    def member(name: object) -> str:
-        name = _exact(name, "enum member name")
-        if name.startswith("_"):
-            raise ValueError(f"enum member name {name!r} is not allowed in the arena")
-        return name
-
-    if isinstance(names, str):
-        names = names.replace(",", " ").split()
-    if isinstance(names, (list, tuple)) and names and isinstance(names[0], str):
-        names = [member(name) for name in names]
-    else:
-        mapping, names = names, []
-        for item in mapping:
-            name, value = (item, mapping[item]) if isinstance(item, str) else item
-            names.append((member(name), value))
-    return _create_enum(cls, class_name, names, **options)
 
 
 class _Checker(ast.NodeTransformer):
-    """Refuses what the runtime does not allow and routes ``.format`` through its guard."""
+    """Refuses what the runtime does not allow and routes ``._x``, ``.format`` and stores through guards."""
 
     def __init__(self, filename: str, lines: list[str], denied: frozenset[str]) -> None:
         self.filename = filename
@@ -289,8 +169,8 @@ class _Checker(ast.NodeTransformer):
         return RestrictedError(message, (self.filename, line, col, text))
 
     def check_attribute(self, node: ast.AST, attr: str) -> None:
-        if attr.startswith("_"):
-            raise self.fail(node, f"attribute {attr!r} is not allowed: names starting with '_' are private here")
+        if attr.startswith("__"):
+            raise self.fail(node, f"attribute {attr!r} is not allowed: names starting with '__' are reserved here")
         if attr in self.denied:
             raise self.fail(node, f"attribute {attr!r} is not allowed: it reaches frames, code or internals")
 
@@ -304,11 +184,11 @@ class _Checker(ast.NodeTransformer):
         self.generic_visit(node)  # first: report the leftmost offence of a chain
         if not (is_super and node.attr in ALLOWED_DUNDER_METHODS and isinstance(node.ctx, ast.Load)):
             self.check_attribute(node, node.attr)
-        if not isinstance(node.ctx, ast.Load):  # obj.attr = v becomes __arena_write__(obj).attr = v
+        if not isinstance(node.ctx, ast.Load):  # obj.attr = v becomes __arena_write__(obj, 'attr').attr = v
             guard = ast.Name(WRITE_GUARD, ast.Load())
-            node.value = ast.copy_location(ast.Call(guard, [node.value], []), node.value)
-        if node.attr in FORMAT_METHODS and isinstance(node.ctx, ast.Load):
-            guard = ast.Name(FORMAT_GUARD, ast.Load())
+            node.value = ast.copy_location(ast.Call(guard, [node.value, ast.Constant(node.attr)], []), node.value)
+        elif is_private(node.attr) or node.attr in FORMAT_METHODS:  # obj._x becomes __arena_private__(obj, '_x')
+            guard = ast.Name(PRIVATE_GUARD if is_private(node.attr) else FORMAT_GUARD, ast.Load())
             return ast.copy_location(ast.Call(guard, [node.value, ast.Constant(node.attr)], []), node)
         return node
 
@@ -370,7 +250,7 @@ class _Checker(ast.NodeTransformer):
     def visit_MatchClass(self, node: ast.MatchClass) -> ast.AST:
         for attr in node.kwd_attrs:  # ``case C(attr=x)`` reads an attribute by that name
             self.check_attribute(node, attr)
-            if attr in FORMAT_METHODS:
+            if attr in FORMAT_METHODS or is_private(attr):
                 raise self.fail(node, f"attribute {attr!r} cannot be captured by a pattern in the arena")
         return self.generic_visit(node)
 
@@ -395,7 +275,7 @@ class Environment:
         self.allowed = ALLOWED_MODULES | (NUMPY_MODULES if allow_numpy else frozenset())
         self.denied = DENIED_ATTRIBUTES | (NUMPY_DENIED_ATTRIBUTES if allow_numpy else frozenset())
         self.modules: dict[str, SafeModule] = {}
-        enum.EnumType._create_ = _guarded_create_enum  # type: ignore[attr-defined]  # in this process only
+        enum.EnumType._create_ = guarded_create_enum  # type: ignore[attr-defined]  # in this process only
         self.builtins = self._builtins()
 
     def compile(self, source: str, filename: str) -> tuple[ast.Module, types.CodeType]:
@@ -442,7 +322,7 @@ class Environment:
         Raises:
             ImportError: the module is not allowed (or not installed).
         """
-        name = _exact(name, "module name")
+        name = exact(name, "module name")
         if level != 0:
             raise ImportError("relative imports are not allowed in the arena")
         if name not in self.allowed:
@@ -453,41 +333,46 @@ class Environment:
     def _builtins(self) -> dict[str, Any]:
         denied = self.denied
 
-        def allowed(name: str) -> bool:
-            return not name.startswith("_") and name not in denied
+        def allowed(name: str) -> bool:  # a private name is then up to private_attribute() or writable()
+            return not name.startswith("__") and name not in denied
 
         def safe_getattr(obj: object, name: object, *default: object) -> Any:
-            name = _exact(name)
-            if not allowed(name):
+            name = exact(name)
+            try:
+                if not allowed(name):
+                    raise AttributeError(f"attribute {name!r} is not allowed in the arena")
+                if is_private(name):
+                    return private_attribute(obj, name)
+            except AttributeError:
                 if len(default) == 1:
                     return default[0]
-                raise AttributeError(f"attribute {name!r} is not allowed in the arena")
+                raise
             if name in FORMAT_METHODS and hasattr(obj, name):
-                return _format_attribute(obj, name)
+                return format_attribute(obj, name)
             return getattr(obj, name, *default)
 
         def safe_hasattr(obj: object, name: object) -> bool:
-            name = _exact(name)
-            return allowed(name) and hasattr(obj, name)
+            sentinel = object()
+            return safe_getattr(obj, name, sentinel) is not sentinel
 
-        def writable(obj: object, name: object) -> tuple[object, str]:
-            name = _exact(name)
+        def target(obj: object, name: object) -> tuple[object, str]:
+            name = exact(name)
             if not allowed(name):
                 raise AttributeError(f"attribute {name!r} is not allowed in the arena")
-            return _writable(obj), name
+            return writable(obj, name), name
 
         def safe_setattr(obj: object, name: object, value: object) -> None:
-            setattr(*writable(obj, name), value)
+            setattr(*target(obj, name), value)
 
         def safe_delattr(obj: object, name: object) -> None:
-            delattr(*writable(obj, name))
+            delattr(*target(obj, name))
 
         table: dict[str, Any] = {name: getattr(builtins, name) for name in SAFE_BUILTINS}
         table.update((k, v) for k, v in vars(builtins).items() if _is_error(v))
         guarded: dict[str, Callable[..., Any]] = {
             "getattr": safe_getattr, "hasattr": safe_hasattr, "setattr": safe_setattr, "delattr": safe_delattr,
-            "type": SafeType, "__import__": self.import_, FORMAT_GUARD: _format_attribute, WRITE_GUARD: _writable,
-            CATCH_GUARD: _caught,
+            "type": SafeType, "__import__": self.import_, FORMAT_GUARD: format_attribute,
+            PRIVATE_GUARD: private_attribute, WRITE_GUARD: writable, CATCH_GUARD: caught,
         }
         table.update(guarded)
         return table

@@ -462,8 +462,22 @@ class _Checker:
             if reason is not None:
                 message = f"attribute {attr!r} of module {module!r} is forbidden ({reason})"
                 self.add(Rule.ATTRIBUTE, line, col, message)
+        elif attr.startswith("_") and (dotted := self.module_chain(value)) is not None:
+            # collections.abc._x: a private member of a submodule (or of a module's class); the
+            # restricted runtime allows "_" attributes on the bot's own objects only.
+            self.add(Rule.ATTRIBUTE, line, col, f"attribute {attr!r} of {dotted!r} is forbidden (private name)")
         if attr in FORMAT_METHODS:
             self.check_format(node, line, col)
+
+    def module_chain(self, node: ast.expr) -> str | None:
+        """``a.b.c`` when ``a`` names an imported module (or a member imported from one), else None."""
+        parts: list[str] = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if not (isinstance(node, ast.Name) and node.id in self.modules):
+            return None
+        return ".".join([node.id, *reversed(parts)])
 
     def check_format(self, node: ast.Attribute, line: int, col: int) -> None:
         """A format template reads attributes and items of its arguments: only literals, checked."""

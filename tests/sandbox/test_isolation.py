@@ -313,6 +313,47 @@ async def test_cpu_limit_is_reported_through_bubblewrap() -> None:
             await seat.start(SeatStart(seat=0, seed=1, configuration={}))
 
 
+EXEC = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+attempt("seccomp again", lambda: (libc.prctl(22, 2, 0, 0, 0), ctypes.get_errno()))  # PR_SET_SECCOMP
+attempt("execv", lambda: os.execv(sys.executable, [sys.executable, "-c", "print('EXEC' + 'ED', flush=True)"]))
+"""
+
+
+@pytest.mark.parametrize("layers", [{"namespaces": True, "seccomp": True, "filesystem": True}, {"seccomp": True}],
+                         ids=["all layers", "seccomp alone"])
+async def test_seccomp_stops_exec_once_the_runtime_has_loaded(layers: dict[str, bool]) -> None:
+    isolation = only(**layers)
+    assert isolation.runtime_seccomp_program is not None
+    seen = await run_bot(EXEC, isolation)  # layer 2 off: the bot imports os and ctypes
+    assert seen["execv"] == "PermissionError errno=1"
+    assert seen["seccomp again"] == "OK (-1, 1)"  # nor can it install a filter of its own
+
+
+def test_no_runtime_filter_without_the_seccomp_layer() -> None:
+    assert only(namespaces=True, filesystem=True).runtime_seccomp_program is None
+
+
+async def test_without_the_runtimes_filter_exec_gets_through() -> None:
+    """bwrap's filter must allow execve (it execs the interpreter): only the runtime's second filter stops it."""
+    isolation = dataclasses.replace(default_isolation(PYTHON, RUNTIME_PATH), runtime_seccomp_program=None)
+    with isolation_override(isolation):
+        async with open_process_seat(PRELUDE + EXEC, Limits(restricted=False)) as seat:
+            with anyio.fail_after(20), pytest.raises(AgentCrashed, match="exited with code 0"):
+                await seat.start(SeatStart(seat=0, seed=1, configuration={}))
+    assert "EXECED" in seat.log_text()  # the interpreter ran again, without the runtime
+
+
+async def test_the_runtime_fails_closed_when_its_filter_cannot_be_installed() -> None:
+    isolation = dataclasses.replace(default_isolation(PYTHON, RUNTIME_PATH), runtime_seccomp_program=b"\0" * 7)
+    with isolation_override(isolation):
+        async with open_process_seat(PRELUDE + "print('LOADED')\n", Limits(restricted=False)) as seat:
+            with anyio.fail_after(20), pytest.raises(AgentCrashed, match="exited with code 3"):
+                await seat.start(SeatStart(seat=0, seed=1, configuration={}))
+    assert "could not install its seccomp filter" in seat.log_text() and "LOADED" not in seat.log_text()
+
+
 # -- layer 8: the filesystem view -----------------------------------------------------------------
 
 FILES = """

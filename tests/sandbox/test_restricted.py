@@ -28,6 +28,7 @@ from server.matches.seats import open_process_seat
 from server.sandbox import Limits
 from server.sandbox.isolation import isolation_override
 from server.sandbox.layers import sandbox_layers
+from server.sandbox.validator import validate_source
 
 MATCH_LIMIT_S = 20.0
 MARKER = "PWNED"
@@ -158,6 +159,7 @@ ATTACKS = [
     ]],
     ("import-private-module", at_load("from _thread import start_new_thread as x"),
      "ImportError: import of '_thread' is not allowed"),
+    ("import-runtime-ctypes", at_load("import _ctypes\nx = _ctypes"), "import of '_ctypes' is not allowed"),
     ("relative-import", at_load("from . import x"), "relative imports are not allowed"),
     # -- frames and tracebacks
     ("generator-frame", in_agent(GENERATOR + "x = gen().gi_frame.f_back.f_globals"), "attribute 'gi_frame'"),
@@ -208,6 +210,80 @@ ATTACKS = [
     ("dataclass-on-stdlib-class", in_agent("import dataclasses, random\nx = dataclasses.dataclass(random.Random)"),
      "dataclass() takes a class of the bot's own"),
     ("write-module-proxy", in_agent("import math\nmath.pi = 3\nx = math.pi"), "AttributeError:"),
+    # -- "_" attributes: only on the bot's own classes and their instances, and only its own
+    ("getattr-module-private", in_agent("import random\nx = getattr(random, '_o' + 's')"),
+     "AttributeError: attribute '_os' of <module 'random' (arena)> is private in the arena"),
+    ("stdlib-object-private", in_agent("import random\nx = random.Random()._randbelow(6)"),
+     "attribute '_randbelow' of 'Random' object is private in the arena: '_' attributes are open only on the bot's"),
+    ("stdlib-class-private", in_agent("import fractions\nx = fractions.Fraction._numerator"),
+     "attribute '_numerator' of class 'Fraction' is private"),
+    ("own-subclass-reaches-stdlib", in_agent("""
+        import random
+        class R(random.Random):
+            pass
+        x = R()._randbelow(6)
+     """), "attribute '_randbelow' of 'R' object is private in the arena: defined by class 'Random', not by the bot"),
+    ("own-class-reaches-stdlib", in_agent("""
+        import collections
+        class C(collections.Counter):
+            pass
+        x = C._keep_positive
+     """), "attribute '_keep_positive' of class 'C' is private in the arena: defined by class 'Counter'"),
+    ("own-dict-subclass", in_agent("""
+        class A(dict):
+            pass
+        x = A()._something_from_dict
+     """), "AttributeError: 'A' object has no attribute '_something_from_dict'"),
+    ("super-reaches-stdlib", in_agent("""
+        import random
+        class R(random.Random):
+            def _randbelow(self, n):
+                return super()._randbelow(n)
+        x = R().randrange(6)
+     """), "attribute '_randbelow' of 'super' object is private in the arena: defined by class 'Random'"),
+    ("own-instance-shadows-stdlib", in_agent("""
+        import random
+        class R(random.Random):
+            pass
+        r = R()
+        r._randbelow = print
+        x = r.randrange(6)
+     """), "attribute '_randbelow' of 'R' object is private in the arena: defined by class 'Random'"),
+    ("function-private-read", in_agent("x = agent._x"), "attribute '_x' of 'function' object is private"),
+    ("function-private-store", in_agent("agent._cache = {}\nx = agent._cache"),
+     "attribute '_cache' of 'function' object is private"),
+    ("setattr-private-stdlib", in_agent("import random\nr = random.Random()\nsetattr(r, '_x', 1)\nx = r"),
+     "attribute '_x' of 'Random' object is private"),
+    ("enum-new-member", in_agent("""
+        import enum, random
+        class S(enum.Enum):
+            A = 1
+        x = S._new_member_(random.Random)
+     """), "attribute '_new_member_' of class 'S' is private in the arena: set by the standard library"),
+    ("metaclass-private", in_agent("""
+        import enum
+        class S(enum.Enum):
+            A = 1
+        x = S._create_
+     """), "attribute '_create_' of class 'S' is private in the arena: defined by its metaclass 'EnumType'"),
+    ("runtime-struct-hook", in_agent("""
+        class A(type(obs)):
+            pass
+        a = A()
+        a._seen = 1
+        x = a
+     """), "attribute '_seen' of 'A' object is private in the arena: class 'Struct' handles its attributes"),
+    ("dataclass-field-reaches-stdlib", in_agent("""
+        import dataclasses, random
+        @dataclasses.dataclass
+        class D(random.Random):
+            _randbelow: int = dataclasses.field(init=False)  # no value: Random's is read
+            def __post_init__(self):
+                super().__init__()
+        x = dataclasses.asdict(D())["_randbelow"]
+     """), "dataclass field name '_randbelow' is a private attribute of class 'Random'"),
+    ("private-in-pattern", in_agent("match obs:\n    case object(_x=c):\n        x = c"),
+     "attribute '_x' cannot be captured by a pattern"),
 ]
 
 
@@ -231,7 +307,7 @@ async def test_refusal_names_line_and_column() -> None:
     reason = result.seats[0].reason
     assert reason == (
         "failed to load at start-up: RestrictedError: attribute '__class__' is not allowed: names starting "
-        "with '_' are private here (bot.py, line 4, column 12)"
+        "with '__' are reserved here (bot.py, line 4, column 12)"
     )
     assert "    return obs.__class__\n" in logs[0] and "^" in logs[0] and "restricted.py" not in logs[0]
 
@@ -245,6 +321,16 @@ CONTROLS = {
     "format-attribute": in_agent("x = '{0.__class__}'.format(1)"),
     "generator-frame": in_agent(GENERATOR + "x = gen().gi_frame.f_globals"),
     "patch-stdlib-class": in_agent("import random\nrandom.Random.choice = print\nx = random.Random"),
+    "own-subclass-reaches-stdlib": in_agent("import random\nclass R(random.Random):\n    pass\nx = R()._randbelow"),
+    "dataclass-field-reaches-stdlib": in_agent("""
+        import dataclasses, random
+        @dataclasses.dataclass
+        class D(random.Random):
+            _randbelow: int = dataclasses.field(init=False)  # no value: Random's is read
+            def __post_init__(self):
+                super().__init__()
+        x = dataclasses.asdict(D())["_randbelow"]
+    """),
 }
 
 
@@ -422,6 +508,122 @@ async def test_kaggle_style_bot_plays_with_layer_2_on() -> None:
     off, off_steps, _ = await play("rps", [KAGGLE_BOT, "rps_random"], {"episodeSteps": 20},
                                    limits=[UNRESTRICTED, Limits()])
     assert actions_of(off_steps, 0) == actions_of(steps, 0)  # layer 2 changes nothing for a fair bot
+
+
+PRIVATE_ATTRIBUTES_BOT = '''
+"""A Kaggle-style rock-paper-scissors bot whose classes keep their state in "_" attributes."""
+import collections
+import dataclasses
+import enum
+import random
+from typing import NamedTuple
+
+
+class Sign(enum.IntEnum):
+    ROCK = 0
+    PAPER = 1
+    SCISSORS = 2
+
+
+Seen = collections.namedtuple("Seen", "step sign")
+
+
+class Guess(NamedTuple):
+    sign: int
+    weight: float = 1.0
+
+
+class PatternError(Exception):
+    def __init__(self, detail):
+        super().__init__(detail)
+        self._detail = detail
+
+
+@dataclasses.dataclass
+class Stats:
+    wins: int = 0
+    _streak: int = 0
+
+    def _bump(self, won):
+        self._streak = self._streak + 1 if won else 0
+        return self._streak
+
+
+class Base:
+    _instances = 0
+
+    def __init__(self, signs):
+        Base._instances += 1
+        self._signs = signs
+        self._memo = {}
+        self._count = 0
+
+    @classmethod
+    def _make(cls, signs):
+        return cls(signs)
+
+    @property
+    def _last(self):
+        return self._history[-1] if self._history else None
+
+    def _helper(self, key):
+        self._count += 1
+        if key not in self._memo:
+            self._memo[key] = (sum(key) * 7 + len(key)) % self._signs
+        return self._memo[key]
+
+
+class Predictor(Base):
+    def __init__(self, signs):
+        super().__init__(signs)
+        self._history = collections.deque(maxlen=6)
+        self._rng = random.Random(7)
+        self._stats = Stats()
+
+    def _helper(self, key):
+        return (super()._helper(key) + 1) % self._signs
+
+    def _predict(self):
+        if len(self._history) < 3:
+            raise PatternError("too little history")
+        return self._helper(tuple(seen.sign for seen in self._history))
+
+    def play(self, observation):
+        if observation.step > 0:
+            self._history.append(Seen(observation.step, observation.lastOpponentAction))
+            self._stats._bump(observation.lastOpponentAction == self._last.sign)
+        try:
+            sign = self._predict()
+        except PatternError as exc:
+            assert exc._detail == "too little history"
+            sign = self._rng.randrange(self._signs)
+        guess = Guess(sign)._replace(weight=0.5)
+        assert guess._asdict() == {"sign": sign, "weight": 0.5} and Guess._fields == ("sign", "weight")
+        assert Sign(guess.sign)._value_ == sign and Sign.PAPER._name_ == "PAPER"
+        setattr(self, "_calls", getattr(self, "_calls", 0) + 1)
+        assert hasattr(self, "_calls") and not hasattr(self, "_nothing")
+        return int(guess.sign)
+
+
+predictor = Predictor._make(3)
+
+
+def agent(observation, configuration):
+    action = predictor.play(observation)
+    if observation.step == 0:
+        print(Base._instances, predictor._count, predictor._stats._streak, predictor._calls)
+    return action
+'''
+
+
+async def test_a_bot_using_private_attributes_of_its_own_plays() -> None:
+    result, steps, logs = await play("rps", [PRIVATE_ATTRIBUTES_BOT, "rps_random"], {"episodeSteps": 30})
+    assert [s.status for s in result.seats] == ["DONE", "DONE"], (result, logs[0])
+    assert logs[0] == "1 0 0 1\n"
+    off, off_steps, _ = await play("rps", [PRIVATE_ATTRIBUTES_BOT, "rps_random"], {"episodeSteps": 30},
+                                   limits=[UNRESTRICTED, Limits()])
+    assert actions_of(off_steps, 0) == actions_of(steps, 0) and len(actions_of(steps, 0)) == 29
+    assert validate_source(PRIVATE_ATTRIBUTES_BOT) == []  # layer 1 agrees
 
 
 async def test_module_proxies_behave_like_modules() -> None:

@@ -94,6 +94,12 @@ REJECTED = {
     "ndarray.ctypes": (b"import numpy as np\np = np.zeros(3).ctypes\n", "attribute", 2, 17),
     "np.load": (b"import numpy as np\nx = np.load('f.npy')\n", "attribute", 2, 8),
     "string.Formatter": (b"import string\nf = string.Formatter()\n", "attribute", 2, 12),
+    # Private members of modules (a bot's own objects may have "_" attributes: see ACCEPTED).
+    "module private": (b"import random\nx = random._inst\n", "attribute", 2, 12),
+    "module alias private": (b"import math as m\nx = m._private\n", "attribute", 2, 7),
+    "submodule private": (b"import collections.abc\nx = collections.abc._check_methods\n", "attribute", 2, 21),
+    "imported class private": (b"from random import Random\nx = Random._randbelow\n", "attribute", 2, 12),
+    "module class private": (b"import random\nx = random.Random._randbelow\n", "attribute", 2, 19),
     # Format templates.
     "format dunder": (b"s = '{0.__class__}'.format(x)\n", "format", 1, 5),
     "format attribute": (b"s = '{.x}'.format(o)\n", "format", 1, 5),
@@ -164,6 +170,11 @@ ACCEPTED = {
     "global and lambda": b"n = 0\ndef f():\n    global n\n    n += 1\n    return lambda y: y + n\n",
     "compiler warnings": b'import re\nx = re.compile("\\d+")\ny = 1 is 1\n',
     "try with": b"try:\n    x = 1 / 0\nexcept ZeroDivisionError as e:\n    x = str(e)\n",
+    "own private attributes": (
+        b"class Memo:\n    _shared = {}\n\n    def __init__(self):\n        self._memo = {}\n        self._hits = 0\n\n"
+        b"    def _lookup(self, key):\n        self._hits += 1\n        return self._memo.get(key, Memo._shared)\n\n"
+        b"m = Memo()\nm._memo[1] = getattr(m, '_hits')\nx = m._lookup(1)\n"
+    ),
 }
 
 
