@@ -7,7 +7,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from protocol.errors import (
     ArenaError,
@@ -22,7 +22,7 @@ from protocol.errors import (
     ValidationFailed,
 )
 
-from . import api, ws
+from . import api, web, ws
 
 __all__ = ["HTTP_STATUS", "exception_handlers", "routes", "status_for"]
 
@@ -100,4 +100,9 @@ routes = [
     Route("/api/matches/{match_id:int}/replay", api.get_replay),
     WebSocketRoute("/ws/matches/{match_id:int}", ws.spectate),
     WebSocketRoute("/ws/lobby", ws.lobby),
+    # The web app: pages read their id from the path; their scripts and styles live under /static.
+    Route("/", web.index_page),
+    Route("/matches/{match_id:int}", web.match_page),
+    Route("/agents/{agent_id:int}", web.agent_page),
+    Mount("/static", app=web.static_files(), name="static"),
 ]

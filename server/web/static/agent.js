@@ -1,0 +1,137 @@
+// The agent page: who it is, where it stands on its game's leaderboard, and its matches.
+
+import {
+  formatDate, formatNumber, gameBadge, getJSON, h, loadGames, pathId, refreshTimes, relativeTime,
+  replaceChildren, seatMark, showError, statusBadge, stepsText, winnerOf,
+} from "./app.js";
+
+const PAGE = 20;
+const agentId = pathId();
+const $ = (id) => document.getElementById(id);
+
+let games = [];
+let cursor = null;
+
+function fact(term, value) {
+  return h("div", {}, h("dt", {}, term), h("dd", {}, value));
+}
+
+function renderAgent(agent) {
+  document.title = `${agent.name} · Agent Arena`;
+  $("agent").dataset.agentId = String(agent.id);
+  $("agent-name").textContent = agent.name;
+  replaceChildren($("agent-game"), gameBadge(agent.game, games));
+  replaceChildren($("agent-kind"), agent.remote ? h("span", { class: "tag" }, "remote") : null);
+  replaceChildren(
+    $("agent-facts"),
+    fact("Owner", h("span", { dataset: { field: "owner" } }, agent.owner)),
+    fact("Version", h("span", { dataset: { field: "version" } }, `v${agent.version}`)),
+    fact("Created", h("span", { dataset: { field: "created" } }, formatDate(agent.created_at))),
+    agent.updated_at && agent.updated_at !== agent.created_at
+      ? fact("Updated", formatDate(agent.updated_at)) : null,
+  );
+}
+
+function stat(label, value, extra = "") {
+  return h("div", { class: `stat ${extra}` }, h("span", { class: "stat-value" }, value), h("span", { class: "stat-label" }, label));
+}
+
+async function renderStanding(agent) {
+  const box = $("standing");
+  let doc;
+  try {
+    doc = await getJSON(`/api/leaderboard?game=${encodeURIComponent(agent.game)}`);
+  } catch (error) {
+    showError(box, error.message);
+    return;
+  }
+  const i = doc.items.findIndex((row) => row.agent_id === agent.id);
+  const row = i >= 0 ? doc.items[i] : null;
+  if (!row || row.matches === 0) {
+    replaceChildren(box, h("p", { class: "empty" }, "No finished matches yet, so no standing."));
+    return;
+  }
+  const ranked = doc.items.filter((r) => r.matches > 0).length;
+  box.dataset.agentId = String(row.agent_id);
+  replaceChildren(
+    box,
+    h("div", { class: "stats" },
+      stat("rank", `#${i + 1}`, "rank"),
+      stat("points", formatNumber(row.points, 1)),
+      stat("played", String(row.matches)),
+      stat("wins", String(row.wins), "wins"),
+      stat("draws", String(row.draws)),
+      stat("losses", String(row.losses), "losses"),
+      stat("faults", String(row.faults), row.faults ? "faults" : "")),
+    h("p", { class: "muted small" }, `of ${ranked} ranked agents · `,
+      h("a", { href: `/#game=${agent.game}` }, "full leaderboard")),
+  );
+}
+
+function outcomeFor(match, agent) {
+  if (match.status === "live" || match.status === "pending") return { key: match.status, text: match.status };
+  if (match.status === "aborted") return { key: "aborted", text: "aborted" };
+  const seat = match.seats.findIndex((s) => s.agent_id === agent.id);
+  const winner = winnerOf(match.seats);
+  if (winner === null) return { key: "draw", text: "draw" };
+  if (match.seats[winner].agent_id === agent.id) return { key: "win", text: "win" };
+  const status = seat >= 0 ? match.seats[seat].status : null;
+  return { key: "loss", text: status && status !== "DONE" ? `loss · ${status}` : "loss" };
+}
+
+function matchRow(match, agent) {
+  const outcome = outcomeFor(match, agent);
+  const opponents = match.seats
+    .map((seat, i) => ({ seat, i }))
+    .filter(({ seat }) => seat.agent_id !== agent.id);
+  const shown = opponents.length ? opponents : match.seats.map((seat, i) => ({ seat, i }));
+  return h(
+    "li",
+    { class: "match-item", dataset: { matchId: match.id, status: match.status } },
+    h("a", { class: "match-link", href: `/matches/${match.id}` },
+      h("span", { class: "outcome", dataset: { outcome: outcome.key } }, outcome.text),
+      h("span", { class: "match-main" },
+        h("span", { class: "versus" }, h("span", { class: "vs" }, "vs"),
+          shown.map(({ seat, i }) => h("span", { class: "who" }, seatMark(i), h("span", { class: "who-name" }, seat.name)))),
+        h("span", { class: "match-sub muted" }, `#${match.id} · ${stepsText(match)}`)),
+      h("span", { class: "meta" },
+        match.status === "live" ? statusBadge("live") : relativeTime(match.finished_at || match.created_at))),
+  );
+}
+
+async function loadMatches(agent) {
+  const more = $("agent-matches-more");
+  more.disabled = true;
+  try {
+    const query = `/api/matches?agent=${agent.id}&limit=${PAGE}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+    const page = await getJSON(query);
+    $("agent-matches").append(...page.items.map((m) => matchRow(m, agent)));
+    cursor = page.next;
+    more.hidden = !cursor;
+    $("agent-matches-empty").hidden = $("agent-matches").children.length > 0;
+  } finally {
+    more.disabled = false;
+  }
+}
+
+async function main() {
+  if (agentId === null) {
+    showError($("page-error"), "This is not an agent address.");
+    return;
+  }
+  games = await loadGames();
+  let agent;
+  try {
+    agent = await getJSON(`/api/agents/${agentId}`);
+  } catch (error) {
+    showError($("page-error"), error.status === 404 ? `Agent #${agentId} does not exist.` : error.message);
+    $("agent-name").textContent = "Unknown agent";
+    return;
+  }
+  renderAgent(agent);
+  $("agent-matches-more").addEventListener("click", () => loadMatches(agent));
+  await Promise.all([renderStanding(agent), loadMatches(agent)]);
+  refreshTimes();
+}
+
+main().catch((error) => showError($("page-error"), `Could not load the agent: ${error.message}`));

@@ -1,0 +1,271 @@
+// The lobby: live matches and recent results kept current by /ws/lobby, and the leaderboard.
+//
+// The lobby socket opens before the lists are fetched, so no match that starts or ends in
+// between is missed; frames that arrive before the fetch answers are replayed on top of it.
+
+import {
+  formatNumber, gameBadge, getJSON, h, keepSocket, loadGames, refreshTimes, relativeTime,
+  replaceChildren, seatMark, showConnection, stepsText, winnerOf,
+} from "./app.js";
+
+const RECENT_PAGE = 15;
+
+const liveList = document.getElementById("live-matches");
+const recentList = document.getElementById("recent-matches");
+const moreButton = document.getElementById("recent-more");
+const tabs = document.getElementById("game-tabs");
+const boardBody = document.querySelector("#leaderboard tbody");
+
+let games = [];
+let selectedGame = null;
+let recentCursor = null;
+let isLoaded = false;
+const pending = []; // lobby frames received before the first fetch answered
+const ended = new Set(); // ids of matches seen ending, so a late "live" copy never resurrects them
+let boardTimer = null;
+
+// -- match rows ----------------------------------------------------------------------------------
+
+function versus(match, winner) {
+  return h(
+    "span",
+    { class: "versus" },
+    match.seats.map((seat, i) => [
+      i > 0 ? h("span", { class: "vs" }, "vs") : null,
+      h(
+        "span",
+        { class: `who${winner === i ? " winner" : ""}`, dataset: { seat: i } },
+        seatMark(i),
+        h("span", { class: "who-name" }, seat.name),
+      ),
+    ]),
+  );
+}
+
+function matchRow(match, { winner, sub, side }) {
+  return h(
+    "li",
+    { class: "match-item", dataset: { matchId: match.id, status: match.status, game: match.game } },
+    h(
+      "a",
+      { class: "match-link", href: `/matches/${match.id}`, title: match.reason || null },
+      h("span", { class: "match-main" },
+        versus(match, winner),
+        h("span", { class: "match-sub" }, gameBadge(match.game, games), sub)),
+      h("span", { class: "meta" }, side),
+    ),
+  );
+}
+
+function liveRow(match) {
+  return matchRow(match, {
+    winner: null,
+    sub: h("span", { class: "muted" }, `#${match.id} · `, h("span", { class: "live-word" }, "live")),
+    side: [h("span", { class: "pulse", "aria-hidden": "true" }), relativeTime(match.started_at || match.created_at, "started ")],
+  });
+}
+
+function resultText(match, winner) {
+  if (match.status === "aborted") return "aborted";
+  if (winner === null) return "draw";
+  return `${match.seats[winner].name} won`;
+}
+
+function recentRow(match) {
+  const winner = match.status === "finished" ? winnerOf(match.seats) : null;
+  const kind = match.status === "aborted" ? "aborted" : winner === null ? "draw" : "win";
+  return matchRow(match, {
+    winner,
+    sub: h("span", { class: "muted" }, `#${match.id} · ${stepsText(match)} · `,
+      h("span", { class: "result", dataset: { result: kind } }, resultText(match, winner))),
+    side: relativeTime(match.finished_at || match.created_at),
+  });
+}
+
+function findRow(list, id) {
+  return list.querySelector(`[data-match-id="${id}"]`);
+}
+
+function updateCounts() {
+  const live = liveList.children.length;
+  document.getElementById("live-count").textContent = String(live);
+  document.getElementById("live-empty").hidden = live > 0;
+  document.getElementById("recent-empty").hidden = recentList.children.length > 0;
+}
+
+function addLive(match) {
+  if (ended.has(match.id) || findRow(liveList, match.id)) return;
+  liveList.prepend(liveRow(match));
+}
+
+function addRecent(match, { atTop }) {
+  const old = findRow(recentList, match.id);
+  if (old) old.remove();
+  const row = recentRow(match);
+  if (atTop) recentList.prepend(row);
+  else recentList.append(row);
+}
+
+function onLobbyFrame(msg) {
+  if (!isLoaded) {
+    pending.push(msg);
+    return;
+  }
+  if (msg.type === "match_started") {
+    addLive(msg.match);
+  } else if (msg.type === "match_ended") {
+    ended.add(msg.match.id);
+    findRow(liveList, msg.match.id)?.remove();
+    addRecent(msg.match, { atTop: true });
+    const row = findRow(recentList, msg.match.id);
+    row.classList.add("fresh");
+    if (msg.match.game === selectedGame) scheduleLeaderboard();
+  } else if (msg.type === "rating_changed") {
+    if (!msg.game || msg.game === selectedGame) scheduleLeaderboard();
+  }
+  updateCounts();
+}
+
+async function loadLists() {
+  const [live, recent] = await Promise.all([
+    getJSON("/api/matches?status=live&limit=50"),
+    getJSON(`/api/matches?status=finished&limit=${RECENT_PAGE}`),
+  ]);
+  replaceChildren(liveList);
+  // The API lists newest first; prepend oldest first to keep that order.
+  for (const match of [...live.items].reverse()) addLive(match);
+  replaceChildren(recentList);
+  for (const match of recent.items) addRecent(match, { atTop: false });
+  recentCursor = recent.next;
+  moreButton.hidden = !recentCursor;
+  isLoaded = true;
+  for (const msg of pending.splice(0)) onLobbyFrame(msg);
+  updateCounts();
+}
+
+async function loadOlder() {
+  if (!recentCursor) return;
+  moreButton.disabled = true;
+  try {
+    const page = await getJSON(`/api/matches?status=finished&limit=${RECENT_PAGE}&cursor=${encodeURIComponent(recentCursor)}`);
+    for (const match of page.items) if (!findRow(recentList, match.id)) addRecent(match, { atTop: false });
+    recentCursor = page.next;
+    moreButton.hidden = !recentCursor;
+  } finally {
+    moreButton.disabled = false;
+  }
+}
+
+// -- leaderboard ---------------------------------------------------------------------------------
+
+function scheduleLeaderboard() {
+  clearTimeout(boardTimer);
+  boardTimer = setTimeout(loadLeaderboard, 300); // one refresh for a burst of results
+}
+
+function selectGame(name) {
+  selectedGame = name;
+  for (const tab of tabs.children) {
+    const isSelected = tab.dataset.game === name;
+    tab.setAttribute("aria-selected", String(isSelected));
+    tab.tabIndex = isSelected ? 0 : -1;
+  }
+  history.replaceState(null, "", `#game=${name}`);
+  loadLeaderboard();
+}
+
+async function loadLeaderboard() {
+  const game = selectedGame;
+  const table = document.getElementById("leaderboard");
+  table.dataset.game = game;
+  let doc;
+  try {
+    doc = await getJSON(`/api/leaderboard?game=${encodeURIComponent(game)}`);
+  } catch (error) {
+    replaceChildren(boardBody, h("tr", {}, h("td", { colspan: 8, class: "error-cell" }, error.message)));
+    return;
+  }
+  if (game !== selectedGame) return; // a newer selection is loading
+  const rows = doc.items.map((row, i) =>
+    h(
+      "tr",
+      { dataset: { agentId: row.agent_id } },
+      h("td", { class: "num rank" }, row.matches > 0 ? String(i + 1) : "–"),
+      h(
+        "td",
+        { class: "agent-cell" },
+        h("a", { href: `/agents/${row.agent_id}` }, row.name),
+        h("span", { class: "owner-line muted small" }, `by ${row.owner} · v${row.version}`),
+      ),
+      h("td", { class: "num" }, String(row.matches)),
+      h("td", { class: "num" }, String(row.wins)),
+      h("td", { class: "num" }, String(row.draws)),
+      h("td", { class: "num" }, String(row.losses)),
+      h("td", { class: `num opt${row.faults ? " faults" : ""}` }, String(row.faults)),
+      h("td", { class: "num points" }, formatNumber(row.points, 1)),
+    ),
+  );
+  replaceChildren(boardBody, rows);
+  document.getElementById("leaderboard-empty").hidden = rows.length > 0;
+}
+
+function buildTabs() {
+  replaceChildren(
+    tabs,
+    games.map((game) =>
+      h("button", {
+        type: "button", role: "tab", class: "tab", dataset: { game: game.name },
+        "aria-selected": "false", onclick: () => selectGame(game.name),
+      }, game.title),
+    ),
+  );
+  tabs.addEventListener("keydown", (event) => {
+    if (event.key !== "ArrowRight" && event.key !== "ArrowLeft") return;
+    const names = games.map((g) => g.name);
+    const step = event.key === "ArrowRight" ? 1 : -1;
+    const next = names[(names.indexOf(selectedGame) + step + names.length) % names.length];
+    selectGame(next);
+    tabs.querySelector(`[data-game="${next}"]`).focus();
+  });
+  const wanted = new URLSearchParams(location.hash.slice(1)).get("game");
+  const names = games.map((g) => g.name);
+  selectGame(names.includes(wanted) ? wanted : names.includes("connectx") ? "connectx" : names[0]);
+}
+
+// -- sandbox status in the footer ----------------------------------------------------------------
+
+async function loadHealth() {
+  try {
+    const health = await getJSON("/api/health");
+    const layers = health.sandbox.layers;
+    const active = layers.filter((layer) => layer.active).length;
+    document.getElementById("sandbox-status").textContent =
+      `v${health.version} · sandbox: ${active} of ${layers.length} layers active`;
+  } catch {
+    // The footer note is optional.
+  }
+}
+
+async function main() {
+  moreButton.addEventListener("click", loadOlder);
+  keepSocket("/ws/lobby", {
+    onMessage: onLobbyFrame,
+    onState: (state) => {
+      showConnection(state);
+      // After a reconnect, frames may have been missed: fetch the lists again.
+      if (state === "open" && isLoaded) {
+        isLoaded = false;
+        loadLists().catch(() => {});
+      }
+    },
+  });
+  games = await loadGames();
+  buildTabs();
+  await loadLists();
+  loadHealth();
+  refreshTimes();
+}
+
+main().catch((error) => {
+  document.getElementById("live-empty").textContent = `Could not load the lobby: ${error.message}`;
+});
