@@ -31,6 +31,9 @@ class Settings:
     matches_per_user_hour: int = 600
     submissions_per_user_hour: int = 60
     concurrent_matches_per_user: int = 64
+    # Test-only: False stores submitted code unchecked (layer 1 off), so that tests can show the
+    # layers under it hold on their own. Never turn it off in production.
+    validate_submissions: bool = True
 
 
 def load_settings(path: Path | None, **overrides: Any) -> Settings:

@@ -1,0 +1,154 @@
+"""The attack suite: every bot in ``bots/`` attacks a real arena server, and every attack fails.
+
+Each attack bot runs through the full production path, twice or three times:
+
+1. ``test_production_path``: the server as in production. Submitting the bot (POST
+   /api/agents) is either refused with 422 and the validator's findings (layer 1 stopped it),
+   or accepted; an accepted bot then plays a real match.
+2. ``test_validator_bypassed``: the same bot on a server whose static validator is off (the
+   test-only setting ``validate_submissions = false``), so the layers below it must hold alone.
+3. ``test_validator_and_restricted_runtime_bypassed``: for the bots that attack the machine,
+   the server, other seats or the results (``# target: host``), also with layer 2 off
+   (``Limits(restricted=False)``): their payloads (``os``, ``socket``, ``ctypes``...) then
+   really run, against layers 3-8 only.
+
+Every match is played against a good example bot while a good match runs beside it, and is
+checked by ``assert_contained`` (``conftest.py``): no marker, secret or canary in any move, state,
+reason or log; the attacker's status as its header allows; the good seats unaffected; no file
+created, no connection to the test's listener, no process left in the box; the server healthy
+and still playing.
+
+Dangerous bots (fork bombs, memory bombs, ``kill(-1)``, signals to the parent) need no special
+path: every server here, the production one included, runs inside an outer box of its own (a
+PID namespace in cgroups that cap processes and memory, ``tests/sandbox_box.py``), so all bots
+go through the server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.security.conftest import (
+    CATEGORIES,
+    SECRET,
+    STATUSES,
+    Arena,
+    AttackBot,
+    Listener,
+    arena_server,
+    assert_contained,
+    load_bots,
+    play_attack,
+    record_rejection,
+    submit,
+)
+
+BOTS = load_bots()
+HOST_BOTS = [bot for bot in BOTS if bot.target == "host"]
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[Listener]:
+    sock = Listener()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
+    with arena_server("production", tmp_path_factory.mktemp("production"), validate=True) as arena:
+        yield arena
+
+
+@pytest.fixture(scope="module")
+def validator_off(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
+    with arena_server("validator-off", tmp_path_factory.mktemp("validator-off"), validate=False) as arena:
+        yield arena
+
+
+@pytest.fixture(scope="module")
+def runtime_off(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
+    directory = tmp_path_factory.mktemp("runtime-off")
+    with arena_server("runtime-off", directory, validate=False, restricted=False) as arena:
+        yield arena
+
+
+def client_for(arena: Arena) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=arena.url, timeout=30, trust_env=False)
+
+
+# -- the bots themselves --------------------------------------------------------------------------
+
+
+def test_the_suite_covers_every_category() -> None:
+    assert len(BOTS) >= 70
+    per_category = Counter(bot.category for bot in BOTS)
+    assert set(per_category) == set(CATEGORIES)
+    assert min(per_category.values()) >= 2, per_category
+
+
+@pytest.mark.parametrize("bot", BOTS, ids=[bot.name for bot in BOTS])
+def test_bot_header(bot: AttackBot) -> None:
+    assert bot.category in CATEGORIES and bot.attack
+    assert bot.marker == f"PWNED-{bot.name}"
+    assert bot.expect and bot.expect <= STATUSES
+    assert bot.target in ("host", "runtime") and bot.game in ("rps", "tictactoe")
+    # The marker never appears whole outside the header: a traceback quoting a line cannot fake it.
+    body = [line for line in bot.path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    assert not [line for line in body if bot.marker in line or SECRET in line]
+
+
+# -- 1. the production path -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bot", BOTS, ids=[bot.name for bot in BOTS])
+async def test_production_path(bot: AttackBot, production: Arena, listener: Listener) -> None:
+    async with client_for(production) as client:
+        response = await submit(client, production, bot, listener)
+        if response.status_code == 422:  # layer 1 refused it, saying where and why
+            findings = response.json()["error"]["findings"]
+            assert findings and all({"line", "col", "rule", "message"} <= set(f) for f in findings), findings
+            record_rejection(bot, findings)
+            return
+        assert response.status_code == 201, response.text
+        outcome = await play_attack(client, production, bot, response.json()["id"])
+        await assert_contained(client, outcome, listener)
+
+
+# -- 2. defense in depth: the validator bypassed --------------------------------------------------
+
+
+@pytest.mark.parametrize("bot", BOTS, ids=[bot.name for bot in BOTS])
+async def test_validator_bypassed(bot: AttackBot, validator_off: Arena, listener: Listener) -> None:
+    async with client_for(validator_off) as client:
+        response = await submit(client, validator_off, bot, listener)
+        assert response.status_code == 201, response.text
+        outcome = await play_attack(client, validator_off, bot, response.json()["id"])
+        await assert_contained(client, outcome, listener)
+
+
+# -- 3. the validator and the restricted runtime bypassed: layers 3-8 alone ------------------------
+
+
+@pytest.mark.parametrize("bot", HOST_BOTS, ids=[bot.name for bot in HOST_BOTS])
+async def test_validator_and_restricted_runtime_bypassed(
+    bot: AttackBot, runtime_off: Arena, listener: Listener
+) -> None:
+    async with client_for(runtime_off) as client:
+        response = await submit(client, runtime_off, bot, listener)
+        assert response.status_code == 201, response.text
+        outcome = await play_attack(client, runtime_off, bot, response.json()["id"])
+        await assert_contained(client, outcome, listener)
+
+
+def test_servers_run_in_an_outer_box(production: Arena) -> None:
+    """The server (the box's first process, under ``unshare``) has a PID namespace of its own."""
+    server = next(pid for pid in production.processes() if pid != production.proc.pid)
+    assert os.readlink(f"/proc/{server}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    if production.box.pids_group is not None:
+        assert server in (production.box.processes() or set())
