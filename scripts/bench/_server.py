@@ -1,0 +1,216 @@
+"""The benchmarks' server process: the real app under uvicorn, plus test-only control routes.
+
+``python -m scripts.bench._server --ws wsproto --deflate`` serves ``create_app`` (its real
+routes, hub, storage and match manager, on a throwaway database) on a free port of 127.0.0.1,
+with the given uvicorn WebSocket implementation and per-message-deflate setting, and prints
+``{"port": ..., "pid": ...}`` once it accepts connections. SIGTERM stops it. The routes under
+``/bench/`` exist only here:
+
+* ``POST /bench/feeds/{id}?events=N&rate=R``: open a synthetic live feed ``id`` (through
+  ``Hub.open_feed``, as a match would) that, once started, publishes ``N`` ConnectX-sized steps
+  at ``R`` a second (0: all at once, yielding every few) and then ``end``. Each step's state
+  carries ``t``, the ``time.monotonic()`` of its publishing, for latency (the clock is the
+  machine's, shared by every process).
+* ``POST /bench/feeds/{id}/start``: start publishing.
+* ``POST /bench/matches?n=N&pace=S&steps=K``: start ``N`` real rps matches (sandboxed instant
+  bots, the match manager, storage and feed) paced at ``S`` seconds a step; their ids.
+* ``GET /bench/matches/{id}/progress``: the live match's event count and the server's clock.
+* ``GET /bench/stats``: this process's CPU seconds and resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from protocol.messages import SeatTiming, StepRecord
+from server.app import create_app
+from server.config import Settings
+from server.matches.hub import Hub
+from server.state import ArenaState
+
+from ._common import rss_kib_of
+
+__all__ = ["build_app", "main", "synthetic_step"]
+
+ROCK = "def agent(obs, config):\n    return 0\n"
+
+
+class _ClampedSleep:
+    """The ``anyio`` module as the runner sees it, except that ``sleep`` clamps a negative delay to 0."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(anyio, name)
+
+    @staticmethod
+    async def sleep(delay: float) -> None:
+        await anyio.sleep(max(0.0, delay))
+
+
+def work_around_known_bugs() -> list[str]:
+    """Keep the benchmark server alive through bugs found by the benchmarks; what was worked around.
+
+    ``run_match`` paces with ``anyio.sleep(pace_s - elapsed)``: after a step slower than the pace
+    the delay is negative, anyio raises ``ValueError`` and the error takes the whole app's task
+    group down (every live match, the server). Slow steps are exactly what the pace test under
+    1,000 spectators provokes, so until the runner clamps the delay the benchmark server does it
+    for the runner module only. The check looks for that exact line: once it is fixed, no patch.
+    """
+    import inspect
+
+    from server.matches import runner
+
+    if "anyio.sleep(spec.pace_s - (time.monotonic() - step_started))" not in inspect.getsource(runner.run_match):
+        return []
+    runner.anyio = _ClampedSleep()  # type: ignore[assignment]
+    return ["runner: negative pace sleep (ValueError kills the app) clamped to 0 in the benchmark server"]
+
+
+def synthetic_step(step: int) -> StepRecord:
+    """A ConnectX-sized step (about 400 bytes as an event), stamped with the publishing time."""
+    board = [0] * 42
+    for i in range(step % 42):
+        board[41 - i] = 1 + i % 2
+    return StepRecord(
+        step=step, actions=[step % 7, None], statuses=["INACTIVE", "ACTIVE"], rewards=[0.0, 0.0],
+        state={"board": board, "mark": 1 + step % 2, "t": time.monotonic()},
+        timing=[SeatTiming(wall_s=0.000123, cpu_s=0.000101, bank_s=60.0), None],
+    )
+
+
+async def _publish(hub: Hub, feed_id: int, events: int, rate: float, opened: anyio.Event, go: anyio.Event) -> None:
+    with hub.open_feed(feed_id, {"id": feed_id, "game": "connectx", "status": "live"}) as feed:
+        opened.set()
+        await go.wait()
+        started = anyio.current_time()
+        for i in range(1, events + 1):
+            feed.publish_step(synthetic_step(i))
+            if rate > 0:
+                await anyio.sleep_until(started + i / rate)
+            elif i % 10 == 0:
+                await anyio.lowlevel.checkpoint()
+        feed.publish_end({"winner": None}, feed.match)
+
+
+class _Control:
+    def __init__(self) -> None:
+        self.go: dict[int, anyio.Event] = {}
+        self.agent_id: int | None = None
+
+
+def _arena(request: Request) -> ArenaState:
+    state: ArenaState = request.app.state.arena
+    return state
+
+
+def _control(request: Request) -> _Control:
+    control: _Control = request.app.state.bench
+    return control
+
+
+async def open_feed(request: Request) -> JSONResponse:
+    arena, control = _arena(request), _control(request)
+    feed_id = request.path_params["feed_id"]
+    opened, go = anyio.Event(), anyio.Event()
+    control.go[feed_id] = go
+    events = int(request.query_params.get("events", "0"))
+    rate = float(request.query_params.get("rate", "0"))
+    arena.manager.task_group.start_soon(_publish, arena.hub, feed_id, events, rate, opened, go)
+    await opened.wait()
+    return JSONResponse({"feed": feed_id})
+
+
+async def start_feed(request: Request) -> JSONResponse:
+    _control(request).go[request.path_params["feed_id"]].set()
+    return JSONResponse({"started": True})
+
+
+async def start_matches(request: Request) -> JSONResponse:
+    arena, control = _arena(request), _control(request)
+    if control.agent_id is None:
+        user = await arena.storage.create_user("bench", "x")
+        control.agent_id = (await arena.storage.save_agent(user.id, "rock", "rps", ROCK)).id
+    n = int(request.query_params.get("n", "1"))
+    pace_s = float(request.query_params.get("pace", "0.05"))
+    steps = int(request.query_params.get("steps", "100"))
+    ids = []
+    for _ in range(n):
+        record = await arena.manager.start_match("rps", [control.agent_id] * 2, {"episodeSteps": steps}, pace_s=pace_s)
+        ids.append(record.id)
+    return JSONResponse({"ids": ids})
+
+
+async def progress(request: Request) -> JSONResponse:
+    feed = _arena(request).hub.feed(request.path_params["match_id"])
+    return JSONResponse({"live": feed is not None, "seq": feed.seq if feed else None, "t": time.monotonic()})
+
+
+async def stats(request: Request) -> JSONResponse:
+    if request.query_params.get("gc"):
+        gc.collect()
+    return JSONResponse({"cpu_s": time.process_time(), "rss_kib": rss_kib_of(os.getpid()),
+                         "live_matches": len(_arena(request).manager.running)})
+
+
+def build_app(settings: Settings) -> Starlette:
+    """The real app with the ``/bench/`` control routes added."""
+    app = create_app(settings)
+    app.state.bench = _Control()
+    app.router.routes.extend([
+        Route("/bench/feeds/{feed_id:int}", open_feed, methods=["POST"]),
+        Route("/bench/feeds/{feed_id:int}/start", start_feed, methods=["POST"]),
+        Route("/bench/matches", start_matches, methods=["POST"]),
+        Route("/bench/matches/{match_id:int}/progress", progress),
+        Route("/bench/stats", stats),
+    ])
+    return app
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    workarounds = work_around_known_bugs()
+    with tempfile.TemporaryDirectory(prefix="arena-bench-") as tmp:
+        settings = Settings(db=Path(tmp) / "arena.db", ladder=False, seed_examples=False, port=0,
+                            spectator_queue_frames=args.queue_frames)
+        sock = socket.create_server(("127.0.0.1", 0), backlog=4096)
+        config: dict[str, Any] = {"ws": args.ws, "ws_per_message_deflate": args.deflate}
+        server = uvicorn.Server(uvicorn.Config(build_app(settings), log_level="warning", lifespan="on",
+                                               backlog=4096, timeout_graceful_shutdown=2, **config))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            while not server.started:
+                if server.should_exit:
+                    return
+                await anyio.sleep(0.01)
+            print(json.dumps({"port": sock.getsockname()[1], "pid": os.getpid(), "workarounds": workarounds}),
+                  flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="the benchmarks' server process")
+    parser.add_argument("--ws", default="auto", help="uvicorn's WebSocket implementation")
+    parser.add_argument("--deflate", action=argparse.BooleanOptionalAction, default=True,
+                        help="per-message-deflate (uvicorn's ws_per_message_deflate)")
+    parser.add_argument("--queue-frames", type=int, default=Settings().spectator_queue_frames)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    anyio.run(_serve, args)
+
+
+if __name__ == "__main__":
+    main()
