@@ -1,11 +1,15 @@
 """The ``arena`` command line.
 
-Each command is one ``cmd_*`` function (``watch`` lives in :mod:`client.watch`) taking the
-parsed arguments and returning the exit status. Server parts (games, runner, sandbox, the
-app) are imported inside the commands that need them, so ``arena validate`` does not load
-uvicorn and ``arena watch`` runs with the client alone. Exit statuses: 0 done, 1 an error
-(one ``arena: error:`` line on stderr; with ``--json`` also the ``{"error": ...}``
-document on stdout), 2 a usage error, 130 interrupted.
+Each command is one ``cmd_*`` function taking the parsed arguments and returning the exit
+status; ``watch`` lives in :mod:`client.watch`, ``connect`` in :mod:`client.connect`,
+``login``, ``agents`` and ``logs`` in :mod:`client.account`, ``repro`` in
+:mod:`client.repro`. Server commands take ``--server`` and ``--token`` from the flags, else
+``ARENA_SERVER`` and ``ARENA_TOKEN``, else the config file ``arena login`` wrote
+(:mod:`client.config`). Server parts (games, runner, sandbox, the app) are imported inside
+the commands that need them, so ``arena validate`` does not load uvicorn and ``arena watch``
+runs with the client alone. Exit statuses: 0 done, 1 an error (one ``arena: error:`` line on
+stderr; with ``--json`` also the ``{"error": ...}`` document on stdout), 2 a usage error,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from protocol.codec import decode_json, encode_json
 from protocol.errors import ArenaError, ProtocolError
 
+from . import account, connect, repro
+from .config import load_config
 from .errors import CliError
 from .http import ApiClient
 from .render import render_result, render_state, render_step, winner_of
@@ -316,6 +322,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         out(f"  {layer.name.ljust(width)}  {'active' if layer.active else 'unavailable':<11}  {layer.reason}")
     out(f"{sum(layer.active for layer in layers)} of {len(layers)} layers active")
     out(f"bot interpreter: {bot_python()}")
+    from server.sandbox.forkserver import seat_mode_status
+
+    seats = seat_mode_status(probe=True)  # starts a fork server once to see that it works here
+    out(f"seat start-up: {seats.active} (seat_mode {seats.configured}): {seats.reason}")
     if not args.require_layers:
         return 0
     wanted = list(LAYER_NAMES) if args.require_layers == "all" else [
@@ -337,7 +347,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except UnicodeDecodeError as exc:
         raise CliError(f"{args.bot} is not UTF-8 text (byte {exc.start})", code="bad_input") from None
     if not args.token:
-        raise CliError("submitting needs a token: pass --token or set ARENA_TOKEN", code="unauthorized")
+        raise CliError("submitting needs a token: pass --token, set ARENA_TOKEN or run arena login",
+                       code="unauthorized")
     name = args.name or Path(args.bot).stem
     try:
         agent = ApiClient(args.server, args.token).post("/api/agents",
@@ -395,9 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arena", description="Agent Arena: sandboxed bots playing games.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     remote = argparse.ArgumentParser(add_help=False)
-    remote.add_argument("--server", default=os.environ.get("ARENA_SERVER") or DEFAULT_SERVER,
-                        help="arena server URL (env ARENA_SERVER; default %(default)s)")
-    remote.add_argument("--token", default=os.environ.get("ARENA_TOKEN"), help="API token (env ARENA_TOKEN)")
+    # Defaults are resolved after parsing: the flag, then the environment, then the config file.
+    remote.add_argument("--server", help=f"arena server URL (env ARENA_SERVER, arena login; default {DEFAULT_SERVER})")
+    remote.add_argument("--token", help="API token (env ARENA_TOKEN, arena login)")
 
     p = sub.add_parser("serve", help="run the arena server")
     p.add_argument("--host", default="127.0.0.1")
@@ -431,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("watch", parents=[remote], help="follow a match live")
     p.add_argument("match", type=int, metavar="MATCH")
-    p.set_defaults(func=lambda args: watch_match(args.server, args.match, out))
+    p.add_argument("--seat", type=int, metavar="N", help="also show my seat's log and timing (needs my token)")
+    p.set_defaults(func=lambda args: watch_match(args.server, args.match, out, token=args.token, seat=args.seat))
 
     p = sub.add_parser("validate", help="check a bot file with the static validator")
     p.add_argument("bot", metavar="BOT")
@@ -448,13 +460,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="agent name (default: the file name without .py)")
     p.add_argument("--json", action="store_true", help="print the agent document")
     p.set_defaults(func=cmd_submit)
+
+    connect.add_parser(sub, remote)
+    account.add_parsers(sub, remote)
+    repro.add_parser(sub, remote)
     return parser
+
+
+def resolve_remote(args: argparse.Namespace) -> None:
+    """Fill ``--server`` and ``--token`` left out: the environment, then the config file.
+
+    Raises:
+        CliError: the config file is unreadable.
+    """
+    if not hasattr(args, "server"):
+        return
+    saved: dict[str, str] | None = None
+    for key, env in (("server", "ARENA_SERVER"), ("token", "ARENA_TOKEN")):
+        if getattr(args, key):
+            continue
+        value = os.environ.get(env)
+        if not value:
+            saved = load_config() if saved is None else saved
+            value = saved.get(key)
+        setattr(args, key, value or (DEFAULT_SERVER if key == "server" else None))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``arena`` command; the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        resolve_remote(args)
         status: int = args.func(args)
         return status
     except CliError as exc:

@@ -85,8 +85,11 @@ def _http_error(method: str, url: str, exc: urllib.error.HTTPError) -> CliError:
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         findings = error.get("findings")
+        message = str(error["message"])
+        if exc.code == 401:
+            message = f"wrong token: {message}"
         return CliError(
-            str(error["message"]), code=str(error.get("code", "http_error")),
+            message, code=str(error.get("code", "http_error")),
             findings=findings if isinstance(findings, list) else (),
         )
     return CliError(f"{method} {url}: HTTP {exc.code} {exc.reason}", code="http_error")

@@ -1,7 +1,9 @@
 """``arena watch``: follow one match live over the spectator WebSocket, in the terminal.
 
 The server sends ``snapshot`` (match info and the current state), then one ``event`` per
-step, then ``end`` with the result; an unknown match gets an ``error`` frame instead.
+step, then ``end`` with the result; an unknown match gets an ``error`` frame instead. With
+``--seat N`` and the seat owner's token, ``seat_debug`` frames add that seat's log lines and
+its time per move.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from protocol.codec import decode_spectator
 from protocol.errors import ProtocolError
-from protocol.messages import End, ErrorFrame, Event, Snapshot
+from protocol.messages import End, ErrorFrame, Event, SeatDebug, Snapshot
 
 from .errors import CliError
 from .http import ws_url
@@ -18,11 +20,13 @@ from .render import render_result, render_state, render_step, winner_of
 
 __all__ = ["follow", "watch_match"]
 
-SpectatorFrame = Snapshot | Event | End | ErrorFrame
+SpectatorFrame = Snapshot | Event | End | SeatDebug | ErrorFrame
 MAX_FRAME_BYTES = 64 << 20  # a snapshot carries every event so far: a long match is large
 
 
-def watch_match(server: str, match_id: int, out: Callable[[str], None]) -> int:
+def watch_match(
+    server: str, match_id: int, out: Callable[[str], None], *, token: str | None = None, seat: int | None = None
+) -> int:
     """Show match ``match_id`` on ``server`` step by step until it ends; the exit status.
 
     Raises:
@@ -33,9 +37,11 @@ def watch_match(server: str, match_id: int, out: Callable[[str], None]) -> int:
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
     from websockets.sync.client import connect
 
-    url = ws_url(server, f"/ws/matches/{match_id}")
+    url = ws_url(server, f"/ws/matches/{match_id}") + (f"?seat={seat}" if seat is not None else "")
+    headers = {"Authorization": f"Bearer {token}"} if seat is not None and token else None
     try:
-        with connect(url, open_timeout=10, max_size=MAX_FRAME_BYTES, close_timeout=2) as ws:
+        with connect(url, open_timeout=10, max_size=MAX_FRAME_BYTES, close_timeout=2,
+                     additional_headers=headers) as ws:
             return follow((decode_frame(raw) for raw in ws), match_id, out)
     except (InvalidURI, InvalidHandshake) as exc:
         raise CliError(f"the arena server at {server} refused the spectator socket: {exc}",
@@ -57,7 +63,7 @@ def decode_frame(raw: str | bytes) -> SpectatorFrame:
         frame = decode_spectator(raw)
     except ProtocolError as exc:
         raise CliError(f"unexpected frame from the server: {exc}", code="bad_reply") from None
-    if not isinstance(frame, Snapshot | Event | End | ErrorFrame):
+    if not isinstance(frame, Snapshot | Event | End | SeatDebug | ErrorFrame):
         raise CliError(f"unexpected {frame.type!r} frame from the server", code="bad_reply")
     return frame
 
@@ -80,6 +86,14 @@ def follow(frames: Iterable[SpectatorFrame], match_id: int, out: Callable[[str],
             last = frame.events[-1] if frame.events else None
             step = last.get("step") if isinstance(last, dict) else None
             out(f"step {step}:\n{render_state(game, frame.state)}\n" if step is not None else "waiting to start")
+        elif isinstance(frame, SeatDebug):
+            for line in frame.log.splitlines():
+                out(f"  seat {frame.seat} | {line}")
+            if frame.timing is not None:
+                t = frame.timing
+                cpu = f", cpu {t.cpu_s:.3f} s" if t.cpu_s is not None else ""
+                net = f", network allowance {t.allowance_s:.3f} s" if t.allowance_s is not None else ""
+                out(f"  seat {frame.seat} | step {frame.step}: {t.wall_s:.3f} s{cpu}, bank {t.bank_s:.3f} s{net}")
         elif isinstance(frame, Event):
             record = {"step": frame.step, "actions": frame.actions, "statuses": frame.statuses,
                       "state": frame.state}

@@ -69,9 +69,9 @@ def _decoder(*classes: type[Any]) -> dict[str, type[Any]]:
 
 
 _SEAT = _decoder(m.SeatReady, m.SeatAction, m.SeatFailure)
-_AGENT_CLIENT = _decoder(m.Hello, m.ActionFrame)
-_AGENT_SERVER = _decoder(m.Welcome, m.MatchStart, m.Turn, m.MatchEnd, m.ErrorFrame)
-_SPECTATOR = _decoder(m.Snapshot, m.Event, m.End, m.ErrorFrame)
+_AGENT_CLIENT = _decoder(m.Hello, m.ActionFrame, m.AgentError, m.Pong)
+_AGENT_SERVER = _decoder(m.Welcome, m.MatchStart, m.Turn, m.MatchEnd, m.Ping, m.ErrorFrame)
+_SPECTATOR = _decoder(m.Snapshot, m.Event, m.End, m.SeatDebug, m.ErrorFrame)
 _LOBBY = _decoder(m.MatchStarted, m.MatchEnded, m.RatingChanged)
 
 

@@ -19,10 +19,12 @@ from typing import Any, Literal
 __all__ = [
     "PROTOCOL_VERSION",
     "Act",
-    "ApiBody",
     "ActionFrame",
     "AgentClientMsg",
+    "AgentError",
+    "AgentPatch",
     "AgentServerMsg",
+    "ApiBody",
     "End",
     "ErrorFrame",
     "Event",
@@ -36,9 +38,12 @@ __all__ = [
     "NewAgent",
     "NewMatch",
     "NewUser",
+    "Ping",
+    "Pong",
     "RatingChanged",
     "RunnerMsg",
     "SeatAction",
+    "SeatDebug",
     "SeatFailure",
     "SeatMsg",
     "SeatReady",
@@ -60,11 +65,17 @@ JSON = Any
 
 @dataclass(frozen=True, slots=True)
 class SeatTiming:
-    """Where one seat's time went in one step."""
+    """Where one seat's time went in one step.
+
+    ``allowance_s`` is the network allowance a remote seat was credited for this move (its
+    connection's measured round trip, capped): added to the move's budget and not charged to
+    the bank. ``None`` for sandboxed seats (and in steps stored before it existed).
+    """
 
     wall_s: float
     cpu_s: float | None
     bank_s: float
+    allowance_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +147,18 @@ SeatMsg = SeatReady | SeatAction | SeatFailure
 
 
 # -- remote agent WebSocket -------------------------------------------------------------------------
+#
+# Every frame about a match carries its ``match_id``; ``seat`` tells two seats of one match
+# apart when one user plays both. ``turn.deadline`` is the time left for the move in seconds,
+# counted from when the frame was sent (the server keeps the clock; clients' clocks differ).
 
 
 @dataclass(frozen=True, slots=True)
 class Hello:
+    """The first frame of a remote agent: its token (unless sent in the ``Authorization``
+    header) and optionally the agents this connection plays (default: every remote agent of
+    the user). Sent later, it narrows the set again."""
+
     protocol_version: int = PROTOCOL_VERSION
     token: str | None = None
     agents: list[int] | None = None
@@ -151,10 +170,30 @@ class ActionFrame:
     match_id: int
     step: int
     action: JSON
+    seat: int | None = None
     type: Literal["action"] = "action"
 
 
-AgentClientMsg = Hello | ActionFrame
+@dataclass(frozen=True, slots=True)
+class AgentError:
+    """The agent failed to produce a move (its bot raised): the seat ends with ``ERROR``."""
+
+    match_id: int
+    step: int
+    message: str
+    seat: int | None = None
+    type: Literal["agent_error"] = "agent_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to a ``ping``, sent at once: the server measures the round trip itself."""
+
+    nonce: str
+    type: Literal["pong"] = "pong"
+
+
+AgentClientMsg = Hello | ActionFrame | AgentError | Pong
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +211,7 @@ class MatchStart:
     game: str
     seat: int
     configuration: dict[str, JSON]
+    seed: int | None = None
     type: Literal["match_start"] = "match_start"
 
 
@@ -181,6 +221,7 @@ class Turn:
     step: int
     observation: dict[str, JSON]
     deadline: float
+    seat: int | None = None
     type: Literal["turn"] = "turn"
 
 
@@ -188,17 +229,27 @@ class Turn:
 class MatchEnd:
     match_id: int
     result: dict[str, JSON]
+    seat: int | None = None
     type: Literal["match_end"] = "match_end"
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """The server's clock probe: answer with ``pong`` and the same nonce at once."""
+
+    nonce: str
+    type: Literal["ping"] = "ping"
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorFrame:
     code: str
     message: str
+    match_id: int | None = None
     type: Literal["error"] = "error"
 
 
-AgentServerMsg = Welcome | MatchStart | Turn | MatchEnd | ErrorFrame
+AgentServerMsg = Welcome | MatchStart | Turn | MatchEnd | Ping | ErrorFrame
 
 
 # -- spectator WebSocket ----------------------------------------------------------------------------
@@ -235,7 +286,20 @@ class End:
     type: Literal["end"] = "end"
 
 
-SpectatorMsg = Snapshot | Event | End | ErrorFrame
+@dataclass(frozen=True, slots=True)
+class SeatDebug:
+    """Owner-private, on ``/ws/matches/{id}?seat=N``: what one seat printed since the last frame
+    and its time for the move; ``seq`` is that of the ``event`` frame it follows."""
+
+    seq: int
+    seat: int
+    step: int
+    log: str
+    timing: SeatTiming | None = None
+    type: Literal["seat_debug"] = "seat_debug"
+
+
+SpectatorMsg = Snapshot | Event | End | SeatDebug | ErrorFrame
 
 
 # -- lobby WebSocket --------------------------------------------------------------------------------
@@ -289,4 +353,12 @@ class NewMatch:
     seed: int | None = None
 
 
-ApiBody = NewUser | NewAgent | NewMatch
+@dataclass(frozen=True, slots=True)
+class AgentPatch:
+    """``PATCH /api/agents/{id}``: rename or (dis)able one's own agent."""
+
+    name: str | None = None
+    disabled: bool | None = None
+
+
+ApiBody = NewUser | NewAgent | NewMatch | AgentPatch

@@ -3,6 +3,7 @@ statuses in ``server/routes.py``."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from functools import partial
 from typing import Any
@@ -19,6 +20,7 @@ from server.auth import hash_token, new_token, parse_bearer
 from server.matches.games import GAMES, get_game
 from server.matches.manager import match_document
 from server.matches.replay import replay_document
+from server.sandbox.forkserver import seat_mode_status
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.validator import check_source
 from server.state import ArenaState
@@ -106,6 +108,7 @@ def agent_document(agent: AgentRecord, *, with_code: bool) -> dict[str, JSON]:
         "game": agent.game,
         "version": agent.version,
         "remote": agent.remote,
+        "disabled": agent.disabled,
         "created_at": agent.created_at,
         "updated_at": agent.updated_at,
     }
@@ -282,5 +285,5 @@ async def health(request: Request) -> Response:
         "status": "ok",
         "version": __version__,
         "live_matches": len(state.manager.running),
-        "sandbox": {"layers": layers},
+        "sandbox": {"layers": layers, "seat_mode": dataclasses.asdict(seat_mode_status())},
     })

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
+import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from protocol.errors import (
     ArenaError,
@@ -22,9 +25,9 @@ from protocol.errors import (
     ValidationFailed,
 )
 
-from . import api, web, ws
+from . import agent_ws, api, api_owner, web, ws
 
-__all__ = ["HTTP_STATUS", "exception_handlers", "routes", "status_for"]
+__all__ = ["CLOSE_CODE", "HTTP_STATUS", "close_code_for", "exception_handlers", "guarded", "routes", "status_for"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,47 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 exception_handlers = {ArenaError: arena_error, HTTPException: http_error, Exception: server_error}
 
+# WebSocket close codes: an error that ends a socket is sent as an ``error`` frame, then this code.
+CLOSE_CODE: tuple[tuple[type[ArenaError], int], ...] = (
+    (NotFound, 4404),
+    (Unauthorized, 4401),
+    (Forbidden, 4403),
+    (RateLimited, 4429),
+    (ProtocolError, 4400),
+    (GameError, 4400),
+)
+CLOSE_INTERNAL = 1011
+
+
+def close_code_for(exc: ArenaError) -> int:
+    for cls, code in CLOSE_CODE:
+        if isinstance(exc, cls):
+            return code
+    return CLOSE_INTERNAL
+
+
+def guarded(handler: Callable[[WebSocket], Awaitable[None]]) -> Callable[[WebSocket], Awaitable[None]]:
+    """A WebSocket endpoint whose ``ArenaError`` ends the socket with an error frame and its close code."""
+
+    async def endpoint(socket: WebSocket) -> None:
+        try:
+            await handler(socket)
+        except ArenaError as exc:
+            code = close_code_for(exc)
+            if code == CLOSE_INTERNAL:
+                log.error("unmapped error on %s: %r", socket.url.path, exc)
+            with anyio.move_on_after(1.0):
+                try:
+                    if socket.application_state is WebSocketState.CONNECTING:
+                        await socket.accept()
+                    await socket.send_text(ws.error_text(exc.code, str(exc)))
+                    await socket.close(code, reason=str(exc).encode()[:120].decode(errors="ignore"))
+                except (RuntimeError, WebSocketDisconnect, OSError):
+                    pass  # the peer is gone already
+
+    return endpoint
+
+
 routes = [
     Route("/api/health", api.health),
     Route("/api/games", api.list_games),
@@ -98,7 +142,12 @@ routes = [
     Route("/api/matches", api.create_match, methods=["POST"]),
     Route("/api/matches/{match_id:int}", api.get_match),
     Route("/api/matches/{match_id:int}/replay", api.get_replay),
-    WebSocketRoute("/ws/matches/{match_id:int}", ws.spectate),
+    Route("/api/users/me", api_owner.current_user),
+    Route("/api/users/me/tokens/rotate", api_owner.rotate_token, methods=["POST"]),
+    Route("/api/agents/{agent_id:int}", api_owner.update_agent, methods=["PATCH"]),
+    Route("/api/matches/{match_id:int}/repro", api_owner.get_repro),
+    WebSocketRoute("/ws/matches/{match_id:int}", guarded(ws.spectate)),
+    WebSocketRoute("/ws/agent", guarded(agent_ws.serve_agent)),
     WebSocketRoute("/ws/lobby", ws.lobby),
     # The web app: pages read their id from the path; their scripts and styles live under /static.
     Route("/", web.index_page),

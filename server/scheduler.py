@@ -66,7 +66,7 @@ async def run_scheduler(manager: MatchManager, settings: Settings, rng: random.R
 
 async def _start_one(manager: MatchManager, settings: Settings, game: str, rng: random.Random) -> None:
     agents, _ = await manager.storage.list_agents(game=game, limit=200)
-    playable = [a for a in agents if not a.remote]
+    playable = [a for a in agents if not a.remote and not a.disabled]
     if len(playable) < 2:
         return
     pair = rng.sample(playable, 2)

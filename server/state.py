@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from server.config import Settings
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.ratelimit import RateLimiter
+from server.sessions import Sessions
 from server.storage import Storage
 
 __all__ = ["ArenaState"]
@@ -20,3 +21,4 @@ class ArenaState:
     hub: Hub
     manager: MatchManager
     limiter: RateLimiter
+    sessions: Sessions = field(default_factory=Sessions)  # token-authenticated sockets, closed on rotation

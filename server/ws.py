@@ -4,18 +4,28 @@ A spectator gets ``snapshot``, then ``event`` frames, then ``end``; a finished m
 served the same way from storage. Spectator sockets are read-only: anything a spectator
 sends gets an ``error`` frame. A spectator whose queue overflows is closed with
 ``CLOSE_TOO_SLOW``.
+
+The owner of a seat may open ``/ws/matches/{id}?seat=N`` with their token in the
+``Authorization`` header: besides the public stream they get that seat's ``seat_debug``
+frames (its log lines, per-move wall and CPU time and bank), those so far right after the
+snapshot. Anyone else is refused (``Forbidden``, mapped to close code 4403 in
+``server/routes.py``). The view runs in a ``Session`` of the token: rotating it closes the view.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol import codec
-from protocol.errors import ArenaError
-from protocol.messages import ErrorFrame, Event
+from protocol.errors import ArenaError, Forbidden, ProtocolError, Unauthorized
+from protocol.messages import ErrorFrame, Event, SeatDebug
+from server.auth import parse_bearer
 from server.matches.hub import Subscription, snapshot_frame
 from server.matches.manager import match_document, result_document
+from server.sessions import authenticate
 from server.state import ArenaState
 from server.storage import MatchStatus
 
@@ -38,15 +48,50 @@ def error_text(code: str, message: str) -> str:
 
 
 async def spectate(ws: WebSocket) -> None:
+    """Stream one match; with ``?seat=N`` and the seat owner's token, that seat's debug frames too.
+
+    Raises:
+        ProtocolError, Unauthorized, Forbidden: a debug view asked with a bad seat, without a
+            valid token, or by someone who does not own the seat.
+    """
     state = _state(ws)
     match_id: int = ws.path_params["match_id"]
     await ws.accept()
+    if "seat" not in ws.query_params:
+        await _spectate(ws, state, match_id, None)
+        return
+    seat, token_hash = await _owned_seat(ws, state, match_id)
+    with state.sessions.open(token_hash) as session:
+        with session.scope:
+            await _spectate(ws, state, match_id, seat)
+        if session.is_revoked:
+            raise Unauthorized("the token was rotated: this view is closed")
+
+
+async def _owned_seat(ws: WebSocket, state: ArenaState, match_id: int) -> tuple[int, str]:
+    """The seat of ``?seat=N`` once the caller's token shows they own it, and the token's hash."""
+    raw = ws.query_params["seat"]
+    try:
+        seat = int(raw)
+    except ValueError:
+        raise ProtocolError(f"query parameter 'seat' must be an integer, got {raw!r}", field="seat") from None
+    user, token_hash = await authenticate(state.storage, parse_bearer(ws.headers.get("authorization")))
+    match = await state.storage.get_match(match_id)
+    if not 0 <= seat < len(match.seats):
+        raise ProtocolError(f"match {match_id} has no seat {seat}", field="seat")
+    agent = await state.storage.get_agent(match.seats[seat].agent_id)
+    if agent.user_id != user.id:
+        raise Forbidden(f"seat {seat} of match {match_id} is not yours: its debug view is its owner's only")
+    return seat, token_hash
+
+
+async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int | None) -> None:
     deadline = anyio.current_time() + _FEED_WAIT_S
     while True:
         feed = state.hub.feed(match_id)
         if feed is not None:
-            snapshot, sub = feed.subscribe()
-            await _stream(ws, snapshot, sub)
+            snapshot, history, sub = feed.subscribe_seat(seat)
+            await _stream(ws, snapshot, sub, history)
             return
         try:
             match = await state.storage.get_match(match_id)
@@ -65,7 +110,13 @@ async def spectate(ws: WebSocket) -> None:
     ]
     last_state = steps[-1].state if steps else None
     end = {"type": "end", "seq": len(events) + 1, "result": result_document(match)}
-    for frame in (snapshot_frame(len(events), match_document(match), last_state, events), codec.encode(end).decode()):
+    frames = [snapshot_frame(len(events), match_document(match), last_state, events)]
+    if seat is not None:  # the owner's view of a finished match: the seat's whole stored log
+        log = await state.storage.get_log(match_id, seat) or ""
+        last_step = steps[-1].step if steps else 0
+        frames.append(codec.encode(SeatDebug(seq=len(events), seat=seat, step=last_step, log=log)).decode())
+    frames.append(codec.encode(end).decode())
+    for frame in frames:
         with anyio.move_on_after(_SEND_TIMEOUT_S) as scope:
             await ws.send_text(frame)
         if scope.cancelled_caught:  # a spectator that does not read is not kept forever
@@ -74,14 +125,17 @@ async def spectate(ws: WebSocket) -> None:
     await _close(ws, CLOSE_NORMAL)
 
 
-async def _stream(ws: WebSocket, first: str, sub: Subscription) -> None:
-    """Send ``first`` and then every queued frame; answer anything received with an error."""
+async def _stream(ws: WebSocket, first: str, sub: Subscription, history: Sequence[str] = ()) -> None:
+    """Send ``first``, ``history`` and then every queued frame; answer anything received with an error."""
     dropped = False
     async with anyio.create_task_group() as tg:
         tg.start_soon(_refuse_input, ws, tg.cancel_scope)
-        with anyio.move_on_after(_SEND_TIMEOUT_S) as scope:
-            await ws.send_text(first)
-        dropped = scope.cancelled_caught
+        for frame in (first, *history):
+            with anyio.move_on_after(_SEND_TIMEOUT_S) as scope:
+                await ws.send_text(frame)
+            dropped = scope.cancelled_caught
+            if dropped:
+                break
         async with sub.receive:
             async for frame in sub.receive:
                 if dropped:

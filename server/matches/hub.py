@@ -8,6 +8,10 @@ with a close code), so a slow spectator never slows the match. A new subscriber 
 ``snapshot`` built from the frames so far (joined without re-encoding), then every later
 frame, so ``seq`` runs on by one without gaps. The feed keeps its frames until the match has
 ended and been stored; after that, spectators are served from storage.
+
+A seat owner's debug view (``subscribe_seat``) is a subscriber like any other that also gets
+that seat's ``seat_debug`` frames (its log lines and timing, published after each step), and
+those so far when it joins. They never reach other subscribers and take no public ``seq``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from protocol import codec
-from protocol.messages import End, Event, LobbyMsg, StepRecord
+from protocol.messages import End, Event, LobbyMsg, SeatDebug, StepRecord
 
 __all__ = ["Hub", "MatchFeed", "Subscription", "snapshot_frame"]
 
@@ -40,6 +44,7 @@ class Subscription:
     receive: MemoryObjectReceiveStream[str]
     dropped: bool = False
     is_full: bool = False  # dropped because its queue overflowed (not because it left)
+    seat: int | None = None  # an owner's debug view of this seat also gets its seat_debug frames
 
     def offer(self, frame: str) -> bool:
         """Queue a frame without waiting; a full queue drops the subscriber."""
@@ -81,6 +86,7 @@ class MatchFeed:
     state: JSON = None
     end: str | None = None
     subscribers: list[Subscription] = field(default_factory=list)
+    debug: dict[int, list[str]] = field(default_factory=dict)  # seat_debug frames so far, by seat
 
     @property
     def seq(self) -> int:
@@ -96,6 +102,16 @@ class MatchFeed:
         self.events.append(frame)
         self.state = record.state
         self._fan_out(frame)
+
+    def publish_seat_debug(self, msg: SeatDebug) -> None:
+        """Keep a seat's debug frame and offer it to that seat's owner views only."""
+        frame = codec.encode(msg).decode()
+        self.debug.setdefault(msg.seat, []).append(frame)
+        kept = []
+        for sub in self.subscribers:
+            if sub.seat != msg.seat or sub.offer(frame):
+                kept.append(sub)
+        self.subscribers = kept
 
     def publish_end(self, result: dict[str, JSON], match: dict[str, JSON]) -> None:
         """Send ``end`` and close every subscriber's stream."""
@@ -117,14 +133,21 @@ class MatchFeed:
 
     def subscribe(self) -> tuple[str, Subscription]:
         """The snapshot so far and a queue of every frame after it."""
+        snapshot, _, sub = self.subscribe_seat(None)
+        return snapshot, sub
+
+    def subscribe_seat(self, seat: int | None) -> tuple[str, list[str], Subscription]:
+        """For an owner's view of ``seat``: the snapshot, that seat's ``seat_debug`` frames so
+        far, and a queue of every later frame, public or of that seat."""
         sub = _new_subscription(self.queue_frames)
+        sub.seat = seat
         snapshot = snapshot_frame(self.seq, self.match, self.state, self.events)
         if self.end is not None:
             sub.offer(self.end)
             sub.send.close()
         else:
             self.subscribers.append(sub)
-        return snapshot, sub
+        return snapshot, list(self.debug.get(seat, ())) if seat is not None else [], sub
 
 
 class Hub:

@@ -1,10 +1,13 @@
 """Starting and supervising matches inside the app: storage, seats, runner and hub together.
 
 ``MatchManager.start_match`` checks the request, stores the match as ``pending`` and runs it
-in the app's task group. Each running match owns its seats (sandboxed processes) and its
-hub feed; it records every step to storage (through the batching writer) and to the feed
-as it happens. At the end the logs and the result are stored, and only once the whole game
-is durable are ``end`` and the lobby's ``match_ended`` announced.
+in the app's task group. Each running match owns its seats (sandboxed processes, or remote
+seats bound to agent connections through ``RemoteAgents``) and its hub feed; it records
+every step to storage (through the batching writer) and to the feed as it happens, and after
+each step publishes to the seats' owners what each seat printed meanwhile and its timing
+(``seat_debug``, shown only on owners' debug views). At the end the logs and the result are
+stored, and only once the whole game is durable are ``end`` and the lobby's ``match_ended``
+announced.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import anyio
 from anyio.abc import TaskGroup
 
 from protocol.errors import ArenaError, ConfigError
-from protocol.messages import MatchEnded, MatchStarted, StepRecord
+from protocol.messages import MatchEnded, MatchStarted, SeatDebug, SeatTiming, StepRecord
 from server.sandbox import Limits
 from server.storage import AgentRecord, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
 
 from .games import get_game, resolve_config
 from .hub import Hub, MatchFeed
+from .remote import RemoteAgents, RemoteSeat
 from .runner import MatchResult, MatchSpec, run_match
 from .seats import AgentLink, open_process_seat
 
@@ -68,16 +72,36 @@ def seat_document(seat: SeatResult) -> dict[str, JSON]:
 
 
 class _Recorder:
-    """Sends every step to storage (batched) and to the live feed."""
+    """Sends every step to storage (batched) and to the live feed, and each seat's debug frame."""
 
-    def __init__(self, storage: Storage, match_id: int, feed: MatchFeed) -> None:
+    def __init__(self, storage: Storage, match_id: int, feed: MatchFeed, links: list[AgentLink]) -> None:
         self.storage = storage
         self.match_id = match_id
         self.feed = feed
+        self.links = links
+        self.log_sent = [0] * len(links)  # characters of each seat's log already published
+        self.step = 0
 
     async def record_step(self, record: StepRecord) -> None:
         await self.storage.append_steps(self.match_id, [record])
         self.feed.publish_step(record)
+        self.step = record.step
+        for seat in range(len(self.links)):
+            timing = record.timing[seat] if seat < len(record.timing) else None
+            self.publish_debug(seat, timing)
+
+    def publish_debug(self, seat: int, timing: SeatTiming | None) -> None:
+        """What the seat logged since its last frame, with its timing of this step (if it moved).
+
+        A print of the move just made may still be in the pipe the log drains from: it then
+        comes with the next frame (the last one is published after the match).
+        """
+        text = self.links[seat].log_text()
+        delta, self.log_sent[seat] = text[self.log_sent[seat]:], len(text)
+        if delta or timing is not None:
+            self.feed.publish_seat_debug(
+                SeatDebug(seq=self.feed.seq, seat=seat, step=self.step, log=delta, timing=timing)
+            )
 
 
 class MatchManager:
@@ -85,13 +109,14 @@ class MatchManager:
 
     def __init__(
         self, storage: Storage, hub: Hub, task_group: TaskGroup, limits: Limits,
-        on_finished: Callable[[MatchRecord], Any] | None = None,
+        on_finished: Callable[[MatchRecord], Any] | None = None, remotes: RemoteAgents | None = None,
     ) -> None:
         self.storage = storage
         self.hub = hub
         self.task_group = task_group
         self.limits = limits
         self.on_finished = on_finished
+        self.remotes = remotes if remotes is not None else RemoteAgents()
         self.running: dict[int, MatchRecord] = {}
 
     async def start_match(
@@ -112,8 +137,8 @@ class MatchManager:
         for agent in agents:
             if agent.game != game:
                 raise ConfigError(f"agent {agent.id} ({agent.name!r}) plays {agent.game}, not {game}")
-            if agent.remote:
-                raise ConfigError(f"agent {agent.id} ({agent.name!r}) is a remote agent; none is connected")
+            if agent.disabled:
+                raise ConfigError(f"agent {agent.id} ({agent.name!r}) is disabled by its owner")
         seed = secrets.randbits(31) if seed is None else seed
         record = await self.storage.create_match(
             game, game_cls.rules_version, resolved, seed,
@@ -146,8 +171,7 @@ class MatchManager:
     async def _play_and_store(
         self, spec: MatchSpec, record: MatchRecord, agents: list[AgentRecord], feed: MatchFeed
     ) -> MatchRecord:
-        codes = [await self.storage.get_agent_code(a.id, a.version) or "" for a in agents]
-        result, logs = await self._play(spec, codes, feed)
+        result, logs = await self._play(spec, agents, feed)
         for seat, text in enumerate(logs):
             if text:
                 await self.storage.save_log(record.id, seat, text)
@@ -158,20 +182,29 @@ class MatchManager:
         # finish_match makes every step durable first: only then is the end announced.
         return await self.storage.finish_match(record.id, MatchStatus.FINISHED, None, seats, time.time())
 
-    async def _play(self, spec: MatchSpec, codes: list[str], feed: MatchFeed) -> tuple[MatchResult, list[str]]:
+    async def _play(
+        self, spec: MatchSpec, agents: list[AgentRecord], feed: MatchFeed
+    ) -> tuple[MatchResult, list[str]]:
+        assert spec.match_id is not None
         async with AsyncExitStack() as stack:
-            links: list[AgentLink] = [
-                await stack.enter_async_context(
-                    open_process_seat(code, self.limits, label=f"match {spec.match_id} seat {seat}")
-                )
-                for seat, code in enumerate(codes)
-            ]
-            assert spec.match_id is not None
+            links: list[AgentLink] = []
+            for seat, agent in enumerate(agents):
+                if agent.remote:
+                    links.append(stack.enter_context(self.remotes.open_seat(spec.match_id, seat, agent)))
+                else:
+                    code = await self.storage.get_agent_code(agent.id, agent.version) or ""
+                    label = f"match {spec.match_id} seat {seat}"
+                    links.append(await stack.enter_async_context(open_process_seat(code, self.limits, label=label)))
             started_at = time.time()
             await self.storage.set_match_live(spec.match_id, started_at)
             feed.match = {**feed.match, "status": MatchStatus.LIVE.value, "started_at": started_at}
             self.hub.publish_lobby(MatchStarted(match=feed.match))
-            result = await run_match(spec, links, _Recorder(self.storage, spec.match_id, feed))
+            recorder = _Recorder(self.storage, spec.match_id, feed, links)
+            result = await run_match(spec, links, recorder)
+            for seat, link in enumerate(links):
+                recorder.publish_debug(seat, None)  # what was still in the pipes
+                if isinstance(link, RemoteSeat):
+                    link.finish({"match_id": spec.match_id, "status": MatchStatus.FINISHED.value, **result.to_json()})
             return result, [link.log_text() for link in links]
 
     async def _store_abort(self, record: MatchRecord, reason: str) -> MatchRecord:

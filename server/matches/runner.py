@@ -5,10 +5,12 @@ asks ``game.to_act()`` which seats move, asks each of them (concurrently, for si
 games) under a cancel scope sized to ``actTimeout`` plus the seat's overage bank (and never
 past the whole match's ``runTimeout``), parses the replies with the rules and applies them.
 Time a move takes beyond ``actTimeout`` is taken from the bank; a move that does not arrive
-within its budget is a TIMEOUT. A seat that breaks the rules of play (TIMEOUT, ERROR,
-INVALID) ends the match at once: it gets the losing reward and its opponents the winning
-one. Every step, including the initial state (step 0) and the final one, is handed to the
-``Recorder`` as a ``StepRecord``; the runner itself stores nothing.
+within its budget is a TIMEOUT. A remote seat (``NetworkLink``) also gets its measured
+network allowance added to each move's budget, not charged to the bank, and recorded in the
+timing. A seat that breaks the rules of play (TIMEOUT, ERROR, INVALID) ends the match at
+once: it gets the losing reward and its opponents the winning one. Every step, including the
+initial state (step 0) and the final one, is handed to the ``Recorder`` as a ``StepRecord``;
+the runner itself stores nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from protocol.errors import AgentFault, AgentInvalid, AgentTimeout, IllegalActio
 from protocol.messages import SeatTiming, StepRecord
 
 from .games import Game, get_game
-from .seats import AgentLink, Reply, SeatStart
+from .seats import AgentLink, NetworkLink, Reply, SeatStart
 
 __all__ = ["MatchResult", "MatchSpec", "Recorder", "SeatOutcome", "create_game", "run_match"]
 
@@ -95,8 +97,8 @@ async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recor
     faults = await _start_all(spec, links, float(config["agentTimeout"]))
     if faults:  # a seat failed to start: the forfeit is the match's last step, with no move
         await recorder.record_step(_forfeit_record(game, faults, [None] * n, [None] * n))
+    next_step_at = time.monotonic()
     while not faults and game.outcome() is None and game.step < int(config["episodeSteps"]):
-        step_started = time.monotonic()
         seats = game.to_act()
         replies = await _ask_all(game, links, seats, banks, act_s, run_deadline)
         actions: dict[int, JSON] = {}
@@ -124,9 +126,20 @@ async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recor
         else:
             await recorder.record_step(_record(game, raw, _statuses(game), [0.0] * n, timing))
         if spec.pace_s > 0:
-            await anyio.sleep(spec.pace_s - (time.monotonic() - step_started))
+            next_step_at = await _keep_pace(next_step_at, spec.pace_s)
 
     return _result(game, faults)
+
+
+async def _keep_pace(next_step_at: float, pace_s: float) -> float:
+    """Sleep until the next step is due on a fixed schedule (so overshoots do not add up);
+    a match that fell more than a step behind starts a new schedule instead of rushing."""
+    next_step_at += pace_s
+    now = time.monotonic()
+    if next_step_at < now - pace_s:
+        next_step_at = now
+    await anyio.sleep(max(0.0, next_step_at - now))
+    return next_step_at
 
 
 def _result(game: Game, faults: Mapping[int, AgentFault]) -> MatchResult:
@@ -217,8 +230,11 @@ async def _ask(
     step = game.step + 1
     observation = game.observation(seat)
     observation["remainingOverageTime"] = banks[seat]
+    # A remote seat's measured network allowance: more time for this move, never charged to the bank.
+    allowance_s = link.move_allowance_s() if isinstance(link, NetworkLink) else None
+    extra_s = allowance_s or 0.0
     started = time.monotonic()
-    budget_s = min(act_s + banks[seat], run_deadline - started)
+    budget_s = min(act_s + extra_s + banks[seat], run_deadline - started)
     result: Reply | AgentFault
     with anyio.move_on_after(budget_s) as scope:
         try:
@@ -230,12 +246,14 @@ async def _ask(
         if started + budget_s >= run_deadline:
             result = AgentTimeout(f"match time limit reached (runTimeout {game.config['runTimeout']:g} s)")
         else:
+            network = f" + network allowance {extra_s:.3g} s" if allowance_s is not None else ""
             result = AgentTimeout(
-                f"no move within {budget_s:.3g} s at step {step} (actTimeout {act_s:g} s + overage bank)"
+                f"no move within {budget_s:.3g} s at step {step} (actTimeout {act_s:g} s + overage bank{network})"
             )
         banks[seat] = 0.0
         link.stop(str(result))
     else:
-        banks[seat] = max(0.0, banks[seat] - max(0.0, wall_s - act_s))
+        banks[seat] = max(0.0, banks[seat] - max(0.0, wall_s - act_s - extra_s))
     cpu_s = result.cpu_s if isinstance(result, Reply) else None
-    return result, SeatTiming(wall_s=round(wall_s, 6), cpu_s=cpu_s, bank_s=round(banks[seat], 6))
+    allowance = None if allowance_s is None else round(allowance_s, 6)
+    return result, SeatTiming(wall_s=round(wall_s, 6), cpu_s=cpu_s, bank_s=round(banks[seat], 6), allowance_s=allowance)

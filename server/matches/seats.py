@@ -2,8 +2,8 @@
 
 ``AgentLink`` is the runner's whole view of a player: start it, ask it for a move, read its
 log. ``ProcessSeat`` drives a sandboxed bot runtime over its pipes; a remote agent on a
-WebSocket implements the same protocol. Deadlines are not enforced here: the runner wraps
-every call in a cancel scope.
+WebSocket (``remote.RemoteSeat``) implements the same protocol, and ``NetworkLink`` too.
+Deadlines are not enforced here: the runner wraps every call in a cancel scope.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from protocol import codec
 from protocol.errors import AgentCrashed, AgentInvalid, ProtocolError
 from protocol.messages import PROTOCOL_VERSION, Act, Init, SeatAction, SeatFailure, SeatReady
 from server.sandbox import Limits, SeatProcess, open_seat_process
 
-__all__ = ["AgentLink", "ProcessSeat", "Reply", "SeatStart", "open_process_seat"]
+__all__ = ["AgentLink", "NetworkLink", "ProcessSeat", "Reply", "SeatStart", "open_process_seat"]
 
 JSON = Any
 
@@ -63,6 +63,17 @@ class AgentLink(Protocol):
 
     def log_text(self) -> str:
         """What the agent printed, for its owner."""
+        ...
+
+
+@runtime_checkable
+class NetworkLink(Protocol):
+    """A seat played over the network (a remote agent): the runner credits it, per move, an
+    allowance for the round trip, measured by the server. It is added to the move's budget
+    and not charged to the overage bank."""
+
+    def move_allowance_s(self) -> float:
+        """The allowance for the next move, in seconds (already capped)."""
         ...
 
 

@@ -24,7 +24,8 @@ _MAX_STORED_BYTES = 1 << 30  # stored JSON is our own; the wire's 1 MiB frame li
 _R = TypeVar("_R", AgentRecord, MatchRecord)
 
 _AGENT_SELECT = """
-    SELECT a.id, a.user_id, u.name, a.name, a.game, a.version, a.remote, v.code, a.created_at, a.updated_at
+    SELECT a.id, a.user_id, u.name, a.name, a.game, a.version, a.remote, v.code, a.created_at, a.updated_at,
+           a.disabled
     FROM agents a JOIN users u ON u.id = a.user_id
     JOIN agent_versions v ON v.agent_id = a.id AND v.version = a.version
 """
@@ -33,12 +34,33 @@ _MATCH_SELECT = """
            finished_at, steps
     FROM matches
 """
+# Per agent of a game: its results in finished matches, best first (see SqliteStorage.standings).
+_STANDINGS = """
+    WITH results AS (
+        SELECT s.agent_id, s.status, s.reward,
+               (SELECT max(o.reward) FROM match_seats o
+                WHERE o.match_id = s.match_id AND o.seat != s.seat) AS best_other
+        FROM match_seats s JOIN matches m ON m.id = s.match_id
+        WHERE m.status = ? AND m.game = ?
+    ), tally AS (
+        SELECT a.id, a.name, u.name AS owner, a.version,
+               count(r.agent_id) AS matches,
+               coalesce(sum(r.reward > coalesce(r.best_other, -1e308)), 0) AS wins,
+               coalesce(sum(r.reward = r.best_other), 0) AS draws,
+               coalesce(sum(r.status IN ('TIMEOUT', 'ERROR', 'INVALID')), 0) AS faults
+        FROM agents a JOIN users u ON u.id = a.user_id LEFT JOIN results r ON r.agent_id = a.id
+        WHERE a.game = ?
+        GROUP BY a.id
+    )
+    SELECT id, name, owner, version, matches, wins, draws, matches - wins - draws, faults FROM tally
+    ORDER BY matches = 0, wins + 0.5 * draws DESC, wins DESC, matches, id
+"""
 
 
 def _agent(row: sqlite3.Row) -> AgentRecord:
     return AgentRecord(
         id=row[0], user_id=row[1], owner=row[2], name=row[3], game=row[4], version=row[5],
-        remote=bool(row[6]), code=row[7], created_at=row[8], updated_at=row[9],
+        remote=bool(row[6]), code=row[7], created_at=row[8], updated_at=row[9], disabled=bool(row[10]),
     )
 
 
@@ -93,7 +115,9 @@ def _decode_step(match_id: int, text: str) -> StepRecord:
     try:
         raw = _decode_json(text)
         timing = [
-            None if t is None else SeatTiming(wall_s=t["wall_s"], cpu_s=t["cpu_s"], bank_s=t["bank_s"])
+            None if t is None
+            # allowance_s is newer than some stored steps: absent means none was credited.
+            else SeatTiming(wall_s=t["wall_s"], cpu_s=t["cpu_s"], bank_s=t["bank_s"], allowance_s=t.get("allowance_s"))
             for t in raw.get("timing", [])
         ]
         return StepRecord(step=raw["step"], actions=raw["actions"], statuses=raw["statuses"],

@@ -95,6 +95,10 @@ _MIGRATIONS: tuple[str, ...] = (
         FOREIGN KEY (match_id, seat) REFERENCES match_seats(match_id, seat)
     );
     """,
+    # 2: an owner can disable an agent (it is no longer scheduled or matched).
+    """
+    ALTER TABLE agents ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

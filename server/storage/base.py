@@ -56,6 +56,7 @@ class AgentRecord:
     code: str | None
     created_at: float
     updated_at: float
+    disabled: bool = False  # by its owner: not scheduled, and new matches refuse it
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,10 @@ class Storage(Protocol):
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None: ...
     async def get_user_by_name(self, name: str) -> UserRecord | None: ...
 
+    async def rotate_token(self, user_id: int, token_hash: str) -> None:
+        """Replace the user's token hash: the old token stops working at once. Raises: UserNotFound."""
+        ...
+
     # agents
     async def save_agent(self, user_id: int, name: str, game: str, code: str | None) -> AgentRecord:
         """Create an agent, or store a new version of the owner's agent of that name."""
@@ -109,6 +114,12 @@ class Storage(Protocol):
 
     async def get_agent(self, agent_id: int) -> AgentRecord:
         """Raises: AgentNotFound."""
+        ...
+
+    async def update_agent(
+        self, agent_id: int, *, name: str | None = None, disabled: bool | None = None
+    ) -> AgentRecord:
+        """Rename or (dis)able an agent. Raises: AgentNotFound, NameTaken (the owner has that name)."""
         ...
 
     async def get_agent_code(self, agent_id: int, version: int) -> str | None:

@@ -31,6 +31,7 @@ from protocol.messages import StepRecord
 
 from ._rows import (
     _AGENT_SELECT,
+    _STANDINGS,
     _agent,
     _clamp,
     _decode_step,
@@ -45,28 +46,6 @@ from ._steps import BATCH_ROWS, BATCH_WINDOW_S, StepWriter
 from .base import JSON, AgentRecord, MatchRecord, MatchStatus, NewSeat, SeatResult, UserRecord
 
 __all__ = ["BATCH_ROWS", "BATCH_WINDOW_S", "SCHEMA_VERSION", "SqliteStorage", "open_sqlite"]
-
-_STANDINGS = """
-    WITH results AS (
-        SELECT s.agent_id, s.status, s.reward,
-               (SELECT max(o.reward) FROM match_seats o
-                WHERE o.match_id = s.match_id AND o.seat != s.seat) AS best_other
-        FROM match_seats s JOIN matches m ON m.id = s.match_id
-        WHERE m.status = ? AND m.game = ?
-    ), tally AS (
-        SELECT a.id, a.name, u.name AS owner, a.version,
-               count(r.agent_id) AS matches,
-               coalesce(sum(r.reward > coalesce(r.best_other, -1e308)), 0) AS wins,
-               coalesce(sum(r.reward = r.best_other), 0) AS draws,
-               coalesce(sum(r.status IN ('TIMEOUT', 'ERROR', 'INVALID')), 0) AS faults
-        FROM agents a JOIN users u ON u.id = a.user_id LEFT JOIN results r ON r.agent_id = a.id
-        WHERE a.game = ?
-        GROUP BY a.id
-    )
-    SELECT id, name, owner, version, matches, wins, draws, matches - wins - draws, faults FROM tally
-    ORDER BY matches = 0, wins + 0.5 * draws DESC, wins DESC, matches, id
-"""
-
 
 @asynccontextmanager
 async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
@@ -153,6 +132,17 @@ class SqliteStorage:
             row = await _fetchone(db, "SELECT id, name, created_at FROM users WHERE name = ?", (name,))
         return None if row is None else UserRecord(*row)
 
+    async def rotate_token(self, user_id: int, token_hash: str) -> None:
+        """Replace the user's token hash; the old token stops working with this commit.
+
+        Raises:
+            UserNotFound: no user ``user_id``.
+        """
+        async with self._write(f"rotate the token of user {user_id}") as db:
+            cur = await db.execute("UPDATE users SET token_hash = ? WHERE id = ?", (token_hash, user_id))
+            if cur.rowcount != 1:
+                raise UserNotFound(user_id)
+
     # -- agents ------------------------------------------------------------------------------------
 
     async def save_agent(self, user_id: int, name: str, game: str, code: str | None) -> AgentRecord:
@@ -187,6 +177,28 @@ class SqliteStorage:
                 "INSERT INTO agent_versions (agent_id, version, code, created_at) VALUES (?, ?, ?, ?)",
                 (agent_id, version, code, now),
             )
+            return await _load_agent(db, agent_id)
+
+    async def update_agent(
+        self, agent_id: int, *, name: str | None = None, disabled: bool | None = None
+    ) -> AgentRecord:
+        """Rename or (dis)able an agent.
+
+        Raises:
+            AgentNotFound: no agent ``agent_id``.
+            NameTaken: the owner already has an agent of that name.
+        """
+        async with self._write(f"update agent {agent_id}") as db:
+            agent = await _load_agent(db, agent_id)
+            if name is not None and name != agent.name:
+                if await _fetchone(db, "SELECT 1 FROM agents WHERE user_id = ? AND name = ?",
+                                   (agent.user_id, name)) is not None:
+                    raise NameTaken(f"you already have an agent named {name!r}")
+                await db.execute("UPDATE agents SET name = ?, updated_at = ? WHERE id = ?",
+                                 (name, time.time(), agent_id))
+            if disabled is not None and disabled != agent.disabled:
+                await db.execute("UPDATE agents SET disabled = ?, updated_at = ? WHERE id = ?",
+                                 (disabled, time.time(), agent_id))
             return await _load_agent(db, agent_id)
 
     async def get_agent(self, agent_id: int) -> AgentRecord:

@@ -27,6 +27,7 @@ from server.matches.games import get_game, resolve_config
 from server.matches.runner import MatchResult, MatchSpec, run_match
 from server.matches.seats import open_process_seat
 from server.sandbox import Limits
+from server.sandbox.forkserver import fork_server_pids
 
 NOBODY = 65534
 MATCH_LIMIT_S = 20.0  # no single match here may take longer: a hang fails fast
@@ -104,13 +105,14 @@ async def play(
     *,
     seed: int = 7,
     limits: Sequence[Limits] | None = None,
+    pace_s: float = 0.0,
 ) -> tuple[MatchResult, list[StepRecord], list[str]]:
     """Play one match between bot sources (or example bot names): result, steps, seat logs.
 
     Also checks that when the match ends nothing but the seat processes themselves lives in
     their sessions: no bot managed to leave a process behind.
     """
-    spec = MatchSpec(game, resolve_config(get_game(game), config), seed=seed)
+    spec = MatchSpec(game, resolve_config(get_game(game), config), seed=seed, pace_s=pace_s)
     recorder = ListRecorder()
     limits = limits or [Limits()] * len(bots)
     with anyio.fail_after(MATCH_LIMIT_S):
@@ -168,7 +170,7 @@ def every_process_reaped() -> Iterator[None]:
     gc.collect()
     me = os.getpid()
     left = processes()
-    assert [p for p in left if p.ppid == me] == []
+    assert [p for p in left if p.ppid == me and p.pid not in fork_server_pids()] == []  # the zygote's bwrap stays
     sessions = set(_seat_pids)
     assert [p for p in left if p.session in sessions or (p.pid in sessions and p.uid == NOBODY)] == []
 
@@ -649,3 +651,20 @@ async def test_same_seed_same_match(game: str, bots: list[str], config: dict[str
     second_result, second, _ = await play(game, bots, config, seed=123)
     assert replay(first) == replay(second)
     assert first_result == second_result
+
+
+async def test_pace_shorter_than_a_move_is_harmless() -> None:
+    """A step slower than the pace must not make the pacing sleep negative (it once raised
+    ValueError and took the whole server's task group down)."""
+    slow = "from time import sleep\n\ndef agent(obs, config):\n    sleep(0.03)\n    return 0\n"
+    result, steps, _ = await play("rps", [slow, slow], {"episodeSteps": 6}, pace_s=0.001)
+    assert [s.status for s in result.seats] == ["DONE", "DONE"]
+    assert len(steps) == 6
+
+
+async def test_pace_spaces_the_steps() -> None:
+    started = time.monotonic()
+    result, steps, _ = await play("rps", ["rps_random", "rps_random"], {"episodeSteps": 6}, pace_s=0.05)
+    assert [s.status for s in result.seats] == ["DONE", "DONE"]
+    # Five paced steps take at least four pace intervals (no upper bound: shared machines are noisy).
+    assert time.monotonic() - started >= 4 * 0.05

@@ -1,0 +1,76 @@
+"""``arena repro MATCH --seat N``: fetch the repro bundle of my failed seat and re-run my bot
+locally, in the same sandbox, against the recorded moves up to the failing step."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .errors import CliError
+from .http import ApiClient
+
+__all__ = ["add_parser", "cmd_repro"]
+
+JSON = Any
+
+
+def add_parser(sub: Any, remote: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("repro", parents=[remote], help="re-run my failed seat of a match locally")
+    p.add_argument("match", type=int, metavar="MATCH")
+    p.add_argument("--seat", type=int, required=True, metavar="N")
+    p.add_argument("--bot", metavar="FILE", help="the bot to run (default: the agent's current code on the server)")
+    p.add_argument("--json", action="store_true", help="print the bundle and the re-run as JSON")
+    p.set_defaults(func=cmd_repro)
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    import anyio
+
+    from server.matches.repro import rerun
+    from server.sandbox import Limits
+
+    from .cli import err, out, out_json, validated_bots
+
+    if not args.token:
+        raise CliError("repro needs a token: pass --token, set ARENA_TOKEN or run arena login", code="unauthorized")
+    api = ApiClient(args.server, args.token)
+    bundle: dict[str, JSON] = api.get(f"/api/matches/{args.match}/repro?seat={args.seat}")
+    if args.bot:
+        code, source = validated_bots([args.bot])[0], args.bot
+    else:
+        agent = api.get(f"/api/agents/{bundle['agent_id']}")
+        code, source = agent.get("code"), f"agent {agent.get('id')} version {agent.get('version')}"
+        if not isinstance(code, str):
+            raise CliError(f"agent {bundle['agent_id']} is a remote agent with no code on the server: "
+                           "pass --bot FILE", code="bad_input")
+    step = bundle["failing_step"]
+    if not args.json:
+        out(f"match {bundle['match_id']} seat {bundle['seat']} ({bundle['agent_name']} v{bundle['version']}): "
+            f"{bundle['status']} at step {step}: {bundle['reason']}")
+        out(f"limit: {_limit_text(bundle['limit'])}")
+        err(f"re-running {source} locally against the recorded moves up to step {step} ...")
+    try:
+        outcome = anyio.run(rerun, bundle, code, Limits())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CliError(f"the server's repro bundle is malformed: {exc!r}", code="bad_reply") from None
+    if args.json:
+        out_json({"bundle": bundle, "rerun": outcome.to_json()})
+        return 0
+    if outcome.diverged_at is not None:
+        out(f"note: your bot moved differently from the recorded one at step {outcome.diverged_at}; "
+            "the game went another way from there")
+    reason = f": {outcome.reason}" if outcome.reason else ""
+    if outcome.reproduced:
+        out(f"reproduced: {outcome.status} at step {outcome.step}{reason}")
+    else:
+        out(f"not reproduced: {outcome.status} through step {outcome.step}{reason} "
+            f"(recorded: {bundle['status']} at step {step})")
+    if outcome.log.strip():
+        err(f"--- log of the re-run ---\n{outcome.log.rstrip()}")
+    return 0
+
+
+def _limit_text(limit: dict[str, JSON]) -> str:
+    name = str(limit.get("name"))
+    details = ", ".join(f"{k} {v}" for k, v in limit.items() if k != "name")
+    return f"{name} ({details})" if details else name

@@ -1,0 +1,67 @@
+"""Owner-only HTTP calls: who am I, rotating one's token, renaming or disabling one's agent,
+and the repro bundle of one's failed seat. Errors are raised as ``ArenaError`` and mapped to
+statuses in ``server/routes.py``, like those of ``server/api.py`` whose helpers these share."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from protocol.errors import Forbidden, ProtocolError
+from protocol.messages import AgentPatch
+from server.api import NAME_RE, _body, _int_param, _state, _user, agent_document, json_response
+from server.auth import hash_token, new_token, parse_bearer
+from server.matches.repro import repro_bundle
+
+__all__ = ["current_user", "get_repro", "rotate_token", "update_agent"]
+
+
+async def current_user(request: Request) -> Response:
+    """``GET /api/users/me``: the user the token belongs to."""
+    user = await _user(request)
+    return json_response({"user_id": user.id, "name": user.name, "created_at": user.created_at})
+
+
+async def rotate_token(request: Request) -> Response:
+    """``POST /api/users/me/tokens/rotate``: a new token, shown once; the old one is revoked at
+    once, on HTTP and on every socket opened with it."""
+    user = await _user(request)
+    old = parse_bearer(request.headers.get("authorization"))
+    assert old is not None  # _user checked it
+    state = _state(request)
+    token = new_token()
+    await state.storage.rotate_token(user.id, hash_token(token))
+    closed = state.sessions.revoke(hash_token(old))
+    return json_response({"user_id": user.id, "token": token, "closed_sockets": closed}, 201)
+
+
+async def update_agent(request: Request) -> Response:
+    """``PATCH /api/agents/{id} {"name"?, "disabled"?}``: the owner renames or (dis)ables an agent."""
+    user = await _user(request)
+    state = _state(request)
+    agent = await state.storage.get_agent(request.path_params["agent_id"])
+    if agent.user_id != user.id:
+        raise Forbidden(f"agent {agent.id} is not yours: only its owner may change it")
+    body: AgentPatch = await _body(request, AgentPatch)
+    if body.name is not None and not NAME_RE.match(body.name):
+        raise ProtocolError("name must be 1-40 letters, digits, '_', '.' or '-'", field="name")
+    updated = await state.storage.update_agent(agent.id, name=body.name, disabled=body.disabled)
+    return json_response(agent_document(updated, with_code=True))
+
+
+async def get_repro(request: Request) -> Response:
+    """``GET /api/matches/{id}/repro?seat=N``: the owner's repro bundle of a failed seat."""
+    user = await _user(request)
+    state = _state(request)
+    match_id = request.path_params["match_id"]
+    seat = _int_param(request, "seat")
+    if seat is None:
+        raise ProtocolError("query parameter 'seat' is required", code="missing_field", field="seat")
+    match = await state.storage.get_match(match_id)
+    if not 0 <= seat < len(match.seats):
+        raise ProtocolError(f"match {match_id} has no seat {seat}", field="seat")
+    agent = await state.storage.get_agent(match.seats[seat].agent_id)
+    if agent.user_id != user.id:
+        raise Forbidden(f"seat {seat} of match {match_id} is not yours: its repro bundle is its owner's only")
+    steps = await state.storage.get_steps(match_id)
+    return json_response(repro_bundle(match, steps, seat, state.settings.limits))

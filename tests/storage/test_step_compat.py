@@ -1,0 +1,21 @@
+"""Steps stored before ``SeatTiming.allowance_s`` existed still decode (as ``None``)."""
+
+from __future__ import annotations
+
+from protocol.codec import decode_spectator, encode
+from protocol.messages import Event, SeatTiming
+from server.storage._rows import _decode_step
+
+
+def test_old_stored_step_decodes_without_allowance() -> None:
+    old = ('{"step":1,"actions":[0,null],"statuses":["ACTIVE","INACTIVE"],"rewards":[0.0,0.0],"state":{},'
+           '"timing":[{"wall_s":0.01,"cpu_s":0.002,"bank_s":9.5},null]}')
+    step = _decode_step(1, old)
+    assert step.timing == [SeatTiming(wall_s=0.01, cpu_s=0.002, bank_s=9.5, allowance_s=None), None]
+
+
+def test_new_timing_round_trips() -> None:
+    timing = [SeatTiming(wall_s=0.2, cpu_s=None, bank_s=1.0, allowance_s=0.25), None]
+    event = Event(seq=2, step=1, actions=[0, None], statuses=["DONE", "DONE"], rewards=[1.0, -1.0], state={},
+                  timing=timing)
+    assert decode_spectator(encode(event)) == event
