@@ -12,8 +12,10 @@ from starlette.applications import Starlette
 from server.config import Settings
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
+from server.matches.remote import RemoteAgents
 from server.ratelimit import RateLimiter
 from server.routes import exception_handlers, routes
+from server.sandbox.forkserver import serve_seats
 from server.sandbox.layers import require_layers
 from server.scheduler import run_scheduler, seed_examples
 from server.state import ArenaState
@@ -32,12 +34,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Probing the sandbox layers starts a sandboxed interpreter: off the event loop, once.
         await anyio.to_thread.run_sync(require_layers, settings.require_layers)
-        async with open_sqlite(settings.db) as storage, anyio.create_task_group() as tg:
+        # The fork server (if any) starts first, off the event loop, and stops after the matches.
+        seats = serve_seats(settings.seat_mode, limits=settings.limits, pool_size=settings.seat_pool_size)
+        async with seats, open_sqlite(settings.db) as storage, anyio.create_task_group() as tg:
             aborted = await storage.abort_unfinished("server stopped while the match was live")
             if aborted:
                 log.warning("marked %d interrupted matches aborted", aborted)
             hub = Hub(settings.spectator_queue_frames)
-            manager = MatchManager(storage, hub, tg, settings.limits)
+            remotes = RemoteAgents(allowance_cap_s=settings.remote_allowance_cap_s,
+                                   connections_per_user=settings.remote_connections_per_user)
+            manager = MatchManager(storage, hub, tg, settings.limits, remotes=remotes)
             app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter())
             if settings.seed_examples:
                 await seed_examples(storage)

@@ -25,12 +25,23 @@ class Settings:
     ladder_pace_s: float = 0.3  # least time per step of scheduled matches, so people can watch them
     limits: Limits = field(default_factory=Limits)
     require_layers: tuple[str, ...] = ()  # sandbox layers that must be active, or the server refuses to start
+    # How seats start: "auto" (the fork server when every isolation layer works here, else a fresh
+    # process per seat), "fork" (the fork server or refuse to start), "fresh"; see sandbox/forkserver.py.
+    seat_mode: str = "auto"
+    seat_pool_size: int = 8  # seats the fork server keeps forked ahead of need, for ``limits``
     spectator_queue_frames: int = 256  # a spectator this far behind is dropped
     max_code_bytes: int = 256 << 10
     max_body_bytes: int = 1 << 20
     matches_per_user_hour: int = 600
     submissions_per_user_hour: int = 60
     concurrent_matches_per_user: int = 64
+    # Remote agents (/ws/agent): the server pings each connection to measure its round trip and
+    # credits up to the cap per move; frames beyond the rate get an error frame.
+    remote_ping_interval_s: float = 2.0
+    remote_allowance_cap_s: float = 0.25
+    remote_frames_per_s: int = 200
+    remote_hello_timeout_s: float = 10.0
+    remote_connections_per_user: int = 16
     # Test-only: False stores submitted code unchecked (layer 1 off), so that tests can show the
     # layers under it hold on their own. Never turn it off in production.
     validate_submissions: bool = True
@@ -55,6 +66,8 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
         values["db"] = Path(values["db"])
     if "require_layers" in values:
         values["require_layers"] = _layer_names(values["require_layers"])
+    if values.get("seat_mode", "auto") not in ("auto", "fork", "fresh"):
+        raise ConfigError(f"settings key 'seat_mode' must be 'auto', 'fork' or 'fresh', got {values['seat_mode']!r}")
     settings: Settings = _build(Settings, values, "settings")
     return dataclasses.replace(settings, limits=limits)
 

@@ -22,6 +22,10 @@ these functions; they hold the rules that need the object itself:
 * ``dataclass`` compiles field names into source and reads fields by name outside these
   guards (``asdict``, ``__repr__``): it takes identifiers only, and no private name that a
   stdlib base of the class defines (a field without a value would read the base's).
+* ``type(x)`` never gives a metaclass (it builds classes from any dict) nor one of
+  :data:`HIDDEN_CLASSES` (the function class makes any code object a function), however
+  ``type`` is called: directly, or handed to ``map``, ``functools.partial``, ``sorted``.
+* ``typing.ForwardRef`` keeps no code object of the strings it compiles.
 
 A class is the bot's when its own ``__module__`` is ``bot``: its class statements, and the
 stdlib's class factories it calls (``namedtuple``, the functional ``Enum``, ``dataclass``
@@ -38,13 +42,14 @@ import enum
 import functools
 import keyword
 import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
 __all__ = [
-    "BOT_MODULE", "FORMAT_METHODS", "SafeModule", "SafeType", "caught", "exact", "format_attribute",
-    "guarded_create_enum", "guarded_dataclass", "guarded_update_wrapper", "guarded_wraps", "is_bot_class",
-    "is_private", "private_attribute", "writable",
+    "BOT_MODULE", "FORMAT_METHODS", "HIDDEN_CLASSES", "SafeModule", "SafeType", "caught", "exact",
+    "format_attribute", "forward_ref_without_code", "guarded_create_enum", "guarded_dataclass",
+    "guarded_update_wrapper", "guarded_wraps", "is_bot_class", "is_private", "private_attribute", "writable",
 ]  # fmt: skip
 
 BOT_MODULE = "bot"  # the bot's module name: its classes have this __module__, no other class can
@@ -233,14 +238,37 @@ def caught(exc: BaseException) -> None:
             caught(inner)
 
 
+# The classes type() never hands the bot, by what their instances are. Their constructors
+# build code, functions and methods (function(code, globals) turned a stray code object into a
+# way out once: typing's ForwardRef compiles strings) or the interpreter's internals; no fair
+# bot needs them. The types module itself is not importable, and no module proxy holds them.
+HIDDEN_CLASSES: dict[type, str] = {
+    types.FunctionType: "a function", types.CodeType: "a code object", types.FrameType: "a frame",
+    types.TracebackType: "a traceback", types.GeneratorType: "a generator", types.CoroutineType: "a coroutine",
+    types.AsyncGeneratorType: "an async generator", types.ModuleType: "a module", types.MethodType: "a method",
+    types.BuiltinFunctionType: "a builtin function", types.CellType: "a cell",
+    types.MethodWrapperType: "a method wrapper", types.WrapperDescriptorType: "a slot wrapper",
+    types.MethodDescriptorType: "a method descriptor", types.ClassMethodDescriptorType: "a method descriptor",
+    types.GetSetDescriptorType: "a descriptor", types.MemberDescriptorType: "a descriptor",
+}  # fmt: skip
+
+
 class _TypeGuard(type):
-    """The metaclass of the bot's ``type``: one argument only, and never a real metaclass back."""
+    """The metaclass of the bot's ``type``: one argument only, never a real metaclass back, and
+    none of :data:`HIDDEN_CLASSES`. Passed around as a value (``map(type, ...)``,
+    ``functools.partial(type, f)``, ``sorted(key=type)``), it is still this guard that is called."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         if len(args) != 1 or kwargs:
             raise TypeError("type() takes exactly one argument in the arena: classes come from class statements")
         found = type(args[0])
-        return cls if issubclass(found, type) else found  # a metaclass would build a class from any dict
+        if issubclass(found, type):
+            return cls  # a metaclass would build a class from any dict
+        for klass in found.__mro__:  # a module's subclass is a module too
+            kind = HIDDEN_CLASSES.get(klass)
+            if kind is not None:
+                raise TypeError(f"type() of {kind} is not available in the arena")
+        return found
 
     def __instancecheck__(cls, obj: Any) -> bool:
         return isinstance(obj, type)
@@ -290,6 +318,22 @@ def guarded_update_wrapper(wrapper: Any, wrapped: Any) -> Any:
 def guarded_wraps(wrapped: Any) -> Any:
     """``functools.wraps`` as :func:`guarded_update_wrapper` allows it."""
     return functools.partial(guarded_update_wrapper, wrapped=wrapped)
+
+
+_forward_ref_init: Callable[..., None] = typing.ForwardRef.__init__
+
+
+def forward_ref_without_code(self: typing.ForwardRef, arg: Any, *args: Any, **kwargs: Any) -> None:
+    """``typing.ForwardRef.__init__`` that keeps no code object.
+
+    Every string in a type expression (``List["x"]``, ``Dict[str, "y"]``, ``TypeVar(bound="z")``,
+    a string field type of ``NamedTuple`` or ``TypedDict``) becomes a ForwardRef, which compiles
+    it, any expression, and keeps the code for ``get_type_hints``. The arena refuses that
+    evaluator, so the code serves nothing but an escape (with a function class, it runs
+    unchecked). The string is still compiled here, so a bad one is still a SyntaxError.
+    """
+    _forward_ref_init(self, arg, *args, **kwargs)
+    self.__forward_code__ = None  # type: ignore[assignment]
 
 
 _create_enum: Callable[..., Any] = enum.EnumType._create_  # type: ignore[attr-defined]

@@ -19,6 +19,11 @@ the restricted runtime (``restricted.py`` and ``_guards.py``, layer 2, loaded by
 directory): checked syntax, whitelisted builtins and modules only. It fails closed: without
 those files no bot runs.
 
+A seat forked by the fork server (``zygote.py``) runs the same code from step 2 on: the
+zygote loaded this module and layer 2 once, and the forked seat applied its limits and its
+seccomp filter before ``init`` (``serve(..., applied_limits=...)``), having run the load path
+once on a sample bot (:func:`warm_up`) while it waited in the pool.
+
 It uses the standard library only and imports nothing of the project: it runs under the
 bot interpreter, not the server's environment. One JSON object per line in both directions.
 """
@@ -84,58 +89,111 @@ def apply_limits(limits: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
 
 
-def install_seccomp(program: bytes) -> None:
-    """Install a seccomp BPF program (libseccomp's export) on this thread, for good.
+class Native:
+    """The few libc calls the runtime makes (``prctl``, ``syscall``), through ``_ctypes``.
 
-    ``prctl(PR_SET_NO_NEW_PRIVS)`` then ``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog)``,
-    called through ``_ctypes``, the C half of ``ctypes``: importing all of ``ctypes`` costs a
-    seat some 2 ms, this about a fifth of that. The process has one thread at this point, and
-    the bot's code never sees ``_ctypes``: the restricted runtime imports none of it.
+    ``_ctypes`` is the C half of ``ctypes``: importing all of ``ctypes`` costs a seat some 2 ms,
+    this about a fifth of that. The bot's code never sees it: the restricted runtime imports none
+    of it. Built once per process (the fork server's zygote builds it before it forks seats).
+    """
+
+    def __init__(self) -> None:
+        import _ctypes
+
+        class ULong(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_ulong
+            _type_ = "L"
+
+        class Long(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_long
+            _type_ = "l"
+
+        class UShort(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_ushort
+            _type_ = "H"
+
+        class CharPointer(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_char_p
+            _type_ = "z"
+
+        class Fprog(_ctypes.Structure):  # struct sock_fprog
+            _fields_ = [("len", UShort), ("filter", CharPointer)]
+
+        class Function(_ctypes.CFuncPtr):  # a libc function returning long, with errno kept
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = Long
+
+        libc = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]  # the program itself, libc included
+        self._ctypes = _ctypes
+        self._prctl = Function(_ctypes.dlsym(libc, "prctl"))
+        self._syscall = Function(_ctypes.dlsym(libc, "syscall"))
+        self._ulong, self._pointer, self._fprog = ULong, CharPointer, Fprog
+
+    def _checked(self, result: int, what: str) -> int:
+        if result < 0:
+            code = self._ctypes.get_errno()
+            raise OSError(code, f"{what} failed: {os.strerror(code)}")
+        return result
+
+    def prctl(self, option: int, *args: int) -> int:
+        """``prctl(option, *args)``, the unused arguments 0.
+
+        Raises:
+            OSError: the kernel refused.
+        """
+        padded = (option, *args, 0, 0, 0, 0)[:5]
+        return self._checked(int(self._prctl(*(self._ulong(a) for a in padded))), f"prctl({option})")
+
+    def syscall(self, number: int, *args: int | bytes) -> int:
+        """A raw system call; ``bytes`` arguments pass as pointers to their data.
+
+        Raises:
+            OSError: the kernel refused.
+        """
+        converted = [self._pointer(a) if isinstance(a, bytes) else self._ulong(a) for a in args]
+        return self._checked(int(self._syscall(self._ulong(number), *converted)), f"syscall({number})")
+
+    def install_seccomp(self, program: bytes) -> None:
+        """``PR_SET_NO_NEW_PRIVS``, then ``PR_SET_SECCOMP`` with ``program`` (libseccomp's export), for good.
+
+        Raises:
+            OSError: the kernel refused (or the sandbox's first filter did).
+            ValueError: ``program`` is not a whole number of instructions.
+        """
+        count, rest = divmod(len(program), BPF_INSTRUCTION_BYTES)
+        if rest or not 0 < count <= 0xFFFF:
+            raise ValueError(f"a seccomp program of {len(program)} bytes is not whole BPF instructions")
+        fprog = self._fprog(count, program)  # keeps program alive and points into it
+        self.prctl(PR_SET_NO_NEW_PRIVS, 1)
+        self.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self._ctypes.addressof(fprog))
+
+
+_native: Native | None = None
+
+
+def native() -> Native:
+    """The process's :class:`Native`, made at first use."""
+    global _native
+    if _native is None:
+        _native = Native()
+    return _native
+
+
+def install_seccomp(program: bytes) -> None:
+    """Install a seccomp BPF program on this process (it has one thread), for good.
 
     Raises:
         OSError: the kernel refused (or the sandbox's first filter did).
         ValueError: ``program`` is not a whole number of instructions.
     """
-    import _ctypes
-
-    count, rest = divmod(len(program), BPF_INSTRUCTION_BYTES)
-    if rest or not 0 < count <= 0xFFFF:
-        raise ValueError(f"a seccomp program of {len(program)} bytes is not whole BPF instructions")
-
-    class ULong(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_ulong
-        _type_ = "L"
-
-    class Int(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int
-        _type_ = "i"
-
-    class UShort(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_ushort
-        _type_ = "H"
-
-    class CharPointer(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_char_p
-        _type_ = "z"
-
-    class Fprog(_ctypes.Structure):  # struct sock_fprog
-        _fields_ = [("len", UShort), ("filter", CharPointer)]
-
-    class Function(_ctypes.CFuncPtr):  # a libc function returning int, with errno kept
-        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-        _restype_ = Int
-
-    libc = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]  # the program itself, libc included
-    prctl = Function(_ctypes.dlsym(libc, "prctl"))
-    fprog = Fprog(count, program)  # keeps program alive and points into it
-    for args in ((PR_SET_NO_NEW_PRIVS, 1, 0), (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, _ctypes.addressof(fprog))):
-        if prctl(*(ULong(arg) for arg in args), ULong(0), ULong(0)) != 0:
-            code = _ctypes.get_errno()
-            raise OSError(code, f"prctl({args[0]}) failed: {os.strerror(code)}")
+    native().install_seccomp(program)
 
 
 def load_restricted() -> Any:
     """The restricted runtime module, loaded by path: ``python -I`` puts no directory on sys.path.
 
     Its modules join a package of their own (with nothing to find on disk) so that their
-    relative imports work here as they do in the server's package.
+    relative imports work here as they do in the server's package. Loaded once per process.
     """
+    loaded = sys.modules.get(f"{RESTRICTED_PACKAGE}.{RESTRICTED_MODULES[-1]}")
+    if loaded is not None:  # the fork server's zygote loaded it before forking this seat
+        return loaded
     directory = os.path.dirname(os.path.abspath(__file__))
     package = types.ModuleType(RESTRICTED_PACKAGE)
     package.__path__ = []
@@ -255,11 +313,51 @@ def fail(channel: Channel, kind: str, exc: BaseException | str, step: int | None
     channel.send({"type": "error", "kind": kind, "message": message, "step": step})
 
 
-def serve(channel: Channel, seccomp_program: bytes | None = None) -> int:
+WARM_UP_BOT = """
+import random
+
+class Memo:
+    def __init__(self):
+        self.seen = []
+
+def agent(observation, configuration):
+    return random.choice([c for c in range(configuration.columns) if observation.board[c] == 0])
+"""
+
+
+def warm_up(limits: dict[str, Any]) -> None:
+    """Run the load and move path once on a sample bot, in a namespace thrown away after.
+
+    The fork server's zygote runs this once before it forks seats (lazy caches of ``ast``,
+    ``inspect``, ``json``, the restricted runtime's proxies), and each forked seat once more while
+    it waits in the pool: pages it writes to are copied now, not after its bot's ``init`` arrived.
+    """
+    tree, namespace = load_bot(WARM_UP_BOT, limits)
+    agent = find_agent(namespace, tree)
+    configuration = _struct({"columns": 7, "rows": 6})
+    observation = _struct(json.loads('{"board": [0, 0, 0, 0, 0, 0, 0], "step": 0}'))
+    if agent is not None:
+        json.dumps({"type": "action", "step": 1, "action": agent(*(observation, configuration)[:arity(agent)])},
+                   separators=(",", ":")).encode()
+    sys.modules.pop("bot", None)
+
+
+def serve(
+    channel: Channel, seccomp_program: bytes | None = None, *, applied_limits: dict[str, Any] | None = None
+) -> int:
+    """Read ``init``, load the bot, answer moves until EOF: the process's exit status.
+
+    ``applied_limits``: the limits (and seccomp filter) this process already applied to itself
+    before ``init`` (a seat forked by the fork server); ``init`` must ask for exactly those.
+    """
     init = channel.receive()
     if init is None or init.get("type") != "init":
         return 2
-    apply_limits(init["limits"])
+    if applied_limits is None:
+        apply_limits(init["limits"])
+    elif {k: init["limits"].get(k) for k in applied_limits} != applied_limits:
+        sys.stderr.write(f"arena: this seat was prepared with limits {applied_limits}, not {init['limits']}\n")
+        return 3
     if seccomp_program is not None:
         try:
             install_seccomp(seccomp_program)
@@ -320,8 +418,15 @@ def main() -> int:
     else:
         sys.stderr.write(f"usage: bot_runtime.py [{SECCOMP_OPTION} BASE64-BPF]\n")
         return 2
-    # The protocol keeps private duplicates of fds 0 and 1; the bot's stdin reads /dev/null
-    # and its stdout (fd 1) is the log, so it can neither read nor forge protocol lines.
+    return serve(open_channel(), seccomp_program)
+
+
+def open_channel() -> Channel:
+    """Move the protocol off fds 0 and 1: the channel on private duplicates of them.
+
+    The bot's stdin then reads /dev/null and its stdout (fd 1) is the log (fd 2), so it can
+    neither read nor forge protocol lines.
+    """
     protocol_in, protocol_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -330,8 +435,7 @@ def main() -> int:
     sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
     sys.stdout = sys.stderr
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    channel = Channel(os.fdopen(protocol_in, "rb"), os.fdopen(protocol_out, "wb"))
-    return serve(channel, seccomp_program)
+    return Channel(os.fdopen(protocol_in, "rb"), os.fdopen(protocol_out, "wb"))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ the sandbox and then execs ``python3 -I -S /arena/bot_runtime.py`` in it:
   IPC, UTS (hostname ``arena``) and cgroup namespaces; no further user namespace inside
   (``--disable-userns``, bubblewrap 0.8 and later);
 * seccomp (layer 7): a BPF allow-list that libseccomp (through ``pyseccomp``) builds once per
-  server and bwrap reads from a descriptor. bwrap installs it on its reaper and just before it
+  server (``_seccomp.py``) and bwrap reads from a descriptor. bwrap installs it on its reaper and just before it
   execs the interpreter, so ``execve`` (and ``wait4`` for the reaper) must stay allowed. Every
   other call outside the list fails with EPERM; ``open``/``openat`` pass only without write,
   create, truncate or append flags; signals go only to the bot itself (PID 2, with a PID
@@ -38,7 +38,6 @@ leaving its orphaned reaper for PID 1 to collect.
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import logging
@@ -51,9 +50,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from protocol.errors import LayerUnavailable
+
+from ._seccomp import ALLOWED_SYSCALLS, CONDITIONAL_SYSCALLS, seccomp_program
+
+_seccomp_program = seccomp_program  # its name before it moved to _seccomp.py
 
 __all__ = [
     "ALLOWED_SYSCALLS",
@@ -62,6 +65,7 @@ __all__ = [
     "SANDBOX_RUNTIME_PATH",
     "build_isolation",
     "default_isolation",
+    "isolation_overridden",
     "isolation_override",
     "isolation_status",
     "sandbox_process_groups",
@@ -71,39 +75,12 @@ log = logging.getLogger(__name__)
 
 NOBODY: Final = 65534
 SANDBOX_RUNTIME_PATH: Final = "/arena/bot_runtime.py"
-# Copied into the sandbox next to the runtime: the modules it loads by path from its own directory.
-RUNTIME_COMPANIONS: Final = ("restricted.py", "_guards.py")
+# Copied into the sandbox next to the runtime: the modules it loads by path from its own directory,
+# and the fork server's zygote (``zygote.py``), which loads the runtime by path in turn.
+RUNTIME_COMPANIONS: Final = ("restricted.py", "_guards.py", "zygote.py")
 SANDBOX_PID: Final = 2  # the command's PID inside a bwrap PID namespace: bwrap's reaper is 1
 _PROBE_TIMEOUT_S = 20.0
 
-# The calls a seat's interpreter makes from exec to exit (traced on Python 3.11 with the bot
-# runtime loading a bot and answering moves), plus a few harmless relatives that a different
-# libc or interpreter build may pick instead (``fstat`` for ``newfstatat``, ``dup3``...).
-ALLOWED_SYSCALLS: Final = (
-    # file descriptors that are already open (the pipes), and read-only lookups
-    "read", "readv", "pread64", "write", "writev", "close", "lseek", "fcntl", "dup", "dup2", "dup3",
-    "newfstatat", "fstat", "stat", "lstat", "statx", "readlink", "readlinkat", "access", "faccessat",
-    "faccessat2", "getdents64", "getcwd",
-    # memory
-    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
-    # signals (handlers and masks only: sending is below) and the thread the interpreter runs on
-    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "futex", "set_tid_address",
-    "set_robust_list", "rseq", "arch_prctl", "gettid", "getpid", "getppid",
-    "getuid", "geteuid", "getgid", "getegid",
-    # clocks, randomness, system facts the interpreter reads at start-up
-    "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "getrandom",
-    "sysinfo", "uname", "sched_yield", "sched_getaffinity", "getrusage", "times",
-    # the end of the process; execve and wait4 for bwrap (its exec of the interpreter, its reaper)
-    "exit", "exit_group", "execve", "wait4",
-)
-# Allowed with a condition on their arguments (see ``_seccomp_program``).
-CONDITIONAL_SYSCALLS: Final = ("open", "openat", "ioctl", "prlimit64", "kill", "tkill", "tgkill", "prctl")
-# Left out of the program the runtime installs on itself once loaded: bwrap's exec of the
-# interpreter and its reaper's wait are done by then (execveat is not in the list at all).
-LOADER_SYSCALLS: Final = ("execve", "execveat", "wait4")
-_PR_SET_SECCOMP, _PR_SET_NO_NEW_PRIVS, _SECCOMP_MODE_FILTER = 22, 38, 2
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_TCGETS, _FIONCLEX, _FIOCLEX = 0x5401, 0x5450, 0x5451  # isatty() and os.set_inheritable()
 
 # What the probe imports inside the sandbox: the modules bots are allowed, and then some.
 _PROBE = (
@@ -151,13 +128,16 @@ class Isolation:
         return NOBODY if self.run_as_nobody else None
 
     def wrap_command(
-        self, argv: Sequence[str], *, runtime_path: Path, python: str, env: Mapping[str, str] | None = None
+        self, argv: Sequence[str], *, runtime_path: Path, python: str, env: Mapping[str, str] | None = None,
+        die_with_parent: bool = True,
     ) -> tuple[list[str], list[int]]:
         """The bwrap command line that runs ``argv`` in the sandbox, and the descriptors to pass it.
 
-        ``argv`` is the command as it would run unsandboxed; ``python`` (its interpreter) and
-        ``runtime_path`` in it are mapped to their paths inside. The caller passes the returned
+        ``argv`` is the command as it would run unsandboxed; ``python`` (its interpreter),
+        ``runtime_path`` and its companions in it are mapped to their paths inside. The caller passes the returned
         descriptors to the child (``pass_fds``) and closes them once it has started.
+        ``die_with_parent``: the sandbox dies with the thread that started it (bwrap's
+        ``--die-with-parent``); the fork server's zygote dies with its socket instead.
 
         Raises:
             OSError: the runtime cannot be read or a descriptor cannot be made.
@@ -165,10 +145,12 @@ class Isolation:
         # Without the filesystem view the host's tree is the sandbox's, runtime included.
         inside_runtime = SANDBOX_RUNTIME_PATH if self.filesystem else str(runtime_path)
         mapped = {python: os.path.realpath(python), str(runtime_path): inside_runtime}
+        for name in RUNTIME_COMPANIONS:
+            mapped[str(runtime_path.with_name(name))] = posixpath.join(posixpath.dirname(inside_runtime), name)
         command = [mapped.get(arg, arg) for arg in argv]
         fds: list[int] = []
         try:
-            cmd = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-user",
+            cmd = [self.bwrap, *(["--die-with-parent"] if die_with_parent else []), "--new-session", "--unshare-user",
                    *(["--disable-userns"] if self.disable_userns else []),
                    "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"]
             if self.namespaces:
@@ -216,64 +198,6 @@ def _data_fd(name: str, data: bytes) -> int:
         os.close(fd)
         raise
     return fd
-
-
-# -- seccomp --------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _seccomp_program(self_pid: int | None, *, after_load: bool = False) -> bytes:
-    """The allow-list as BPF, built once per process (and per PID namespace choice).
-
-    ``after_load``: the program the runtime installs on itself, without :data:`LOADER_SYSCALLS`
-    and ``prctl``; else bwrap's, which allows the runtime's two ``prctl`` calls for that.
-
-    Raises:
-        LayerUnavailable: no usable binding or libseccomp.
-    """
-    try:
-        import pyseccomp as sc  # type: ignore[import-untyped,import-not-found,unused-ignore]  # ctypes, libseccomp.so.2
-    except ImportError as exc:
-        raise LayerUnavailable(f"seccomp binding missing: pip install pyseccomp ({exc})") from exc
-    except (OSError, RuntimeError) as exc:  # the binding raises RuntimeError when libseccomp is not found
-        raise LayerUnavailable(f"libseccomp not loadable: {exc} (apt-get install libseccomp2)") from exc
-    try:
-        flt = sc.SyscallFilter(sc.ERRNO(errno.EPERM))
-        flt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # e.g. 32-bit calls through int 0x80
-        names = [name for name in ALLOWED_SYSCALLS if not (after_load and name in LOADER_SYSCALLS)]
-        rules: list[tuple[str, tuple[Any, ...]]] = [(name, ()) for name in names]
-        rules += [
-            ("openat", (sc.Arg(2, sc.MASKED_EQ, _WRITE_FLAGS, 0),)),
-            ("open", (sc.Arg(1, sc.MASKED_EQ, _WRITE_FLAGS, 0),)),
-            ("prlimit64", (sc.Arg(0, sc.EQ, 0),)),  # its own limits only (it can only lower them)
-        ]
-        if not after_load:  # what the runtime calls to install the second program, nothing else
-            rules += [
-                ("prctl", (sc.Arg(0, sc.EQ, _PR_SET_NO_NEW_PRIVS), sc.Arg(1, sc.EQ, 1))),
-                ("prctl", (sc.Arg(0, sc.EQ, _PR_SET_SECCOMP), sc.Arg(1, sc.EQ, _SECCOMP_MODE_FILTER))),
-            ]
-        # The kernel reads ioctl's command as 32 bits: compare those only.
-        rules += [("ioctl", (sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, cmd),)) for cmd in (_TCGETS, _FIOCLEX, _FIONCLEX)]
-        if self_pid is not None:  # signals to itself (raise(), abort(), os.kill(os.getpid(), ...))
-            rules += [
-                ("kill", (sc.Arg(0, sc.EQ, self_pid),)),
-                ("tkill", (sc.Arg(0, sc.EQ, self_pid),)),
-                ("tgkill", (sc.Arg(0, sc.EQ, self_pid), sc.Arg(1, sc.EQ, self_pid))),
-            ]
-        for name, args in rules:
-            if sc.resolve_syscall(sc.Arch.NATIVE, name) < 0:
-                continue  # not a call on this architecture (e.g. open, arch_prctl on aarch64)
-            flt.add_rule(sc.ALLOW, name, *args)
-        fd = os.memfd_create("arena-seccomp-build", os.MFD_CLOEXEC)
-        with os.fdopen(fd, "w+b") as out:
-            flt.export_bpf(out)
-            out.seek(0)
-            program = out.read()
-    except OSError as exc:
-        raise LayerUnavailable(f"libseccomp could not build the filter: {exc}") from exc
-    if not program:
-        raise LayerUnavailable("libseccomp exported an empty filter")
-    return program
 
 
 # -- the filesystem view --------------------------------------------------------------------------
@@ -353,10 +277,10 @@ def build_isolation(
     return Isolation(
         bwrap=bwrap, namespaces=namespaces, seccomp=seccomp, filesystem=filesystem,
         view=_filesystem_view(python) if filesystem else (),
-        seccomp_program=_seccomp_program(self_pid) if seccomp else None,
+        seccomp_program=seccomp_program(self_pid) if seccomp else None,
         run_as_nobody=os.geteuid() == 0,
         disable_userns="--disable-userns" in options,
-        runtime_seccomp_program=_seccomp_program(self_pid, after_load=True) if seccomp else None,
+        runtime_seccomp_program=seccomp_program(self_pid, after_load=True) if seccomp else None,
     )
 
 
@@ -400,8 +324,8 @@ def _detect(python: str, runtime_path: Path) -> _Detected:
 def _detect_now(python: str, runtime_path: Path) -> _Detected:
     seccomp_reason: str | None = None
     try:
-        _seccomp_program(SANDBOX_PID)
-        _seccomp_program(SANDBOX_PID, after_load=True)
+        seccomp_program(SANDBOX_PID)
+        seccomp_program(SANDBOX_PID, after_load=True)
     except LayerUnavailable as exc:
         seccomp_reason = str(exc)
     try:
@@ -446,6 +370,11 @@ def default_isolation(python: str, runtime_path: Path) -> Isolation | None:
 def isolation_status(python: str, runtime_path: Path) -> dict[str, LayerState]:
     """``namespaces``, ``seccomp`` and ``filesystem``: active or not, and why."""
     return dict(_detect(python, runtime_path).states)
+
+
+def isolation_overridden() -> bool:
+    """Whether :func:`isolation_override` chose this context's isolation."""
+    return _override.get() is not None
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Limits"]
@@ -24,5 +24,8 @@ class Limits:
 
     def for_runtime(self) -> dict[str, Any]:
         """The part the runtime applies to itself, as sent in the ``init`` message."""
-        d = asdict(self)
-        return {k: d[k] for k in ("cpu_s", "memory_mb", "open_files", "restricted", "allow_numpy")}
+        # Not dataclasses.asdict: it deep-copies every field, and this runs for every seat.
+        return {key: getattr(self, key) for key in _RUNTIME_KEYS}
+
+
+_RUNTIME_KEYS = ("cpu_s", "memory_mb", "open_files", "restricted", "allow_numpy")

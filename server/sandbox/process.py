@@ -29,12 +29,15 @@ from pathlib import Path
 
 import anyio
 
-from protocol.errors import AgentCrashed, AgentFault, AgentInvalid
+from protocol.errors import AgentCrashed, AgentFault, AgentInvalid, LayerUnavailable, SandboxError
 
-from .isolation import Isolation, default_isolation, sandbox_process_groups
+from .isolation import Isolation, default_isolation, isolation_overridden, sandbox_process_groups
 from .limits import Limits
 
-__all__ = ["DEFAULT_ISOLATION", "RUNTIME_PATH", "SeatProcess", "bot_python", "open_seat_process"]
+__all__ = [
+    "DEFAULT_ISOLATION", "RUNTIME_PATH", "FreshSeatProcess", "SeatProcess", "bot_python", "describe_exit",
+    "open_seat_process",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +56,26 @@ def bot_python() -> str:
 
 
 class SeatProcess:
-    """A running bot runtime. Use :func:`open_seat_process` to get one."""
+    """A running bot runtime: its pipes, its bounded log, and how it is stopped and reaped.
+
+    Use :func:`open_seat_process` to get one. This base holds everything but the process itself:
+    :class:`FreshSeatProcess` is a fresh process per seat, ``forkserver.ForkSeatProcess`` one
+    forked by the fork server. Both take ``init`` on stdin and answer on stdout, as the match
+    runner's ``ProcessSeat`` expects.
+    """
+
+    mode = "fresh"  # how it was started: "fresh" or "fork"
 
     def __init__(
-        self, proc: asyncio.subprocess.Process, limits: Limits, label: str, *, is_sandboxed: bool = False
+        self, stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader,
+        limits: Limits, label: str, *, is_sandboxed: bool,
     ) -> None:
-        self.proc = proc
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
         self.limits = limits
         self.label = label
-        self.is_sandboxed = is_sandboxed  # proc is bubblewrap, the runtime runs below it
+        self.is_sandboxed = is_sandboxed  # layers 6-8 wrap it
         self.fault: AgentFault | None = None
         self._log = bytearray()
         self._log_truncated = False
@@ -70,15 +84,24 @@ class SeatProcess:
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        """The process to watch (in the server's PID namespace)."""
+        raise NotImplementedError
 
     @property
     def exit_status(self) -> int | None:
-        """The runtime's exit status, as ``returncode`` would give it without a sandbox around it."""
-        code = self.proc.returncode
-        if self.is_sandboxed and code is not None and 128 < code < 128 + signal.NSIG:
-            return 128 - code  # bubblewrap exits with 128 + the signal that ended its child
-        return code
+        """The runtime's exit status as ``returncode`` gives it (``-signal``), None while it runs."""
+        raise NotImplementedError
+
+    async def wait(self) -> None:
+        """Until the runtime has exited and been reaped."""
+        raise NotImplementedError
+
+    def _signal(self, sig: int) -> None:
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        """After SIGTERM and the grace period: SIGKILL whatever is left and wait until it is reaped."""
+        raise NotImplementedError
 
     def log_text(self) -> str:
         """What the bot printed (its first ``log_bytes``), with a note when it was cut."""
@@ -97,8 +120,7 @@ class SeatProcess:
         Raises:
             AgentCrashed: the child is gone.
         """
-        stdin = self.proc.stdin
-        assert stdin is not None
+        stdin = self.stdin
         try:
             stdin.write(data + b"\n")
             if stdin.transport.get_write_buffer_size() > _CHUNK:
@@ -113,10 +135,8 @@ class SeatProcess:
             AgentCrashed: the child exited, was killed, or overran its output.
             AgentInvalid: the line is longer than ``reply_bytes``.
         """
-        stdout = self.proc.stdout
-        assert stdout is not None
         try:
-            line = await stdout.readuntil(b"\n")
+            line = await self.stdout.readuntil(b"\n")
         except asyncio.IncompleteReadError:
             raise await self._gone() from None
         except asyncio.LimitOverrunError:
@@ -126,16 +146,14 @@ class SeatProcess:
     async def _gone(self) -> AgentFault:
         """The fault to report once the child stopped talking: the recorded one, or its exit."""
         with anyio.move_on_after(self.limits.grace_s):
-            await self.proc.wait()
+            await self.wait()
         if self.fault is not None:
             return self.fault
         return AgentCrashed(describe_exit(self.exit_status, self.limits))
 
     async def drain_log(self) -> None:
         """Read the child's output until EOF, keeping the head and enforcing ``output_bytes``."""
-        stderr = self.proc.stderr
-        assert stderr is not None
-        while chunk := await stderr.read(_CHUNK):
+        while chunk := await self.stderr.read(_CHUNK):
             self._output_bytes += len(chunk)
             room = self.limits.log_bytes - len(self._log)
             if room > 0:
@@ -147,8 +165,60 @@ class SeatProcess:
                 self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the runtime's whole process group (the sandbox's, under bubblewrap) now."""
+        """SIGKILL the runtime (its whole process group, or the sandbox's under bubblewrap) now."""
         self._signal(signal.SIGKILL)
+
+    async def close(self) -> None:
+        """End the child: EOF on stdin, then SIGTERM, a grace period, SIGKILL; always reaped."""
+        if self._closing:
+            return
+        self._closing = True
+        if self.exit_status is None:
+            self.stdin.close()  # the runtime exits at EOF between moves
+            with anyio.move_on_after(min(0.05, self.limits.grace_s)):
+                await self.wait()
+        if self.exit_status is None:
+            self._signal(signal.SIGTERM)
+            with anyio.move_on_after(self.limits.grace_s):
+                await self.wait()
+        await self._stop()
+        await self._discard_replies()
+
+    async def _discard_replies(self) -> None:
+        """Read the protocol pipe to EOF so its transport closes.
+
+        A reply over ``reply_bytes`` stops the stream reading (it pauses the transport with
+        the line unread); the transport then never sees EOF and is never closed. Its writers
+        are dead by now, so what is left is at most a pipe's buffer.
+        """
+        with anyio.move_on_after(self.limits.grace_s):
+            while await self.stdout.read(_CHUNK):
+                pass
+
+
+class FreshSeatProcess(SeatProcess):
+    """A fresh ``python3 -I -S bot_runtime.py`` (under bubblewrap with isolation) for one seat."""
+
+    def __init__(
+        self, proc: asyncio.subprocess.Process, limits: Limits, label: str, *, is_sandboxed: bool = False
+    ) -> None:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        super().__init__(proc.stdin, proc.stdout, proc.stderr, limits, label, is_sandboxed=is_sandboxed)
+        self.proc = proc  # bubblewrap when sandboxed: the runtime runs below it
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def exit_status(self) -> int | None:
+        code = self.proc.returncode
+        if self.is_sandboxed and code is not None and 128 < code < 128 + signal.NSIG:
+            return 128 - code  # bubblewrap exits with 128 + the signal that ended its child
+        return code
+
+    async def wait(self) -> None:
+        await self.proc.wait()
 
     def _signal(self, sig: int) -> None:
         """Signal the runtime's process group: the sandbox's when bubblewrap started one, else the child's."""
@@ -161,20 +231,8 @@ class SeatProcess:
         if not groups:
             _signal_group(self.proc, sig)
 
-    async def close(self) -> None:
-        """End the child: EOF on stdin, then SIGTERM, a grace period, SIGKILL; always reaped."""
-        if self._closing:
-            return
-        self._closing = True
+    async def _stop(self) -> None:
         proc = self.proc
-        if proc.returncode is None and proc.stdin is not None:
-            proc.stdin.close()  # the runtime exits at EOF between moves
-            with anyio.move_on_after(min(0.05, self.limits.grace_s)):
-                await proc.wait()
-        if proc.returncode is None:
-            self._signal(signal.SIGTERM)
-            with anyio.move_on_after(self.limits.grace_s):
-                await proc.wait()
         if proc.returncode is None and self.is_sandboxed:
             self._signal(signal.SIGKILL)  # the sandbox first, so that bubblewrap reaps it and exits
             with anyio.move_on_after(self.limits.grace_s):
@@ -182,20 +240,6 @@ class SeatProcess:
         # SIGKILL the group even after the leader exited: nothing it started may outlive it.
         _signal_group(proc, signal.SIGKILL)
         await proc.wait()
-        await self._discard_replies()
-
-    async def _discard_replies(self) -> None:
-        """Read the protocol pipe to EOF so its transport closes.
-
-        A reply over ``reply_bytes`` stops the stream reading (it pauses the transport with
-        the line unread); the transport then never sees EOF and is never closed. Its writers
-        are dead by now, so what is left is at most a pipe's buffer.
-        """
-        stdout = self.proc.stdout
-        assert stdout is not None
-        with anyio.move_on_after(self.limits.grace_s):
-            while await stdout.read(_CHUNK):
-                pass
 
 
 def describe_exit(returncode: int | None, limits: Limits) -> str:
@@ -229,13 +273,46 @@ DEFAULT_ISOLATION = _Default()
 @asynccontextmanager
 async def open_seat_process(
     limits: Limits, *, python: str | None = None, label: str = "seat",
-    isolation: Isolation | None | _Default = DEFAULT_ISOLATION,
+    isolation: Isolation | None | _Default = DEFAULT_ISOLATION, mode: str | None = None,
 ) -> AsyncIterator[SeatProcess]:
-    """Start a bot runtime in its own session; on exit kill its process group and reap it.
+    """Start a bot runtime in its own session; on exit kill it and reap it.
 
-    ``isolation`` wraps it in the namespaces, seccomp filter and filesystem view (by default all
-    that this machine supports, probed once per process); None runs it without them.
+    ``mode``: ``"fork"`` (a seat forked by the fork server, ``forkserver.py``), ``"fresh"`` (a
+    new process) or ``"auto"`` (the fork server when it can run here, else fresh); None: this
+    process's setting (``forkserver.serve_seats``; "auto" by default). ``isolation`` wraps a
+    fresh seat in the namespaces, seccomp filter and filesystem view (by default all that this
+    machine supports, probed once per process); None runs it without them. A seat with an
+    explicit ``python`` or ``isolation``, or under ``isolation_override``, starts fresh in "auto".
+
+    Raises:
+        LayerUnavailable: ``mode`` is "fork" and the fork server cannot run this seat.
     """
+    from . import forkserver  # it builds on this module
+
+    chosen = forkserver.resolve_mode(mode)
+    if python is not None or not isinstance(isolation, _Default) or isolation_overridden():
+        if chosen is forkserver.SeatMode.FORK and forkserver.is_explicit(mode):
+            raise LayerUnavailable("the fork server runs seats with the default interpreter and isolation only")
+    elif chosen is not forkserver.SeatMode.FRESH:
+        if (server := await forkserver.acquire_fork_server(chosen)) is not None:
+            try:
+                pending = await server.checkout(limits)
+            except SandboxError as exc:
+                if chosen is forkserver.SeatMode.FORK:
+                    raise LayerUnavailable(str(exc)) from exc
+                log.warning("%s: starting a fresh process instead (%s)", label, exc)
+            else:
+                async with server.open_seat(pending, limits, label) as seat:
+                    yield seat
+                return
+    async with _open_fresh(limits, python=python, label=label, isolation=isolation) as fresh:
+        yield fresh
+
+
+@asynccontextmanager
+async def _open_fresh(
+    limits: Limits, *, python: str | None, label: str, isolation: Isolation | None | _Default
+) -> AsyncIterator[SeatProcess]:
     python = python or bot_python()
     if isinstance(isolation, _Default):
         isolation = default_isolation(python, RUNTIME_PATH)
@@ -266,7 +343,7 @@ async def open_seat_process(
     finally:
         for fd in pass_fds:
             os.close(fd)
-    seat = SeatProcess(proc, limits, label, is_sandboxed=isolation is not None)
+    seat = FreshSeatProcess(proc, limits, label, is_sandboxed=isolation is not None)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(seat.drain_log)

@@ -17,9 +17,12 @@ its own, without the validator.
    ``SyntaxError``).
 2. Run time. The bot's globals get a fresh builtins dict with safe builtins only: guarded
    ``getattr``/``setattr``/``delattr``/``hasattr`` (the same name rules), ``type`` with one
-   argument, and an ``__import__`` that allows whitelisted modules only and returns a
-   read-only :class:`SafeModule` in place of the module: a vetted copy of its public
-   attributes without modules, metaclasses, evaluators and the like, one per module name.
+   argument that hands out no metaclass and no class of functions, code, frames,
+   generators, methods, builtins or modules, and an ``__import__`` that allows the modules
+   of :data:`ALLOWED_MODULES` only (the validator's list too) and returns a read-only
+   :class:`SafeModule` in place of the module: a vetted copy of its public attributes
+   without modules (but its allowed submodules), metaclasses, evaluators and the like, one
+   per module name.
    Attribute stores go through a guard too: the bot may change its own classes, never a
    class it did not create (the stdlib's are shared with the trusted runtime, and a
    descriptor planted in one, ``functools.cached_property`` say, reads any instance dict),
@@ -30,8 +33,13 @@ its own, without the validator.
    (``().__class__.__base__.__subclasses__()``, ``f.__globals__``, ``print.__self__``,
    ``random._os``) have no first step. The other guards close the stdlib routes that take
    names or source as data: a class built from any dict (``type(name, bases, dict)``,
-   metaclasses, dunder member names in the functional ``Enum`` API) and ``dataclass``, which
-   compiles field names into source and runs it (``TypedDict`` can give it any name).
+   metaclasses, dunder member names in the functional ``Enum`` API), ``dataclass``, which
+   compiles field names into source and runs it (``TypedDict`` can give it any name),
+   ``copy.deepcopy``'s memo (it receives the inner state of every object copied), and
+   ``typing.ForwardRef``, which compiles any string of a type expression (``List["..."]``)
+   into code: in the seat's process it keeps none, and without the function class no code
+   object could become a function anyway. ``collections.namedtuple`` compiles its field
+   names too, but checks them itself (exact ``str`` identifiers, no ``_``, no keyword).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import enum
 import importlib
 import operator
 import types
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -52,6 +61,7 @@ from ._guards import (
     caught,
     exact,
     format_attribute,
+    forward_ref_without_code,
     guarded_create_enum,
     guarded_dataclass,
     guarded_update_wrapper,
@@ -61,18 +71,35 @@ from ._guards import (
     writable,
 )
 
-__all__ = ["ALLOWED_MODULES", "Environment", "RestrictedError", "SafeModule"]
+__all__ = [
+    "ALLOWED_MODULES", "DENIED_MEMBERS", "Environment", "NUMPY_MODULES", "ONLY_MEMBERS", "RestrictedError",
+    "SafeModule",
+]  # fmt: skip
 
+# The one allow-list of modules, submodules by their dotted names: the validator (layer 1)
+# imports it from here, so both layers agree on what a bot may import.
 ALLOWED_MODULES = frozenset({
     "__future__", "array", "bisect", "collections", "collections.abc", "copy", "dataclasses", "decimal",
     "enum", "fractions", "functools", "heapq", "itertools", "json", "math", "numbers", "random", "re",
     "statistics", "string", "time", "typing",
 })  # fmt: skip
-NUMPY_MODULES = frozenset({"numpy", "numpy.random", "numpy.linalg", "numpy.fft"})
-SUBMODULES = {"collections": ("abc",), "numpy": ("random", "linalg", "fft")}
+NUMPY_MODULES = frozenset({"numpy", "numpy.random", "numpy.linalg", "numpy.fft"})  # the operator's opt-in
+
+
+def _children(modules: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    found: dict[str, tuple[str, ...]] = {}
+    for dotted in sorted(modules):
+        parent, _, child = dotted.rpartition(".")
+        if parent:
+            found[parent] = (*found.get(parent, ()), child)
+    return found
+
+
+# A package's proxy holds its allowed submodules, and no other module.
+SUBMODULES = _children(ALLOWED_MODULES | NUMPY_MODULES)
 # Modules reduced to an explicit list: time keeps its clocks and sleep (harmless under deadlines).
 CLOCKS = ("monotonic", "perf_counter", "process_time", "time")
-ONLY = {"time": frozenset({*CLOCKS, *(f"{clock}_ns" for clock in CLOCKS), "sleep"})}
+ONLY_MEMBERS = {"time": frozenset({*CLOCKS, *(f"{clock}_ns" for clock in CLOCKS), "sleep"})}
 # Public members left out of a module's proxy: evaluators of strings (get_type_hints, under
 # singledispatch too), class factories that take any namespace (make_dataclass), writers of
 # sys.modules (global_enum), str.format unguarded (Formatter, UserString.format), the real type
@@ -275,7 +302,9 @@ class Environment:
         self.allowed = ALLOWED_MODULES | (NUMPY_MODULES if allow_numpy else frozenset())
         self.denied = DENIED_ATTRIBUTES | (NUMPY_DENIED_ATTRIBUTES if allow_numpy else frozenset())
         self.modules: dict[str, SafeModule] = {}
-        enum.EnumType._create_ = guarded_create_enum  # type: ignore[attr-defined]  # in this process only
+        # In this process only (the seat's), as nothing in it evaluates type hints.
+        enum.EnumType._create_ = guarded_create_enum  # type: ignore[attr-defined]
+        typing.ForwardRef.__init__ = forward_ref_without_code  # type: ignore[method-assign]
         self.builtins = self._builtins()
 
     def compile(self, source: str, filename: str) -> tuple[ast.Module, types.CodeType]:
@@ -309,7 +338,7 @@ class Environment:
     def _is_exposed(self, module: str, key: str, value: object) -> bool:
         if key.startswith("_") or key in self.denied or key in DENIED_MEMBERS.get(module, ()):
             return False
-        if module in ONLY and key not in ONLY[module]:
+        if module in ONLY_MEMBERS and key not in ONLY_MEMBERS[module]:
             return False
         if isinstance(value, types.ModuleType) or id(value) in _FORBIDDEN_IDS:
             return False

@@ -11,18 +11,26 @@ once and reports every rule broken, each as a :class:`~protocol.errors.Finding` 
    then run code that a UTF-8 reader sees as a comment. The bytes must decode as UTF-8 and
    hold no NUL. Then ``ast.parse`` and ``compile`` on the same bytes; a ``SyntaxError``
    (or a tree too deep to build) is the one finding.
-2. The tree. Imports pass an allow-list of modules (a deny-list only gives clearer
-   messages). Forbidden builtins are flagged wherever their name appears; the ``getattr``
-   family only as a direct call with a harmless string-literal name, so every attribute
-   name a bot can reach is written out in the source. Attribute names are then checked
-   directly: dunders, frame and code introspection, and names that lead from an allowed
-   module back to a forbidden one (``random._os``, ``dataclasses.builtins``,
+2. The tree. Imports pass the restricted runtime's allow-list of modules, submodules by
+   their dotted names (``restricted.ALLOWED_MODULES``: one list for both layers, so
+   ``import json.decoder`` fails in both; a deny-list only gives clearer messages), and so
+   do the members the runtime leaves out of a module (``typing.get_origin``, a submodule
+   such as ``json.decoder``). Forbidden builtins are flagged wherever their name appears;
+   the ``getattr`` family only as a direct call with a harmless string-literal name, so
+   every attribute name a bot can reach is written out in the source. Attribute names are
+   then checked directly: dunders, frame and code introspection, and names that lead from
+   an allowed module back to a forbidden one (``random._os``, ``dataclasses.builtins``,
    ``typing.get_type_hints`` which evaluates strings). ``str.format`` templates can reach
    attributes too (``'{0.__class__}'``), so they must be literals without ``.`` or ``[``
-   in a field.
+   in a field. ``copy.deepcopy`` takes one argument: its memo holds the inner state of
+   every object it copies.
 3. Building names from strings has no sink left once the above hold, but any string
-   constant containing ``__`` is still rejected (legitimate bots never need one) along with
-   the obvious ``'_' * 2`` and ``'_' + '_...'`` constructions.
+   whose *value* contains ``__`` is still rejected (legitimate bots never need one), however
+   it is written: a constant with escapes (``'\\x5f\\x5f'``), or an expression of literals
+   folded to its value (``_folding.py``: ``'_' + '_x'``, ``''.join([...])``, f-strings,
+   ``%``, ``replace``...). So is ``_`` made from its code point (``chr(95)``,
+   ``bytes([95])``, ``'%c' % 95``), and the obvious ``'_' * n`` and ``x + '_' + '_...'``
+   that folding cannot value.
 4. CPython NFKC-normalises identifiers, so ``ｅｖａｌ`` is ``eval``: the tree already holds
    the normalised names and the rules above apply to them; a token scan of the raw source
    also reports every identifier written in a non-normal form.
@@ -36,16 +44,23 @@ from __future__ import annotations
 
 import ast
 import codecs
+import functools
+import importlib.util
 import io
+import pkgutil
 import re
 import string
 import tokenize
 import unicodedata
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 
 from protocol.errors import Finding, ValidationFailed
+
+from ._folding import Folding, fold, has_dunder
+from .restricted import ALLOWED_MODULES as RUNTIME_MODULES
+from .restricted import DENIED_MEMBERS, NUMPY_MODULES, ONLY_MEMBERS
 
 __all__ = [
     "ALLOWED_MODULES", "FORBIDDEN_BUILTINS", "FORBIDDEN_MODULES", "MAX_SOURCE_BYTES", "Rule",
@@ -55,11 +70,10 @@ __all__ = [
 # 256 KiB is far beyond any sensible bot and keeps parsing cheap for the server.
 MAX_SOURCE_BYTES = 256 * 1024
 
-ALLOWED_MODULES = frozenset({
-    "__future__", "array", "bisect", "collections", "copy", "dataclasses", "decimal", "enum",
-    "fractions", "functools", "heapq", "itertools", "json", "math", "numbers", "numpy", "random",
-    "re", "statistics", "string", "time", "typing",
-})  # fmt: skip
+# The restricted runtime's list (one definition for both layers), submodules by their dotted
+# names; numpy too: whether it is importable is the operator's choice, made by layer 2.
+ALLOWED_MODULES = RUNTIME_MODULES | NUMPY_MODULES
+_ALLOWED_TOPS = frozenset(module.partition(".")[0] for module in ALLOWED_MODULES)
 FORBIDDEN_MODULES = frozenset({
     "_thread", "ast", "asyncio", "atexit", "bdb", "builtins", "code", "codeop", "concurrent",
     "copyreg", "ctypes", "dbm", "dis", "faulthandler", "fcntl", "fileinput", "ftplib", "gc",
@@ -134,6 +148,7 @@ class Rule(StrEnum):
     FORMAT = "format"
     UNICODE = "unicode"
     ASYNC = "async"
+    CALL = "call"
 
 
 def validate_source(
@@ -172,7 +187,8 @@ def validate_source(
     checker = _Checker(_NEWLINE.split(text))
     checker.check_tree(tree)
     checker.check_identifier_tokens(body)
-    return sorted(checker.findings, key=lambda f: (f.line, f.col, f.rule, f.message))
+    # set(): an f-string's parts share its position (Python 3.11), and may break a rule alike.
+    return sorted(set(checker.findings), key=lambda f: (f.line, f.col, f.rule, f.message))
 
 
 def check_source(source: bytes | str, filename: str = "bot.py", *, max_bytes: int = MAX_SOURCE_BYTES) -> None:
@@ -241,16 +257,47 @@ def _attribute_problem(attr: str) -> tuple[Rule, str] | None:
     return None
 
 
-def _member_problem(module: str, name: str) -> str | None:
-    """Why member ``name`` of allowed module ``module`` is forbidden, or None."""
+def _member_problem(module: str, name: str, *, of_module: bool = True) -> str | None:
+    """Why member ``name`` of allowed module ``module`` (dotted) is forbidden, or None.
+
+    With ``of_module`` false, ``name`` is read from a member imported from the module (a class,
+    a function): only the rules on the name itself apply.
+    """
     if name.startswith("_") and module != "__future__":
         return "private name"
     if name in FORBIDDEN_MODULES or name.lstrip("_") in FORBIDDEN_MODULES:
         return "forbidden module"
-    if name in MODULE_MEMBER_DENY.get(module, frozenset()):
-        return "not available to bots"
     problem = _attribute_problem(name)
-    return None if problem is None else problem[1]
+    if problem is not None:
+        return problem[1]
+    if name in MODULE_MEMBER_DENY.get(module.partition(".")[0], frozenset()):
+        return "not available to bots"
+    if not of_module:
+        return None
+    only = ONLY_MEMBERS.get(module)
+    if name in DENIED_MEMBERS.get(module, ()) or (only is not None and name not in only):
+        return "not available to bots"
+    dotted = f"{module}.{name}"
+    if dotted not in ALLOWED_MODULES and name in _submodules(module):
+        return f"submodule {dotted!r} is not in the allowed list"
+    return None
+
+
+@functools.cache
+def _submodules(module: str) -> frozenset[str]:
+    """The submodules of package ``module`` (dotted), found on disk without importing anything."""
+    top, *rest = module.split(".")
+    try:
+        spec = importlib.util.find_spec(top)  # a top-level name: nothing is imported
+    except (ImportError, ValueError):
+        return frozenset()
+    locations = spec.submodule_search_locations if spec is not None else None
+    for part in rest:
+        infos = {info.name: info for info in pkgutil.iter_modules(locations)} if locations else {}
+        info = infos.get(part)
+        found = info.module_finder.find_spec(f"{top}.{part}", None) if info and info.ispkg else None
+        locations = found.submodule_search_locations if found is not None else None
+    return frozenset(info.name for info in pkgutil.iter_modules(locations)) if locations else frozenset()
 
 
 def _template_problem(template: str, depth: int = 0) -> str | None:
@@ -278,6 +325,12 @@ def _edge_string(node: ast.expr, *, last: bool) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
+def _operands(node: ast.AST) -> Iterator[ast.AST]:
+    """The children of ``node``, with the object of a method call for the method: ``b`` in ``b.decode()``."""
+    for child in ast.iter_child_nodes(node):
+        yield child.value if isinstance(child, ast.Attribute) else child
+
+
 class _Checker:
     """Walks one parsed module and collects findings."""
 
@@ -285,7 +338,9 @@ class _Checker:
         self.lines = lines
         self.findings: list[Finding] = []
         self.parents: dict[ast.AST, ast.AST] = {}
-        self.modules: dict[str, str] = {}  # local name -> allowed top-level module it names
+        self.modules: dict[str, str] = {}  # local name -> the allowed module it names (dotted)
+        self.members: dict[str, tuple[str, str]] = {}  # local name -> (module, member) it was imported as
+        self.folding = Folding()
 
     def add(self, rule: Rule, line: int, col: int, message: str) -> None:
         self.findings.append(_finding(line, col, rule, message))
@@ -317,12 +372,21 @@ class _Checker:
                 nodes.append(child)
             if isinstance(node, ast.Import):
                 for alias in node.names:
-                    self.modules[alias.asname or alias.name.split(".")[0]] = alias.name.split(".")[0]
+                    if alias.asname:
+                        self.modules[alias.asname] = alias.name
+                    else:
+                        self.modules[alias.name.split(".")[0]] = alias.name.split(".")[0]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 for alias in node.names:
-                    self.modules[alias.asname or alias.name] = node.module.split(".")[0]
+                    dotted = f"{node.module}.{alias.name}"
+                    if dotted in ALLOWED_MODULES:
+                        self.modules[alias.asname or alias.name] = dotted
+                    else:
+                        self.members[alias.asname or alias.name] = (node.module, alias.name)
+        self.folding = fold(nodes)
         for node in nodes:
             self.visit(node)
+        self.check_folded()
 
     def visit(self, node: ast.AST) -> None:
         if isinstance(node, ast.Import):
@@ -337,12 +401,7 @@ class _Checker:
         elif isinstance(node, ast.Constant):
             self.check_constant(node)
         elif isinstance(node, ast.Call):
-            if (
-                isinstance(node.func, ast.Name)
-                and node.func.id == "type"
-                and (len(node.args) == 3 or any(isinstance(arg, ast.Starred) for arg in node.args))
-            ):
-                self.add_at(Rule.BUILTIN, node, "type() with three arguments (class creation) is forbidden")
+            self.check_call(node)
         elif isinstance(node, ast.BinOp):
             self.check_name_building(node)
         elif isinstance(node, ast.FunctionDef | ast.ClassDef):
@@ -374,15 +433,18 @@ class _Checker:
         if top in FORBIDDEN_MODULES:
             self.add_at(Rule.IMPORT, node, f"import of {path!r} is forbidden")
             return False
-        if top not in ALLOWED_MODULES:
+        if top not in _ALLOWED_TOPS:
             allowed = ", ".join(sorted(ALLOWED_MODULES - {"__future__"}))
             self.add_at(Rule.IMPORT, node, f"module {top!r} is not in the allowed list: {allowed}")
             return False
-        for part in rest:
-            problem = _member_problem(top, part)
+        for index, part in enumerate(rest):
+            problem = _member_problem(".".join([top, *rest[:index]]), part)
             if problem is not None:
                 self.add_at(Rule.IMPORT, node, f"import of {path!r} is forbidden ({problem})")
                 return False
+        if path not in ALLOWED_MODULES:
+            self.add_at(Rule.IMPORT, node, f"import of {path!r} is forbidden (not in the allowed list)")
+            return False
         return True
 
     def check_import_from(self, node: ast.ImportFrom) -> None:
@@ -396,7 +458,7 @@ class _Checker:
             if alias.name == "*":
                 self.add_at(Rule.IMPORT, node, f"star import from {module!r} is forbidden")
                 continue
-            problem = _member_problem(module.split(".")[0], alias.name)
+            problem = _member_problem(module, alias.name)
             if problem is not None:
                 message = f"import of {alias.name!r} from {module!r} is forbidden ({problem})"
                 self.add_at(Rule.IMPORT, alias, message)
@@ -435,9 +497,8 @@ class _Checker:
         reason = problem[1] if problem else None
         if reason is None and attr.value in FORMAT_METHODS:
             reason = "format templates are checked only in direct calls"
-        target = args[0]
-        if reason is None and isinstance(target, ast.Name) and target.id in self.modules:
-            reason = _member_problem(self.modules[target.id], attr.value)
+        if reason is None and (found := self.member_problem(args[0], attr.value)) is not None:
+            reason = found[1]
         if reason is not None:
             self.add_at(Rule.BUILTIN, node, f"{name}() of {attr.value!r} is forbidden ({reason})")
 
@@ -456,12 +517,9 @@ class _Checker:
         problem = _attribute_problem(attr)
         if problem is not None:
             self.add(problem[0], line, col, f"attribute {attr!r} is forbidden ({problem[1]})")
-        elif isinstance(value, ast.Name) and value.id in self.modules:
-            module = self.modules[value.id]
-            reason = _member_problem(module, attr)
-            if reason is not None:
-                message = f"attribute {attr!r} of module {module!r} is forbidden ({reason})"
-                self.add(Rule.ATTRIBUTE, line, col, message)
+        elif (found := self.member_problem(value, attr)) is not None:
+            owner, reason = found
+            self.add(Rule.ATTRIBUTE, line, col, f"attribute {attr!r} of {owner} is forbidden ({reason})")
         elif attr.startswith("_") and (dotted := self.module_chain(value)) is not None:
             # collections.abc._x: a private member of a submodule (or of a module's class); the
             # restricted runtime allows "_" attributes on the bot's own objects only.
@@ -469,13 +527,50 @@ class _Checker:
         if attr in FORMAT_METHODS:
             self.check_format(node, line, col)
 
+    def module_of(self, node: ast.expr) -> str | None:
+        """The allowed module (dotted) that ``node`` names: ``np``, ``collections.abc``; else None."""
+        parts: list[str] = []
+        while isinstance(node, ast.Attribute) and len(parts) < 2:  # no allowed module is deeper
+            parts.append(node.attr)
+            node = node.value
+        module = self.modules.get(node.id) if isinstance(node, ast.Name) else None
+        for part in reversed(parts):
+            module = f"{module}.{part}" if module and f"{module}.{part}" in ALLOWED_MODULES else None
+        return module
+
+    def member_problem(self, node: ast.expr, name: str) -> tuple[str, str] | None:
+        """What ``node`` is and why its attribute ``name`` is forbidden, when ``node`` is an
+        allowed module or a member imported from one; else None."""
+        module = self.module_of(node)
+        if module is not None:
+            reason = _member_problem(module, name)
+            return None if reason is None else (f"module {module!r}", reason)
+        if isinstance(node, ast.Name) and node.id in self.members:
+            module, member = self.members[node.id]
+            reason = _member_problem(module, name, of_module=False)
+            return None if reason is None else (repr(f"{module}.{member}"), reason)
+        return None
+
+    def check_call(self, node: ast.Call) -> None:
+        func, args = node.func, node.args
+        if isinstance(func, ast.Name) and func.id == "type":
+            if len(args) == 3 or any(isinstance(arg, ast.Starred) for arg in args):
+                self.add_at(Rule.BUILTIN, node, "type() with three arguments (class creation) is forbidden")
+        is_deepcopy = (isinstance(func, ast.Attribute) and func.attr == "deepcopy"
+                       and self.module_of(func.value) == "copy")
+        if isinstance(func, ast.Name) and self.members.get(func.id) == ("copy", "deepcopy"):
+            is_deepcopy = True
+        if is_deepcopy and (len(args) != 1 or node.keywords or isinstance(args[0], ast.Starred)):
+            message = "copy.deepcopy() takes one argument here: its memo holds the inner state of what it copies"
+            self.add_at(Rule.CALL, node, message)
+
     def module_chain(self, node: ast.expr) -> str | None:
         """``a.b.c`` when ``a`` names an imported module (or a member imported from one), else None."""
         parts: list[str] = []
         while isinstance(node, ast.Attribute):
             parts.append(node.attr)
             node = node.value
-        if not (isinstance(node, ast.Name) and node.id in self.modules):
+        if not (isinstance(node, ast.Name) and (node.id in self.modules or node.id in self.members)):
             return None
         return ".".join([node.id, *reversed(parts)])
 
@@ -505,6 +600,9 @@ class _Checker:
             self.add_at(Rule.DUNDER_STRING, node, f"string {shown!r} contains '__'")
 
     def check_name_building(self, node: ast.BinOp) -> None:
+        """``'_' * n`` and ``x + '_' + '_y'``: what folding cannot see (its values are checked below)."""
+        if node in self.folding.values:
+            return
         if isinstance(node.op, ast.Mult):
             for side in (node.left, node.right):
                 if isinstance(side, ast.Constant) and isinstance(side.value, str) and side.value:
@@ -515,6 +613,21 @@ class _Checker:
             right = _edge_string(node.right, last=False)
             if left is not None and right is not None and left.endswith("_") and right.startswith("_"):
                 self.add_at(Rule.DUNDER_STRING, node, "string concatenation builds '__'")
+
+    def check_folded(self) -> None:
+        """Strings built from literals (``'_' + '_x'``, ``''.join(...)``, ``chr(95)``), by value."""
+        values = self.folding.values
+        for node, value in values.items():
+            if isinstance(node, ast.Constant) or isinstance(value, (int, tuple)) or not has_dunder(value):
+                continue  # a constant is checked by itself
+            if any(part in self.folding.code_points or has_dunder(values.get(part, "")) for part in _operands(node)):
+                continue  # reported where it first appears
+            text = value.decode("latin-1") if isinstance(value, bytes) else value
+            if text not in ALLOWED_DUNDER_STRINGS and node not in self.folding.code_points:
+                shown = text if len(text) <= 40 else text[:37] + "..."
+                self.add_at(Rule.DUNDER_STRING, node, f"expression builds {shown!r}: strings with '__' are forbidden")
+        for node in self.folding.code_points:
+            self.add_at(Rule.DUNDER_STRING, node, "'_' made from its code point (95) is forbidden; write names out")
 
     def check_definition(self, node: ast.FunctionDef | ast.ClassDef) -> None:
         name = node.name

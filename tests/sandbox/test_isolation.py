@@ -33,6 +33,7 @@ from server.matches.games import get_game, resolve_config
 from server.matches.runner import MatchSpec, run_match
 from server.matches.seats import SeatStart, open_process_seat
 from server.sandbox import Limits
+from server.sandbox.forkserver import seat_mode_override
 from server.sandbox.isolation import (
     Isolation,
     LayerUnavailable,
@@ -99,12 +100,16 @@ BOXED = """
 import json, sys, anyio
 from server.matches.seats import SeatStart, open_process_seat
 from server.sandbox import Limits
+from server.sandbox.forkserver import seat_mode_override
 from server.sandbox.isolation import build_isolation, isolation_override
 from server.sandbox.process import bot_python
 
-async def main(code, layers):
-    isolation = build_isolation(python=bot_python(), **layers)
-    with isolation_override(isolation):
+async def main(code, layers, fork):
+    if fork:  # a seat forked by the fork server, which has every layer
+        context = seat_mode_override("fork")
+    else:
+        context = isolation_override(build_isolation(python=bot_python(), **layers))
+    with context:
         async with open_process_seat(code, Limits(restricted=False)) as seat:
             with anyio.fail_after(20):
                 await seat.start(SeatStart(seat=0, seed=1, configuration={}))
@@ -115,8 +120,10 @@ anyio.run(main, *json.loads(sys.stdin.read()))
 """
 
 
-def run_boxed(code: str, **layers: bool) -> dict[str, str]:
+def run_boxed(code: str, *, fork: bool = False, **layers: bool) -> dict[str, str]:
     """Like :func:`run_bot`, but the whole seat, server side included, runs in an outer box.
+
+    ``fork``: the seat is forked by a fork server (started in the box) rather than wrapped in ``layers``.
 
     The box (``tests/sandbox_box.py``) is a new PID namespace (``kill(-1)`` there reaches only
     the box), with its own ``/proc``, inside a cgroup with at most 64 processes when cgroup v1 is
@@ -124,7 +131,7 @@ def run_boxed(code: str, **layers: bool) -> dict[str, str]:
     """
     with outer_box() as box:
         done = subprocess.run(
-            box.wrap([sys.executable, "-c", BOXED]), input=json.dumps([PRELUDE + textwrap.dedent(code), layers]),
+            box.wrap([sys.executable, "-c", BOXED]), input=json.dumps([PRELUDE + textwrap.dedent(code), layers, fork]),
             capture_output=True, text=True, timeout=60, cwd=PROJECT,
         )
     assert done.returncode == 0, done.stderr
@@ -428,18 +435,20 @@ def alive(pid: int) -> bool:
 
 
 async def test_killing_a_seat_leaves_nothing_behind() -> None:
-    async with open_process_seat(PRELUDE, Limits(grace_s=0.2, restricted=False)) as seat:
-        with anyio.fail_after(20):
-            await seat.start(SeatStart(seat=0, seed=1, configuration={}))
-        bwrap = seat.process.pid
-        inner = sandbox_process_groups(bwrap)
-        assert len(inner) == 1 and alive(inner[0])  # bwrap's reaper, PID 1 of the sandbox
-        bot = sandbox_process_groups(inner[0])  # the reaper's one child: the bot
-        assert len(bot) == 1 and alive(bot[0])
-        seat.stop("test stops it")
-        with anyio.fail_after(5):
-            await seat.process.proc.wait()
-    assert seat.process.proc.returncode == 128 + 9  # bubblewrap reaped its child and passed on its SIGKILL
-    assert seat.process.exit_status == -9
-    assert not alive(bwrap) and not alive(inner[0]) and not alive(bot[0])
-    assert "[arena] test stops it" in seat.log_text()
+    # A fresh seat: bubblewrap, its reaper, the bot (a forked seat: tests/sandbox/test_forkserver.py).
+    with seat_mode_override("fresh"):
+        async with open_process_seat(PRELUDE, Limits(grace_s=0.2, restricted=False)) as seat:
+            with anyio.fail_after(20):
+                await seat.start(SeatStart(seat=0, seed=1, configuration={}))
+            bwrap = seat.process.pid
+            inner = sandbox_process_groups(bwrap)
+            assert len(inner) == 1 and alive(inner[0])  # bwrap's reaper, PID 1 of the sandbox
+            bot = sandbox_process_groups(inner[0])  # the reaper's one child: the bot
+            assert len(bot) == 1 and alive(bot[0])
+            seat.stop("test stops it")
+            with anyio.fail_after(5):
+                await seat.process.proc.wait()
+        assert seat.process.proc.returncode == 128 + 9  # bubblewrap reaped its child and passed on its SIGKILL
+        assert seat.process.exit_status == -9
+        assert not alive(bwrap) and not alive(inner[0]) and not alive(bot[0])
+        assert "[arena] test stops it" in seat.log_text()

@@ -13,9 +13,14 @@ still play normally with layer 2 on.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
+import types
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import anyio
 import pytest
@@ -26,6 +31,7 @@ from server.matches.games import get_game, resolve_config
 from server.matches.runner import MatchResult, MatchSpec, run_match
 from server.matches.seats import open_process_seat
 from server.sandbox import Limits
+from server.sandbox._guards import HIDDEN_CLASSES, SafeType, forward_ref_without_code
 from server.sandbox.isolation import isolation_override
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.validator import validate_source
@@ -284,6 +290,47 @@ ATTACKS = [
      """), "dataclass field name '_randbelow' is a private attribute of class 'Random'"),
     ("private-in-pattern", in_agent("match obs:\n    case object(_x=c):\n        x = c"),
      "attribute '_x' cannot be captured by a pattern"),
+    # -- type() hands out no class of functions, code, generators, methods, builtins or modules
+    ("type-of-function", in_agent("x = type(agent)"), "TypeError: type() of a function is not available in the arena"),
+    ("type-of-lambda", in_agent("x = type(lambda: 0)"), "type() of a function is not available"),
+    ("type-of-generator", in_agent(GENERATOR + "x = type(gen())"), "type() of a generator is not available"),
+    ("type-of-method", in_agent("class A:\n    def m(self):\n        pass\nx = type(A().m)"),
+     "type() of a method is not available"),
+    ("type-of-builtin", in_agent("x = type(len)"), "type() of a builtin function is not available"),
+    ("type-of-stdlib-method", in_agent("import random\nx = type(random.random)"), "type() of a builtin function"),
+    ("type-of-method-descriptor", in_agent("x = type(str.join)"), "type() of a method descriptor is not available"),
+    ("type-through-partial", in_agent("import functools\nx = functools.partial(type, agent)()"),
+     "type() of a function is not available"),
+    ("type-through-map", in_agent("x = list(map(type, [1, agent]))"), "type() of a function is not available"),
+    ("type-through-sorted-key", in_agent("x = sorted([agent], key=type)"), "type() of a function is not available"),
+    ("type-through-groupby", in_agent("import itertools\nx = [k for k, _ in itertools.groupby([agent], key=type)]"),
+     "type() of a function is not available"),
+    ("type-through-a-dict", in_agent("x = {'t': type}['t'](agent)"), "type() of a function is not available"),
+    ("type-of-module-proxy", in_agent("import math\nx = type(math)('m')"), "TypeError:"),
+    # -- typing: a ForwardRef (any string in a type expression) keeps no code, and nothing evaluates it
+    ("forwardref-evaluate", in_agent("""
+        import typing
+        ref = typing.get_args(typing.List["print"])[0]
+        x = ref._evaluate({}, {}, frozenset())
+     """), "attribute '_evaluate' of 'ForwardRef' object is private"),
+    ("forwardref-class", in_agent("import typing\nx = typing.ForwardRef('print')"), "no attribute 'ForwardRef'"),
+    ("forwardref-subclass", in_agent("""
+        import typing
+        class R(type(typing.get_args(typing.List["x"])[0])):
+            pass
+        x = R
+     """), "TypeError: Cannot subclass special typing classes"),
+    # -- copy.deepcopy takes no memo: the memo receives the inner state of every object copied
+    ("deepcopy-memo", in_agent("import copy, typing\nm = {}\ncopy.deepcopy(typing.List['x'], m)\nx = m"),
+     "TypeError: _deepcopy() takes 1 positional argument but 2 were given"),
+    ("deepcopy-memo-keyword", in_agent("import copy\nx = copy.deepcopy([1], memo={})"),
+     "TypeError: _deepcopy() got an unexpected keyword argument 'memo'"),
+    ("deepcopy-memo-partial", in_agent("import copy, functools\nx = functools.partial(copy.deepcopy, memo={})([1])"),
+     "TypeError: _deepcopy() got an unexpected keyword argument 'memo'"),
+    # -- a submodule by its dotted name: the same list as the validator's
+    ("import-dotted-submodule", at_load("import json.decoder\nx = json.decoder"),
+     "ImportError: import of 'json.decoder' is not allowed in the arena"),
+    ("import-dotted-submodule-as", at_load("import json.scanner as x"), "import of 'json.scanner' is not allowed"),
 ]
 
 
@@ -316,6 +363,10 @@ async def test_refusal_names_line_and_column() -> None:
 
 CONTROLS = {
     "open": in_agent("x = open('/etc/hostname').read()"),
+    "type-of-function": in_agent("x = type(agent)"),
+    "type-through-map": in_agent("x = list(map(type, [agent]))"),
+    "deepcopy-memo": in_agent("import copy, typing\nm = {}\ncopy.deepcopy(typing.List['x'], m)\nx = m"),
+    "import-dotted-submodule": in_agent("import json.decoder\nx = json.decoder"),
     "import-os": in_agent("import os\nx = os.getcwd()"),
     "subclasses": in_agent("x = ().__class__.__base__.__subclasses__()"),
     "format-attribute": in_agent("x = '{0.__class__}'.format(1)"),
@@ -646,3 +697,114 @@ def agent(obs, config):
     result, _, logs = await play("tictactoe", [bot, FIRST_FREE])
     assert result.seats[0].status == "DONE", result
     assert logs[0].startswith("<module 'math' (arena)> 3.0\n")
+
+
+TYPED_BOT = '''
+"""A bot written with type hints, string forward references included (no __future__ import)."""
+import copy
+import typing
+from typing import Dict, Generic, List, NamedTuple, Optional, TypeVar
+
+T = TypeVar("T", bound="Node")
+
+
+class Node:
+    def __init__(self, move: int, parent: Optional["Node"] = None) -> None:
+        self.move = move
+        self.parent = parent
+        self.children: List["Node"] = []
+
+    def add(self, move: int) -> "Node":
+        child = Node(move, self)
+        self.children.append(child)
+        return child
+
+
+class Scored(NamedTuple):
+    node: "Node"
+    score: "float" = 0.0
+
+
+class Box(Generic[T]):
+    def __init__(self, item: T) -> None:
+        self.item = item
+
+
+table: Dict[str, "Node"] = {}
+alias = typing.List["Node"]
+assert alias == typing.List["Node"] and typing.get_args(alias)[0] == typing.get_args(List["Node"])[0]
+assert type(3) is int and type(Node(1)) is Node and type(alias) is type(List[int]) and isinstance(Node, type)
+assert callable(Node.add) and copy.deepcopy([Node(1).move]) == [1]
+
+
+def agent(obs, config):
+    root = Box(Node(-1)).item
+    scored = [Scored(root.add(c), float(-abs(c - config.columns // 2))) for c in range(config.columns)
+              if obs.board[c] == 0]
+    table["best"] = max(scored, key=lambda s: s.score).node
+    return table["best"].move
+'''
+
+
+async def test_a_bot_with_string_type_hints_plays() -> None:
+    result, steps, logs = await play("connectx", [TYPED_BOT, "connectx_random"])
+    assert [s.status for s in result.seats] == ["DONE", "DONE"], (result, logs[0])
+    off, off_steps, _ = await play("connectx", [TYPED_BOT, "connectx_random"], limits=[UNRESTRICTED, Limits()])
+    assert actions_of(off_steps, 0) == actions_of(steps, 0)
+    assert validate_source(TYPED_BOT) == []  # layer 1 agrees
+
+
+# -- the guards themselves, in this process (nothing here installs them in it) ----------------------
+
+
+def test_type_hides_the_interpreters_classes() -> None:
+    def gen() -> Iterator[int]:
+        yield 1
+
+    hidden = {
+        "function": gen, "generator": gen(), "method": ListRecorder().record_step, "builtin function": len,
+        "method descriptor": str.join, "module": types, "slot wrapper": int.__add__, "method wrapper": (1).__add__,
+        "code object": gen.__code__, "cell": (lambda: hidden).__closure__[0],
+    }  # fmt: skip
+    for kind, value in hidden.items():
+        with pytest.raises(TypeError, match=rf"^type\(\) of an? {kind} is not available in the arena$"):
+            SafeType(value)
+    assert {kind.split()[-1] for kind in HIDDEN_CLASSES.values()} >= {"function", "generator", "module", "frame"}
+    assert SafeType(1) is int and SafeType(ListRecorder()) is ListRecorder and SafeType(int) is SafeType
+    with pytest.raises(TypeError, match="exactly one argument"):
+        SafeType("X", (), {})
+
+
+def test_a_forward_ref_keeps_no_code() -> None:
+    ref = typing.ForwardRef.__new__(typing.ForwardRef)
+    forward_ref_without_code(ref, "print.__self__", module="bot")
+    assert ref.__forward_code__ is None and ref.__forward_arg__ == "print.__self__"
+    assert ref == typing.ForwardRef("print.__self__", module="bot")
+    with pytest.raises(SyntaxError, match="Forward reference must be an expression"):
+        forward_ref_without_code(typing.ForwardRef.__new__(typing.ForwardRef), "1 +")
+
+
+def test_the_seat_installs_the_forward_ref_guard() -> None:
+    """In a seat's interpreter, once the runtime's environment exists, no ForwardRef holds code:
+    neither new ones nor any made before (a cached ``List["x"]`` would hand an old one out), the
+    allowed modules imported first as a fork server's zygote does."""
+    check = (
+        "import gc, importlib, sys, typing\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import bot_runtime\n"
+        "before = typing.ForwardRef('1 + 1').__forward_code__\n"
+        "restricted = bot_runtime.load_restricted()\n"
+        "for name in sorted(restricted.ALLOWED_MODULES):\n"
+        "    importlib.import_module(name)\n"
+        "environment = restricted.Environment()\n"
+        "for name in sorted(environment.allowed):\n"
+        "    environment.module(name)\n"
+        "after = [typing.ForwardRef('2').__forward_code__,\n"
+        "         typing.get_args(typing.Dict[str, 'x'])[1].__forward_code__]\n"
+        "refs = [o for o in gc.get_objects() if isinstance(o, typing.ForwardRef)]\n"
+        "print(type(before).__name__, after, [ref for ref in refs if ref.__forward_code__ is not None])\n"
+    )
+    runtime_dir = Path(__file__).resolve().parents[2] / "server" / "sandbox"
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", check, str(runtime_dir)], capture_output=True,
+                          text=True, timeout=30, check=True)
+    assert done.stdout == "code [None, None] []\n", done.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from protocol.errors import Finding, ValidationFailed
+from server.sandbox import restricted
 from server.sandbox.validator import (
     ALLOWED_MODULES,
     MAX_SOURCE_BYTES,
@@ -17,6 +18,7 @@ from server.sandbox.validator import (
 )
 
 BOTS_DIR = Path(__file__).resolve().parents[2] / "server" / "bots"
+ESCAPED_NAMES_BOT = Path(__file__).resolve().parents[1] / "security" / "bots" / "static_escaped_names.py"
 
 
 def places(source: bytes | str) -> set[tuple[str, int, int]]:
@@ -42,6 +44,17 @@ REJECTED = {
     "forbidden member": (b"from dataclasses import sys\n", "import", 1, 25),
     "evaluator member": (b"from typing import get_type_hints\n", "import", 1, 20),
     "numpy submodule": (b"import numpy.ctypeslib\n", "import", 1, 1),
+    # Submodules: the restricted runtime's list of modules, by dotted name, is the one list.
+    "stdlib submodule": (b"import json.decoder\n", "import", 1, 1),
+    "stdlib submodule as": (b"import json.scanner as s\n", "import", 1, 1),
+    "from package import submodule": (b"from json import decoder\n", "import", 1, 18),
+    "submodule attribute": (b"import json\nx = json.decoder\n", "attribute", 2, 10),
+    "submodule by getattr": (b"import json\nx = getattr(json, 'encoder')\n", "builtin", 2, 5),
+    "not a module of the list": (b"import collections.abc.nothing\n", "import", 1, 1),
+    "member left out by layer 2": (b"import typing\nx = typing.get_origin\n", "attribute", 2, 12),
+    "member of a reduced module": (b"from time import localtime\n", "import", 1, 18),
+    "reduced module attribute": (b"import time as t\nx = t.strftime('%H')\n", "attribute", 2, 7),
+    "submodule member left out": (b"import collections\nx = collections.UserString\n", "attribute", 2, 17),
     # Builtins.
     "__import__": (b"m = __import__('os')\n", "builtin", 1, 5),
     "eval": (b"x = eval('1')\n", "builtin", 1, 5),
@@ -114,6 +127,39 @@ REJECTED = {
     "underscore repeat": (b"name = '_' * 2 + 'class'\n", "dunder_string", 1, 8),
     "underscore join": (b"name = 'a_' + '_b'\n", "dunder_string", 1, 8),
     "dunder bytes": (b"name = b'__class__'.decode()\n", "dunder_string", 1, 8),
+    # The value counts, not the spelling.
+    "hex escapes": (b"name = '\\x5f\\x5fclass\\x5f\\x5f'\n", "dunder_string", 1, 8),
+    "named escapes": (b"name = '\\N{LOW LINE}\\N{LOW LINE}init'\n", "dunder_string", 1, 8),
+    "bytes escapes": (b"name = b'\\x5f\\x5f'\n", "dunder_string", 1, 8),
+    "f-string part": (b"x = 1\nname = f'{x}__'\n", "dunder_string", 2, 8),
+    # "_" made from its code point, wherever it ends up.
+    "chr(95)": (b"u = chr(95)\n", "dunder_string", 1, 5),
+    "chr(0x5f)": (b"u = chr(0x5f)\n", "dunder_string", 1, 5),
+    "chr(0o137)": (b"u = chr(0o137)\n", "dunder_string", 1, 5),
+    "chr of a sum": (b"u = chr(94 + 1) + 'x'\n", "dunder_string", 1, 5),
+    "bytes of a list": (b"u = bytes([95, 95]).decode()\n", "dunder_string", 1, 5),
+    "bytearray of a tuple": (b"u = bytearray((95,))\n", "dunder_string", 1, 5),
+    "percent c": (b"u = '%c' % 95\n", "dunder_string", 1, 5),
+    "f-string c": (b"u = f'{95:c}'\n", "dunder_string", 1, 5),
+    "format c": (b"u = format(95, 'c')\n", "dunder_string", 1, 5),
+    "str.format c": (b"u = '{:c}'.format(0x5f)\n", "dunder_string", 1, 5),
+    # Strings built from literals only, folded to their value.
+    "join of literals": (b"name = ''.join(['_', '_', 'class'])\n", "dunder_string", 1, 8),
+    "separator join": (b"name = '_'.join(('', '', 'class'))\n", "dunder_string", 1, 8),
+    "f-string of literals": (b"name = f'{\"_\"}_class'\n", "dunder_string", 1, 8),
+    "sum in parts": (b"name = 'x' + ('_' + ('_' + 'y'))\n", "dunder_string", 1, 15),
+    "percent of literals": (b"name = '%s%sclass' % ('_', '_')\n", "dunder_string", 1, 8),
+    "str.format of literals": (b"name = '{}{}class'.format('_', '_')\n", "dunder_string", 1, 8),
+    "replace": (b"name = 'xxclassxx'.replace('x', '_')\n", "dunder_string", 1, 8),
+    "center": (b"name = 'class'.center(9, '_')\n", "dunder_string", 1, 8),
+    "step slice": (b"name = '_x_'[::2]\n", "dunder_string", 1, 8),
+    "reversed join": (b"name = ''.join(reversed(['ssalc', '_', '_']))\n", "dunder_string", 1, 8),
+    "long repeat": (b"name = '_' * 300 + 'x'\n", "dunder_string", 1, 8),
+    # copy.deepcopy's memo holds the inner state of every object copied.
+    "deepcopy memo": (b"import copy\nx = copy.deepcopy(y, {})\n", "call", 2, 5),
+    "deepcopy memo keyword": (b"import copy as c\nx = c.deepcopy(y, memo=m)\n", "call", 2, 5),
+    "deepcopy imported": (b"from copy import deepcopy\nx = deepcopy(y, m)\n", "call", 2, 5),
+    "deepcopy starred": (b"from copy import deepcopy as dc\nx = dc(*args)\n", "call", 2, 5),
     # Unicode identifiers (CPython applies NFKC).
     "fullwidth eval": ("x = ｅｖａｌ('1')\n".encode(), "unicode", 1, 5),
     "fullwidth eval is eval": ("x = ｅｖａｌ('1')\n".encode(), "builtin", 1, 5),
@@ -156,7 +202,12 @@ ACCEPTED = {
     "getattr literal": b"y = getattr(obj, 'board', None)\nsetattr(obj, 'seen', True)\n",
     "from random import Random": b"from random import Random\nrng = Random(1)\n",
     "from time import sleep": b"from time import sleep\n",
-    "submodule": b"import collections.abc\nfrom json import decoder\n",
+    "submodule": b"import collections.abc\nfrom collections import abc\nx = collections.abc.Sequence, abc.Mapping\n",
+    "numpy submodules": b"import numpy as np\nimport numpy.linalg\nfrom numpy import random\nx = np.random.rand\n",
+    "deepcopy": b"import copy\nfrom copy import deepcopy\nx = copy.deepcopy([1]), deepcopy({})\n",
+    "chr computed": b"i = 2\nx = chr(ord('a') + i) + chr(65) + chr(i)\n",
+    "underscores in names": b"a, b = 'x', 'y'\nx = '_'.join([a, b]) + f'{a}_{b}' + '%s_%s' % (a, b) + 'a_b' + '_c'\n",
+    "big literal arithmetic": b"x = 'a' * 10**9\ny = 'b'.center(2**40)\nz = 'a_' * 300\n",
     "future": b"from __future__ import annotations\n",
     "super init": b"class A(B):\n    def __init__(self):\n        super().__init__()\n",
     "main guard": b'if __name__ == "__main__":\n    pass\n',
@@ -393,6 +444,34 @@ def test_example_bots_pass() -> None:
     bots = sorted(path for path in BOTS_DIR.glob("*.py") if path.name != "__init__.py")
     failures = {path.name: format_findings(validate_source(path.read_bytes()), path.name) for path in bots}
     assert {name: text for name, text in failures.items() if text} == {}
+
+
+def test_one_module_list_for_both_layers() -> None:
+    """The validator's allow-list is the restricted runtime's (numpy being the operator's opt-in)."""
+    assert ALLOWED_MODULES == restricted.ALLOWED_MODULES | restricted.NUMPY_MODULES
+    assert {"collections.abc", "numpy.random"} <= ALLOWED_MODULES and "json.decoder" not in ALLOWED_MODULES
+    for module in sorted(ALLOWED_MODULES):
+        assert validate_source(f"import {module}\n") == [], module
+        parent, _, child = module.rpartition(".")
+        if parent:
+            assert validate_source(f"from {parent} import {child}\n") == [], module
+
+
+def test_every_route_of_the_escaped_names_bot_is_flagged() -> None:
+    """Each line of the attack bot's NAMES builds a dunder name without writing one."""
+    source = ESCAPED_NAMES_BOT.read_text(encoding="utf-8")
+    routes = [number for number, line in enumerate(source.splitlines(), start=1) if line.endswith("# route")]
+    flagged = {f.line for f in validate_source(source) if f.rule == "dunder_string"}
+    assert len(routes) >= 15 and [line for line in routes if line not in flagged] == []
+
+
+def test_folding_reports_where_the_name_first_appears() -> None:
+    findings = validate_source(b"u = chr(95)\nname = u + (chr(95) + 'x') + ''.join(['_', '_'])\n")
+    assert [(f.line, f.col, f.message) for f in findings] == [
+        (1, 5, "'_' made from its code point (95) is forbidden; write names out"),
+        (2, 13, "'_' made from its code point (95) is forbidden; write names out"),
+        (2, 30, "expression builds '__': strings with '__' are forbidden"),
+    ]
 
 
 def test_size_limit() -> None:

@@ -45,6 +45,7 @@ import httpx
 from server.bots import example_bots
 from server.sandbox.layers import LAYER_NAMES
 from tests.sandbox_box import OuterBox, outer_box
+from tests.security.processes import descendants, describe, fork_server_processes
 from tests.server.conftest import User, start_match, wait_finished
 
 JSON = Any
@@ -174,7 +175,19 @@ class Listener:
 # -- a boxed arena server -------------------------------------------------------------------------
 
 # Runs in the box, in the server's data directory: the real app under real uvicorn until stdin closes.
+# The box's first process is PID 1 of its namespace, so every orphan of the box is reparented to
+# it (a seat's inner bubblewrap, once the outer one is killed), and only an init reaps orphans:
+# the first process is that init, and the server its child. With the server as PID 1, their
+# zombies would pile up in the box's pids group until the server could start no thread.
 SERVER_SCRIPT = r"""
+import os
+server = os.fork()
+while server:
+    pid, status = os.wait()
+    if pid == server:
+        code = os.waitstatus_to_exitcode(status)
+        os._exit(code if code >= 0 else 128 - code)
+
 import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])  # the project, for tests.server.conftest
@@ -205,6 +218,8 @@ class Arena:
     proc: subprocess.Popen[bytes]
     directory: Path
     validates: bool
+    seat_mode: str  # how the server starts seats: "fork" or "fresh" (what /api/health must report)
+    pool_size: int = 0  # the fork server's pool
     baseline: set[int] = field(default_factory=set)
     mallory: User | None = None  # the attacker
     alice: User | None = None  # the good bots' owner
@@ -222,8 +237,14 @@ class Arena:
         return found
 
     def survivors(self) -> list[str]:
-        """Processes in the box beyond the server itself, described."""
-        return [describe(pid) for pid in sorted(self.processes() - self.baseline)]
+        """Processes in the box beyond the server itself (and its fork server's pool), described."""
+        now = self.processes()
+        forked = fork_server_processes(now)
+        left = [describe(pid) for pid in sorted(now - self.baseline - forked.own - forked.seats)]
+        if len(forked.seats) > self.pool_size:  # a seat outlived its match: which one is not told apart
+            left += [f"{describe(pid)} (one of {len(forked.seats)} forked seats, pool of {self.pool_size})"
+                     for pid in sorted(forked.seats)]
+        return left
 
     def server_log(self) -> str:
         try:
@@ -232,39 +253,18 @@ class Arena:
             return ""
 
 
-def descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = {int(c) for c in (task / "children").read_text().split()}
-            except OSError:
-                continue
-            todo += children - found
-            found |= children
-    return found
-
-
-def describe(pid: int) -> str:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        uid = re.search(r"^Uid:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M)
-    except OSError:
-        return f"{pid} (gone)"
-    return f"{pid} uid={uid.group(1) if uid else '?'} {cmdline[:120]}"
-
-
 @contextmanager
 def arena_server(
-    name: str, directory: Path, *, validate: bool, restricted: bool = True
+    name: str, directory: Path, *, validate: bool, restricted: bool = True, seat_mode: str = "fork"
 ) -> Iterator[Arena]:
-    """A real arena server in an outer box, with users and good agents; stopped at the end."""
+    """A real arena server in an outer box, with users and good agents; stopped at the end.
+
+    ``seat_mode``: "fork" (seats forked by the fork server, the default where it runs) or "fresh".
+    """
     directory.mkdir(parents=True, exist_ok=True)
     options = {
         "settings": {"validate_submissions": validate, "submissions_per_user_hour": 100_000,
-                     "matches_per_user_hour": 100_000},
+                     "matches_per_user_hour": 100_000, "seat_mode": seat_mode},
         "limits": {"restricted": restricted},
     }
     env = {**os.environ, SECRET_NAME: SECRET}
@@ -274,7 +274,9 @@ def arena_server(
                                 env=env)
         try:
             url = _read_url(proc, directory)
-            arena = Arena(name, url, box, proc, directory, validate)
+            arena = Arena(name, url, box, proc, directory, validate, seat_mode)
+            health = httpx.get(f"{url}/api/health", timeout=30, trust_env=False).json()
+            arena.pool_size = health["sandbox"]["seat_mode"]["pool_size"]
             arena.baseline = arena.processes()
             _populate(arena)
             yield arena
@@ -419,6 +421,7 @@ async def assert_server_healthy(client: httpx.AsyncClient, arena: Arena) -> None
     assert health["status"] == "ok", health
     layers = {layer["name"]: layer["active"] for layer in health["sandbox"]["layers"]}
     assert layers == expected_layers(arena), health["sandbox"]
+    assert health["sandbox"]["seat_mode"]["active"] == arena.seat_mode, health["sandbox"]
     cursor: str | None = ""
     while cursor is not None:
         page = (await client.get("/api/agents", params={"limit": 200, **({"cursor": cursor} if cursor else {})}))

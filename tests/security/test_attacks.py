@@ -12,6 +12,10 @@ Each attack bot runs through the full production path, twice or three times:
    (``Limits(restricted=False)``): their payloads (``os``, ``socket``, ``ctypes``...) then
    really run, against layers 3-8 only.
 
+Every server runs twice, once forking its seats from the fork server (``seat_mode = "fork"``,
+the default wherever it runs) and once starting a fresh process per seat, the reference: the
+isolation must be as strong either way.
+
 Every match is played against a good example bot while a good match runs beside it, and is
 checked by ``assert_contained`` (``conftest.py``): no marker, secret or canary in any move, state,
 reason or log; the attacker's status as its header allows; the good seats unaffected; no file
@@ -59,22 +63,34 @@ def listener() -> Iterator[Listener]:
     sock.close()
 
 
+# Every server twice: seats forked by the fork server (the default where it runs, as here) and
+# fresh processes, the reference. A module-scoped parameter: pytest runs each server's tests together.
+@pytest.fixture(scope="module", params=["fork", "fresh"], ids=["fork-server", "fresh-process"])
+def seat_mode(request: pytest.FixtureRequest) -> str:
+    mode: str = request.param
+    return mode
+
+
 @pytest.fixture(scope="module")
-def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
-    with arena_server("production", tmp_path_factory.mktemp("production"), validate=True) as arena:
+def production(tmp_path_factory: pytest.TempPathFactory, seat_mode: str) -> Iterator[Arena]:
+    name = f"production-{seat_mode}"
+    with arena_server(name, tmp_path_factory.mktemp(name), validate=True, seat_mode=seat_mode) as arena:
         yield arena
 
 
 @pytest.fixture(scope="module")
-def validator_off(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
-    with arena_server("validator-off", tmp_path_factory.mktemp("validator-off"), validate=False) as arena:
+def validator_off(tmp_path_factory: pytest.TempPathFactory, seat_mode: str) -> Iterator[Arena]:
+    name = f"validator-off-{seat_mode}"
+    with arena_server(name, tmp_path_factory.mktemp(name), validate=False, seat_mode=seat_mode) as arena:
         yield arena
 
 
 @pytest.fixture(scope="module")
-def runtime_off(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
-    directory = tmp_path_factory.mktemp("runtime-off")
-    with arena_server("runtime-off", directory, validate=False, restricted=False) as arena:
+def runtime_off(tmp_path_factory: pytest.TempPathFactory, seat_mode: str) -> Iterator[Arena]:
+    """Layers 3-8 alone."""
+    name = f"runtime-off-{seat_mode}"
+    with arena_server(name, tmp_path_factory.mktemp(name), validate=False, restricted=False,
+                      seat_mode=seat_mode) as arena:
         yield arena
 
 

@@ -1,0 +1,480 @@
+"""The fork server: seats forked from one warm zygote instead of a fresh sandboxed process each.
+
+Theory of operation. A fresh seat (``process.py``) costs a bubblewrap sandbox and an interpreter
+start per seat, tens of milliseconds. The fork server starts one zygote (``zygote.py``) per
+server, in bubblewrap with the outer layers (the filesystem view, no network, PID, IPC, UTS and
+cgroup namespaces, a user namespace, uid 65534, a seccomp filter), with the bot runtime and layer
+2 already loaded. Per seat, the server
+
+1. makes the seat's three pipes and a ``SOCK_SEQPACKET`` socket pair itself, and sends the
+   child ends, with the seat's limits, to the zygote (``SCM_RIGHTS``): one non-blocking
+   ``sendmsg``, nothing to wait for;
+2. receives, on the seat's socket, the seat's pidfd: the seat's pid in the server's PID
+   namespace (from ``/proc/self/fdinfo``) and a handle that signals exactly that process,
+   never a recycled pid; later, on the same socket, the seat's wait status (the zygote reaps
+   it), so ``describe_exit`` works as for a fresh process;
+3. wraps its ends of the pipes in asyncio streams: :class:`ForkSeatProcess` behaves as a
+   fresh ``SeatProcess`` (``init`` with the bot's code on stdin, the same runtime loop).
+
+The forked seat applies the per-seat layers itself before it reads ``init`` (see ``zygote.py``):
+its own session, rlimits, not dumpable, Landlock (its own ``/proc`` entry only, signals scoped
+to itself), the runtime's seccomp filter with its own pid. So seats are forked ahead of need:
+a pool of ``pool_size`` seats per server, with the server's default limits, waits for ``init``;
+taking one sends the request for its replacement at once, and the zygote forks it while the
+match plays: the pool refills in the background with no task or thread of the server's.
+
+Lifetime and ownership. One zygote serves every event loop of the process: the zygote's socket
+and the pool are plain descriptors, and each seat's streams are made in the loop that opens it.
+The app's lifespan owns one (:func:`serve_seats`, started off the event loop, stopped when the
+lifespan ends); elsewhere (``arena play``, tests, benchmarks) the first seat starts a
+process-wide one, stopped at interpreter exit (``atexit``). The zygote lives exactly as long as
+its socket: the server closing it, or dying, makes it kill its seats and exit.
+
+Modes (``Settings.seat_mode``): ``auto`` (the default) uses the fork server when every
+isolation layer is active and the zygote starts, else fresh processes; ``fork`` requires it;
+``fresh`` never uses it. Seats with a non-default interpreter or isolation (the test-only
+``isolation_override``) always start fresh.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import dataclasses
+import enum
+import json
+import logging
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from protocol.errors import LayerUnavailable, SandboxError
+
+from ._forkseat import ForkSeatProcess, PendingSeat
+from ._seccomp import seat_seccomp_template, zygote_seccomp_program
+from .isolation import Isolation, default_isolation
+from .limits import Limits
+from .process import CLEAN_ENV, RUNTIME_PATH, bot_python
+
+__all__ = [
+    "DEFAULT_POOL_SIZE", "ForkSeatProcess", "ForkServer", "SeatMode", "SeatModeStatus", "acquire_fork_server",
+    "fork_server_pids", "is_explicit", "resolve_mode", "seat_mode_override", "seat_mode_status", "serve_seats",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+ZYGOTE_PATH = RUNTIME_PATH.with_name("zygote.py")
+DEFAULT_POOL_SIZE = 8
+_START_TIMEOUT_S = 20.0
+_STOP_TIMEOUT_S = 5.0
+_RESTART_INTERVAL_S = 10.0  # at most one restart of a dead zygote per interval
+_MESSAGE_BYTES = 1 << 16
+
+
+class SeatMode(enum.StrEnum):
+    AUTO = "auto"  # the fork server when it can run here, else fresh
+    FORK = "fork"  # the fork server, or refuse
+    FRESH = "fresh"  # a fresh sandboxed process per seat
+
+
+@dataclass(frozen=True, slots=True)
+class SeatModeStatus:
+    """How seats start in this process: for ``/api/health`` and ``arena doctor``."""
+
+    configured: str
+    active: str  # "fork" or "fresh"
+    reason: str
+    pool_size: int = 0
+
+
+def _runtime_key(limits: Limits) -> tuple[Any, ...]:
+    """What makes two seats' layers alike: the limits the runtime applies (in a fixed order)."""
+    return tuple(limits.for_runtime().values())
+
+
+class ForkServer:
+    """A zygote in the sandbox's outer layers, and a pool of seats forked ahead of need.
+
+    :meth:`start` and :meth:`close` block (run them off the event loop); the rest is quick
+    and thread-safe.
+    """
+
+    def __init__(
+        self, isolation: Isolation, *, python: str, pool_size: int, pool_limits: Limits,
+        seat_landlock: bool = True, seat_seccomp: bool = True,
+    ) -> None:
+        self.isolation = isolation
+        # Test-only switches: leave a per-seat layer out, to show that the others hold alone.
+        self.seat_landlock = seat_landlock
+        self.seat_seccomp = seat_seccomp
+        self.python = python
+        self.pool_size = pool_size
+        self.pool_limits = pool_limits
+        self.pool_key = _runtime_key(pool_limits)
+        self.info: dict[str, Any] = {}  # what the zygote said about itself
+        self._lock = threading.Lock()
+        self._pool: deque[PendingSeat] = deque()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._failure: str | None = None
+        self._started_at = 0.0
+
+    @classmethod
+    def launch(
+        cls, *, pool_size: int = DEFAULT_POOL_SIZE, pool_limits: Limits | None = None, **switches: bool
+    ) -> ForkServer:
+        """A started fork server with every isolation layer this machine supports.
+
+        ``switches``: the test-only ``seat_landlock`` and ``seat_seccomp`` (never turn them off in production).
+
+        Raises:
+            LayerUnavailable: a layer is off here, or the zygote did not start.
+        """
+        python = bot_python()
+        isolation = default_isolation(python, RUNTIME_PATH)
+        if isolation is None or not (isolation.namespaces and isolation.seccomp and isolation.filesystem):
+            raise LayerUnavailable("the fork server needs every isolation layer (namespaces, seccomp, filesystem)")
+        server = cls(isolation, python=python, pool_size=pool_size, pool_limits=pool_limits or Limits(), **switches)
+        server.start()
+        return server
+
+    @property
+    def is_alive(self) -> bool:
+        return self._proc is not None and self._failure is None and self._proc.poll() is None
+
+    @property
+    def failure(self) -> str | None:
+        return self._failure
+
+    @property
+    def pid(self) -> int | None:
+        """bubblewrap's pid, the zygote's ancestor (for tests that account for every process)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Start the zygote and fill the pool. Blocks until the zygote is ready (some 100 ms).
+
+        Raises:
+            LayerUnavailable: the zygote did not start, or lacks Landlock.
+        """
+        template = seat_seccomp_template()
+        isolation = dataclasses.replace(self.isolation, seccomp_program=zygote_seccomp_program())
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv, fds = isolation.wrap_command(
+            [self.python, "-I", "-S", str(ZYGOTE_PATH), str(theirs.fileno())], runtime_path=RUNTIME_PATH,
+            python=self.python, env=CLEAN_ENV, die_with_parent=False,  # it dies with its socket instead
+        )
+        user = isolation.user
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=CLEAN_ENV, cwd="/",
+                start_new_session=True, pass_fds=[theirs.fileno(), *fds],
+                user=user, group=user, extra_groups=[] if user is not None else None,
+            )
+        except OSError as exc:
+            ours.close()
+            raise LayerUnavailable(f"could not start the fork server: {exc}") from exc
+        finally:
+            theirs.close()
+            for fd in fds:
+                os.close(fd)
+        try:
+            ours.settimeout(_START_TIMEOUT_S)
+            program = base64.b64encode(template.program).decode("ascii")
+            config: dict[str, Any] = {"seccomp_offsets": template.offsets, "landlock": self.seat_landlock}
+            if self.seat_seccomp:
+                config["seccomp"] = program
+            ours.send(json.dumps(config).encode())
+            reply = json.loads(ours.recv(_MESSAGE_BYTES) or b'{"error": "it exited"}')
+            if not reply.get("ready"):
+                raise LayerUnavailable(f"the fork server's zygote failed: {reply.get('error')}")
+            if reply.get("landlock_abi", 0) < 1:
+                raise LayerUnavailable("the fork server needs Landlock (Linux 5.13 or later, enabled)")
+        except (OSError, ValueError, LayerUnavailable) as exc:
+            ours.close()
+            _stop_process(proc)
+            raise exc if isinstance(exc, LayerUnavailable) else LayerUnavailable(
+                f"the fork server's zygote did not start: {exc}") from exc
+        ours.settimeout(_START_TIMEOUT_S)  # a send blocks only if the zygote stopped reading: then it is broken
+        with self._lock:
+            self._proc, self._control, self._failure = proc, ours, None
+            self.info = reply
+            self._started_at = time.monotonic()
+            for _ in range(self.pool_size):
+                self._pool.append(self._request(self.pool_limits))
+        log.info("fork server started: zygote under bubblewrap pid %d, pool of %d, Landlock ABI %d",
+                 proc.pid, self.pool_size, reply["landlock_abi"])
+
+    def restart_if_dead(self) -> bool:
+        """Start a dead zygote again (at most once per interval): whether it runs. Blocks."""
+        if self.is_alive:
+            return True
+        if time.monotonic() - self._started_at < _RESTART_INTERVAL_S:
+            return False
+        log.warning("fork server: the zygote died (%s); starting it again", self._failure or "it exited")
+        self.close()
+        try:
+            self.start()
+        except LayerUnavailable as exc:
+            self._failure = str(exc)
+            self._started_at = time.monotonic()
+            return False
+        return True
+
+    def close(self) -> None:
+        """Stop the zygote: its seats are killed and reaped, the pool given up. Blocks briefly."""
+        with self._lock:
+            pool, self._pool = list(self._pool), deque()
+            control, self._control = self._control, None
+            proc = self._proc
+        for seat in pool:
+            seat.discard()
+        if control is not None:
+            control.close()  # EOF: the zygote kills its seats and exits
+        if proc is not None:
+            _stop_process(proc)
+
+    def take(self, limits: Limits) -> PendingSeat:
+        """A seat for ``limits``: a pooled one (its replacement requested now), else a new request.
+
+        Raises:
+            SandboxError: the zygote is gone.
+        """
+        with self._lock:
+            if _runtime_key(limits) == self.pool_key and self._pool:
+                seat = self._pool.popleft()
+                self._pool.append(self._request(self.pool_limits))
+                return seat
+            return self._request(limits)
+
+    def _request(self, limits: Limits) -> PendingSeat:
+        """Ask the zygote for one seat (the lock is held): one ``sendmsg``, no reply awaited."""
+        if self._control is None or self._failure is not None:
+            raise SandboxError(f"the fork server is not running: {self._failure or 'stopped'}")
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            request = json.dumps({"limits": limits.for_runtime()}).encode()
+            socket.send_fds(self._control, [request], [stdin_r, stdout_w, stderr_w, theirs.fileno()])
+        except OSError as exc:
+            self._failure = f"the zygote stopped taking requests: {exc}"
+            for fd in (stdin_w, stdout_r, stderr_r):
+                os.close(fd)
+            ours.close()
+            raise SandboxError(f"the fork server could not start a seat: {exc}") from exc
+        finally:
+            for fd in (stdin_r, stdout_w, stderr_w):
+                os.close(fd)
+            theirs.close()
+        ours.setblocking(False)
+        return PendingSeat(stdin_w, stdout_r, stderr_r, ours)
+
+    async def checkout(self, limits: Limits) -> PendingSeat:
+        """A started seat for ``limits``, its layers applied or being applied, waiting for ``init``.
+
+        Raises:
+            SandboxError: the zygote is gone or could not fork.
+        """
+        for _ in range(self.pool_size + 1):
+            seat = self.take(limits)
+            try:
+                await seat.started()
+            except BaseException:
+                seat.discard()
+                raise
+            if not seat.has_exited():
+                return seat
+            seat.discard()  # died waiting in the pool (the zygote restarted, or a failure to apply a layer)
+        raise SandboxError("the fork server's seats exit before they are used")
+
+    @asynccontextmanager
+    async def open_seat(self, pending: PendingSeat, limits: Limits, label: str) -> AsyncIterator[ForkSeatProcess]:
+        """Run a checked-out seat: its log drained, its exit watched; killed and reaped at the end."""
+        try:
+            seat = await ForkSeatProcess.attach(pending, limits, label)
+        except BaseException:
+            pending.discard()
+            raise
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(seat.drain_log)
+                tg.start_soon(seat.watch_exit)
+                try:
+                    yield seat
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await seat.close()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await seat.release()
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.wait(timeout=_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# -- the process's fork server and seat mode --------------------------------------------------------
+
+
+@dataclass
+class _Seats:
+    """How seats start, as one owner (the app's lifespan, or the process by default) set it."""
+
+    mode: SeatMode
+    server: ForkServer | None
+    reason: str  # why seats start fresh, when they do
+    is_lazy: bool = False  # the process-wide default: its server starts with the first seat
+
+
+_state_lock = threading.Lock()
+_installed: list[_Seats] = []  # the app lifespans' settings, innermost last
+_default = _Seats(SeatMode.AUTO, None, "the fork server starts with the first seat", is_lazy=True)
+_lazy_tried = False
+
+
+_override: ContextVar[SeatMode | None] = ContextVar("arena_seat_mode_override", default=None)
+
+
+@contextmanager
+def seat_mode_override(mode: str) -> Iterator[None]:
+    """Seats opened in this context (this task and those it starts) use ``mode``: for benchmarks
+    that compare modes side by side, and tests.
+
+    Raises:
+        ValueError: not a seat mode.
+    """
+    token = _override.set(SeatMode(mode))
+    try:
+        yield
+    finally:
+        _override.reset(token)
+
+
+def is_explicit(mode: str | None) -> bool:
+    """Whether the caller or the context (:func:`seat_mode_override`) chose the mode, not the process."""
+    return mode is not None or _override.get() is not None
+
+
+def resolve_mode(mode: str | None) -> SeatMode:
+    """``mode`` as a :class:`SeatMode`; when None, the context's override, else this process's setting.
+
+    Raises:
+        ValueError: not a seat mode.
+    """
+    if mode is not None:
+        return SeatMode(mode)
+    return _override.get() or (_installed[-1] if _installed else _default).mode
+
+
+def _start_lazy() -> None:
+    global _lazy_tried
+    with _state_lock:
+        if _lazy_tried:
+            return
+        _lazy_tried = True
+        try:
+            _default.server = ForkServer.launch()
+        except LayerUnavailable as exc:
+            _default.reason = str(exc)
+            log.warning("seats start as fresh processes: %s", exc)
+            return
+        atexit.register(_default.server.close)
+        _default.reason = ""
+
+
+async def acquire_fork_server(mode: SeatMode) -> ForkServer | None:
+    """The fork server seats in ``mode`` use, started if need be (off the event loop); None: fresh.
+
+    Raises:
+        LayerUnavailable: ``mode`` is FORK and the fork server cannot run here.
+    """
+    if mode is SeatMode.FRESH:
+        return None
+    seats = _installed[-1] if _installed else _default
+    if seats.server is None and (seats.is_lazy or mode is SeatMode.FORK):
+        seats = _default
+        if not _lazy_tried:
+            await anyio.to_thread.run_sync(_start_lazy)
+    server = seats.server
+    if server is not None and not server.is_alive:
+        await anyio.to_thread.run_sync(server.restart_if_dead)
+    if server is not None and server.is_alive:
+        return server
+    if mode is SeatMode.FORK:
+        raise LayerUnavailable(f"the fork server is unavailable: {seats.reason or (server and server.failure)}")
+    return None
+
+
+@asynccontextmanager
+async def serve_seats(
+    mode: str = "auto", *, limits: Limits | None = None, pool_size: int = DEFAULT_POOL_SIZE
+) -> AsyncIterator[SeatModeStatus]:
+    """Seats of this process start in ``mode`` in the block; the fork server, if any, runs for it.
+
+    For the app's lifespan: the zygote starts here, off the event loop, with a pool for
+    ``limits``, and stops when the block ends (after the matches, whose seats it forked).
+
+    Raises:
+        LayerUnavailable: ``mode`` is "fork" and the fork server cannot run here.
+        ValueError: not a seat mode.
+    """
+    chosen = SeatMode(mode)
+    seats = _Seats(chosen, None, "seat_mode is 'fresh'")
+    if chosen is not SeatMode.FRESH:
+        try:
+            seats.server = await anyio.to_thread.run_sync(
+                lambda: ForkServer.launch(pool_size=pool_size, pool_limits=limits))
+        except LayerUnavailable as exc:
+            if chosen is SeatMode.FORK:
+                raise
+            seats.reason = str(exc)
+            log.warning("seats start as fresh processes: %s", exc)
+    _installed.append(seats)
+    try:
+        yield seat_mode_status()
+    finally:
+        _installed.remove(seats)
+        if seats.server is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(seats.server.close)
+
+
+def seat_mode_status(*, probe: bool = False) -> SeatModeStatus:
+    """How seats start here now; ``probe``: start the process's fork server if not yet tried (blocks)."""
+    seats = _installed[-1] if _installed else _default
+    if probe and seats is _default and not _lazy_tried:
+        _start_lazy()
+    server = seats.server
+    if seats.mode is SeatMode.FRESH:
+        return SeatModeStatus(seats.mode.value, "fresh", seats.reason)
+    if server is not None and server.is_alive:
+        info = server.info
+        reason = (f"seats forked from a zygote under bubblewrap (Python {info.get('python')}), layers applied "
+                  f"per seat (session, rlimits, not dumpable, Landlock ABI {info.get('landlock_abi')}, seccomp "
+                  f"with the seat's pid); {server.pool_size} kept ready")
+        return SeatModeStatus(seats.mode.value, "fork", reason, server.pool_size)
+    if seats.is_lazy and not _lazy_tried:
+        return SeatModeStatus(seats.mode.value, "fork", "the fork server starts with the first seat")
+    why = (server.failure if server is not None else None) or seats.reason
+    return SeatModeStatus(seats.mode.value, "fresh", f"fork server unavailable: {why}")
+
+
+def fork_server_pids() -> set[int]:
+    """bubblewrap's pid of every running fork server of this process (tests account for them)."""
+    return {s.server.pid for s in (*_installed, _default) if s.server is not None and s.server.pid is not None}
