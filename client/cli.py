@@ -392,6 +392,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(str(exc), code=exc.code) from None
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port,
                                            log_level=args.log_level,
+                                           # Measured (scripts/bench, README "Performance"): the sansio
+                                           # implementation has the least CPU per delivered frame, and
+                                           # per-message deflate costs +53% CPU and twice the memory per
+                                           # socket for small JSON events.
+                                           ws="websockets-sansio", ws_per_message_deflate=False,
                                            # a spectator that stopped reading must not hold shutdown forever
                                            timeout_graceful_shutdown=5))
     server.run()
