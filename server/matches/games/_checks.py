@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from protocol.errors import ConfigError, IllegalAction
-from server.matches.games.base import JSON, Game
+from server.matches.games.base import JSON, Game, Outcome, Termination
 
 
 def check_turn(game: Game, seat: int) -> None:
@@ -69,3 +69,16 @@ def is_last_step(game: Game) -> bool:
     most ``episodeSteps - 1`` moves and a replay at most ``episodeSteps`` entries.
     """
     return bool(game.step >= game.config["episodeSteps"] - 1)
+
+
+def board_outcome(game: Game, mover: int, *, has_line: bool, is_full: bool) -> Outcome | None:
+    """The result of a two-seat board game after ``mover`` placed a mark: a line wins, a full
+    board draws, and so does running out of steps."""
+    if has_line:
+        rewards = tuple(game.win_reward if s == mover else game.loss_reward for s in range(2))
+        return Outcome(rewards, Termination.WIN, mover)
+    if is_full:
+        return Outcome((game.draw_reward,) * 2, Termination.DRAW)
+    if is_last_step(game):
+        return Outcome((game.draw_reward,) * 2, Termination.STEPS)
+    return None

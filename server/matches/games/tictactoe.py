@@ -11,8 +11,14 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from protocol.errors import IllegalAction
-from server.matches.games._checks import acting_seats, check_episode_steps, check_turn, is_int, is_last_step
-from server.matches.games.base import JSON, Game, Outcome, Termination
+from server.matches.games._checks import (
+    acting_seats,
+    board_outcome,
+    check_episode_steps,
+    check_turn,
+    is_int,
+)
+from server.matches.games.base import JSON, Game, Outcome
 
 __all__ = ["TicTacToe"]
 
@@ -87,13 +93,7 @@ class TicTacToe(Game):
         self.board[cell] = mark
         self.step += 1
         self.line = _winning_line(self.board, mark)
-        if self.line is not None:
-            rewards = tuple(self.win_reward if s == seat else self.loss_reward for s in range(2))
-            self._outcome = Outcome(rewards, Termination.WIN, seat)
-        elif EMPTY not in self.board:
-            self._outcome = Outcome((self.draw_reward,) * 2, Termination.DRAW)
-        elif is_last_step(self):
-            self._outcome = Outcome((self.draw_reward,) * 2, Termination.STEPS)
+        self._outcome = board_outcome(self, seat, has_line=self.line is not None, is_full=EMPTY not in self.board)
 
     def outcome(self) -> Outcome | None:
         """The result once there is a line, a full board or no steps left, else ``None``."""
