@@ -58,6 +58,24 @@ def pids_cgroup(max_pids: int = 64) -> Iterator[Path | None]:
         yield group
 
 
+# The head of the attack bots in the sandbox tests: each attempt prints one line, "NAME: OK
+# value" or "NAME: ExceptionType errno=N", to the seat's log for the test to read.
+ATTEMPT_PRELUDE = """
+import os
+
+def attempt(name, fn):
+    try:
+        result = fn()
+    except BaseException as exc:
+        print(f"{name}: {type(exc).__name__} errno={getattr(exc, 'errno', None)}", flush=True)
+    else:
+        print(f"{name}: OK {result!r:.300}", flush=True)
+
+def agent(observation, configuration):
+    return 0
+
+"""
+
 @dataclass(frozen=True, slots=True)
 class OuterBox:
     """How to start a command in the box; the box's cgroups (None where unavailable)."""

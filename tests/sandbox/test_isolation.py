@@ -45,27 +45,13 @@ from server.sandbox.isolation import (
 )
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.process import RUNTIME_PATH, bot_python
-from tests.sandbox_box import outer_box
+from tests.sandbox_box import ATTEMPT_PRELUDE, outer_box
 
 PROJECT = Path(__file__).resolve().parents[2]
 PYTHON = bot_python()
 EPERM, ENOENT, EROFS = 1, 2, 30
 
-PRELUDE = '''
-import os
-
-def attempt(name, fn):
-    try:
-        result = fn()
-    except BaseException as exc:
-        print(f"{name}: {type(exc).__name__} errno={getattr(exc, 'errno', None)}", flush=True)
-    else:
-        print(f"{name}: OK {result!r:.300}", flush=True)
-
-def agent(obs, config):
-    return 0
-
-'''
+PRELUDE = ATTEMPT_PRELUDE
 
 
 def only(*, namespaces: bool = False, seccomp: bool = False, filesystem: bool = False) -> Isolation:

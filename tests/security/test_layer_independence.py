@@ -43,6 +43,7 @@ from pathlib import Path
 import pytest
 
 from server.sandbox import Limits
+from tests.sandbox_box import ATTEMPT_PRELUDE
 from tests.security.conftest import AttackBot, load_bots
 from tests.security.direct_play import Played, play_boxed, play_direct
 
@@ -50,21 +51,7 @@ RUNTIME_BOTS = [bot for bot in load_bots() if bot.target == "runtime"]
 TEST_ISOLATION = Path(__file__).resolve().parents[1] / "sandbox" / "test_isolation.py"
 NO_ISOLATION = None  # no bubblewrap: no namespaces, no seccomp, no filesystem view
 SLOW_CLOCK = {"actTimeout": 30.0, "remainingOverageTime": 0.1, "agentTimeout": 30.0, "runTimeout": 55.0}
-PRELUDE = """
-import os
-
-def attempt(name, fn):
-    try:
-        result = fn()
-    except BaseException as exc:
-        print(f"{name}: {type(exc).__name__} errno={getattr(exc, 'errno', None)}", flush=True)
-    else:
-        print(f"{name}: OK {result!r:.200}", flush=True)
-
-def agent(observation, configuration):
-    return 0
-
-"""
+PRELUDE = ATTEMPT_PRELUDE
 
 
 def attempts(log: str) -> dict[str, str]:
