@@ -36,22 +36,29 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await anyio.to_thread.run_sync(require_layers, settings.require_layers)
         # The fork server (if any) starts first, off the event loop, and stops after the matches.
         seats = serve_seats(settings.seat_mode, limits=settings.limits, pool_size=settings.seat_pool_size)
-        async with seats, open_sqlite(settings.db) as storage, anyio.create_task_group() as tg:
+        async with seats, open_sqlite(settings.db) as storage:
             aborted = await storage.abort_unfinished("server stopped while the match was live")
             if aborted:
                 log.warning("marked %d interrupted matches aborted", aborted)
-            hub = Hub(settings.spectator_queue_frames)
-            remotes = RemoteAgents(allowance_cap_s=settings.remote_allowance_cap_s,
-                                   connections_per_user=settings.remote_connections_per_user)
-            manager = MatchManager(storage, hub, tg, settings.limits, remotes=remotes)
-            app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter())
-            if settings.seed_examples:
-                await seed_examples(storage)
-            if settings.ladder:
-                tg.start_soon(run_scheduler, manager, settings)
             try:
-                yield
+                async with anyio.create_task_group() as tg:
+                    hub = Hub(settings.spectator_queue_frames)
+                    remotes = RemoteAgents(allowance_cap_s=settings.remote_allowance_cap_s,
+                                           connections_per_user=settings.remote_connections_per_user)
+                    manager = MatchManager(storage, hub, tg, settings.limits, remotes=remotes)
+                    app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter())
+                    if settings.seed_examples:
+                        await seed_examples(storage)
+                    if settings.ladder:
+                        tg.start_soon(run_scheduler, manager, settings)
+                    try:
+                        yield
+                    finally:
+                        tg.cancel_scope.cancel()
             finally:
-                tg.cancel_scope.cancel()
+                # A match stored just before the shutdown may be cancelled before its task ran
+                # (and could store its own abort): nothing may stay pending or live.
+                with anyio.CancelScope(shield=True):
+                    await storage.abort_unfinished("server shut down before the match ended")
 
     return Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
