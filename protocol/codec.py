@@ -3,6 +3,18 @@
 ``decode_*`` functions take raw bytes (or text) from one channel and return a typed message,
 or raise :class:`ProtocolError` naming the bad field. Validation is driven by the dataclass
 annotations in :mod:`protocol.messages`, so a message is declared once.
+
+Theory of operation: decoding is on the hottest path (every bot move is a ``decode_seat``), so
+the annotations are read once per dataclass, not once per message. The first decode of a class
+compiles it (:func:`_compile`) into a builder: one checker function per field, made from its
+annotation by :func:`_checker`, plus which fields are required and which names are known. The
+builder is cached in ``_BUILDERS``; a nested dataclass is compiled when a value first reaches it.
+
+A checker is called as ``check(value, prefix, key)`` and returns the decoded value or raises
+:class:`ProtocolError`. It gets the path in two parts (``key`` a field name or a list index) and
+joins them only when it raises, so a valid message never formats a path. Errors (code, field
+path, text) and the order fields are checked in are what peers see: ``tests/protocol/test_codec.py``
+pins them.
 """
 
 from __future__ import annotations
@@ -10,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import orjson
@@ -109,7 +121,7 @@ def decode_body(data: bytes | str, cls: type[T]) -> T:
     raw = decode_json(data)
     if not isinstance(raw, dict):
         raise ProtocolError("request body must be a JSON object", code="bad_message")
-    return _build(cls, raw, prefix="")
+    return typing.cast(T, _builder(cls)(raw, ""))
 
 
 def _decode(data: bytes | str, classes: Mapping[str, type[Any]]) -> object:
@@ -122,78 +134,191 @@ def _decode(data: bytes | str, classes: Mapping[str, type[Any]]) -> object:
         known = ", ".join(sorted(classes))
         raise ProtocolError(f"unknown message type {tag!r}; expected one of {known}", code="unknown_type",
                             field="type")
-    return _build(cls, raw, prefix="")
+    return _builder(cls)(raw, "")
 
 
-def _build(cls: type[T], raw: Mapping[str, Any], prefix: str) -> T:
-    kwargs: dict[str, Any] = {}
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        path = f"{prefix}{f.name}"
-        if f.name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+# -- compiled builders ------------------------------------------------------------------------------
+
+_Check = Callable[[Any, str, str | int], Any]
+"""``check(value, prefix, key)``: the decoded value, or ``ProtocolError`` at path ``prefix`` + ``key``."""
+_Build = Callable[[Mapping[str, Any], str], Any]
+"""``build(raw, prefix)``: an instance of the dataclass from a JSON object whose fields sit at ``prefix``."""
+
+_BUILDERS: dict[type[Any], _Build] = {}
+
+
+def _builder(cls: type[Any]) -> _Build:
+    build = _BUILDERS.get(cls)
+    if build is None:
+        # A race between threads compiles twice and keeps either: both builders are the same.
+        build = _BUILDERS[cls] = _compile(cls)
+    return build
+
+
+def _compile(cls: type[Any]) -> _Build:
+    hints = typing.get_type_hints(cls, vars(m))
+    known = frozenset(hints)  # so a ClassVar's name is not an unknown field (it is ignored)
+    fields = tuple(
+        (f.name, _checker(hints[f.name]), f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        for f in dataclasses.fields(cls)
+    )
+
+    def build(raw: Mapping[str, Any], prefix: str) -> Any:
+        kwargs: dict[str, Any] = {}
+        for name, check, is_required in fields:
+            if name in raw:
+                kwargs[name] = check(raw[name], prefix, name)
+            elif is_required:
+                path = f"{prefix}{name}"
                 raise ProtocolError(f"missing field {path!r}", code="missing_field", field=path)
-            continue
-        kwargs[f.name] = _check(raw[f.name], hints[f.name], path)
-    unknown = set(raw) - set(hints)
-    if unknown:
-        name = sorted(unknown)[0]
-        raise ProtocolError(f"unknown field {prefix}{name!r}", code="unknown_field", field=f"{prefix}{name}")
-    return cls(**kwargs)
+        if len(kwargs) != len(raw):  # some key is not a field: look for it only then
+            unknown = raw.keys() - known
+            if unknown:
+                name = min(unknown)
+                raise ProtocolError(f"unknown field {prefix}{name!r}", code="unknown_field", field=f"{prefix}{name}")
+        return cls(**kwargs)
+
+    return build
 
 
-_HINTS: dict[type[Any], dict[str, Any]] = {}
+def _path(prefix: str, key: str | int) -> str:
+    return f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}{key}"
 
 
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls, vars(m))
-    return hints
+def _bad_field(prefix: str, key: str | int, what: str) -> ProtocolError:
+    path = _path(prefix, key)
+    return ProtocolError(f"field {path!r} {what}", code="bad_field", field=path)
 
 
-def _check(value: Any, hint: Any, path: str) -> Any:
+def _checker(hint: Any) -> _Check:
+    """The checker for one annotation; the first branch that matches it wins (the order matters)."""
     if hint is Any:
-        return value
+        return _check_any
     origin = get_origin(hint)
     if origin is Literal:
-        if value not in get_args(hint):
-            raise ProtocolError(f"field {path!r} must be one of {get_args(hint)!r}", code="bad_field", field=path)
-        return value
+        return _literal(get_args(hint))
     if origin in (typing.Union, types.UnionType):
-        for option in get_args(hint):
+        return _union(tuple(_checker(option) for option in get_args(hint)))
+    if hint is type(None):
+        return _check_none
+    if origin is list:
+        (item,) = get_args(hint) or (Any,)
+        return _list_of(_checker(item))
+    if origin is dict:
+        return _check_dict
+    if dataclasses.is_dataclass(hint):
+        return _nested(typing.cast(type[Any], hint))
+    if hint is float:
+        return _check_float
+    if hint is int:
+        return _check_int
+    if isinstance(hint, type):
+        return _instance_of(hint)
+    return _unsupported(hint)
+
+
+def _check_any(value: Any, prefix: str, key: str | int) -> Any:
+    return value
+
+
+def _check_none(value: Any, prefix: str, key: str | int) -> None:
+    if value is not None:
+        raise _bad_field(prefix, key, "must be null")
+    return None
+
+
+def _check_dict(value: Any, prefix: str, key: str | int) -> Any:
+    if not isinstance(value, dict):
+        raise _bad_field(prefix, key, "must be an object")
+    return value
+
+
+def _check_float(value: Any, prefix: str, key: str | int) -> float:
+    if type(value) is float:  # the common case first
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad_field(prefix, key, "must be a number")
+    return float(value)
+
+
+def _check_int(value: Any, prefix: str, key: str | int) -> int:
+    if type(value) is int:  # the common case first
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad_field(prefix, key, "must be an integer")
+    return value
+
+
+def _literal(allowed: tuple[Any, ...]) -> _Check:
+    # A tuple, not a frozenset: ``in`` must not fail on an unhashable JSON value (a list).
+    what = f"must be one of {allowed!r}"
+
+    def check(value: Any, prefix: str, key: str | int) -> Any:
+        if value not in allowed:
+            raise _bad_field(prefix, key, what)
+        return value
+
+    return check
+
+
+def _union(options: tuple[_Check, ...]) -> _Check:
+    def check(value: Any, prefix: str, key: str | int) -> Any:
+        if value is None and is_none_valid:
+            return None
+        for option in options:
             try:
-                return _check(value, option, path)
+                return option(value, prefix, key)
             except ProtocolError:
                 continue
-        raise ProtocolError(f"field {path!r} has the wrong type", code="bad_field", field=path)
-    if hint is type(None):
-        if value is not None:
-            raise ProtocolError(f"field {path!r} must be null", code="bad_field", field=path)
-        return None
-    if origin is list:
+        raise _bad_field(prefix, key, "has the wrong type")
+
+    # Checkers are pure, so whether the options, tried in order, let ``null`` through (the
+    # ``X | None`` case) is known now; then a ``null`` skips the options that would refuse it.
+    is_none_valid = False
+    try:
+        check(None, "", "")
+    except (ProtocolError, TypeError):  # refused, or an unsupported option ahead of it: keep the loop
+        pass
+    else:
+        is_none_valid = True
+    return check
+
+
+def _list_of(item: _Check) -> _Check:
+    def check(value: Any, prefix: str, key: str | int) -> list[Any]:
         if not isinstance(value, list):
-            raise ProtocolError(f"field {path!r} must be a list", code="bad_field", field=path)
-        (item,) = get_args(hint) or (Any,)
-        return [_check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
+            raise _bad_field(prefix, key, "must be a list")
+        if item is _check_any:
+            return value  # a fresh list from the parser, owned by nobody else
+        path = _path(prefix, key)
+        return [item(v, path, i) for i, v in enumerate(value)]
+
+    return check
+
+
+def _nested(cls: type[Any]) -> _Check:
+    def check(value: Any, prefix: str, key: str | int) -> Any:
         if not isinstance(value, dict):
-            raise ProtocolError(f"field {path!r} must be an object", code="bad_field", field=path)
+            raise _bad_field(prefix, key, "must be an object")
+        return _builder(cls)(value, f"{_path(prefix, key)}.")  # compiled when first reached
+
+    return check
+
+
+def _instance_of(cls: type[Any]) -> _Check:
+    what = f"must be {cls.__name__}"
+
+    def check(value: Any, prefix: str, key: str | int) -> Any:
+        if not isinstance(value, cls):
+            raise _bad_field(prefix, key, what)
         return value
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ProtocolError(f"field {path!r} must be an object", code="bad_field", field=path)
-        return _build(typing.cast(type[Any], hint), value, prefix=f"{path}.")
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ProtocolError(f"field {path!r} must be a number", code="bad_field", field=path)
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ProtocolError(f"field {path!r} must be an integer", code="bad_field", field=path)
-        return value
-    if isinstance(hint, type):
-        if not isinstance(value, hint):
-            raise ProtocolError(f"field {path!r} must be {hint.__name__}", code="bad_field", field=path)
-        return value
-    raise TypeError(f"unsupported annotation {hint!r} at {path}")  # our own bug, not the peer's
+
+    return check
+
+
+def _unsupported(hint: Any) -> _Check:
+    def check(value: Any, prefix: str, key: str | int) -> Any:
+        # Our own bug, not the peer's; raised only when a value reaches it.
+        raise TypeError(f"unsupported annotation {hint!r} at {_path(prefix, key)}")
+
+    return check
