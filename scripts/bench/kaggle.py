@@ -6,12 +6,18 @@ sandbox, ``N`` in flight. kaggle-environments runs ``make("connectx").run(["rand
 in a virtual environment of its own, made on first use and cached at ``KAGGLE_VENV``
 (reused while it imports); its loop runs in a child process that times itself, so the
 interpreter's start and the import are not counted. Arena and Kaggle rounds alternate.
+
+Both are CPU-bound on this machine, so the CPU each match costs sets the ratio: per seat mode,
+the server's own CPU per match and that of its sandbox processes (bubblewrap, the fork server
+and the seats: those the server reaped, plus every live descendant with what it reaped),
+beside the CPU per episode of Kaggle's loop.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -37,13 +43,14 @@ from importlib.metadata import version
 from kaggle_environments import make
 seconds = float(sys.argv[1])
 make("connectx").run(["random", "random"])
-episodes, steps, started = 0, 0, time.perf_counter()
+episodes, steps, started, cpu = 0, 0, time.perf_counter(), time.process_time()
 while time.perf_counter() - started < seconds:
     env = make("connectx")
     steps += len(env.run(["random", "random"]))
     episodes += 1
 elapsed = time.perf_counter() - started
 print(json.dumps({"episodes_per_s": episodes / elapsed, "episodes": episodes, "steps": steps,
+                  "cpu_ms_per_episode": (time.process_time() - cpu) / episodes * 1e3,
                   "version": version("kaggle-environments")}))
 """
 
@@ -103,6 +110,36 @@ async def kaggle_episodes_per_second(python: Path, seconds: float) -> dict[str, 
     return out
 
 
+def _cpu_s() -> tuple[float, float]:
+    """CPU seconds so far: this process's own, and its descendants' (reaped or alive, e.g. a fork server)."""
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime + _live_descendants_cpu_s()
+
+
+def _live_descendants_cpu_s() -> float:
+    """utime + stime + reaped children's, of every live process below this one (from /proc)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(entry)] = int(fields[1])
+        ticks[int(entry)] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    me, total = os.getpid(), 0
+    for pid in ticks:
+        ancestor = parents.get(pid, 0)
+        while ancestor > 1 and ancestor != me:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == me:
+            total += ticks[pid]
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 async def arena_connectx(open_seat: SeatOpener, in_flight: int, total: int) -> float:
     """Whole ConnectX matches/s between two random bots."""
     return await matches_per_second(open_seat, "connectx", [RANDOM_BOT] * 2, in_flight, total)
@@ -125,14 +162,22 @@ async def run(quick: bool) -> Section:
         kaggle_error = str(exc)
     modes = [name for name, mode in SEAT_MODES.items() if mode.is_full_sandbox]
     arena: dict[tuple[str, int], list[float]] = {(m, n): [] for m in modes for n in in_flight}
+    server_cpu: dict[str, list[float]] = {m: [] for m in modes}
+    sandbox_cpu: dict[str, list[float]] = {m: [] for m in modes}
     kaggle: list[float] = []
+    kaggle_cpu: list[float] = []
     for round_no in range(rounds):
         for name in modes:
             async with SEAT_MODES[name].session() as open_seat:
                 if round_no == 0:
                     await arena_connectx(open_seat, 2, 4)  # warm-up
+                before = _cpu_s()
                 for n in in_flight:
                     arena[(name, n)].append(await arena_connectx(open_seat, n, total))
+                after = _cpu_s()
+            played = total * len(in_flight)
+            server_cpu[name].append((after[0] - before[0]) / played * 1e3)
+            sandbox_cpu[name].append((after[1] - before[1]) / played * 1e3)
         if python is not None:
             try:
                 result = await kaggle_episodes_per_second(python, kaggle_s)
@@ -140,12 +185,18 @@ async def run(quick: bool) -> Section:
                 kaggle_error, python = str(exc), None
             else:
                 kaggle.append(float(result["episodes_per_s"]))
+                kaggle_cpu.append(float(result["cpu_ms_per_episode"]))
                 section.extra["kaggle_environments_version"] = result.get("version")
     for (name, n), values in arena.items():
         section.add(Row(f"arena, {name}, {n} in flight", "matches/s", values))
+    for name in modes:
+        section.add(Row(f"CPU per match, {name}: the server's own", "ms", server_cpu[name]))
+        section.add(Row(f"CPU per match, {name}: sandbox processes (bwrap, fork server, seats)", "ms",
+                        sandbox_cpu[name]))
     kaggle_name = "kaggle-environments, built-in random agents (in-process, no isolation)"
     if kaggle:
         section.add(Row(kaggle_name, "episodes/s", kaggle))
+        section.add(Row("CPU per episode, kaggle-environments", "ms", kaggle_cpu))
         for (name, n), values in arena.items():
             section.add(Row(f"arena ({name}, {n} in flight) / kaggle", "x", ratios(values, kaggle), ">= 10x",
                             is_ratio=True))

@@ -253,9 +253,9 @@ async def _ask(
         if started + budget_s >= run_deadline:
             result = AgentTimeout(f"match time limit reached (runTimeout {game.config['runTimeout']:g} s)")
         else:
-            network = f" + network allowance {extra_s:.3g} s" if allowance_s is not None else ""
+            credit = f" + network allowance {extra_s:.3g} s" if allowance_s is not None else ""
             result = AgentTimeout(
-                f"no move within {budget_s:.3g} s at step {step} (actTimeout {act_s:g} s + overage bank{network})"
+                f"no move within {budget_s:.3g} s at step {step} (actTimeout {act_s:g} s + overage bank{credit})"
             )
         banks[seat] = 0.0
         link.stop(str(result))
