@@ -285,6 +285,34 @@ async def test_never_answering_is_timeout(bot: str) -> None:
     assert seat_timing(steps, 1)[-1].bank_s == 0.0
 
 
+async def test_simultaneous_seats_each_keep_their_own_deadline() -> None:
+    """rps asks both seats at once: the silent one times out, the other's move and timing are kept."""
+    config = {"actTimeout": 0.2, "remainingOverageTime": 0.05}
+    result, steps, _ = await play("rps", [returns("1"), SLEEPS_FOREVER], config)
+    assert_forfeit(result, steps, 1, "TIMEOUT", "no move within 0.25 s at step 1")
+    assert steps[-1].actions == [1, None]
+    mover, silent = steps[-1].timing
+    assert mover is not None and silent is not None
+    assert mover.wall_s < silent.wall_s and silent.bank_s == 0.0
+
+
+async def test_cancelling_a_simultaneous_step_stops_both_asks() -> None:
+    """A match cancelled from outside while both rps seats think ends there, every seat reaped."""
+    spec = MatchSpec("rps", resolve_config(get_game("rps"), {"actTimeout": 60, "runTimeout": 120}), seed=1)
+    recorder = ListRecorder()
+    with anyio.fail_after(MATCH_LIMIT_S):
+        async with AsyncExitStack() as stack:
+            links = []
+            for _ in range(2):
+                link = await stack.enter_async_context(open_process_seat(source(SLEEPS_FOREVER), Limits()))
+                _seat_pids.append(link.process.pid)
+                links.append(link)
+            with anyio.move_on_after(1.0) as scope:
+                await run_match(spec, links, recorder)
+    assert scope.cancelled_caught
+    assert [s.step for s in recorder.steps] == [0]  # nothing recorded for the step that never finished
+
+
 async def test_slow_moves_spend_the_bank_then_time_out() -> None:
     config = {"actTimeout": 0.1, "remainingOverageTime": 0.5, "episodeSteps": 20}
     result, steps, logs = await play("rps", [SLOW_MOVES, "rps_random"], config)
