@@ -5,12 +5,19 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-__all__ = ["hash_token", "new_token", "parse_bearer"]
+__all__ = ["TOKEN_PREFIX", "hash_token", "new_token", "parse_bearer"]
+
+
+TOKEN_PREFIX = "arena_"
 
 
 def new_token() -> str:
-    """A fresh token with 256 bits of randomness."""
-    return secrets.token_urlsafe(32)
+    """A fresh token with 256 bits of randomness.
+
+    The prefix lets people (and secret scanners) recognise one, and means a token never starts
+    with ``-``, which a command line would read as an option (``arena login --token -x...``).
+    """
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def hash_token(token: str) -> str:

@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from server.auth import TOKEN_PREFIX, new_token
 from server.config import Settings
 from tests.server.agent_client import action, first_free, open_agent, play, recv, register_remote, rps_cycle
 from tests.server.conftest import (
@@ -73,6 +74,7 @@ async def test_tokens_are_long_random_and_stored_hashed(settings: Settings) -> N
         tokens = [(await create_user(client, f"user{i}")).token for i in range(3)]
         assert len(set(tokens)) == 3
         assert all(len(t) >= 43 for t in tokens)  # 32 random bytes, base64url: 256 bits
+        assert all(t.startswith(TOKEN_PREFIX) and len(t) - len(TOKEN_PREFIX) >= 43 for t in tokens)
         me = await client.get("/api/users/me", headers={"Authorization": f"Bearer {tokens[0]}"})
         assert me.status_code == 200 and me.json()["name"] == "user0"
         error_of(await client.get("/api/users/me"), 401, "unauthorized")
@@ -82,6 +84,11 @@ async def test_tokens_are_long_random_and_stored_hashed(settings: Settings) -> N
         stored = [row[0] for row in db.execute("SELECT token_hash FROM users")]
     assert len(stored) == 3 and not set(stored) & set(tokens)
     assert all(len(h) == 64 for h in stored)  # SHA-256, hex
+
+
+def test_a_token_never_looks_like_a_command_line_option() -> None:
+    """``arena login --token TOKEN`` must not read a token starting with '-' as an option."""
+    assert not any(new_token().startswith("-") for _ in range(2000))
 
 
 async def test_code_and_logs_are_the_owners_only(settings: Settings) -> None:
