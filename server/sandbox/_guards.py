@@ -47,7 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
-    "BOT_MODULE", "FORMAT_METHODS", "HIDDEN_CLASSES", "SafeModule", "SafeType", "caught", "exact",
+    "BOT_MODULE", "FORMAT_METHODS", "HIDDEN_CLASSES", "STAND_INS", "SafeModule", "SafeType", "caught", "exact",
     "format_attribute", "forward_ref_without_code", "guarded_create_enum", "guarded_dataclass",
     "guarded_update_wrapper", "guarded_wraps", "is_bot_class", "is_private", "private_attribute", "writable",
 ]  # fmt: skip
@@ -251,12 +251,16 @@ HIDDEN_CLASSES: dict[type, str] = {
     types.MethodDescriptorType: "a method descriptor", types.ClassMethodDescriptorType: "a method descriptor",
     types.GetSetDescriptorType: "a descriptor", types.MemberDescriptorType: "a descriptor",
 }  # fmt: skip
+# Classes type() hands the bot a stand-in for (real class -> stand-in), filled by the optional
+# guards of an opt-in module: numpy's ndarray, whose constructor takes a buffer it does not keep.
+STAND_INS: dict[type, Any] = {}
 
 
 class _TypeGuard(type):
-    """The metaclass of the bot's ``type``: one argument only, never a real metaclass back, and
-    none of :data:`HIDDEN_CLASSES`. Passed around as a value (``map(type, ...)``,
-    ``functools.partial(type, f)``, ``sorted(key=type)``), it is still this guard that is called."""
+    """The metaclass of the bot's ``type``: one argument only, never a real metaclass back,
+    none of :data:`HIDDEN_CLASSES`, and the stand-in of a class in :data:`STAND_INS`. Passed
+    around as a value (``map(type, ...)``, ``functools.partial(type, f)``, ``sorted(key=type)``),
+    it is still this guard that is called."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         if len(args) != 1 or kwargs:
@@ -268,7 +272,7 @@ class _TypeGuard(type):
             kind = HIDDEN_CLASSES.get(klass)
             if kind is not None:
                 raise TypeError(f"type() of {kind} is not available in the arena")
-        return found
+        return STAND_INS.get(found, found)
 
     def __instancecheck__(cls, obj: Any) -> bool:
         return isinstance(obj, type)

@@ -15,9 +15,14 @@ pipes. The runtime
    answers ``ready``, then answers every ``act`` line with one ``action`` line.
 
 Unless the limits turn it off (a test-only switch), the bot's module is compiled and run by
-the restricted runtime (``restricted.py`` and ``_guards.py``, layer 2, loaded by path from this
-directory): checked syntax, whitelisted builtins and modules only. It fails closed: without
-those files no bot runs.
+the restricted runtime (``restricted.py``, ``_guards.py`` and ``_numpy_guards.py``, layer 2,
+loaded by path from this directory): checked syntax, whitelisted builtins and modules only. It
+fails closed: without those files no bot runs.
+
+When the limits allow numpy (the operator's opt-in), the runtime imports it before the bot's
+code runs (:func:`enable_numpy`: ``-S`` left every site directory off ``sys.path``, and only
+the one holding numpy joins it), seeds numpy's global generator from the match seed and the seat
+as it seeds ``random``, and sends numpy's scalars and arrays in an action as plain JSON values.
 
 A seat forked by the fork server (``zygote.py``) runs the same code from step 2 on: the
 zygote loaded this module and layer 2 once, and the forked seat applied its limits and its
@@ -49,9 +54,10 @@ BOT_FILENAME = "bot.py"
 SECCOMP_OPTION = "--seccomp"
 PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS, SECCOMP_MODE_FILTER = 22, 38, 2
 BPF_INSTRUCTION_BYTES = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
-# Layer 2, next to this file (in the sandbox too), in import order: restricted imports _guards.
+# Layer 2, next to this file (in the sandbox too), in import order: restricted imports the others.
 RESTRICTED_PACKAGE = "arena_sandbox"
-RESTRICTED_MODULES = ("_guards", "restricted")
+RESTRICTED_MODULES = ("_guards", "_numpy_guards", "restricted")
+NUMPY_IMPORTS = ("numpy", "numpy.fft", "numpy.linalg", "numpy.random")  # restricted.NUMPY_MODULES
 NOBODY = 65534
 
 
@@ -185,6 +191,49 @@ def install_seccomp(program: bytes) -> None:
     native().install_seccomp(program)
 
 
+def enable_numpy() -> None:
+    """Import numpy and the submodules a bot may import, from the site directory that holds it.
+
+    ``python -I -S`` puts no site directory on ``sys.path``: the first of the interpreter's that
+    holds numpy joins it (in the sandbox's view it holds numpy alone). Runs before the bot's code.
+
+    Raises:
+        ImportError: numpy is not installed for this interpreter, or fails to import.
+    """
+    if "numpy" not in sys.modules:
+        import site  # with -S importing it adds nothing to sys.path; its list of directories is all we use
+
+        for directory in site.getsitepackages():
+            if os.path.isfile(os.path.join(directory, "numpy", "__init__.py")):
+                if directory not in sys.path:
+                    sys.path.append(directory)
+                break
+        else:
+            raise ImportError(f"numpy is not installed for {sys.executable} (Debian: apt-get install python3-numpy)")
+    import importlib
+
+    for name in NUMPY_IMPORTS:
+        importlib.import_module(name)
+
+
+def seed_numpy(seed: str) -> None:
+    """Seed numpy's global generator (``numpy.random.rand``...) from ``seed``, as ``random`` is."""
+    numpy = sys.modules["numpy"]
+    numpy.random.seed(random.Random(f"{seed}:numpy").getrandbits(32))
+
+
+def plain(value: Any) -> Any:
+    """``json.dumps``'s ``default``: numpy's scalars and arrays as Python values, nothing else."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        # The base classes' own methods: a subclass of the bot's cannot run code here.
+        if isinstance(value, numpy.generic):
+            return numpy.generic.item(value)
+        if isinstance(value, numpy.ndarray):
+            return numpy.ndarray.tolist(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def load_restricted() -> Any:
     """The restricted runtime module, loaded by path: ``python -I`` puts no directory on sys.path.
 
@@ -298,7 +347,7 @@ class Channel:
         return msg
 
     def send(self, msg: dict[str, Any]) -> None:
-        self.writer.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+        self.writer.write(json.dumps(msg, separators=(",", ":"), default=plain).encode() + b"\n")
         self.writer.flush()
 
 
@@ -364,8 +413,18 @@ def serve(
         except (OSError, ValueError) as exc:  # the arena's fault, not the bot's: no bot runs without it
             sys.stderr.write(f"arena: the bot runtime could not install its seccomp filter: {exc}\n")
             return 3
+    if init["limits"].get("allow_numpy"):
+        try:
+            enable_numpy()  # under every layer of a fresh seat; a forked seat's zygote did it already
+        except BaseException as exc:  # the operator's setting, not the bot's fault: say why
+            detail = [line.strip() for line in str(exc).splitlines() if line.strip()]  # numpy's run long
+            fail(channel, "load", f"numpy is allowed here but cannot be imported: {type(exc).__name__}: "
+                                  f"{detail[-1] if detail else repr(exc)}")
+            return 1
     seed, seat = init["seed"], init["seat"]
     random.seed(f"arena:{seed}:{seat}")
+    if init["limits"].get("allow_numpy"):
+        seed_numpy(f"arena:{seed}:{seat}")
     configuration = _struct(init["configuration"])
 
     code: str = init["code"]

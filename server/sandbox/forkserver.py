@@ -16,6 +16,11 @@ cgroup namespaces, a user namespace, uid 65534, a seccomp filter), with the bot 
 3. wraps its ends of the pipes in asyncio streams: :class:`ForkSeatProcess` behaves as a
    fresh ``SeatProcess`` (``init`` with the bot's code on stdin, the same runtime loop).
 
+numpy, the operator's opt-in, follows the pool's limits: with ``allow_numpy`` the zygote's view
+holds numpy (its package, the libraries it loads) and the zygote imports it before forking, so
+seats share it; without, neither, and a seat whose limits allow numpy is refused here (``auto``
+then starts it fresh, with numpy in its own view).
+
 The forked seat applies the per-seat layers itself before it reads ``init`` (see ``zygote.py``):
 its own session, rlimits, not dumpable, Landlock (its own ``/proc`` entry only, signals scoped
 to itself), the runtime's seccomp filter with its own pid. So seats are forked ahead of need:
@@ -62,7 +67,7 @@ from protocol.errors import LayerUnavailable, SandboxError
 
 from ._forkseat import ForkSeatProcess, PendingSeat
 from ._seccomp import seat_seccomp_template, zygote_seccomp_program
-from .isolation import Isolation, default_isolation
+from .isolation import Isolation, default_isolation, numpy_view
 from .limits import Limits
 from .process import CLEAN_ENV, RUNTIME_PATH, bot_python
 
@@ -121,6 +126,7 @@ class ForkServer:
         self.pool_size = pool_size
         self.pool_limits = pool_limits
         self.pool_key = _runtime_key(pool_limits)
+        self.has_numpy = pool_limits.allow_numpy  # in the zygote's view, and imported by it (see start)
         self.info: dict[str, Any] = {}  # what the zygote said about itself
         self._lock = threading.Lock()
         self._pool: deque[PendingSeat] = deque()
@@ -168,11 +174,16 @@ class ForkServer:
             LayerUnavailable: the zygote did not start, or lacks Landlock.
         """
         template = seat_seccomp_template()
+        if self.pool_limits.allow_numpy:
+            # Without numpy installed (numpy_view says why in the log) the zygote starts without it:
+            # seats allowed numpy then start fresh and fail to load, saying why; the others fork.
+            self.has_numpy = bool(numpy_view(self.python))
         isolation = dataclasses.replace(self.isolation, seccomp_program=zygote_seccomp_program())
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv, fds = isolation.wrap_command(
             [self.python, "-I", "-S", str(ZYGOTE_PATH), str(theirs.fileno())], runtime_path=RUNTIME_PATH,
             python=self.python, env=CLEAN_ENV, die_with_parent=False,  # it dies with its socket instead
+            numpy=self.has_numpy,
         )
         user = isolation.user
         try:
@@ -191,7 +202,8 @@ class ForkServer:
         try:
             ours.settimeout(_START_TIMEOUT_S)
             program = base64.b64encode(template.program).decode("ascii")
-            config: dict[str, Any] = {"seccomp_offsets": template.offsets, "landlock": self.seat_landlock}
+            config: dict[str, Any] = {"seccomp_offsets": template.offsets, "landlock": self.seat_landlock,
+                                      "numpy": self.has_numpy}
             if self.seat_seccomp:
                 config["seccomp"] = program
             ours.send(json.dumps(config).encode())
@@ -248,8 +260,10 @@ class ForkServer:
         """A seat for ``limits``: a pooled one (its replacement requested now), else a new request.
 
         Raises:
-            SandboxError: the zygote is gone.
+            SandboxError: the zygote is gone, or the limits allow numpy and this zygote has none.
         """
+        if limits.allow_numpy and not self.has_numpy:
+            raise SandboxError("the fork server has no numpy: its pool's limits do not allow it")
         with self._lock:
             if _runtime_key(limits) == self.pool_key and self._pool:
                 seat = self._pool.popleft()
@@ -467,7 +481,8 @@ def seat_mode_status(*, probe: bool = False) -> SeatModeStatus:
         info = server.info
         reason = (f"seats forked from a zygote under bubblewrap (Python {info.get('python')}), layers applied "
                   f"per seat (session, rlimits, not dumpable, Landlock ABI {info.get('landlock_abi')}, seccomp "
-                  f"with the seat's pid); {server.pool_size} kept ready")
+                  f"with the seat's pid); {server.pool_size} kept ready"
+                  f"{'; numpy preloaded (allow_numpy)' if server.has_numpy else ''}")
         return SeatModeStatus(seats.mode.value, "fork", reason, server.pool_size)
     if seats.is_lazy and not _lazy_tried:
         return SeatModeStatus(seats.mode.value, "fork", "the fork server starts with the first seat")

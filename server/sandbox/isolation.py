@@ -23,7 +23,11 @@ the sandbox and then execs ``python3 -I -S /arena/bot_runtime.py`` in it:
   imports (found once by running it), the runtime copied in read-only through a descriptor (so
   the sandbox needs no access to the project's directory), ``/dev/null``, ``/dev/zero``,
   ``/dev/urandom`` and, with a PID namespace, a ``/proc`` of that namespace only. Not ``/etc``,
-  ``/home``, ``/root``, ``/tmp``, the project, the database, other submissions.
+  ``/home``, ``/root``, ``/tmp``, the project, the database, other submissions. A seat whose
+  limits allow numpy (the operator's opt-in) also gets numpy's package directory, alone in its
+  site directory, the libraries it loads and the links the loader follows to them (Debian's
+  ``/etc/alternatives/libblas.so.3-*`` and kin: those links, not ``/etc``), found once by
+  importing numpy (:func:`numpy_view`); other seats' views do not hold them.
 
 When the server runs as root, bwrap itself runs as uid/gid 65534 (``subprocess`` drops them in
 C between fork and exec; no ``preexec_fn``). Started by root, the sandboxed process would keep
@@ -68,6 +72,7 @@ __all__ = [
     "isolation_overridden",
     "isolation_override",
     "isolation_status",
+    "numpy_view",
     "sandbox_process_groups",
 ]
 
@@ -77,7 +82,7 @@ NOBODY: Final = 65534
 SANDBOX_RUNTIME_PATH: Final = "/arena/bot_runtime.py"
 # Copied into the sandbox next to the runtime: the modules it loads by path from its own directory,
 # and the fork server's zygote (``zygote.py``), which loads the runtime by path in turn.
-RUNTIME_COMPANIONS: Final = ("restricted.py", "_guards.py", "zygote.py")
+RUNTIME_COMPANIONS: Final = ("restricted.py", "_guards.py", "_numpy_guards.py", "zygote.py")
 SANDBOX_PID: Final = 2  # the command's PID inside a bwrap PID namespace: bwrap's reaper is 1
 _PROBE_TIMEOUT_S = 20.0
 
@@ -99,6 +104,30 @@ _DISCOVER = (
     "        maps.add(parts[5].strip())\n"
     "print(json.dumps({'executable': sys.executable, 'path': sys.path, 'maps': sorted(maps)}))\n"
 )
+# Run once outside the sandbox when a seat may use numpy: the runtime (argv[1]) imports it as in a
+# seat; then what the process maps, and every library by the path the loader opened it under.
+_DISCOVER_NUMPY = r"""
+import ctypes, importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("bot_runtime", sys.argv[1])
+runtime = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runtime)
+runtime.enable_numpy()
+maps = set()
+for line in open("/proc/self/maps"):
+    parts = line.split(None, 5)
+    if len(parts) == 6 and parts[5].startswith("/"):
+        maps.add(parts[5].strip())
+class Info(ctypes.Structure):
+    _fields_ = [("addr", ctypes.c_void_p), ("name", ctypes.c_char_p)]
+opened = []
+def found(info, size, data):
+    opened.append((info.contents.name or b"").decode())
+    return 0
+ctypes.CDLL(None).dl_iterate_phdr(ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(Info), ctypes.c_size_t, ctypes.c_void_p)(found), None)
+package = sys.modules["numpy"].__path__[0]
+print(json.dumps({"package": package, "maps": sorted(maps), "opened": [p for p in opened if p.startswith("/")]}))
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +158,7 @@ class Isolation:
 
     def wrap_command(
         self, argv: Sequence[str], *, runtime_path: Path, python: str, env: Mapping[str, str] | None = None,
-        die_with_parent: bool = True,
+        die_with_parent: bool = True, numpy: bool = False,
     ) -> tuple[list[str], list[int]]:
         """The bwrap command line that runs ``argv`` in the sandbox, and the descriptors to pass it.
 
@@ -137,7 +166,8 @@ class Isolation:
         ``runtime_path`` and its companions in it are mapped to their paths inside. The caller passes the returned
         descriptors to the child (``pass_fds``) and closes them once it has started.
         ``die_with_parent``: the sandbox dies with the thread that started it (bwrap's
-        ``--die-with-parent``); the fork server's zygote dies with its socket instead.
+        ``--die-with-parent``); the fork server's zygote dies with its socket instead. ``numpy``:
+        the view holds numpy too (:func:`numpy_view`; it runs ``python`` the first time).
 
         Raises:
             OSError: the runtime cannot be read or a descriptor cannot be made.
@@ -158,6 +188,8 @@ class Isolation:
                         "--hostname", "arena"]
             if self.filesystem:
                 cmd += self.view
+                if numpy:
+                    cmd += numpy_view(python)
             else:
                 cmd += ["--dev-bind", "/", "/"]
             if self.namespaces:
@@ -210,6 +242,26 @@ def _filesystem_view(python: str) -> tuple[str, ...]:
     Raises:
         LayerUnavailable: the interpreter could not be run to find out.
     """
+    args = ["--ro-bind", os.path.realpath(python), os.path.realpath(python)]
+    for d in _view_directories(python):
+        args += ["--ro-bind", d, d]
+    for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):  # merged-/usr links
+        link = f"/{top}"
+        if os.path.islink(link):
+            args += ["--symlink", os.readlink(link), link]
+    args += ["--dir", "/dev"]
+    for dev in ("null", "zero", "urandom"):
+        args += ["--dev-bind", f"/dev/{dev}", f"/dev/{dev}"]
+    return tuple(args)
+
+
+@functools.cache
+def _view_directories(python: str) -> tuple[str, ...]:
+    """The directories the view binds for ``python``: what it maps and imports from, outermost only.
+
+    Raises:
+        LayerUnavailable: the interpreter could not be run to find out.
+    """
     try:
         found = subprocess.run(
             [python, "-I", "-S", "-c", _DISCOVER], capture_output=True, env={}, cwd="/",
@@ -225,18 +277,58 @@ def _filesystem_view(python: str) -> tuple[str, ...]:
     dirs |= {d for d in ("/lib64", "/usr/lib64", "/lib32", "/usr/lib32") if os.path.isdir(d) and not os.path.islink(d)}
     kept: list[str] = []
     for d in sorted(dirs):  # a directory inside one already bound comes with it
-        if d != "/" and not any(d == k or d.startswith(k + "/") for k in kept):
+        if d != "/" and not _is_under(d, kept):
             kept.append(d)
-    args = ["--ro-bind", executable, executable]
-    for d in kept:
-        args += ["--ro-bind", d, d]
-    for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):  # merged-/usr links
-        link = f"/{top}"
-        if os.path.islink(link):
-            args += ["--symlink", os.readlink(link), link]
-    args += ["--dir", "/dev"]
-    for dev in ("null", "zero", "urandom"):
-        args += ["--dev-bind", f"/dev/{dev}", f"/dev/{dev}"]
+    return tuple(kept)
+
+
+def _is_under(path: str, directories: Sequence[str]) -> bool:
+    return any(path == d or path.startswith(d + "/") for d in directories)
+
+
+@functools.cache
+def numpy_view(python: str) -> tuple[str, ...]:
+    """bwrap arguments that add numpy to ``python``'s view; () when it cannot import numpy.
+
+    numpy's package directory is bound alone at its path (its site directory holds nothing
+    else in the view), then the directories of the libraries it maps that the view lacks,
+    then, for every library, the links the loader followed that lie outside the view (Debian
+    picks its BLAS through ``/etc/alternatives``): as links, with their targets.
+    """
+    try:
+        found = subprocess.run(
+            [python, "-I", "-S", "-c", _DISCOVER_NUMPY, str(Path(__file__).with_name("bot_runtime.py"))],
+            capture_output=True, env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}, cwd="/",
+            timeout=_PROBE_TIMEOUT_S,
+        )
+        facts = json.loads(found.stdout) if found.returncode == 0 else None
+        why = (found.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {found.returncode}"])[-1]
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        facts, why = None, str(exc)
+    if facts is None:
+        log.warning("the bot interpreter %s cannot import numpy, so seats allowed numpy will fail to load: %s",
+                    python, why)
+        return ()
+    inside = list(_view_directories(python))
+    package = os.path.realpath(facts["package"])
+    args = ["--ro-bind", package, os.path.normpath(facts["package"])]
+    inside.append(package)
+    executable = os.path.realpath(python)
+    mapped = {os.path.realpath(p) for p in facts["maps"]} - {executable}
+    for directory in sorted({os.path.dirname(p) for p in mapped} - {"/"}):
+        if not _is_under(directory, inside):
+            args += ["--ro-bind", directory, directory]
+            inside.append(directory)
+    links: dict[str, str] = {}
+    for path in facts["opened"]:
+        hops = 0
+        while os.path.islink(path) and hops < 40:  # the kernel's own limit on a chain of links
+            target = os.readlink(path)
+            if not _is_under(os.path.realpath(os.path.dirname(path)), inside):
+                links[path] = target
+            path, hops = os.path.normpath(os.path.join(os.path.dirname(path), target)), hops + 1
+    for path, target in sorted(links.items()):
+        args += ["--symlink", target, path]
     return tuple(args)
 
 

@@ -31,7 +31,7 @@ import anyio
 
 from protocol.errors import AgentCrashed, AgentFault, AgentInvalid, LayerUnavailable, SandboxError
 
-from .isolation import Isolation, default_isolation, isolation_overridden, sandbox_process_groups
+from .isolation import Isolation, default_isolation, isolation_overridden, numpy_view, sandbox_process_groups
 from .limits import Limits
 
 __all__ = [
@@ -43,7 +43,12 @@ log = logging.getLogger(__name__)
 
 RUNTIME_PATH = Path(__file__).with_name("bot_runtime.py")
 SECCOMP_OPTION = "--seccomp"  # the runtime's one option: the filter to install on itself once loaded
-CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+# The BLAS under numpy (OpenBLAS, or an OpenMP one) would start a thread per core at import: the
+# seat's seccomp filter and RLIMIT_NPROC refuse threads, and a fork server's zygote must have none.
+CLEAN_ENV = {
+    "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+}  # fmt: skip
 _CHUNK = 64 << 10
 
 
@@ -322,7 +327,10 @@ async def _open_fresh(
     if isolation is not None:
         if isolation.runtime_seccomp_program is not None:
             argv += [SECCOMP_OPTION, base64.b64encode(isolation.runtime_seccomp_program).decode("ascii")]
-        argv, pass_fds = isolation.wrap_command(argv, runtime_path=RUNTIME_PATH, python=python, env=CLEAN_ENV)
+        if limits.allow_numpy and isolation.filesystem:
+            await anyio.to_thread.run_sync(numpy_view, python)  # found once per process, by running python
+        argv, pass_fds = isolation.wrap_command(
+            argv, runtime_path=RUNTIME_PATH, python=python, env=CLEAN_ENV, numpy=limits.allow_numpy)
         user = isolation.user
     try:
         proc = await asyncio.create_subprocess_exec(

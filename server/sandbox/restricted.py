@@ -40,6 +40,13 @@ its own, without the validator.
    into code: in the seat's process it keeps none, and without the function class no code
    object could become a function anyway. ``collections.namedtuple`` compiles its field
    names too, but checks them itself (exact ``str`` identifiers, no ``_``, no keyword).
+4. numpy, when the operator allows it (``allow_numpy``): its modules join the allow-list as
+   proxies without its file readers and writers, importers, frame readers and raw pointers
+   (:data:`DENIED_MEMBERS`, :data:`NUMPY_DENIED_ATTRIBUTES`), with a stand-in ``ndarray``, a
+   guarded ``resize`` and no store to ``ndarray.data``: the routes by which numpy hands out
+   memory the bot could free (``_numpy_guards.py``). numpy is a large body of C that layer 2
+   cannot vet the way it vets the standard library: a memory bug in it is a way out of this
+   layer, to be stopped by the process layers under it.
 """
 
 from __future__ import annotations
@@ -70,10 +77,11 @@ from ._guards import (
     private_attribute,
     writable,
 )
+from ._numpy_guards import NumpyGuards
 
 __all__ = [
-    "ALLOWED_MODULES", "DENIED_MEMBERS", "Environment", "NUMPY_MODULES", "ONLY_MEMBERS", "RestrictedError",
-    "SafeModule",
+    "ALLOWED_MODULES", "DENIED_MEMBERS", "Environment", "NUMPY_CHECKED_ATTRIBUTES", "NUMPY_DENIED_ATTRIBUTES",
+    "NUMPY_MODULES", "ONLY_MEMBERS", "RestrictedError", "SafeModule",
 ]  # fmt: skip
 
 # The one allow-list of modules, submodules by their dotted names: the validator (layer 1)
@@ -83,7 +91,8 @@ ALLOWED_MODULES = frozenset({
     "enum", "fractions", "functools", "heapq", "itertools", "json", "math", "numbers", "random", "re",
     "statistics", "string", "time", "typing",
 })  # fmt: skip
-NUMPY_MODULES = frozenset({"numpy", "numpy.random", "numpy.linalg", "numpy.fft"})  # the operator's opt-in
+# The operator's opt-in (``Limits.allow_numpy``); its own guards are in ``_numpy_guards.py``.
+NUMPY_MODULES = frozenset({"numpy", "numpy.random", "numpy.linalg", "numpy.fft"})
 
 
 def _children(modules: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -103,7 +112,10 @@ ONLY_MEMBERS = {"time": frozenset({*CLOCKS, *(f"{clock}_ns" for clock in CLOCKS)
 # Public members left out of a module's proxy: evaluators of strings (get_type_hints, under
 # singledispatch too), class factories that take any namespace (make_dataclass), writers of
 # sys.modules (global_enum), str.format unguarded (Formatter, UserString.format), the real type
-# (get_origin(Type)), the runtime's own protocol codec (JSONEncoder) and shared state.
+# (get_origin(Type)), the runtime's own protocol codec (JSONEncoder) and shared state. numpy's:
+# readers and writers of files, importers of modules by name (add_newdoc, lookfor, info), readers
+# of the caller's frame (bmat, r_, c_, who), constructors that let their buffer be freed under
+# them (recarray, chararray; ndarray is a stand-in), pointers (from_dlpack) and test runners.
 DENIED_MEMBERS = {
     "collections": frozenset({"UserString"}),
     "copy": frozenset({"dispatch_table"}),
@@ -114,10 +126,15 @@ DENIED_MEMBERS = {
     "string": frozenset({"Formatter"}),
     "typing": frozenset({"EXCLUDED_ATTRIBUTES", "ForwardRef", "get_origin", "get_type_hints"}),
     "numpy": frozenset({
-        "DataSource", "ctypeslib", "deprecate", "f2py", "from_dlpack", "fromfile", "fromregex", "genfromtxt",
-        "get_include", "info", "load", "loadtxt", "lookfor", "memmap", "safe_eval", "save", "savetxt", "savez",
-        "savez_compressed", "show_config", "show_runtime", "source", "test", "testing", "who",
+        "DataSource", "add_docstring", "add_newdoc", "add_newdoc_ufunc", "bmat", "c_", "chararray", "ctypeslib",
+        "deprecate", "deprecate_with_doc", "f2py", "from_dlpack", "fromfile", "fromregex", "genfromtxt",
+        "get_include", "info", "load", "loadtxt", "lookfor", "memmap", "r_", "recarray", "recfromcsv",
+        "recfromtxt", "safe_eval", "save", "savetxt", "savez", "savez_compressed", "show_config", "show_runtime",
+        "source", "test", "testing", "who",
     }),
+    "numpy.fft": frozenset({"test"}),
+    "numpy.linalg": frozenset({"test"}),
+    "numpy.random": frozenset({"test"}),
 }  # fmt: skip
 # Public attribute names that reach frames, code or interpreter internals, refused everywhere;
 # fget & co. too: a stdlib getter called on any object reads that object's private attributes.
@@ -127,7 +144,14 @@ DENIED_ATTRIBUTES = frozenset({
     "fget", "fset", "func_closure", "func_code", "func_globals", "gi_code", "gi_frame", "gi_yieldfrom", "importlib",
     "mro", "os", "subprocess", "sys", "tb_frame", "tb_next",
 })  # fmt: skip
-NUMPY_DENIED_ATTRIBUTES = frozenset({"as_strided", "cffi", "ctypes", "ctypeslib", "dump", "stride_tricks", "tofile"})
+# With numpy, refused everywhere too: raw pointers (ctypes, cffi, a bit generator's capsule, which
+# outlives its generator), arbitrary strides, files.
+NUMPY_DENIED_ATTRIBUTES = frozenset({
+    "as_strided", "capsule", "cffi", "ctypes", "ctypeslib", "dump", "stride_tricks", "tofile",
+})  # fmt: skip
+# With numpy, every load of these goes through a guard that checks the object (``_numpy_guards.py``):
+# ``ndarray.resize`` takes ``refcheck=False``, which frees memory that views still use.
+NUMPY_CHECKED_ATTRIBUTES = frozenset({"resize"})
 ALLOWED_DUNDER_METHODS = frozenset({
     "__bool__", "__contains__", "__eq__", "__ge__", "__getitem__", "__gt__", "__hash__", "__init__", "__iter__",
     "__le__", "__len__", "__lt__", "__ne__", "__next__", "__post_init__", "__repr__", "__setitem__", "__str__",
@@ -144,6 +168,7 @@ FORMAT_GUARD = "__arena_format__"
 PRIVATE_GUARD = "__arena_private__"
 WRITE_GUARD = "__arena_write__"
 CATCH_GUARD = "__arena_caught__"
+CHECKED_GUARD = "__arena_checked__"
 
 
 class RestrictedError(SyntaxError):
@@ -184,10 +209,11 @@ OVERRIDES: dict[str, dict[str, Any]] = {
 class _Checker(ast.NodeTransformer):
     """Refuses what the runtime does not allow and routes ``._x``, ``.format`` and stores through guards."""
 
-    def __init__(self, filename: str, lines: list[str], denied: frozenset[str]) -> None:
+    def __init__(self, filename: str, lines: list[str], denied: frozenset[str], checked: frozenset[str]) -> None:
         self.filename = filename
         self.lines = lines
         self.denied = denied
+        self.checked = checked  # loads routed through CHECKED_GUARD
         self.methods: set[int] = set()  # ids of the defs directly in a class body
 
     def fail(self, node: ast.AST, message: str) -> RestrictedError:
@@ -214,8 +240,10 @@ class _Checker(ast.NodeTransformer):
         if not isinstance(node.ctx, ast.Load):  # obj.attr = v becomes __arena_write__(obj, 'attr').attr = v
             guard = ast.Name(WRITE_GUARD, ast.Load())
             node.value = ast.copy_location(ast.Call(guard, [node.value, ast.Constant(node.attr)], []), node.value)
-        elif is_private(node.attr) or node.attr in FORMAT_METHODS:  # obj._x becomes __arena_private__(obj, '_x')
-            guard = ast.Name(PRIVATE_GUARD if is_private(node.attr) else FORMAT_GUARD, ast.Load())
+        elif is_private(node.attr) or node.attr in FORMAT_METHODS or node.attr in self.checked:
+            # obj._x becomes __arena_private__(obj, '_x'), obj.format __arena_format__(obj, 'format')...
+            kind = PRIVATE_GUARD if is_private(node.attr) else FORMAT_GUARD if node.attr in FORMAT_METHODS else None
+            guard = ast.Name(kind or CHECKED_GUARD, ast.Load())
             return ast.copy_location(ast.Call(guard, [node.value, ast.Constant(node.attr)], []), node)
         return node
 
@@ -277,12 +305,13 @@ class _Checker(ast.NodeTransformer):
     def visit_MatchClass(self, node: ast.MatchClass) -> ast.AST:
         for attr in node.kwd_attrs:  # ``case C(attr=x)`` reads an attribute by that name
             self.check_attribute(node, attr)
-            if attr in FORMAT_METHODS or is_private(attr):
+            if attr in FORMAT_METHODS or attr in self.checked or is_private(attr):
                 raise self.fail(node, f"attribute {attr!r} cannot be captured by a pattern in the arena")
         return self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:  # it would read x.format unguarded
-        if isinstance(node.target, ast.Attribute) and node.target.attr in FORMAT_METHODS:
+        if isinstance(node.target, ast.Attribute) and (node.target.attr in FORMAT_METHODS
+                                                       or node.target.attr in self.checked):
             raise self.fail(node, f"augmented assignment to {node.target.attr!r} is not allowed in the arena")
         return self.generic_visit(node)
 
@@ -299,8 +328,17 @@ class Environment:
     """One bot's restricted world: its builtins, its module proxies, its compiler."""
 
     def __init__(self, *, allow_numpy: bool = False) -> None:
+        """A fresh environment; ``allow_numpy`` adds numpy's modules and guards.
+
+        Raises:
+            ImportError: numpy is allowed but not importable.
+        """
         self.allowed = ALLOWED_MODULES | (NUMPY_MODULES if allow_numpy else frozenset())
         self.denied = DENIED_ATTRIBUTES | (NUMPY_DENIED_ATTRIBUTES if allow_numpy else frozenset())
+        self.checked = NUMPY_CHECKED_ATTRIBUTES if allow_numpy else frozenset()
+        # The runtime imported numpy before the bot's code (bot_runtime.enable_numpy): found here.
+        self.numpy = NumpyGuards(importlib.import_module("numpy")) if allow_numpy else None
+        self.overrides = {**OVERRIDES, **(self.numpy.overrides() if self.numpy is not None else {})}
         self.modules: dict[str, SafeModule] = {}
         # In this process only (the seat's), as nothing in it evaluates type hints.
         enum.EnumType._create_ = guarded_create_enum  # type: ignore[attr-defined]
@@ -315,7 +353,7 @@ class Environment:
             RestrictedError: it uses what the arena refuses.
         """
         tree = ast.parse(source, filename)
-        _Checker(filename, source.splitlines(), self.denied).visit(tree)
+        _Checker(filename, source.splitlines(), self.denied, self.checked).visit(tree)
         ast.fix_missing_locations(tree)
         return tree, compile(tree, filename, "exec", dont_inherit=True)
 
@@ -326,7 +364,7 @@ class Environment:
             return proxy
         real = importlib.import_module(name)
         attrs = {key: value for key, value in vars(real).items() if self._is_exposed(name, key, value)}
-        attrs.update(OVERRIDES.get(name, {}))
+        attrs.update(self.overrides.get(name, {}))
         for sub in SUBMODULES.get(name, ()):
             if f"{name}.{sub}" in self.allowed:
                 attrs[sub] = self.module(f"{name}.{sub}")
@@ -345,8 +383,10 @@ class Environment:
         return not (isinstance(value, type) and issubclass(value, type))  # a metaclass builds classes from dicts
 
     def import_(self, name: object, globals: object = None, locals: object = None,
-                fromlist: Iterable[str] | None = (), level: int = 0) -> SafeModule:
+                fromlist: Iterable[str] | None = (), level: int = 0) -> SafeModule | None:
         """The ``__import__`` of the bot's builtins: whitelisted modules only, as proxies.
+
+        (None, and no import, for numpy's own lazy imports: see ``NumpyGuards.is_own_import``.)
 
         Raises:
             ImportError: the module is not allowed (or not installed).
@@ -355,12 +395,19 @@ class Environment:
         if level != 0:
             raise ImportError("relative imports are not allowed in the arena")
         if name not in self.allowed:
+            if self.numpy is not None and self.numpy.is_own_import(name, fromlist):
+                return None
+            if name in NUMPY_MODULES:
+                raise ImportError(f"import of {name!r} is not allowed in the arena: numpy is off on this server "
+                                  "(the operator's opt-in, allow_numpy in the settings' [limits])", name=name)
             allowed = ", ".join(sorted(self.allowed))
             raise ImportError(f"import of {name!r} is not allowed in the arena; allowed: {allowed}", name=name)
         return self.module(name if fromlist else name.partition(".")[0])
 
     def _builtins(self) -> dict[str, Any]:
-        denied = self.denied
+        denied, checked = self.denied, self.checked
+        write_guard = writable if self.numpy is None else self.numpy.writable
+        checked_attribute = getattr if self.numpy is None else self.numpy.checked_attribute
 
         def allowed(name: str) -> bool:  # a private name is then up to private_attribute() or writable()
             return not name.startswith("__") and name not in denied
@@ -378,6 +425,13 @@ class Environment:
                 raise
             if name in FORMAT_METHODS and hasattr(obj, name):
                 return format_attribute(obj, name)
+            if name in checked:
+                try:
+                    return checked_attribute(obj, name)
+                except AttributeError:
+                    if len(default) == 1:
+                        return default[0]
+                    raise
             return getattr(obj, name, *default)
 
         def safe_hasattr(obj: object, name: object) -> bool:
@@ -388,7 +442,7 @@ class Environment:
             name = exact(name)
             if not allowed(name):
                 raise AttributeError(f"attribute {name!r} is not allowed in the arena")
-            return writable(obj, name), name
+            return write_guard(obj, name), name
 
         def safe_setattr(obj: object, name: object, value: object) -> None:
             setattr(*target(obj, name), value)
@@ -401,7 +455,8 @@ class Environment:
         guarded: dict[str, Callable[..., Any]] = {
             "getattr": safe_getattr, "hasattr": safe_hasattr, "setattr": safe_setattr, "delattr": safe_delattr,
             "type": SafeType, "__import__": self.import_, FORMAT_GUARD: format_attribute,
-            PRIVATE_GUARD: private_attribute, WRITE_GUARD: writable, CATCH_GUARD: caught,
+            PRIVATE_GUARD: private_attribute, WRITE_GUARD: write_guard, CATCH_GUARD: caught,
+            CHECKED_GUARD: checked_attribute,
         }
         table.update(guarded)
         return table

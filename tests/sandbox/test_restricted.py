@@ -403,12 +403,18 @@ async def test_without_layer_2_a_bot_reads_a_file() -> None:
 
 
 async def test_numpy_is_the_operators_opt_in() -> None:
-    bot = "import numpy\n" + FIRST_FREE
-    result, _, _ = await play("tictactoe", [bot, FIRST_FREE], limits=[Limits(allow_numpy=True), Limits()])
-    seat = result.seats[0]
-    # Allowed now: it plays where numpy is installed, and fails only for want of it elsewhere.
-    assert seat.status == "DONE" or (seat.reason is not None and "No module named 'numpy'" in seat.reason), seat
-    assert "not allowed" not in (seat.reason or "")
+    """Allowed, numpy plays (it must be installed: scripts/test installs it); by default it is refused.
+
+    With every layer and in both seat modes: ``test_numpy.py``; attacks through it:
+    ``tests/security/test_numpy_attacks.py``.
+    """
+    bot = "import numpy as np\n\ndef agent(obs, config):\n    return np.flatnonzero(np.array(obs.board) == 0)[0]\n"
+    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE], limits=[Limits(allow_numpy=True), Limits()])
+    assert result.seats[0].status == "DONE", (result.seats[0], logs[0])
+    assert actions_of(steps, 0)[0] == 0
+    result, _, _ = await play("tictactoe", [bot, FIRST_FREE])
+    assert result.seats[0].status == "ERROR"
+    assert "import of 'numpy' is not allowed in the arena: numpy is off" in (result.seats[0].reason or "")
 
 
 def test_layers_report_the_restricted_runtime() -> None:

@@ -106,6 +106,8 @@ REJECTED = {
     "copy.types": (b"import copy\nt = copy.types\n", "attribute", 2, 10),
     "ndarray.ctypes": (b"import numpy as np\np = np.zeros(3).ctypes\n", "attribute", 2, 17),
     "np.load": (b"import numpy as np\nx = np.load('f.npy')\n", "attribute", 2, 8),
+    "np.bmat (caller's frame)": (b"import numpy as np\nx = np.bmat('a')\n", "attribute", 2, 8),
+    "np.recarray (buffer)": (b"from numpy import recarray\n", "import", 1, 19),
     "string.Formatter": (b"import string\nf = string.Formatter()\n", "attribute", 2, 12),
     # Private members of modules (a bot's own objects may have "_" attributes: see ACCEPTED).
     "module private": (b"import random\nx = random._inst\n", "attribute", 2, 12),
