@@ -64,8 +64,10 @@ def cmd_agents(args: argparse.Namespace) -> int:
     for a in agents:
         kind = "remote" if a.get("remote") else "submitted"
         flags = ", disabled" if a.get("disabled") else ""
+        rating = a.get("rating")
+        ladder = f"  rating {rating:.0f} ({a.get('rated_matches', 0)} rated)" if isinstance(rating, int | float) else ""
         out(f"{a.get('id'):>6}  {str(a.get('name')).ljust(width)}  {a.get('game'):<10}  "
-            f"v{a.get('version')}  {kind}{flags}")
+            f"v{a.get('version')}  {kind}{flags}{ladder}")
     return 0
 
 

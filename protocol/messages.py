@@ -319,10 +319,21 @@ class MatchEnded:
 
 @dataclass(frozen=True, slots=True)
 class RatingChanged:
+    """An agent's ladder rating after a rated match, sent after that match's ``match_ended``,
+    one frame per seat. ``rating`` is the displayed, conservative number (``previous`` the one
+    before the match; a new agent's is the default); ``mu`` and ``sigma`` are the model's skill
+    estimate and its uncertainty; ``rated_matches`` counts the agent's rated matches so far."""
+
     agent_id: int
     game: str
     rating: float
     previous: float | None
+    name: str
+    owner: str
+    match_id: int
+    mu: float
+    sigma: float
+    rated_matches: int
     type: Literal["rating_changed"] = "rating_changed"
 
 

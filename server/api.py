@@ -24,7 +24,7 @@ from server.sandbox.forkserver import seat_mode_status
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.validator import check_source
 from server.state import ArenaState
-from server.storage import AgentRecord, MatchStatus, UserRecord
+from server.storage import AgentRecord, MatchStatus, RatingRecord, UserRecord
 
 __all__ = [
     "create_agent",
@@ -40,6 +40,7 @@ __all__ = [
     "list_agents",
     "list_games",
     "list_matches",
+    "rating_of",
 ]
 
 JSON = Any
@@ -99,7 +100,9 @@ def _page(request: Request) -> tuple[str | None, int]:
     return request.query_params.get("cursor"), limit
 
 
-def agent_document(agent: AgentRecord, *, with_code: bool) -> dict[str, JSON]:
+def agent_document(agent: AgentRecord, rating: RatingRecord, *, with_code: bool) -> dict[str, JSON]:
+    """The public JSON form of an agent, with its ladder rating: an agent without a rated match
+    yet shows the default (``rating`` 1000, ``rated_matches`` 0), as on the leaderboard."""
     doc: dict[str, JSON] = {
         "id": agent.id,
         "name": agent.name,
@@ -111,10 +114,19 @@ def agent_document(agent: AgentRecord, *, with_code: bool) -> dict[str, JSON]:
         "disabled": agent.disabled,
         "created_at": agent.created_at,
         "updated_at": agent.updated_at,
+        "rating": rating.rating,
+        "mu": rating.mu,
+        "sigma": rating.sigma,
+        "rated_matches": rating.matches,
     }
     if with_code:
         doc["code"] = agent.code
     return doc
+
+
+async def rating_of(request: Request, agent: AgentRecord) -> RatingRecord:
+    """The agent's ladder rating (the default when it has no rated match)."""
+    return (await _state(request).storage.get_ratings([agent.id]))[agent.id]
 
 
 # -- users ------------------------------------------------------------------------------------------
@@ -157,7 +169,7 @@ async def create_agent(request: Request) -> Response:
         code = body.code
     state.limiter.check(f"submit:{user.id}", state.settings.submissions_per_user_hour, "submissions")
     agent = await state.storage.save_agent(user.id, body.name, body.game, code)
-    return json_response(agent_document(agent, with_code=True), 201)
+    return json_response(agent_document(agent, await rating_of(request, agent), with_code=True), 201)
 
 
 async def list_agents(request: Request) -> Response:
@@ -165,16 +177,20 @@ async def list_agents(request: Request) -> Response:
     game = request.query_params.get("game")
     if game is not None:
         get_game(game)
-    agents, next_cursor = await _state(request).storage.list_agents(
+    storage = _state(request).storage
+    agents, next_cursor = await storage.list_agents(
         game=game, user_id=_int_param(request, "user"), cursor=cursor, limit=limit
     )
-    return json_response({"items": [agent_document(a, with_code=False) for a in agents], "next": next_cursor})
+    ratings = await storage.get_ratings([a.id for a in agents])
+    items = [agent_document(a, ratings[a.id], with_code=False) for a in agents]
+    return json_response({"items": items, "next": next_cursor})
 
 
 async def get_agent(request: Request) -> Response:
     agent = await _state(request).storage.get_agent(request.path_params["agent_id"])
     user = await _optional_user(request)
-    return json_response(agent_document(agent, with_code=user is not None and user.id == agent.user_id))
+    is_owner = user is not None and user.id == agent.user_id
+    return json_response(agent_document(agent, await rating_of(request, agent), with_code=is_owner))
 
 
 async def get_agent_logs(request: Request) -> Response:
@@ -267,11 +283,13 @@ async def list_games(request: Request) -> Response:
 
 
 async def leaderboard(request: Request) -> Response:
+    """``GET /api/leaderboard?game=``: every agent of the game, best rating first (see
+    ``server/ladder.py``), each with its ``rank``, rating and win/draw/loss standings."""
     game = request.query_params.get("game")
     if game is None:
         raise ProtocolError("query parameter 'game' is required", code="missing_field", field="game")
     get_game(game)
-    rows = await _state(request).storage.standings(game)
+    rows = await _state(request).storage.leaderboard(game)
     return json_response({"game": game, "items": rows, "next": None})
 
 

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from protocol.errors import Forbidden, ProtocolError
 from protocol.messages import AgentPatch
-from server.api import NAME_RE, _body, _int_param, _state, _user, agent_document, json_response
+from server.api import NAME_RE, _body, _int_param, _state, _user, agent_document, json_response, rating_of
 from server.auth import hash_token, new_token, parse_bearer
 from server.matches.repro import repro_bundle
 
@@ -46,7 +46,7 @@ async def update_agent(request: Request) -> Response:
     if body.name is not None and not NAME_RE.match(body.name):
         raise ProtocolError("name must be 1-40 letters, digits, '_', '.' or '-'", field="name")
     updated = await state.storage.update_agent(agent.id, name=body.name, disabled=body.disabled)
-    return json_response(agent_document(updated, with_code=True))
+    return json_response(agent_document(updated, await rating_of(request, updated), with_code=True))
 
 
 async def get_repro(request: Request) -> Response:

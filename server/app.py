@@ -1,4 +1,4 @@
-"""The Starlette application and its lifespan: storage, hub, matches and the scheduler."""
+"""The Starlette application and its lifespan: storage, hub, matches, ratings and the scheduler."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.matches.remote import RemoteAgents
 from server.ratelimit import RateLimiter
+from server.ratings import Rater
 from server.routes import exception_handlers, routes
 from server.sandbox.forkserver import serve_seats
 from server.sandbox.layers import require_layers
@@ -45,7 +46,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     hub = Hub(settings.spectator_queue_frames)
                     remotes = RemoteAgents(allowance_cap_s=settings.remote_allowance_cap_s,
                                            connections_per_user=settings.remote_connections_per_user)
-                    manager = MatchManager(storage, hub, tg, settings.limits, remotes=remotes)
+                    # Every finished match is rated, scheduled or not (--no-ladder only stops scheduling).
+                    rater = Rater(storage, hub)
+                    manager = MatchManager(storage, hub, tg, settings.limits, on_finished=rater.match_finished,
+                                           remotes=remotes)
+                    await tg.start(rater.run)
                     app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter())
                     if settings.seed_examples:
                         await seed_examples(storage)

@@ -1,13 +1,19 @@
-"""Seeding the example bots, and a simple scheduler that keeps matches between them running.
+"""Seeding the example bots, and the ladder's scheduler that keeps rated matches running.
 
-The rated ladder replaces the pairing rule later; the scheduler's job stays the same: keep
-``ladder_matches`` matches live, paced so that spectators can follow them.
+The scheduler keeps ``ladder_matches`` matches live, paced so that spectators can follow
+them, rotating through the games. Each pairing follows the ladder's rule
+(``server.ladder.choose_pair``): an agent most in need of a match (provisional ones first,
+then the least recently played; an agent in a live match counts as playing now), against
+one of the agents closest to it in rating, with some randomness. Only enabled agents with
+code are scheduled; remote agents play when challenged. The finished matches are rated by
+``server/ratings.py`` like any other.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 
 import anyio
 
@@ -15,6 +21,7 @@ from protocol.errors import ArenaError
 from server.auth import hash_token, new_token
 from server.bots import example_bots
 from server.config import Settings
+from server.ladder import Candidate, choose_pair
 from server.matches.games import game_names
 from server.matches.manager import MatchManager
 from server.storage import AgentRecord, Storage
@@ -69,7 +76,16 @@ async def _start_one(manager: MatchManager, settings: Settings, game: str, rng: 
     playable = [a for a in agents if not a.remote and not a.disabled]
     if len(playable) < 2:
         return
-    pair = rng.sample(playable, 2)
-    await manager.start_match(
-        game, [a.id for a in pair], pace_s=settings.ladder_pace_s, tags={"scheduled": True}
-    )
+    ratings = await manager.storage.get_ratings([a.id for a in playable])
+    now = time.time()
+    busy = {seat.agent_id for match in manager.running.values() for seat in match.seats}
+    candidates = [
+        Candidate(a.id, ratings[a.id].rating, ratings[a.id].matches, now if a.id in busy else ratings[a.id].updated_at)
+        for a in playable if a.id in ratings
+    ]
+    pair = choose_pair(candidates, rng)
+    if pair is None:
+        return
+    seats = [c.agent_id for c in pair]
+    rng.shuffle(seats)  # the first pick would otherwise always move first
+    await manager.start_match(game, seats, pace_s=settings.ladder_pace_s, tags={"scheduled": True})

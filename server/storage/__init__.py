@@ -6,14 +6,30 @@ from contextlib import AbstractAsyncContextManager
 
 from protocol.errors import ConfigError
 
-from .base import AgentRecord, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage, UserRecord
+from .base import (
+    AgentRecord,
+    EncodedStep,
+    MatchRecord,
+    MatchStatus,
+    NewSeat,
+    RatedMatch,
+    RatingChange,
+    RatingRecord,
+    SeatResult,
+    Storage,
+    UserRecord,
+)
 from .sqlite import SqliteStorage, open_sqlite
 
 __all__ = [
     "AgentRecord",
+    "EncodedStep",
     "MatchRecord",
     "MatchStatus",
     "NewSeat",
+    "RatedMatch",
+    "RatingChange",
+    "RatingRecord",
     "SeatResult",
     "SqliteStorage",
     "Storage",

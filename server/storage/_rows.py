@@ -57,6 +57,18 @@ _STANDINGS = """
 """
 
 
+async def _standings(db: aiosqlite.Connection, game: str) -> list[dict[str, Any]]:
+    """The standings of ``game`` (see SqliteStorage.standings), best first."""
+    rows = await db.execute_fetchall(_STANDINGS, (MatchStatus.FINISHED.value, game, game))
+    keys = ("agent_id", "name", "owner", "version", "matches", "wins", "draws", "losses", "faults")
+    table: list[dict[str, Any]] = []
+    for row in rows:
+        doc: dict[str, Any] = dict(zip(keys, row, strict=True))
+        doc["points"] = doc["wins"] + 0.5 * doc["draws"]
+        table.append(doc)
+    return table
+
+
 def _agent(row: sqlite3.Row) -> AgentRecord:
     return AgentRecord(
         id=row[0], user_id=row[1], owner=row[2], name=row[3], game=row[4], version=row[5],

@@ -99,6 +99,24 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE agents ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: the rated ladder. One rating per agent (across its versions), and a flag on matches
+    # set in the same transaction that rates one, so a match is rated exactly once. Matches
+    # finished before this version are rated on the next start, oldest first.
+    """
+    ALTER TABLE matches ADD COLUMN rating_done INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX matches_to_rate ON matches(finished_at, id) WHERE status = 'finished' AND rating_done = 0;
+    CREATE TABLE ratings (
+        agent_id INTEGER PRIMARY KEY REFERENCES agents(id),
+        game TEXT NOT NULL,
+        mu REAL NOT NULL,
+        sigma REAL NOT NULL,
+        rating REAL NOT NULL,
+        matches INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        last_match_id INTEGER REFERENCES matches(id)
+    );
+    CREATE INDEX ratings_by_game ON ratings(game, rating);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

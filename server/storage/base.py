@@ -12,13 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from protocol.codec import encode
 from protocol.messages import StepRecord
 
 __all__ = [
     "AgentRecord",
+    "EncodedStep",
     "MatchRecord",
     "MatchStatus",
     "NewSeat",
+    "RatedMatch",
+    "RatingChange",
+    "RatingRecord",
     "SeatResult",
     "Storage",
     "UserRecord",
@@ -60,6 +65,19 @@ class AgentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class EncodedStep:
+    """A step with its JSON text, encoded once: storage keeps ``text`` as the step's row and the
+    hub builds the spectators' ``event`` frame around it."""
+
+    record: StepRecord
+    text: str
+
+    @classmethod
+    def of(cls, record: StepRecord) -> EncodedStep:
+        return cls(record, encode(record).decode())
+
+
+@dataclass(frozen=True, slots=True)
 class NewSeat:
     agent_id: int
     version: int
@@ -93,6 +111,43 @@ class MatchRecord:
     finished_at: float | None = None
     steps: int = 0
     tags: dict[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RatingRecord:
+    """An agent's ladder rating in its game (across its versions); an agent without a rated
+    match has the model's default (``matches == 0``, ``updated_at`` and ``last_match_id`` None).
+    ``rating`` is the displayed, conservative number (see ``server/ladder.py``)."""
+
+    agent_id: int
+    game: str
+    mu: float
+    sigma: float
+    rating: float
+    matches: int = 0  # rated matches played
+    updated_at: float | None = None
+    last_match_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RatingChange:
+    """One seat's rating before and after a rated match."""
+
+    agent_id: int
+    name: str
+    owner: str
+    before: RatingRecord
+    after: RatingRecord
+
+
+@dataclass(frozen=True, slots=True)
+class RatedMatch:
+    """A finished match the ladder has processed: its seats' changes, none when it was not
+    rated (one agent in every seat)."""
+
+    match_id: int
+    game: str
+    changes: list[RatingChange]
 
 
 class Storage(Protocol):
@@ -140,8 +195,8 @@ class Storage(Protocol):
 
     async def set_match_live(self, match_id: int, started_at: float) -> None: ...
 
-    async def append_steps(self, match_id: int, steps: Sequence[StepRecord]) -> None:
-        """Append steps to the match's event log (append-only)."""
+    async def append_steps(self, match_id: int, steps: Sequence[StepRecord | EncodedStep]) -> None:
+        """Append steps to the match's event log (append-only); an ``EncodedStep`` is stored as its text."""
         ...
 
     async def finish_match(
@@ -172,6 +227,20 @@ class Storage(Protocol):
 
     async def standings(self, game: str) -> list[dict[str, JSON]]:
         """Per agent of ``game``: finished matches, wins, draws, losses and faults, best first."""
+        ...
+
+    # the rated ladder
+    async def rate_finished(self, limit: int = 100) -> list[RatedMatch]:
+        """Rate up to ``limit`` finished matches not rated yet, oldest end first, each exactly
+        once (also across restarts); returns them in that order, ``[]`` when none is left."""
+        ...
+
+    async def get_ratings(self, agent_ids: Sequence[int]) -> dict[int, RatingRecord]:
+        """The ratings of these agents (the default for an unrated one); unknown ids are left out."""
+        ...
+
+    async def leaderboard(self, game: str) -> list[dict[str, JSON]]:
+        """Every agent of ``game``, best rating first: ``rank``, its rating and its standings."""
         ...
 
     # seat logs (a bot's print output and its error), readable by the owner only

@@ -29,9 +29,9 @@ from protocol.codec import encode_json
 from protocol.errors import AgentNotFound, ConfigError, MatchNotFound, NameTaken, StorageError, UserNotFound
 from protocol.messages import StepRecord
 
+from . import _ratings
 from ._rows import (
     _AGENT_SELECT,
-    _STANDINGS,
     _agent,
     _clamp,
     _decode_step,
@@ -40,10 +40,22 @@ from ._rows import (
     _match_status,
     _page,
     _parse_cursor,
+    _standings,
 )
 from ._schema import SCHEMA_VERSION, _connect, _fetchone, _migrate, _rollback
 from ._steps import BATCH_ROWS, BATCH_WINDOW_S, StepWriter
-from .base import JSON, AgentRecord, MatchRecord, MatchStatus, NewSeat, SeatResult, UserRecord
+from .base import (
+    JSON,
+    AgentRecord,
+    EncodedStep,
+    MatchRecord,
+    MatchStatus,
+    NewSeat,
+    RatedMatch,
+    RatingRecord,
+    SeatResult,
+    UserRecord,
+)
 
 __all__ = ["BATCH_ROWS", "BATCH_WINDOW_S", "SCHEMA_VERSION", "SqliteStorage", "open_sqlite"]
 
@@ -295,8 +307,9 @@ class SqliteStorage:
             await db.execute("UPDATE matches SET status = ?, started_at = ? WHERE id = ?",
                              (MatchStatus.LIVE.value, started_at, match_id))
 
-    async def append_steps(self, match_id: int, steps: Sequence[StepRecord]) -> None:
+    async def append_steps(self, match_id: int, steps: Sequence[StepRecord | EncodedStep]) -> None:
         """Queue steps for the match's event log (append-only); the writer commits them shortly.
+        An ``EncodedStep`` is stored as its text, as encoded by the caller.
 
         A step that cannot be stored is reported by the next :meth:`finish_match` of this
         match (and the next :meth:`flush`), not here.
@@ -425,14 +438,25 @@ class SqliteStorage:
         half the draws; agents without finished matches are listed last.
         """
         async with self._read(f"compute standings of {game}") as db:
-            rows = await db.execute_fetchall(_STANDINGS, (MatchStatus.FINISHED.value, game, game))
-        keys = ("agent_id", "name", "owner", "version", "matches", "wins", "draws", "losses", "faults")
-        table: list[dict[str, JSON]] = []
-        for row in rows:
-            doc: dict[str, JSON] = dict(zip(keys, row, strict=True))
-            doc["points"] = doc["wins"] + 0.5 * doc["draws"]
-            table.append(doc)
-        return table
+            return await _standings(db, game)
+
+    # -- the rated ladder (the SQL is in _ratings.py, the rules in server/ladder.py) ----------------
+
+    async def rate_finished(self, limit: int = 100) -> list[RatedMatch]:
+        """Rate up to ``limit`` finished matches not rated yet, oldest end first, in one
+        transaction that also marks them rated: each is rated exactly once, across restarts too."""
+        async with self._write("rate finished matches") as db:
+            return await _ratings.rate_finished(db, limit, time.time())
+
+    async def get_ratings(self, agent_ids: Sequence[int]) -> dict[int, RatingRecord]:
+        """The ratings of these agents (the default for an unrated one); unknown ids are left out."""
+        async with self._read("read ratings") as db:
+            return await _ratings.get_ratings(db, agent_ids)
+
+    async def leaderboard(self, game: str) -> list[dict[str, JSON]]:
+        """Every agent of ``game``, best rating first, with its standings; see ``_ratings.leaderboard``."""
+        async with self._read(f"compute the leaderboard of {game}") as db:
+            return await _ratings.leaderboard(db, game)
 
     # -- seat logs ---------------------------------------------------------------------------------
 

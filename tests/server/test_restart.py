@@ -191,5 +191,14 @@ async def test_sigkill_and_restart_keeps_finished_matches_and_aborts_live_ones(t
         reasons = [row[0] for row in conn.execute(
             "SELECT reason FROM matches WHERE status = 'aborted' AND id > ?", (last_old,)
         )]
+        # Ratings: each rated match counted once per seat, across the kill; aborted ones never.
+        rated = conn.execute(
+            "SELECT count(*) FROM matches m WHERE status = 'finished' AND rating_done = 1"
+            " AND (SELECT count(DISTINCT agent_id) FROM match_seats s WHERE s.match_id = m.id) = 2"
+        ).fetchone()[0]
+        rated_seats = conn.execute("SELECT coalesce(sum(matches), 0) FROM ratings").fetchone()[0]
+        rated_aborted = conn.execute("SELECT count(*) FROM matches WHERE status = 'aborted' AND rating_done = 1"
+                                     ).fetchone()[0]
     assert unfinished == 0
     assert reasons and all(reasons)  # the second server's live matches, stopped by its shutdown
+    assert rated >= len(before) and rated_seats == 2 * rated and rated_aborted == 0

@@ -7,6 +7,7 @@ there (``web-*.png``).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -141,17 +142,29 @@ async def test_lobby_shows_live_match_then_its_result_and_the_leaderboard(settin
         await expect(recent_row).to_contain_text("alpha won")  # mark 1 completes the bottom row
         await expect(recent_row).to_contain_text("19 steps")
 
-        # The leaderboard follows the result (refreshed on match_ended), per game.
+        # The leaderboard follows the result (refetched on match_ended and rating_changed), per
+        # game, ranked by rating: the winner climbs from 1000, the loser drops, each with its change.
         await page.locator('#game-tabs [data-game="connectx"]').click()
         rows = page.locator("#leaderboard tbody tr")
         await expect(rows).to_have_count(2)
         await expect(rows.nth(0)).to_have_attribute("data-agent-id", str(alpha["id"]))
         await expect(rows.nth(0)).to_contain_text("alpha")
-        await expect(rows.nth(0).locator("td.points")).to_have_text("1")
+        board = {row["agent_id"]: row for row in (await client.get("/api/leaderboard?game=connectx")).json()["items"]}
+        top, second = board[alpha["id"]], board[beta["id"]]
+        assert top["rating"] > 1000.0 > second["rating"]
+        await expect(rows.nth(0).locator("td.rating")).to_have_attribute("data-rating", str(top["rating"]))
+        await expect(rows.nth(0).locator(".rating-value")).to_have_text(str(math.floor(top["rating"] + 0.5)))
+        await expect(rows.nth(0).locator(".delta.up")).to_have_text(f"+{math.floor(top['rating'] - 1000 + 0.5)}")
+        await expect(rows.nth(1).locator(".delta.down")).to_have_text(f"−{math.floor(1000 - second['rating'] + 0.5)}")
+        await expect(rows.nth(0).locator("td.rank")).to_have_text("1")
+        await expect(rows.nth(0).locator("td.wins")).to_have_text("1")
+        await expect(rows.nth(1).locator("td.losses")).to_have_text("1")
+        await screenshot(page, "lobby-leaderboard")
         await page.locator('#game-tabs [data-game="tictactoe"]').click()
         await expect(page.locator("#leaderboard")).to_have_attribute("data-game", "tictactoe")
         await expect(rows).to_have_count(1)
         await expect(rows.nth(0)).to_contain_text("noughts")
+        await expect(rows.nth(0).locator("td.rating.provisional .rating-value")).to_have_text("1000")  # unrated
 
         # A result row leads to its match page.
         await recent_row.locator("a").click()
@@ -363,6 +376,13 @@ async def test_agent_page_shows_agent_standing_and_matches(settings: Settings) -
             await expect(standing).to_contain_text("played")
             await expect(standing.locator(".stat", has_text="played").locator(".stat-value")).to_have_text("2")
             await expect(standing.locator(".stat", has_text="wins").locator(".stat-value")).to_have_text("1")
+            # Its rating (one win, one loss), in the facts and the standing, as the API has it.
+            doc = (await client.get(f"/api/agents/{alpha['id']}")).json()
+            assert doc["rated_matches"] == 2 and doc["rating"] != 1000.0
+            shown = str(math.floor(doc["rating"] + 0.5))
+            await expect(page.locator('[data-field="rating"]')).to_have_text(shown)
+            await expect(standing.locator(".stat.rating .stat-value")).to_have_text(shown)
+            await expect(standing).to_contain_text("2 rated matches")
             await screenshot(page, "agent")
 
             await rows.nth(1).locator("a").click()

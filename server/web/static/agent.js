@@ -1,4 +1,4 @@
-// The agent page: who it is, where it stands on its game's leaderboard, and its matches.
+// The agent page: who it is, its rating and where it stands on its game's leaderboard, and its matches.
 
 import {
   formatDate, formatNumber, gameBadge, getJSON, h, loadGames, pathId, refreshTimes, relativeTime,
@@ -25,6 +25,7 @@ function renderAgent(agent) {
   replaceChildren(
     $("agent-facts"),
     fact("Owner", h("span", { dataset: { field: "owner" } }, agent.owner)),
+    fact("Rating", h("span", { dataset: { field: "rating" } }, String(Math.round(agent.rating)))),
     fact("Version", h("span", { dataset: { field: "version" } }, `v${agent.version}`)),
     fact("Created", h("span", { dataset: { field: "created" } }, formatDate(agent.created_at))),
     agent.updated_at && agent.updated_at !== agent.created_at
@@ -45,25 +46,27 @@ async function renderStanding(agent) {
     showError(box, error.message);
     return;
   }
-  const i = doc.items.findIndex((row) => row.agent_id === agent.id);
-  const row = i >= 0 ? doc.items[i] : null;
-  if (!row || row.matches === 0) {
-    replaceChildren(box, h("p", { class: "empty" }, "No finished matches yet, so no standing."));
+  const row = doc.items.find((r) => r.agent_id === agent.id);
+  if (!row) {
+    replaceChildren(box, h("p", { class: "empty" }, "Not on the leaderboard."));
     return;
   }
-  const ranked = doc.items.filter((r) => r.matches > 0).length;
   box.dataset.agentId = String(row.agent_id);
+  const note = row.rated_matches === 0
+    ? "No rated match yet: every agent starts at 1000 and moves after each rated match. "
+    : `Skill ${formatNumber(row.mu, 2)} ± ${formatNumber(row.sigma, 2)} over ${row.rated_matches} rated ` +
+      `match${row.rated_matches === 1 ? "" : "es"}; the rating is 1000 + 40 × (skill − 3 × uncertainty). `;
   replaceChildren(
     box,
     h("div", { class: "stats" },
-      stat("rank", `#${i + 1}`, "rank"),
-      stat("points", formatNumber(row.points, 1)),
+      stat("rank", `#${row.rank}`, "rank"),
+      stat("rating", String(Math.round(row.rating)), "rating"),
       stat("played", String(row.matches)),
       stat("wins", String(row.wins), "wins"),
       stat("draws", String(row.draws)),
       stat("losses", String(row.losses), "losses"),
       stat("faults", String(row.faults), row.faults ? "faults" : "")),
-    h("p", { class: "muted small" }, `of ${ranked} ranked agents · `,
+    h("p", { class: "muted small" }, note, `Ranked among ${doc.items.length} agents · `,
       h("a", { href: `/#game=${agent.game}` }, "full leaderboard")),
   );
 }

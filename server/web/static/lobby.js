@@ -2,6 +2,8 @@
 //
 // The lobby socket opens before the lists are fetched, so no match that starts or ends in
 // between is missed; frames that arrive before the fetch answers are replayed on top of it.
+// The leaderboard is ranked by rating; each rating_changed frame refetches it (one refetch per
+// burst) and marks the agent's row with the change its last rated match made.
 
 import {
   formatNumber, gameBadge, getJSON, h, keepSocket, loadGames, refreshTimes, relativeTime,
@@ -23,6 +25,8 @@ let isLoaded = false;
 const pending = []; // lobby frames received before the first fetch answered
 const ended = new Set(); // ids of matches seen ending, so a late "live" copy never resurrects them
 let boardTimer = null;
+const ratingMoves = new Map(); // agent id -> {delta, matchId} of its last rating_changed frame
+const justMoved = new Set(); // agent ids whose rating changed since the leaderboard was last drawn
 
 // -- match rows ----------------------------------------------------------------------------------
 
@@ -121,6 +125,9 @@ function onLobbyFrame(msg) {
     row.classList.add("fresh");
     if (msg.match.game === selectedGame) scheduleLeaderboard();
   } else if (msg.type === "rating_changed") {
+    const previous = typeof msg.previous === "number" ? msg.previous : msg.rating;
+    ratingMoves.set(msg.agent_id, { delta: msg.rating - previous, matchId: msg.match_id });
+    justMoved.add(msg.agent_id);
     if (!msg.game || msg.game === selectedGame) scheduleLeaderboard();
   }
   updateCounts();
@@ -175,6 +182,7 @@ function selectGame(name) {
 }
 
 async function loadLeaderboard() {
+  clearTimeout(boardTimer); // this load supersedes a scheduled one
   const game = selectedGame;
   const table = document.getElementById("leaderboard");
   table.dataset.game = game;
@@ -186,27 +194,49 @@ async function loadLeaderboard() {
     return;
   }
   if (game !== selectedGame) return; // a newer selection is loading
-  const rows = doc.items.map((row, i) =>
+  const rows = doc.items.map((row) =>
     h(
       "tr",
-      { dataset: { agentId: row.agent_id } },
-      h("td", { class: "num rank" }, row.matches > 0 ? String(i + 1) : "–"),
+      { dataset: { agentId: row.agent_id }, class: justMoved.has(row.agent_id) ? "moved" : null },
+      h("td", { class: "num rank" }, String(row.rank)),
       h(
         "td",
         { class: "agent-cell" },
         h("a", { href: `/agents/${row.agent_id}` }, row.name),
         h("span", { class: "owner-line muted small" }, `by ${row.owner} · v${row.version}`),
       ),
+      ratingCell(row),
       h("td", { class: "num" }, String(row.matches)),
-      h("td", { class: "num" }, String(row.wins)),
-      h("td", { class: "num" }, String(row.draws)),
-      h("td", { class: "num" }, String(row.losses)),
+      h("td", { class: "num wins" }, String(row.wins)),
+      h("td", { class: "num draws" }, String(row.draws)),
+      h("td", { class: "num losses" }, String(row.losses)),
       h("td", { class: `num opt${row.faults ? " faults" : ""}` }, String(row.faults)),
-      h("td", { class: "num points" }, formatNumber(row.points, 1)),
     ),
   );
   replaceChildren(boardBody, rows);
+  for (const row of doc.items) justMoved.delete(row.agent_id);
   document.getElementById("leaderboard-empty").hidden = rows.length > 0;
+}
+
+function ratingCell(row) {
+  const isProvisional = row.rated_matches === 0;
+  const move = ratingMoves.get(row.agent_id);
+  const title = isProvisional
+    ? "No rated match yet: every agent starts at 1000"
+    : `skill ${formatNumber(row.mu, 2)} ± ${formatNumber(row.sigma, 2)} over ${row.rated_matches} rated ` +
+      `match${row.rated_matches === 1 ? "" : "es"}; the rating is 1000 + 40 × (skill − 3 × uncertainty)`;
+  let delta = null;
+  if (move && Math.round(move.delta) !== 0) {
+    const up = move.delta > 0;
+    delta = h("span", { class: `delta ${up ? "up" : "down"}`, title: `after match #${move.matchId}` },
+      `${up ? "+" : "−"}${Math.abs(Math.round(move.delta))}`);
+  }
+  return h(
+    "td",
+    { class: `num rating${isProvisional ? " provisional" : ""}`, title, dataset: { rating: row.rating } },
+    h("span", { class: "rating-value" }, String(Math.round(row.rating))),
+    delta,
+  );
 }
 
 function buildTabs() {

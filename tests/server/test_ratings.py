@@ -1,0 +1,227 @@
+"""The rated ladder end to end: real uvicorn, real bots, ``rating_changed`` on ``/ws/lobby``."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, cast
+
+import anyio
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from protocol.codec import decode_lobby
+from protocol.errors import StorageError
+from protocol.messages import LobbyMsg, RatingChanged
+from server.config import Settings
+from server.matches.hub import Hub
+from server.ratings import Rater
+from server.storage import MatchStatus, NewSeat, RatedMatch, SeatResult, SqliteStorage, Storage, open_sqlite
+from tests.server.conftest import (
+    TICTACTOE_FIRST_FREE,
+    api_client,
+    create_user,
+    start_match,
+    submit_agent,
+    wait_finished,
+    ws_url,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+JSON = Any
+
+
+def open_lobby(client: httpx.AsyncClient) -> connect:
+    return connect(ws_url(client, "/ws/lobby"), proxy=None, open_timeout=20, max_size=None)
+
+
+async def read_until(lobby: ClientConnection, frames: list[JSON], done: Any, timeout_s: float = 30) -> None:
+    """Append lobby frames to ``frames`` until ``done(frames)`` holds."""
+    with anyio.fail_after(timeout_s):
+        while not done(frames):
+            frames.append(json.loads(await lobby.recv()))
+
+
+def ratings_of(frames: list[JSON], match_id: int) -> list[JSON]:
+    return [f for f in frames if f["type"] == "rating_changed" and f["match_id"] == match_id]
+
+
+def index_of(frames: list[JSON], kind: str, match_id: int) -> int:
+    for i, frame in enumerate(frames):
+        if frame["type"] == kind and (frame.get("match") or {}).get("id", frame.get("match_id")) == match_id:
+            return i
+    raise AssertionError(f"no {kind} frame of match {match_id} in {[f['type'] for f in frames]}")
+
+
+async def leaderboard(client: httpx.AsyncClient, game: str) -> list[JSON]:
+    response = await client.get("/api/leaderboard", params={"game": game})
+    assert response.status_code == 200, response.text
+    items: list[JSON] = response.json()["items"]
+    return items
+
+
+async def test_finished_matches_move_ratings_announced_on_the_lobby(settings: Settings) -> None:
+    async with api_client(settings) as client:
+        alice = await create_user(client, "alice")
+        # The first free cell: seat 0 always wins, on the diagonal, in 7 steps.
+        a = (await submit_agent(client, alice, "ann", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
+        b = (await submit_agent(client, alice, "ben", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
+        idle = (await submit_agent(client, alice, "idle", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
+        names = {a: "ann", b: "ben"}
+        last = {a: 1000.0, b: 1000.0}
+        frames: list[JSON] = []
+        async with open_lobby(client) as lobby:
+            for n, (winner, loser) in enumerate([(a, b), (b, a), (a, b)], start=1):
+                match = await start_match(client, alice, "tictactoe", [winner, loser])
+                await read_until(lobby, frames, lambda fs, m=match["id"]: len(ratings_of(fs, m)) == 2)
+                rated = ratings_of(frames, match["id"])
+                # After the match's end, one frame per seat, in seat order.
+                assert index_of(frames, "match_ended", match["id"]) < frames.index(rated[0])
+                assert [f["agent_id"] for f in rated] == [winner, loser]
+                for frame in rated:
+                    assert isinstance(decode_lobby(json.dumps(frame)), RatingChanged)
+                    agent = frame["agent_id"]
+                    assert frame["game"] == "tictactoe" and frame["name"] == names[agent]
+                    assert frame["owner"] == "alice" and frame["rated_matches"] == n
+                    assert frame["previous"] == last[agent]
+                    assert frame["rating"] == round(1000 + 40 * (frame["mu"] - 3 * frame["sigma"]), 1)
+                    last[agent] = frame["rating"]
+                win, loss = rated
+                assert win["rating"] > win["previous"] and loss["rating"] < loss["previous"]  # winner up, loser down
+
+            # A match of an agent against itself is not rated: its end is followed by the next match.
+            mirror = await start_match(client, alice, "tictactoe", [a, a])
+            assert (await wait_finished(client, mirror["id"]))["status"] == "finished"
+            after = await start_match(client, alice, "tictactoe", [b, a])
+            await read_until(lobby, frames, lambda fs: len(ratings_of(fs, after["id"])) == 2)
+            assert ratings_of(frames, mirror["id"]) == []
+            assert index_of(frames, "match_ended", mirror["id"]) < index_of(frames, "match_ended", after["id"])
+            for frame in ratings_of(frames, after["id"]):
+                last[frame["agent_id"]] = frame["rating"]
+
+        # The leaderboard ranks by the announced ratings; the agent that never played holds 1000.
+        board = await leaderboard(client, "tictactoe")
+        assert [row["rank"] for row in board] == [1, 2, 3]
+        assert [row["rating"] for row in board] == sorted((row["rating"] for row in board), reverse=True)
+        rows = {row["agent_id"]: row for row in board}
+        assert rows[a]["rating"] == last[a] and rows[b]["rating"] == last[b]
+        assert rows[a]["rated_matches"] == 4 and rows[a]["matches"] == 6  # standings count the mirror twice
+        assert (rows[idle]["rating"], rows[idle]["rated_matches"], rows[idle]["matches"]) == (1000.0, 0, 0)
+        for row in board:
+            assert {"wins", "draws", "losses", "faults", "points", "mu", "sigma", "name", "owner"} <= set(row)
+
+        # Agent documents carry the same rating.
+        for agent_id in (a, b, idle):
+            doc = (await client.get(f"/api/agents/{agent_id}")).json()
+            assert doc["rating"] == rows[agent_id]["rating"]
+            assert doc["rated_matches"] == rows[agent_id]["rated_matches"]
+        listed = (await client.get("/api/agents", params={"game": "tictactoe"})).json()["items"]
+        assert {d["id"]: d["rating"] for d in listed} == {k: v["rating"] for k, v in rows.items()}
+
+        # Bad input still gets a clear error.
+        unknown = await client.get("/api/leaderboard", params={"game": "chess"})
+        assert unknown.status_code == 400 and "chess" in unknown.json()["error"]["message"]
+        missing = await client.get("/api/leaderboard")
+        assert missing.status_code == 400 and missing.json()["error"]["code"] == "missing_field"
+
+
+async def test_ratings_survive_a_restart_and_no_match_is_rated_twice(settings: Settings) -> None:
+    async with api_client(settings) as client:
+        alice = await create_user(client, "alice")
+        a = (await submit_agent(client, alice, "ann", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
+        b = (await submit_agent(client, alice, "ben", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
+        async with open_lobby(client) as lobby:
+            match = await start_match(client, alice, "tictactoe", [a, b])
+            frames: list[JSON] = []
+            await read_until(lobby, frames, lambda fs: len(ratings_of(fs, match["id"])) == 2)
+        before = await leaderboard(client, "tictactoe")
+
+    async with api_client(settings) as client:  # the same database file
+        await anyio.sleep(0.3)  # the rater's start-up pass has nothing to rate: the board stays as it was
+        assert await leaderboard(client, "tictactoe") == before
+        async with open_lobby(client) as lobby:
+            match = await start_match(client, alice, "tictactoe", [b, a])
+            frames = []
+            await read_until(lobby, frames, lambda fs: len(ratings_of(fs, match["id"])) == 2)
+        assert [f["rated_matches"] for f in ratings_of(frames, match["id"])] == [2, 2]
+        assert [f["previous"] for f in ratings_of(frames, match["id"])] == [
+            next(r["rating"] for r in before if r["agent_id"] == agent) for agent in (b, a)
+        ]
+
+
+async def test_the_scheduler_plays_a_rated_ladder_between_the_example_bots(settings: Settings) -> None:
+    ladder = replace(settings, ladder=True, seed_examples=True, ladder_pace_s=0.0, ladder_matches=3)
+    async with api_client(ladder) as client, open_lobby(client) as lobby:
+        frames: list[JSON] = []
+        await read_until(lobby, frames, lambda fs: sum(f["type"] == "rating_changed" for f in fs) >= 8, 90)
+        started = {f["match"]["id"]: f["match"] for f in frames if f["type"] == "match_started"}
+        rated_ids = {f["match_id"] for f in frames if f["type"] == "rating_changed"}
+        assert rated_ids & set(started)
+        for match_id in rated_ids & set(started):
+            match = started[match_id]
+            assert match["tags"] == {"scheduled": True}
+            seats = [s["agent_id"] for s in match["seats"]]
+            assert len(set(seats)) == len(seats)  # the pairing rule never pairs an agent with itself
+            assert index_of(frames, "match_ended", match_id) < index_of(frames, "rating_changed", match_id)
+        games = {f["game"] for f in frames if f["type"] == "rating_changed"}
+        for game in games:
+            board = await leaderboard(client, game)
+            ratings = [row["rating"] for row in board]
+            assert ratings == sorted(ratings, reverse=True)
+            assert any(row["rated_matches"] > 0 for row in board)
+
+
+class FailingOnce:
+    """A storage whose first ``rate_finished`` fails, as a locked or full disk would."""
+
+    def __init__(self, storage: SqliteStorage) -> None:
+        self.storage = storage
+        self.calls = 0
+
+    async def rate_finished(self, limit: int = 100) -> list[RatedMatch]:
+        self.calls += 1
+        if self.calls == 1:
+            raise StorageError("cannot rate finished matches: disk I/O error")
+        return await self.storage.rate_finished(limit)
+
+
+class LobbyRecorder:
+    """Stands in for the hub: keeps what is published on the lobby."""
+
+    def __init__(self) -> None:
+        self.frames: list[LobbyMsg] = []
+        self.changed = anyio.Event()
+
+    def publish_lobby(self, msg: LobbyMsg) -> None:
+        self.frames.append(msg)
+        self.changed.set()
+
+
+async def test_a_failure_to_rate_is_logged_and_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with open_sqlite(tmp_path / "arena.db") as storage:
+        user = await storage.create_user("alice", "h")
+        a, b = [await storage.save_agent(user.id, name, "tictactoe", "x") for name in ("a", "b")]
+        match = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, 1), NewSeat(b.id, 1)])
+        seats = [SeatResult(s.agent_id, s.agent_name, s.owner, s.version, "DONE", r, None)
+                 for s, r in zip(match.seats, [1.0, -1.0], strict=True)]
+        final = await storage.finish_match(match.id, MatchStatus.FINISHED, None, seats, time.time())
+        lobby = LobbyRecorder()
+        flaky = FailingOnce(storage)
+        rater = Rater(cast(Storage, flaky), cast(Hub, lobby))
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                await tg.start(rater.run)
+                rater.match_finished(final)
+                await lobby.changed.wait()
+                await anyio.sleep(0.1)
+                tg.cancel_scope.cancel()
+    assert flaky.calls >= 2
+    assert "could not rate finished matches" in caplog.text and "disk I/O error" in caplog.text
+    assert [(f.agent_id, f.match_id) for f in lobby.frames if isinstance(f, RatingChanged)] == [
+        (a.id, match.id), (b.id, match.id),
+    ]
+    assert len(lobby.frames) == 2

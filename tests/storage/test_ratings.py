@@ -1,0 +1,173 @@
+"""The ladder in SqliteStorage: each finished match rated exactly once, across reopening too."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from server.ladder import DEFAULT_SKILL, Skill, rate_match
+from server.storage import AgentRecord, MatchStatus, NewSeat, RatedMatch, SeatResult, SqliteStorage, open_sqlite
+from server.storage._schema import _MIGRATIONS, _statements
+from server.storage.sqlite import SCHEMA_VERSION
+
+
+async def finish(storage: SqliteStorage, agents: list[AgentRecord], rewards: list[float],
+                 status: MatchStatus = MatchStatus.FINISHED) -> int:
+    """Store a tictactoe match between ``agents`` that ended with ``rewards``; returns its id."""
+    match = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, a.version) for a in agents])
+    seats = [
+        SeatResult(s.agent_id, s.agent_name, s.owner, s.version, "DONE", reward, None)
+        for s, reward in zip(match.seats, rewards, strict=True)
+    ]
+    await storage.finish_match(match.id, status, None, seats, time.time())
+    return match.id
+
+
+async def three_agents(storage: SqliteStorage) -> list[AgentRecord]:
+    user = await storage.create_user("alice", "h")
+    return [await storage.save_agent(user.id, name, "tictactoe", "x") for name in ("a", "b", "c")]
+
+
+def changes(rated: list[RatedMatch]) -> list[tuple[int, list[tuple[int, float, float]]]]:
+    return [(m.match_id, [(c.agent_id, c.before.rating, c.after.rating) for c in m.changes]) for m in rated]
+
+
+async def test_a_match_is_rated_exactly_once_also_after_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "arena.db"
+    async with open_sqlite(path) as storage:
+        a, b, c = await three_agents(storage)
+        assert await storage.rate_finished() == []
+        first = await finish(storage, [a, b], [1.0, -1.0])
+        rated = await storage.rate_finished()
+        assert [m.match_id for m in rated] == [first]
+        (change_a, change_b) = rated[0].changes
+        assert (change_a.agent_id, change_a.name, change_a.owner) == (a.id, "a", "alice")
+        assert change_a.before.rating == change_b.before.rating == 1000.0 and change_a.before.matches == 0
+        assert change_a.after.rating > 1000.0 > change_b.after.rating
+        assert change_a.after.matches == 1 and change_a.after.last_match_id == first
+        assert change_a.after.updated_at is not None
+        assert await storage.rate_finished() == []  # never twice
+
+        # The stored ratings are the ones announced, and carry over to the next match.
+        ratings = await storage.get_ratings([a.id, b.id, c.id, 999])
+        assert set(ratings) == {a.id, b.id, c.id}  # an unknown id is left out
+        assert ratings[a.id] == change_a.after and ratings[b.id] == change_b.after
+        assert ratings[c.id].rating == 1000.0 and ratings[c.id].matches == 0 and ratings[c.id].updated_at is None
+        second = await finish(storage, [b, a], [1.0, -1.0])
+        (rated_second,) = await storage.rate_finished()
+        expected = rate_match([Skill(change_b.after.mu, change_b.after.sigma),
+                               Skill(change_a.after.mu, change_a.after.sigma)], [1.0, -1.0])
+        assert [(ch.after.mu, ch.after.sigma) for ch in rated_second.changes] == [(s.mu, s.sigma) for s in expected]
+        assert rated_second.changes[1].before == change_a.after and rated_second.changes[1].after.matches == 2
+        # A match finished but not yet rated when the storage closes.
+        third = await finish(storage, [a, c], [0.0, 0.0])
+        before_close = await storage.get_ratings([a.id, b.id, c.id])
+
+    async with open_sqlite(path) as storage:
+        assert await storage.get_ratings([a.id, b.id]) == {k: before_close[k] for k in (a.id, b.id)}
+        (rated_third,) = await storage.rate_finished()  # only the one left over, not the others again
+        assert rated_third.match_id == third and rated_third.game == "tictactoe"
+        assert [ch.after.matches for ch in rated_third.changes] == [3, 1]
+        assert await storage.rate_finished() == []
+        assert second != third
+
+    async with open_sqlite(path) as storage:
+        assert await storage.rate_finished() == []
+        assert (await storage.get_ratings([a.id]))[a.id].matches == 3
+
+
+async def test_only_finished_matches_between_distinct_agents_are_rated(tmp_path: Path) -> None:
+    async with open_sqlite(tmp_path / "arena.db") as storage:
+        a, b, _ = await three_agents(storage)
+        aborted = await finish(storage, [a, b], [1.0, -1.0], MatchStatus.ABORTED)
+        live = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, 1), NewSeat(b.id, 1)])
+        await storage.set_match_live(live.id, time.time())
+        mirror = await finish(storage, [a, a], [1.0, -1.0])
+        rated = await storage.rate_finished()
+        assert changes(rated) == [(mirror, [])]  # processed, not rated: one agent in every seat
+        assert await storage.rate_finished() == []
+        ratings = await storage.get_ratings([a.id, b.id])
+        assert ratings[a.id].matches == 0 and ratings[b.id].matches == 0
+        assert aborted != live.id
+
+        # The live match ends later: it is rated then, once.
+        seats = [SeatResult(s.agent_id, s.agent_name, s.owner, s.version, "DONE", r, None)
+                 for s, r in zip(live.seats, [-1.0, 1.0], strict=True)]
+        await storage.finish_match(live.id, MatchStatus.FINISHED, None, seats, time.time())
+        (rated_live,) = await storage.rate_finished()
+        assert rated_live.match_id == live.id
+        assert rated_live.changes[1].after.rating > 1000.0 > rated_live.changes[0].after.rating
+
+
+async def test_matches_are_rated_in_the_order_they_ended_a_batch_at_a_time(tmp_path: Path) -> None:
+    async with open_sqlite(tmp_path / "arena.db") as storage:
+        a, b, c = await three_agents(storage)
+        ids = [await finish(storage, pair, [1.0, -1.0]) for pair in ([a, b], [b, c], [c, a], [a, b])]
+        first_two = await storage.rate_finished(limit=2)
+        rest = await storage.rate_finished(limit=10)
+        assert [m.match_id for m in first_two + rest] == ids
+        assert await storage.rate_finished(limit=10) == []
+        ratings = await storage.get_ratings([a.id, b.id, c.id])
+        assert [ratings[x.id].matches for x in (a, b, c)] == [3, 3, 2]
+
+
+async def test_leaderboard_ranks_by_rating_with_standings(tmp_path: Path) -> None:
+    async with open_sqlite(tmp_path / "arena.db") as storage:
+        a, b, c = await three_agents(storage)
+        user = await storage.create_user("bob", "h2")
+        idle = await storage.save_agent(user.id, "idle", "tictactoe", "x")
+        await storage.save_agent(user.id, "elsewhere", "connectx", "x")
+        for pair in ([a, b], [a, c], [b, c], [a, b]):
+            await finish(storage, pair, [1.0, -1.0])
+        await storage.rate_finished()
+        board = await storage.leaderboard("tictactoe")
+        # b (1 win, 2 losses: 1008.8) is surer than idle (the default 1000); c lost both (865.3).
+        assert [(row["name"], row["rating"]) for row in board] == [
+            ("a", 1362.9), ("b", 1008.8), ("idle", 1000.0), ("c", 865.3),
+        ]
+        assert [row["rank"] for row in board] == [1, 2, 3, 4]
+        ratings = [row["rating"] for row in board]
+        assert ratings == sorted(ratings, reverse=True)
+        top = board[0]
+        assert set(top) == {
+            "rank", "agent_id", "name", "owner", "version", "rating", "mu", "sigma", "rated_matches",
+            "matches", "wins", "draws", "losses", "faults", "points",
+        }
+        summary = (top["agent_id"], top["owner"], top["rated_matches"], top["matches"], top["wins"])
+        assert summary == (a.id, "alice", 3, 3, 3)
+        assert top["points"] == 3.0 and top["losses"] == 0
+        unrated = board[2]
+        assert unrated["agent_id"] == idle.id and unrated["rated_matches"] == 0 and unrated["matches"] == 0
+        assert (unrated["mu"], unrated["sigma"], unrated["rating"]) == (DEFAULT_SKILL.mu, DEFAULT_SKILL.sigma, 1000.0)
+        assert await storage.leaderboard("chess") == []
+
+
+async def test_a_database_from_before_ratings_opens_and_rates_its_history(tmp_path: Path) -> None:
+    path = tmp_path / "arena.db"
+    db = sqlite3.connect(path)
+    for script in _MIGRATIONS[:2]:  # the schema as it was before ratings (version 2)
+        for statement in _statements(script):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 2")
+    db.execute("INSERT INTO users (id, name, token_hash, created_at) VALUES (1, 'alice', 'h', 0)")
+    for agent_id, name in ((1, "a"), (2, "b")):
+        db.execute("INSERT INTO agents (id, user_id, name, game, remote, version, created_at, updated_at)"
+                   " VALUES (?, 1, ?, 'tictactoe', 0, 1, 0, 0)", (agent_id, name))
+        db.execute("INSERT INTO agent_versions (agent_id, version, code, created_at) VALUES (?, 1, 'x', 0)",
+                   (agent_id,))
+    db.execute("INSERT INTO matches (id, game, rules_version, status, config, seed, tags, created_at, finished_at)"
+               " VALUES (1, 'tictactoe', 1, 'finished', '{}', 1, '{}', 0, 1)")
+    db.executemany("INSERT INTO match_seats (match_id, seat, agent_id, version, status, reward)"
+                   " VALUES (1, ?, ?, 1, 'DONE', ?)", [(0, 1, -1.0), (1, 2, 1.0)])
+    db.commit()
+    db.close()
+
+    async with open_sqlite(path) as storage:
+        (rated,) = await storage.rate_finished()
+        assert rated.match_id == 1
+        assert [ch.after.rating > 1000.0 for ch in rated.changes] == [False, True]  # b won
+        board = await storage.leaderboard("tictactoe")
+        assert [row["name"] for row in board] == ["b", "a"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
