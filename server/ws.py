@@ -2,8 +2,9 @@
 
 A spectator gets ``snapshot``, then ``event`` frames, then ``end``; a finished match is
 served the same way from storage. Spectator sockets are read-only: anything a spectator
-sends gets an ``error`` frame. A spectator whose queue overflows is closed with
-``CLOSE_TOO_SLOW``.
+sends gets an ``error`` frame. Each socket's task sends, at each wake-up, every frame of the
+feed it has not sent yet (``Subscription.stream`` in ``server/matches/hub.py``). A spectator
+that falls too far behind (see there) is closed with ``CLOSE_TOO_SLOW``.
 
 The owner of a seat may open ``/ws/matches/{id}?seat=N`` with their token in the
 ``Authorization`` header: besides the public stream they get that seat's ``seat_debug``
@@ -23,7 +24,7 @@ from protocol import codec
 from protocol.errors import ArenaError, Forbidden, ProtocolError, Unauthorized
 from protocol.messages import ErrorFrame, Event, SeatDebug
 from server.auth import parse_bearer
-from server.matches.hub import Subscription, snapshot_frame
+from server.matches.hub import SEND_TIMEOUT_S, LobbySubscription, Subscription, snapshot_frame
 from server.matches.manager import match_document, result_document
 from server.sessions import authenticate
 from server.state import ArenaState
@@ -32,9 +33,8 @@ from server.storage import MatchStatus
 __all__ = ["CLOSE_NOT_FOUND", "CLOSE_TOO_SLOW", "lobby", "spectate"]
 
 CLOSE_NORMAL = 1000
-CLOSE_TOO_SLOW = 4008  # the spectator fell behind its queue and was dropped
+CLOSE_TOO_SLOW = 4008  # the spectator fell too far behind (or its socket stalled) and was dropped
 CLOSE_NOT_FOUND = 4404
-_SEND_TIMEOUT_S = 5.0  # a socket that cannot take one frame in this long is dropped
 _FEED_WAIT_S = 2.0  # a just-created match opens its feed within moments
 
 
@@ -91,7 +91,7 @@ async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int |
         feed = state.hub.feed(match_id)
         if feed is not None:
             snapshot, history, sub = feed.subscribe_seat(seat)
-            await _stream(ws, snapshot, sub, history)
+            await _stream(ws, sub, [snapshot, *history])
             return
         try:
             match = await state.storage.get_match(match_id)
@@ -116,35 +116,34 @@ async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int |
         last_step = steps[-1].step if steps else 0
         frames.append(codec.encode(SeatDebug(seq=len(events), seat=seat, step=last_step, log=log)).decode())
     frames.append(codec.encode(end).decode())
-    for frame in frames:
-        with anyio.move_on_after(_SEND_TIMEOUT_S) as scope:
-            await ws.send_text(frame)
-        if scope.cancelled_caught:  # a spectator that does not read is not kept forever
-            await _close(ws, CLOSE_TOO_SLOW)
-            return
-    await _close(ws, CLOSE_NORMAL)
+    is_sent = await _send_frames(ws, frames)
+    await _close(ws, CLOSE_NORMAL if is_sent else CLOSE_TOO_SLOW)
 
 
-async def _stream(ws: WebSocket, first: str, sub: Subscription, history: Sequence[str] = ()) -> None:
-    """Send ``first``, ``history`` and then every queued frame; answer anything received with an error."""
-    dropped = False
+async def _stream(ws: WebSocket, sub: Subscription | LobbySubscription, first: Sequence[str]) -> None:
+    """Send ``first`` and then the subscription's frames as they come, until its end (see
+    ``_Reader.stream`` in the hub), answering anything received with an error; then close."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(_refuse_input, ws, tg.cancel_scope)
-        for frame in (first, *history):
-            with anyio.move_on_after(_SEND_TIMEOUT_S) as scope:
-                await ws.send_text(frame)
-            dropped = scope.cancelled_caught
-            if dropped:
-                break
-        async with sub.receive:
-            async for frame in sub.receive:
-                if dropped:
-                    break
-                with anyio.move_on_after(_SEND_TIMEOUT_S) as scope:
-                    await ws.send_text(frame)
-                dropped = scope.cancelled_caught
+        try:
+            await sub.stream(ws.send_text, first)
+        except WebSocketDisconnect:
+            pass  # it left while frames were on their way
         tg.cancel_scope.cancel()
-    await _close(ws, CLOSE_TOO_SLOW if dropped or sub.dropped else CLOSE_NORMAL)
+    await _close(ws, CLOSE_TOO_SLOW if sub.is_dropped else CLOSE_NORMAL)
+
+
+async def _send_frames(ws: WebSocket, frames: Sequence[str]) -> bool:
+    """Send frames in order; False when the socket took longer than ``SEND_TIMEOUT_S`` (a
+    spectator that does not read is not kept forever) or the spectator has left."""
+    with anyio.move_on_after(SEND_TIMEOUT_S):
+        try:
+            for frame in frames:
+                await ws.send_text(frame)
+        except WebSocketDisconnect:
+            return False
+        return True
+    return False
 
 
 async def _refuse_input(ws: WebSocket, scope: anyio.CancelScope) -> None:
@@ -170,20 +169,4 @@ async def _close(ws: WebSocket, code: int) -> None:
 async def lobby(ws: WebSocket) -> None:
     state = _state(ws)
     await ws.accept()
-    sub = state.hub.subscribe_lobby()
-    dropped = False
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_refuse_input, ws, tg.cancel_scope)
-            async with sub.receive:
-                async for frame in sub.receive:
-                    with anyio.move_on_after(_SEND_TIMEOUT_S) as scope:
-                        await ws.send_text(frame)
-                    if scope.cancelled_caught:
-                        dropped = True
-                        break
-            dropped = dropped or sub.dropped
-            tg.cancel_scope.cancel()
-    finally:
-        state.hub.unsubscribe_lobby(sub)
-    await _close(ws, CLOSE_TOO_SLOW if dropped else CLOSE_NORMAL)
+    await _stream(ws, state.hub.subscribe_lobby(), ())

@@ -27,7 +27,7 @@ from server.matches.games import get_game, resolve_config
 from server.matches.hub import Hub, MatchFeed
 from server.matches.runner import MatchResult, MatchSpec, Recorder, run_match
 from server.matches.seats import AgentLink, Reply, SeatStart
-from server.storage import MatchStatus, NewSeat, SeatResult, Storage, open_sqlite
+from server.storage import EncodedStep, MatchStatus, NewSeat, SeatResult, Storage, open_sqlite
 
 from ._common import Row, Section, percentile
 from .startup import INSTANT_BOT, REFERENCE_MODE, SEAT_MODES, SeatOpener
@@ -109,8 +109,9 @@ class _ServerRecorder:
         self.storage, self.match_id, self.feed = storage, match_id, feed
 
     async def record_step(self, record: StepRecord) -> None:
-        await self.storage.append_steps(self.match_id, [record])
-        self.feed.publish_step(record)
+        step = EncodedStep.of(record)  # encoded once, for storage and the feed, as the manager does
+        await self.storage.append_steps(self.match_id, [step])
+        self.feed.publish_step(step)
 
 
 async def cpu_per_move(open_seat: SeatOpener, steps: int = 1000, *, with_storage: bool = False) -> tuple[float, float]:

@@ -1,72 +1,81 @@
 """The broadcast hub: live fan-out of matches and of the lobby to spectators.
 
-Theory of operation. Each live match has a ``MatchFeed``. The recorder publishes every step
-to it once: the ``event`` frame is encoded a single time and the same text is queued for
-every subscriber. Each subscriber has a bounded queue; a subscriber whose queue is full has
-fallen behind and is dropped (its stream is closed and its socket handler closes the socket
-with a close code), so a slow spectator never slows the match. A new subscriber gets a
-``snapshot`` built from the frames so far (joined without re-encoding), then every later
-frame, so ``seq`` runs on by one without gaps. The feed keeps its frames until the match has
-ended and been stored; after that, spectators are served from storage.
+Theory of operation. Each live match has a ``MatchFeed``: the log of its ``event`` frames,
+each encoded once, and its ``end`` frame. Publishing appends to the log and wakes the
+spectators waiting for more, and that is all it does: its cost does not grow with the
+number of spectators, so watching never slows the match. Each spectator (a
+``Subscription``) keeps its place in the shared log; its socket's task, once woken, takes
+every frame it has not sent yet and sends them (one wake-up sends them all), the same text
+objects for every spectator. A new spectator gets a ``snapshot`` built from the frames so far
+(joined without re-encoding) and goes on from there, so ``seq`` runs on by one without
+gaps. The feed keeps its frames until the match has ended and been stored; after that,
+spectators are served from storage.
 
-A seat owner's debug view (``subscribe_seat``) is a subscriber like any other that also gets
-that seat's ``seat_debug`` frames (its log lines and timing, published after each step), and
-those so far when it joins. They never reach other subscribers and take no public ``seq``.
+Slow spectators. A spectator more than ``queue_frames`` events behind the head is dropped
+(``is_dropped``; its socket is closed with a close code): it notices itself when it wakes
+up. One whose socket takes no more frames is stuck in a send and would never wake up, so
+while it sends it is on the log's ``sending`` list (almost always empty: a socket that takes
+frames takes a whole batch without waiting), and each publish cuts off those there that have
+fallen too far behind. After the end, a send gets ``SEND_TIMEOUT_S``. There is no timer per
+send: with a thousand spectators, arming one for each cost twice the rest of the fan-out.
+
+A step reaches the hub already encoded (an ``EncodedStep``: the recorder encodes it once for
+storage and the hub); its ``event`` frame is that JSON text with ``seq`` spliced in front and
+the tag behind (:func:`event_frame`), byte for byte what encoding the ``Event`` would give.
+
+A seat owner's debug view (``subscribe_seat``) is a spectator like any other that also gets
+that seat's ``seat_debug`` frames (its log lines and timing, published after each step), each
+right after the event it follows, and those so far when it joins. They never reach other
+spectators, take no public ``seq``, and do not wake them.
+
+The lobby is a log of its own, of which only the last ``queue_frames`` frames are kept: a
+lobby spectator further behind is dropped anyway.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterator
+import math
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from protocol import codec
 from protocol.messages import End, Event, LobbyMsg, SeatDebug, StepRecord
+from server.storage import EncodedStep
 
-__all__ = ["Hub", "MatchFeed", "Subscription", "snapshot_frame"]
+__all__ = [
+    "DEFAULT_QUEUE_FRAMES",
+    "SEND_TIMEOUT_S",
+    "Hub",
+    "LobbySubscription",
+    "MatchFeed",
+    "Subscription",
+    "event_frame",
+    "snapshot_frame",
+]
 
 log = logging.getLogger(__name__)
 
 JSON = Any
 DEFAULT_QUEUE_FRAMES = 256
+SEND_TIMEOUT_S = 5.0  # after the end, a socket that cannot take a batch of frames in this long is dropped
+
+# event_frame splices a stored step into an ``Event``: that holds only while an Event is a
+# StepRecord with ``seq`` before and two fixed fields after (orjson writes fields in order).
+_EVENT_FIELDS = {f.name: f.default for f in dataclasses.fields(Event)}
+if list(_EVENT_FIELDS) != ["seq", *(f.name for f in dataclasses.fields(StepRecord)), "kind", "type"]:
+    raise ImportError("protocol.messages.Event is no longer StepRecord plus seq, kind and type: fix event_frame")
+_EVENT_TAIL = codec.encode({"kind": _EVENT_FIELDS["kind"], "type": _EVENT_FIELDS["type"]}).decode()[1:]
 
 
-@dataclass(slots=True)
-class Subscription:
-    """One spectator's queue. ``dropped`` is set when it fell behind and was cut off."""
-
-    send: MemoryObjectSendStream[str]
-    receive: MemoryObjectReceiveStream[str]
-    dropped: bool = False
-    is_full: bool = False  # dropped because its queue overflowed (not because it left)
-    seat: int | None = None  # an owner's debug view of this seat also gets its seat_debug frames
-
-    def offer(self, frame: str) -> bool:
-        """Queue a frame without waiting; a full queue drops the subscriber."""
-        if self.dropped:
-            return False
-        try:
-            self.send.send_nowait(frame)
-        except anyio.WouldBlock:
-            self.dropped = self.is_full = True
-            self.send.close()
-            return False
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            # The spectator's handler is gone (it left); close our end too, or it leaks.
-            self.dropped = True
-            self.send.close()
-            return False
-        return True
-
-
-def _new_subscription(queue_frames: int) -> Subscription:
-    send, receive = anyio.create_memory_object_stream[str](queue_frames)
-    return Subscription(send, receive)
+def event_frame(seq: int, step: EncodedStep) -> str:
+    """The ``event`` frame of a step, around its encoded text (equal to encoding the ``Event``)."""
+    return f'{{"seq":{seq},{step.text[1:-1]},{_EVENT_TAIL}'  # {"seq":N, the step's fields, "kind":..,"type":..}
 
 
 def snapshot_frame(seq: int, match: dict[str, JSON], state: JSON, events: list[str]) -> str:
@@ -75,79 +84,261 @@ def snapshot_frame(seq: int, match: dict[str, JSON], state: JSON, events: list[s
     return f'{head[:-1]},"events":[{",".join(events)}]}}'
 
 
-@dataclass(slots=True)
+class _Wakeup:
+    """One-shot wake-ups: ``wait`` until the next ``notify``. An event is made only when needed."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+
+    def event(self) -> anyio.Event:
+        """The event the next ``notify`` sets; take it before checking for news, then wait on it."""
+        if self._event is None:
+            self._event = anyio.Event()
+        return self._event
+
+    def notify(self) -> None:
+        event, self._event = self._event, None
+        if event is not None:
+            event.set()
+
+
+class _Reader:
+    """A spectator's place in a log of frames and its stream loop (match feeds and the lobby).
+
+    Subclasses say how far behind the spectator is (``_lag``), what comes next (``receive``)
+    and whether the log has ended (``_is_final``).
+    """
+
+    def __init__(self, sent: int, sending: set[_Reader], queue_frames: int) -> None:
+        self.sent = sent  # frames of the log taken to send so far
+        self.is_dropped = False  # fell more than queue_frames behind and was cut off
+        self.is_done = False  # its stream is over: end taken, log closed or dropped
+        self._sending = sending  # the log's spectators in the middle of a send
+        self._queue_frames = queue_frames
+        self._scope: anyio.CancelScope | None = None
+
+    async def receive(self) -> list[str]:
+        raise NotImplementedError
+
+    def _lag(self) -> int:
+        raise NotImplementedError
+
+    def _is_final(self) -> bool:
+        return False
+
+    async def stream(self, send: Callable[[str], Awaitable[None]], first: Sequence[str] = ()) -> None:
+        """Send ``first``, then every frame of the log as it comes, until the end (or until cut off).
+
+        Raises:
+            Whatever ``send`` raises (the spectator left).
+        """
+        try:
+            with anyio.CancelScope() as self._scope:
+                frames = first
+                while True:
+                    if self._is_final():
+                        self.arm_timeout()
+                    self._sending.add(self)
+                    try:
+                        for frame in frames:
+                            await send(frame)
+                    finally:
+                        self._sending.discard(self)
+                    frames = await self.receive()
+                    if not frames:
+                        break
+            if self._scope.cancelled_caught and not self.is_dropped:  # timed out after the end
+                self._drop()
+        finally:
+            self._scope = None
+
+    def arm_timeout(self) -> None:
+        """From now on, a send that cannot finish in ``SEND_TIMEOUT_S`` drops this spectator."""
+        if self._scope is not None and self._scope.deadline == math.inf:
+            self._scope.deadline = anyio.current_time() + SEND_TIMEOUT_S
+
+    def check_stuck(self) -> None:
+        """Called by the publisher for a spectator in the middle of a send: cut it off if it is
+        too far behind (its socket takes no more frames)."""
+        if self._lag() > self._queue_frames and not self.is_dropped:
+            self._drop()
+            if self._scope is not None:
+                self._scope.cancel()
+
+    def _drop(self) -> None:
+        self.is_dropped = self.is_done = True
+        log.info("%s: dropped a spectator that fell behind", self)
+
+
+def _cut_off_stuck(sending: set[_Reader]) -> None:
+    for reader in list(sending):
+        reader.check_stuck()
+
+
+@dataclass(slots=True, eq=False)
 class MatchFeed:
-    """Frames of one live match and the spectators following it."""
+    """Frames of one live match; its spectators read them by position."""
 
     match_id: int
     match: dict[str, JSON]
-    queue_frames: int
-    events: list[str] = field(default_factory=list)
+    queue_frames: int  # a spectator this many events behind the head is dropped
+    events: list[str] = field(default_factory=list)  # event frames; events[i] has seq i + 1
     state: JSON = None
     end: str | None = None
-    subscribers: list[Subscription] = field(default_factory=list)
-    debug: dict[int, list[str]] = field(default_factory=dict)  # seat_debug frames so far, by seat
+    is_closed: bool = False  # no frame will follow: the end is out, or the feed was removed
+    debug: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # seat -> (seq it follows, seat_debug)
+    sending: set[_Reader] = field(default_factory=set)  # spectators in the middle of a send
+    _public: _Wakeup = field(default_factory=_Wakeup)
+    _seats: dict[int, _Wakeup] = field(default_factory=dict)  # owners' views, by seat
 
     @property
     def seq(self) -> int:
         return len(self.events)
 
-    def publish_step(self, record: StepRecord) -> None:
-        """Encode a step once and offer it to every subscriber."""
-        event = Event(
-            seq=self.seq + 1, step=record.step, actions=record.actions, statuses=record.statuses,
-            rewards=record.rewards, state=record.state, timing=record.timing,
-        )
-        frame = codec.encode(event).decode()
-        self.events.append(frame)
-        self.state = record.state
-        self._fan_out(frame)
+    def publish_step(self, step: EncodedStep | StepRecord) -> None:
+        """Append a step's ``event`` frame (around its encoded text) and wake the spectators."""
+        encoded = step if isinstance(step, EncodedStep) else EncodedStep.of(step)
+        self.events.append(event_frame(self.seq + 1, encoded))
+        self.state = encoded.record.state
+        self._notify_all()
+        if self.sending:
+            _cut_off_stuck(self.sending)
 
     def publish_seat_debug(self, msg: SeatDebug) -> None:
-        """Keep a seat's debug frame and offer it to that seat's owner views only."""
-        frame = codec.encode(msg).decode()
-        self.debug.setdefault(msg.seat, []).append(frame)
-        kept = []
-        for sub in self.subscribers:
-            if sub.seat != msg.seat or sub.offer(frame):
-                kept.append(sub)
-        self.subscribers = kept
+        """Keep a seat's debug frame for that seat's owner views (and wake only those)."""
+        self.debug.setdefault(msg.seat, []).append((msg.seq, codec.encode(msg).decode()))
+        wakeup = self._seats.get(msg.seat)
+        if wakeup is not None:
+            wakeup.notify()
 
     def publish_end(self, result: dict[str, JSON], match: dict[str, JSON]) -> None:
-        """Send ``end`` and close every subscriber's stream."""
+        """Publish ``end``: every spectator gets it after the last event, and then its stream ends."""
         self.match = match
         self.end = codec.encode(End(seq=self.seq + 1, result=result)).decode()
-        self._fan_out(self.end)
-        for sub in self.subscribers:
-            sub.send.close()
-        self.subscribers.clear()
+        self.close()
 
-    def _fan_out(self, frame: str) -> None:
-        kept = []
-        for sub in self.subscribers:
-            if sub.offer(frame):
-                kept.append(sub)
-            elif sub.is_full:
-                log.info("match %s: dropped a spectator that fell behind", self.match_id)
-        self.subscribers = kept
+    def close(self) -> None:
+        """No more frames: spectators get what is published so far, then their streams end."""
+        if self.is_closed:
+            return
+        self.is_closed = True
+        self._notify_all()
+        for reader in self.sending:  # stuck in a send: no publish will come to cut them off
+            reader.arm_timeout()
 
     def subscribe(self) -> tuple[str, Subscription]:
-        """The snapshot so far and a queue of every frame after it."""
+        """The snapshot so far and a subscription to every frame after it."""
         snapshot, _, sub = self.subscribe_seat(None)
         return snapshot, sub
 
     def subscribe_seat(self, seat: int | None) -> tuple[str, list[str], Subscription]:
         """For an owner's view of ``seat``: the snapshot, that seat's ``seat_debug`` frames so
-        far, and a queue of every later frame, public or of that seat."""
-        sub = _new_subscription(self.queue_frames)
-        sub.seat = seat
+        far, and a subscription to every later frame, public or of that seat."""
         snapshot = snapshot_frame(self.seq, self.match, self.state, self.events)
-        if self.end is not None:
-            sub.offer(self.end)
-            sub.send.close()
-        else:
-            self.subscribers.append(sub)
-        return snapshot, list(self.debug.get(seat, ())) if seat is not None else [], sub
+        history = [frame for _, frame in self.debug.get(seat, ())] if seat is not None else []
+        return snapshot, history, Subscription(self, seat, self.seq, len(history))
+
+    def _wakeup(self, seat: int | None) -> _Wakeup:
+        if seat is None:
+            return self._public
+        wakeup = self._seats.get(seat)
+        if wakeup is None:
+            wakeup = self._seats[seat] = _Wakeup()
+        return wakeup
+
+    def _notify_all(self) -> None:
+        self._public.notify()
+        for wakeup in self._seats.values():
+            wakeup.notify()
+
+
+class Subscription(_Reader):
+    """One spectator's place in a match feed: the event frames (and, on an owner's view of a
+    seat, that seat's debug frames) taken so far."""
+
+    def __init__(self, feed: MatchFeed, seat: int | None, sent: int, debug_sent: int = 0) -> None:
+        super().__init__(sent, feed.sending, feed.queue_frames)
+        self.feed = feed
+        self.seat = seat  # an owner's debug view of this seat also gets its seat_debug frames
+        self.debug_sent = debug_sent
+
+    def __str__(self) -> str:
+        return f"match {self.feed.match_id}"
+
+    async def receive(self) -> list[str]:
+        """Every frame not taken yet, in order, waiting until there is one; ``[]`` once the
+        stream is over (after ``end``, or when this spectator has fallen too far behind)."""
+        feed = self.feed
+        while not self.is_done:
+            wakeup = feed._wakeup(self.seat).event()  # before looking: a publish after this sets it
+            if self._lag() > feed.queue_frames:
+                self._drop()
+                return []
+            frames = self._take()
+            if feed.is_closed:  # and _take() has taken everything before the end
+                self.is_done = True
+                return [*frames, feed.end] if feed.end is not None else frames
+            if frames:
+                return frames
+            await wakeup.wait()
+        return []
+
+    def _lag(self) -> int:
+        return self.feed.seq - self.sent
+
+    def _is_final(self) -> bool:
+        return self.feed.is_closed
+
+    def _take(self) -> list[str]:
+        """The frames published since the last call, marked as taken."""
+        feed = self.feed
+        debug = feed.debug.get(self.seat, []) if self.seat is not None else []
+        if self.debug_sent == len(debug):  # a public view, or no debug frame to interleave
+            frames = feed.events[self.sent:]
+            self.sent = feed.seq
+            return frames
+        frames = []
+        while self.sent < feed.seq or self.debug_sent < len(debug):
+            # a seat_debug frame follows the event of its seq (it is never ahead of the log)
+            if self.debug_sent < len(debug) and debug[self.debug_sent][0] <= self.sent:
+                frames.append(debug[self.debug_sent][1])
+                self.debug_sent += 1
+            else:
+                frames.append(feed.events[self.sent])
+                self.sent += 1
+        return frames
+
+
+class LobbySubscription(_Reader):
+    """One lobby spectator's place in the lobby's log."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__(hub.lobby_seq, hub.lobby_sending, hub.queue_frames)
+        self.hub = hub
+
+    def __str__(self) -> str:
+        return "lobby"
+
+    async def receive(self) -> list[str]:
+        """Every lobby frame not taken yet, waiting until there is one; ``[]`` once this
+        spectator has fallen too far behind."""
+        hub = self.hub
+        while not self.is_done:
+            wakeup = hub._lobby_wakeup.event()
+            if self._lag() > hub.queue_frames:
+                self._drop()
+                return []
+            if self.sent < hub.lobby_seq:
+                frames = hub._lobby[len(hub._lobby) - self._lag():]
+                self.sent = hub.lobby_seq
+                return frames
+            await wakeup.wait()
+        return []
+
+    def _lag(self) -> int:
+        return self.hub.lobby_seq - self.sent
 
 
 class Hub:
@@ -160,7 +351,10 @@ class Hub:
     def __init__(self, queue_frames: int = DEFAULT_QUEUE_FRAMES) -> None:
         self.queue_frames = queue_frames
         self.feeds: dict[int, MatchFeed] = {}
-        self.lobby: list[Subscription] = []
+        self.lobby_seq = 0  # lobby frames published so far
+        self.lobby_sending: set[_Reader] = set()  # lobby spectators in the middle of a send
+        self._lobby: list[str] = []  # the last lobby frames (at least queue_frames of them)
+        self._lobby_wakeup = _Wakeup()
 
     @contextmanager
     def open_feed(self, match_id: int, match: dict[str, JSON]) -> Iterator[MatchFeed]:
@@ -170,23 +364,21 @@ class Hub:
         try:
             yield feed
         finally:
-            for sub in feed.subscribers:
-                sub.send.close()
+            feed.close()
             del self.feeds[match_id]
 
     def feed(self, match_id: int) -> MatchFeed | None:
         return self.feeds.get(match_id)
 
-    def subscribe_lobby(self) -> Subscription:
-        sub = _new_subscription(self.queue_frames)
-        self.lobby.append(sub)
-        return sub
-
-    def unsubscribe_lobby(self, sub: Subscription) -> None:
-        if sub in self.lobby:
-            self.lobby.remove(sub)
-        sub.send.close()
+    def subscribe_lobby(self) -> LobbySubscription:
+        """A subscription to every lobby frame from now on."""
+        return LobbySubscription(self)
 
     def publish_lobby(self, msg: LobbyMsg) -> None:
-        frame = codec.encode(msg).decode()
-        self.lobby = [sub for sub in self.lobby if sub.offer(frame)]
+        self._lobby.append(codec.encode(msg).decode())
+        self.lobby_seq += 1
+        if len(self._lobby) > 2 * self.queue_frames:  # drop what only dropped spectators would read
+            del self._lobby[:len(self._lobby) - self.queue_frames]
+        self._lobby_wakeup.notify()
+        if self.lobby_sending:
+            _cut_off_stuck(self.lobby_sending)

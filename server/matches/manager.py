@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup
 from protocol.errors import ArenaError, ConfigError
 from protocol.messages import MatchEnded, MatchStarted, SeatDebug, SeatTiming, StepRecord
 from server.sandbox import Limits
-from server.storage import AgentRecord, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
+from server.storage import AgentRecord, EncodedStep, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
 
 from .games import get_game, resolve_config
 from .hub import Hub, MatchFeed
@@ -83,8 +83,9 @@ class _Recorder:
         self.step = 0
 
     async def record_step(self, record: StepRecord) -> None:
-        await self.storage.append_steps(self.match_id, [record])
-        self.feed.publish_step(record)
+        step = EncodedStep.of(record)  # once: storage keeps this text, spectators get it in a frame
+        await self.storage.append_steps(self.match_id, [step])
+        self.feed.publish_step(step)
         self.step = record.step
         for seat in range(len(self.links)):
             timing = record.timing[seat] if seat < len(record.timing) else None

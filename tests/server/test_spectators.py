@@ -248,6 +248,47 @@ async def test_a_spectator_that_never_reads_is_dropped_and_never_slows_the_match
     assert any("dropped a spectator that fell behind" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_stalled_spectator_is_cut_off_while_200_others_get_everything(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fan-out under load: 200 readers and one socket that takes nothing, on one match.
+
+    The stalled one is cut off (4008, or the connection just ends) once its socket is full
+    and it is more than the queue's bound behind; every reader gets the whole stream, frame
+    for frame what the replay stores.
+    """
+    settings = quiet_settings(tmp_path, spectator_queue_frames=16)
+    config = {"episodeSteps": 500}
+    async with api_client(settings, send_buffer_bytes=16 << 10) as client:
+        user = await create_user(client, "alice")
+        agents = await two_bots(client, user, "rps", RPS_LOAD_SLOWLY.format(load_s=1.0, move_s=0), RPS_CYCLE)
+        match = await start_match(client, user, "rps", agents, config, seed=11)
+        port = client.base_url.port
+        assert port is not None
+        url = ws_url(client, f"/ws/matches/{match['id']}")
+        readers = [Watch() for _ in range(200)]
+        with caplog.at_level(logging.INFO, logger="server.matches.hub"), anyio.fail_after(80):
+            stalled = RawSpectator(port, f"/ws/matches/{match['id']}")
+            try:
+                async with anyio.create_task_group() as tg:
+                    for w in readers:
+                        tg.start_soon(watch, url, w)
+                final = await wait_finished(client, match["id"])
+                await anyio.to_thread.run_sync(stalled.read_to_end, 15.0)
+            finally:
+                stalled.close()
+        replay = (await client.get(f"/api/matches/{match['id']}/replay")).json()
+
+    assert final["status"] == "finished" and final["steps"] == 500
+    for w in readers:
+        assert [as_step(e) for e in check_stream(w)] == replay["steps"]
+    frames = stalled.frames
+    assert frames and frames[0]["type"] == "snapshot" and len(frames) < 500
+    assert [f["seq"] for f in frames[1:]] == list(range(frames[0]["seq"] + 1, frames[0]["seq"] + len(frames)))
+    assert stalled.close_code == CLOSE_TOO_SLOW or (stalled.close_code is None and stalled.saw_eof)
+    assert sum("dropped a spectator that fell behind" in r.getMessage() for r in caplog.records) == 1
+
+
 async def test_spectators_that_leave_mid_match(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     """Leaving (politely or by a reset) costs the match nothing and leaks nothing.
 

@@ -1,0 +1,344 @@
+"""The broadcast hub without sockets: frames byte for byte, joins at every point, slow spectators.
+
+A spectator here is a ``Subscription.stream`` whose ``send`` appends to a list (or blocks, to
+play a socket that takes no more frames): exactly what a socket's task runs, minus the socket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from protocol import codec
+from protocol.messages import Event, MatchStarted, SeatDebug, SeatTiming, StepRecord
+from server.matches import hub as hub_module
+from server.matches.hub import Hub, LobbySubscription, MatchFeed, Subscription, event_frame
+from server.storage import EncodedStep
+
+pytestmark = pytest.mark.timeout(60)
+
+JSON = Any
+
+
+def make_step(i: int, rng: random.Random | None = None) -> StepRecord:
+    rng = rng or random.Random(i)
+    timing: list[SeatTiming | None] = [
+        SeatTiming(wall_s=rng.random(), cpu_s=rng.choice([None, 1e-6 * i]), bank_s=60.0 - i,
+                   allowance_s=rng.choice([None, 0.25])),
+        None,
+    ]
+    return StepRecord(
+        step=i,
+        actions=[rng.choice([None, 0, 1, "rock", {"cell": i}, [1.5, -2]]), None],
+        statuses=rng.sample(["ACTIVE", "INACTIVE", "DONE", "TIMEOUT"], 2),
+        rewards=[rng.choice([0.0, 1.0, -1.0, 0.5]), 1e-300 * i],
+        state={"board": [rng.randrange(3) for _ in range(42)], "mark": 1 + i % 2, "note": "é\"\\ \u2028 ✓",
+               "deep": {"a": [{"b": None}], "t": True}},
+        timing=timing,
+    )
+
+
+def as_event(seq: int, r: StepRecord) -> Event:
+    return Event(seq=seq, step=r.step, actions=r.actions, statuses=r.statuses, rewards=r.rewards, state=r.state,
+                 timing=r.timing)
+
+
+# -- one encoding, shared ---------------------------------------------------------------------------
+
+
+def test_event_frame_is_the_encoded_event_byte_for_byte() -> None:
+    rng = random.Random(4)
+    for i in range(300):
+        record = make_step(i, rng)
+        step = EncodedStep.of(record)
+        seq = rng.choice([1, 9, 10, 99, 12345, 10**12])
+        frame = event_frame(seq, step)
+        assert frame == codec.encode(as_event(seq, record)).decode()
+        assert codec.decode_spectator(frame) == as_event(seq, record)
+    # the empty-ish step too
+    empty = StepRecord(step=0, actions=[], statuses=[], rewards=[], state={})
+    assert event_frame(1, EncodedStep.of(empty)) == codec.encode(as_event(1, empty)).decode()
+
+
+def test_an_encoded_step_is_the_stored_text_and_the_frame_holds_it() -> None:
+    record = make_step(3)
+    step = EncodedStep.of(record)
+    assert step.text == codec.encode(record).decode()  # what the writer stored before, unchanged
+    feed = MatchFeed(1, {"id": 1}, 16)
+    feed.publish_step(step)
+    assert step.text[1:-1] in feed.events[0]
+    feed.publish_step(record)  # a plain StepRecord is encoded by the feed itself, the same way
+    assert feed.events[1] == codec.encode(as_event(2, record)).decode()
+    assert feed.state == record.state
+
+
+# -- spectators --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Spectator:
+    """What one spectator's socket got, in order."""
+
+    frames: list[JSON] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
+
+    async def send(self, frame: str) -> None:
+        self.raw.append(frame)
+        self.frames.append(json.loads(frame))
+
+    def seqs(self) -> list[int]:
+        return [f["seq"] for f in self.frames if f["type"] != "seat_debug"]
+
+
+async def settle() -> None:
+    """Let every woken spectator task run (and send) before going on."""
+    for _ in range(5):
+        await anyio.lowlevel.checkpoint()
+
+
+def check_public_stream(s: Spectator, total: int) -> None:
+    """snapshot, then every later event once in order, then end."""
+    snapshot = s.frames[0]
+    assert snapshot["type"] == "snapshot"
+    assert [e["seq"] for e in snapshot["events"]] == list(range(1, snapshot["seq"] + 1))
+    assert [f["type"] for f in s.frames[1:-1]] == ["event"] * (len(s.frames) - 2)
+    assert s.frames[-1]["type"] == "end"
+    assert s.seqs() == list(range(snapshot["seq"], total + 2))
+
+
+async def test_a_spectator_joining_at_every_point_sees_a_gapless_stream() -> None:
+    total = 40
+    steps = [make_step(i) for i in range(total)]
+    hub = Hub(queue_frames=64)
+    spectators: list[tuple[Spectator, Subscription]] = []
+    with hub.open_feed(7, {"id": 7}) as feed:
+        async with anyio.create_task_group() as tg:
+            for i, record in enumerate([None, *steps]):
+                if record is not None:
+                    feed.publish_step(EncodedStep.of(record))
+                for burst in range(2):  # two joins at each point: one settled, one not yet
+                    s = Spectator()
+                    snapshot, sub = feed.subscribe()
+                    spectators.append((s, sub))
+                    tg.start_soon(sub.stream, s.send, [snapshot])
+                    if burst == 0:
+                        await settle()
+                if i % 3 == 0:
+                    await settle()
+            feed.publish_end({"winner": None}, {"id": 7, "status": "finished"})
+            late = Spectator()  # joins after the end: snapshot and end at once
+            snapshot, sub = feed.subscribe()
+            spectators.append((late, sub))
+            tg.start_soon(sub.stream, late.send, [snapshot])
+
+    reference = [codec.encode(as_event(i + 1, r)).decode() for i, r in enumerate(steps)]
+    for n, (s, sub) in enumerate(spectators):
+        check_public_stream(s, total)
+        assert not sub.is_dropped and sub.is_done
+        joined_at = s.frames[0]["seq"]
+        assert joined_at == min(n // 2, total)
+        # every frame byte for byte what encoding it whole gives; events so far in the snapshot
+        assert s.raw[1:-1] == reference[joined_at:]
+        assert [json.dumps(e) for e in s.frames[0]["events"]] == [json.dumps(json.loads(r)) for r in
+                                                                  reference[:joined_at]]
+    assert late.seqs() == [total, total + 1]
+    assert late.frames[0]["match"]["status"] == "finished"
+
+
+async def test_a_stuck_spectator_is_cut_off_while_200_others_get_everything(caplog: pytest.LogCaptureFixture) -> None:
+    queue = 16
+    total = 200
+    never = anyio.Event()
+
+    async def stuck_send(frame: str) -> None:
+        if json.loads(frame)["type"] != "snapshot":
+            await never.wait()  # a socket that takes no more frames
+
+    hub = Hub(queue_frames=queue)
+    others = [Spectator() for _ in range(200)]
+    with caplog.at_level(logging.INFO, logger="server.matches.hub"), hub.open_feed(1, {"id": 1}) as feed:
+        async with anyio.create_task_group() as tg:
+            snapshot, stuck = feed.subscribe()
+            tg.start_soon(stuck.stream, stuck_send, [snapshot])
+            subs = []
+            for s in others:
+                snapshot, sub = feed.subscribe()
+                subs.append(sub)
+                tg.start_soon(sub.stream, s.send, [snapshot])
+            await settle()
+            for i in range(total):
+                feed.publish_step(make_step(i))
+                if 1 <= i <= queue:  # stuck on event 1 since; the match goes on regardless
+                    assert not stuck.is_dropped
+                    assert stuck in feed.sending
+                await settle()
+                if i == queue + 1:  # one event more than its bound: cut off at that publish
+                    assert stuck.is_dropped and stuck not in feed.sending
+            feed.publish_end({"winner": 0}, {"id": 1})
+
+    assert stuck.is_dropped and stuck.is_done
+    for s, sub in zip(others, subs, strict=True):
+        check_public_stream(s, total)
+        assert len(s.frames) == total + 2 and not sub.is_dropped
+    dropped = [r.getMessage() for r in caplog.records if r.name == "server.matches.hub"]
+    assert dropped == ["match 1: dropped a spectator that fell behind"]
+
+
+async def test_a_spectator_that_wakes_too_far_behind_is_dropped() -> None:
+    feed = MatchFeed(3, {"id": 3}, queue_frames=5)
+    _, sub = feed.subscribe()
+    for i in range(5):
+        feed.publish_step(make_step(i))
+    assert len(await sub.receive()) == 5  # exactly at its bound: still fine
+    for i in range(5, 11):
+        feed.publish_step(make_step(i))
+    assert await sub.receive() == [] and sub.is_dropped and sub.is_done
+    assert await sub.receive() == []
+
+
+async def test_after_the_end_a_stuck_send_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_module, "SEND_TIMEOUT_S", 0.2)
+    never = anyio.Event()
+    sent: list[str] = []
+
+    async def send_then_stick(frame: str) -> None:
+        sent.append(frame)
+        if len(sent) > 2:
+            await never.wait()
+
+    feed = MatchFeed(4, {"id": 4}, queue_frames=100)
+    snapshot, sub = feed.subscribe()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sub.stream, send_then_stick, [snapshot])
+            for i in range(3):
+                feed.publish_step(make_step(i))
+                await settle()
+            assert sub in feed.sending  # stuck on its third frame, well within its bound
+            started = anyio.current_time()
+            feed.publish_end({"winner": None}, {"id": 4})
+    assert 0.15 < anyio.current_time() - started < 2
+    assert sub.is_dropped
+    assert not feed.sending
+
+
+async def test_a_closed_feed_ends_every_stream_without_end() -> None:
+    hub = Hub()
+    s = Spectator()
+    async with anyio.create_task_group() as tg:
+        with hub.open_feed(2, {"id": 2}) as feed:
+            snapshot, sub = feed.subscribe()
+            tg.start_soon(sub.stream, s.send, [snapshot])
+            feed.publish_step(make_step(0))
+            await settle()
+        # the block exited without publish_end (the match task failed): the stream just ends
+    assert [f["type"] for f in s.frames] == ["snapshot", "event"]
+    assert sub.is_done and not sub.is_dropped
+    assert hub.feed(2) is None
+
+
+async def test_an_owner_view_gets_its_seat_debug_frames_in_place_and_others_are_not_woken() -> None:
+    feed = MatchFeed(5, {"id": 5}, queue_frames=100)
+
+    def debug(seat: int, log: str) -> None:
+        feed.publish_seat_debug(SeatDebug(seq=feed.seq, seat=seat, step=feed.seq - 1, log=log))
+
+    feed.publish_step(make_step(0))
+    debug(1, "one-0")
+    debug(0, "zero-0")
+    snapshot, history, view = feed.subscribe_seat(1)
+    assert json.loads(snapshot)["seq"] == 1 and [json.loads(h)["log"] for h in history] == ["one-0"]
+    _, public = feed.subscribe()
+    wakes: list[str] = []
+
+    async def wait_public() -> None:
+        wakes.append(str(await public.receive()))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_public)
+        await settle()
+        debug(1, "one-late")  # a debug frame only: the public spectator sleeps on
+        debug(0, "zero-late")
+        await settle()
+        assert wakes == []
+        feed.publish_step(make_step(1))
+        debug(1, "one-1")
+        debug(0, "zero-1")
+        feed.publish_step(make_step(2))
+        feed.publish_step(make_step(3))
+        debug(1, "one-3")
+    assert len(wakes) == 1
+    frames = [json.loads(f) for f in await view.receive()]
+    assert [(f["type"], f["seq"], f.get("log")) for f in frames] == [
+        ("seat_debug", 1, "one-late"), ("event", 2, None), ("seat_debug", 2, "one-1"), ("event", 3, None),
+        ("event", 4, None), ("seat_debug", 4, "one-3"),
+    ]
+    feed.publish_end({"winner": None}, {"id": 5})
+    assert [json.loads(f)["type"] for f in await view.receive()] == ["end"]
+    assert await view.receive() == []
+
+
+async def test_the_lobby_streams_in_order_keeps_only_what_it_needs_and_drops_the_stuck() -> None:
+    hub = Hub(queue_frames=4)
+
+    def started(i: int) -> MatchStarted:
+        return MatchStarted(match={"id": i})
+
+    fast = Spectator()
+    never = anyio.Event()
+    stuck_sent: list[str] = []
+
+    async def stuck_send(frame: str) -> None:
+        stuck_sent.append(frame)
+        await never.wait()
+
+    async with anyio.create_task_group() as tg:
+        fast_sub, stuck_sub = hub.subscribe_lobby(), hub.subscribe_lobby()
+        tg.start_soon(fast_sub.stream, fast.send)
+        tg.start_soon(stuck_sub.stream, stuck_send)
+        await settle()
+        for i in range(30):
+            hub.publish_lobby(started(i))
+            await settle()
+        assert stuck_sub.is_dropped and len(stuck_sent) == 1
+        late: LobbySubscription = hub.subscribe_lobby()  # from now on only
+        hub.publish_lobby(started(30))
+        assert [json.loads(f)["match"]["id"] for f in await late.receive()] == [30]
+        await settle()
+        tg.cancel_scope.cancel()
+    assert [f["match"]["id"] for f in fast.frames] == list(range(31))
+    assert len(hub._lobby) <= 2 * hub.queue_frames
+
+
+async def test_publishing_does_not_visit_the_spectators(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a thousand spectators waiting, a publish touches none of them (they wake and take)."""
+    feed = MatchFeed(6, {"id": 6}, queue_frames=100)
+    calls: list[str] = []
+    original: Callable[[Subscription], list[str]] = Subscription._take
+
+    def counting_take(self: Subscription) -> list[str]:
+        calls.append("take")
+        return original(self)
+
+    monkeypatch.setattr(Subscription, "_take", counting_take)
+    async with anyio.create_task_group() as tg:
+        spectators = [Spectator() for _ in range(1000)]
+        for s in spectators:
+            snapshot, sub = feed.subscribe()
+            tg.start_soon(sub.stream, s.send, [snapshot])
+        await settle()
+        calls.clear()
+        feed.publish_step(make_step(0))
+        assert calls == []  # nothing per spectator inside publish
+        await settle()
+        assert all(len(s.raw) == 2 for s in spectators)  # each took its frame once woken
+        feed.publish_end({"winner": None}, {"id": 6})
+    assert all(s.seqs() == [0, 1, 2] for s in spectators)
