@@ -36,6 +36,7 @@ from .watch import watch_match
 if TYPE_CHECKING:
     from protocol.messages import StepRecord
     from server.matches.runner import MatchResult, MatchSpec
+    from server.sandbox import Limits
 
 __all__ = ["main"]
 
@@ -87,8 +88,9 @@ def finding_lines(findings: Sequence[Mapping[str, JSON]], path: str) -> str:
                      for f in findings)
 
 
-def validated_bots(paths: Sequence[str]) -> list[str]:
-    """The bots' sources once the static validator accepts every one of them.
+def validated_bots(paths: Sequence[str], *, allow_numpy: bool = False) -> list[str]:
+    """The bots' sources once the static validator accepts every one of them (numpy imports too
+    with ``allow_numpy``).
 
     Raises:
         CliError: a file missing or unreadable, or rejected (findings of every rejected
@@ -99,7 +101,7 @@ def validated_bots(paths: Sequence[str]) -> list[str]:
     sources = [read_bot(path) for path in paths]
     rejected: list[CliError] = []
     for path, source in zip(paths, sources, strict=True):
-        findings = validate_source(source, path)
+        findings = validate_source(source, path, allow_numpy=allow_numpy)
         if findings:
             docs = [{"line": f.line, "col": f.col, "rule": f.rule, "message": f.message} for f in findings]
             err(finding_lines(docs, path))
@@ -143,17 +145,18 @@ class _Recorder:
         self.on_step(record)
 
 
-async def run_local(spec: MatchSpec, codes: Sequence[str], recorder: _Recorder) -> tuple[MatchResult, list[str]]:
+async def run_local(
+    spec: MatchSpec, codes: Sequence[str], recorder: _Recorder, limits: Limits
+) -> tuple[MatchResult, list[str]]:
     """Play one match here, each bot in its own sandboxed process; the result and the logs."""
     from contextlib import AsyncExitStack
 
     from server.matches.runner import run_match
     from server.matches.seats import open_process_seat
-    from server.sandbox import Limits
 
     async with AsyncExitStack() as stack:
         links = [
-            await stack.enter_async_context(open_process_seat(code, Limits(), label=f"seat {seat}"))
+            await stack.enter_async_context(open_process_seat(code, limits, label=f"seat {seat}"))
             for seat, code in enumerate(codes)
         ]
         result = await run_match(spec, links, recorder)
@@ -175,7 +178,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     if len(args.bots) != game_cls.num_seats:
         raise CliError(f"{game_cls.name} needs {game_cls.num_seats} bots, got {len(args.bots)}",
                        code="usage", exit_code=2)
-    codes = validated_bots(args.bots)
+    codes = validated_bots(args.bots, allow_numpy=args.allow_numpy)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     names = [Path(p).name for p in args.bots]
     if not args.json:
@@ -193,7 +196,9 @@ def cmd_play(args: argparse.Namespace) -> int:
 
     spec = MatchSpec(game_cls.name, config, seed, pace_s=max(0.0, args.delay))
     recorder = _Recorder(show)
-    result, logs = anyio.run(run_local, spec, codes, recorder)
+    from server.sandbox import Limits
+
+    result, logs = anyio.run(run_local, spec, codes, recorder, Limits(allow_numpy=args.allow_numpy))
     seats = [
         {"name": Path(path).stem, "path": path, "status": s.status, "reward": s.reward, "reason": s.reason}
         for path, s in zip(args.bots, result.seats, strict=True)
@@ -297,7 +302,7 @@ def verify(doc: Mapping[str, JSON], source: str, *, as_json: bool) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from server.sandbox.validator import format_findings, validate_source
 
-    findings = validate_source(read_bot(args.bot), args.bot)
+    findings = validate_source(read_bot(args.bot), args.bot, allow_numpy=args.allow_numpy)
     if args.json:
         out_json({"file": args.bot, "ok": not findings, "findings": [
             {"line": f.line, "col": f.col, "rule": f.rule, "message": f.message} for f in findings]})
@@ -436,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print only the replay document")
     p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS", help="least time per step")
     p.add_argument("--logs", action="store_true", help="print what each bot printed (stderr)")
+    p.add_argument("--allow-numpy", action="store_true", help="let the bots import numpy (an arena's opt-in)")
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("replay", parents=[remote], help="show or verify a replay (file or match id)")
@@ -453,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a bot file with the static validator")
     p.add_argument("bot", metavar="BOT")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--allow-numpy", action="store_true", help="accept numpy imports (an arena's opt-in)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("doctor", help="show which sandbox layers are active here")

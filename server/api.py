@@ -164,7 +164,8 @@ async def create_agent(request: Request) -> Response:
             # A pathological file can take a good fraction of a second to check: off the event loop.
             limit = state.settings.max_code_bytes
             await anyio.to_thread.run_sync(
-                partial(check_source, body.code.encode(), f"{body.name}.py", max_bytes=limit)
+                partial(check_source, body.code.encode(), f"{body.name}.py", max_bytes=limit,
+                        allow_numpy=state.settings.limits.allow_numpy)
             )
         code = body.code
     state.limiter.check(f"submit:{user.id}", state.settings.submissions_per_user_hour, "submissions")

@@ -71,9 +71,10 @@ __all__ = [
 MAX_SOURCE_BYTES = 256 * 1024
 
 # The restricted runtime's list (one definition for both layers), submodules by their dotted
-# names; numpy too: whether it is importable is the operator's choice, made by layer 2.
+# names; numpy too, checked member by member, though imported only where the operator allows it.
 ALLOWED_MODULES = RUNTIME_MODULES | NUMPY_MODULES
 _ALLOWED_TOPS = frozenset(module.partition(".")[0] for module in ALLOWED_MODULES)
+_NUMPY_TOPS = frozenset(module.partition(".")[0] for module in NUMPY_MODULES)
 FORBIDDEN_MODULES = frozenset({
     "_thread", "ast", "asyncio", "atexit", "bdb", "builtins", "code", "codeop", "concurrent",
     "copyreg", "ctypes", "dbm", "dis", "faulthandler", "fcntl", "fileinput", "ftplib", "gc",
@@ -152,9 +153,13 @@ class Rule(StrEnum):
 
 
 def validate_source(
-    source: bytes | str, filename: str = "bot.py", *, max_bytes: int = MAX_SOURCE_BYTES
+    source: bytes | str, filename: str = "bot.py", *, max_bytes: int = MAX_SOURCE_BYTES, allow_numpy: bool = False
 ) -> list[Finding]:
-    """Every rule the source breaks, sorted by position; an empty list means accepted."""
+    """Every rule the source breaks, sorted by position; an empty list means accepted.
+
+    ``allow_numpy``: the arena lets bots import numpy (the operator's opt-in, ``Limits.allow_numpy``);
+    without it an import of numpy is a finding, so a bot is refused when submitted, not at its first match.
+    """
     try:
         data = source.encode("utf-8") if isinstance(source, str) else bytes(source)
     except UnicodeEncodeError as exc:  # a str holding lone surrogates
@@ -184,20 +189,22 @@ def validate_source(
         return [_finding(exc.lineno or 1, exc.offset or 1, Rule.SYNTAX, exc.msg)]
     except (RecursionError, MemoryError):
         return [_finding(1, 1, Rule.SYNTAX, "source is nested too deeply to parse")]
-    checker = _Checker(_NEWLINE.split(text))
+    checker = _Checker(_NEWLINE.split(text), allow_numpy=allow_numpy)
     checker.check_tree(tree)
     checker.check_identifier_tokens(body)
     # set(): an f-string's parts share its position (Python 3.11), and may break a rule alike.
     return sorted(set(checker.findings), key=lambda f: (f.line, f.col, f.rule, f.message))
 
 
-def check_source(source: bytes | str, filename: str = "bot.py", *, max_bytes: int = MAX_SOURCE_BYTES) -> None:
-    """Accept the source or raise.
+def check_source(
+    source: bytes | str, filename: str = "bot.py", *, max_bytes: int = MAX_SOURCE_BYTES, allow_numpy: bool = False
+) -> None:
+    """Accept the source or raise (``allow_numpy`` as for :func:`validate_source`).
 
     Raises:
         ValidationFailed: the source breaks at least one rule; ``.findings`` lists them all.
     """
-    findings = validate_source(source, filename, max_bytes=max_bytes)
+    findings = validate_source(source, filename, max_bytes=max_bytes, allow_numpy=allow_numpy)
     if findings:
         first = findings[0]
         plural = "s" if len(findings) > 1 else ""
@@ -334,8 +341,9 @@ def _operands(node: ast.AST) -> Iterator[ast.AST]:
 class _Checker:
     """Walks one parsed module and collects findings."""
 
-    def __init__(self, lines: list[str]) -> None:
+    def __init__(self, lines: list[str], *, allow_numpy: bool) -> None:
         self.lines = lines
+        self.allow_numpy = allow_numpy
         self.findings: list[Finding] = []
         self.parents: dict[ast.AST, ast.AST] = {}
         self.modules: dict[str, str] = {}  # local name -> the allowed module it names (dotted)
@@ -433,8 +441,12 @@ class _Checker:
         if top in FORBIDDEN_MODULES:
             self.add_at(Rule.IMPORT, node, f"import of {path!r} is forbidden")
             return False
+        if top in _NUMPY_TOPS and not self.allow_numpy:
+            self.add_at(Rule.IMPORT, node, f"module {top!r} is not enabled on this arena (the operator's allow_numpy)")
+            return False
         if top not in _ALLOWED_TOPS:
-            allowed = ", ".join(sorted(ALLOWED_MODULES - {"__future__"}))
+            offered = ALLOWED_MODULES if self.allow_numpy else ALLOWED_MODULES - NUMPY_MODULES
+            allowed = ", ".join(sorted(offered - {"__future__"}))
             self.add_at(Rule.IMPORT, node, f"module {top!r} is not in the allowed list: {allowed}")
             return False
         for index, part in enumerate(rest):

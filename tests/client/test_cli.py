@@ -259,6 +259,16 @@ def test_validate(tmp_path: Path) -> None:
     ]
 
 
+def test_validate_accepts_numpy_only_with_allow_numpy(tmp_path: Path) -> None:
+    numpy_bot = bot(tmp_path, "np_bot.py", "import numpy as np\n\ndef agent(obs, config):\n    return 0\n")
+    refused = arena("validate", numpy_bot)
+    assert refused.returncode == 1
+    finding = "import: module 'numpy' is not enabled on this arena (the operator's allow_numpy)"
+    assert refused.stdout == f"{numpy_bot}:1:1: {finding}\n"
+    accepted = arena("validate", numpy_bot, "--allow-numpy")
+    assert (accepted.returncode, accepted.stdout) == (0, f"{numpy_bot}: ok\n")
+
+
 def test_doctor_lists_every_layer() -> None:
     proc = arena("doctor")
     assert proc.returncode == 0, proc.stderr

@@ -22,8 +22,8 @@ ESCAPED_NAMES_BOT = Path(__file__).resolve().parents[1] / "security" / "bots" / 
 
 
 def places(source: bytes | str) -> set[tuple[str, int, int]]:
-    """The (rule, line, col) of every finding for ``source``."""
-    return {(f.rule, f.line, f.col) for f in validate_source(source)}
+    """The (rule, line, col) of every finding for ``source``, numpy allowed (its members are checked)."""
+    return {(f.rule, f.line, f.col) for f in validate_source(source, allow_numpy=True)}
 
 
 # (source, rule, line, col): the validator must report `rule` exactly at line:col.
@@ -233,7 +233,18 @@ ACCEPTED = {
 
 @pytest.mark.parametrize("source", ACCEPTED.values(), ids=list(ACCEPTED))
 def test_accepted(source: bytes) -> None:
-    assert validate_source(source) == []
+    assert validate_source(source, allow_numpy=b"numpy" in source) == []
+
+
+@pytest.mark.parametrize("source", [b"import numpy as np\n", b"import numpy.linalg\n", b"from numpy import random\n"])
+def test_numpy_only_where_the_arena_allows_it(source: bytes) -> None:
+    """An arena without the opt-in refuses numpy at submission, not at the bot's first match."""
+    assert validate_source(source, allow_numpy=True) == []
+    (finding,) = validate_source(source)
+    assert (finding.rule, finding.line, finding.col) == ("import", 1, 1)
+    assert finding.message == "module 'numpy' is not enabled on this arena (the operator's allow_numpy)"
+    (other,) = validate_source(b"import antigravity\n")
+    assert "numpy" not in other.message  # the allowed list it quotes is this arena's
 
 
 CONNECTX_NEGAMAX = '''
@@ -437,7 +448,7 @@ INLINE_BOTS = {
 
 @pytest.mark.parametrize("source", INLINE_BOTS.values(), ids=list(INLINE_BOTS))
 def test_realistic_bots_pass(source: str) -> None:
-    assert format_findings(validate_source(source.encode())) == ""
+    assert format_findings(validate_source(source.encode(), allow_numpy=source is NUMPY_BOT)) == ""
     compile(source, "bot.py", "exec")  # the sample itself is valid Python
 
 
@@ -453,10 +464,10 @@ def test_one_module_list_for_both_layers() -> None:
     assert ALLOWED_MODULES == restricted.ALLOWED_MODULES | restricted.NUMPY_MODULES
     assert {"collections.abc", "numpy.random"} <= ALLOWED_MODULES and "json.decoder" not in ALLOWED_MODULES
     for module in sorted(ALLOWED_MODULES):
-        assert validate_source(f"import {module}\n") == [], module
+        assert validate_source(f"import {module}\n", allow_numpy=True) == [], module
         parent, _, child = module.rpartition(".")
         if parent:
-            assert validate_source(f"from {parent} import {child}\n") == [], module
+            assert validate_source(f"from {parent} import {child}\n", allow_numpy=True) == [], module
 
 
 def test_every_route_of_the_escaped_names_bot_is_flagged() -> None:
@@ -502,7 +513,7 @@ def test_messages_state_facts() -> None:
     assert "call of 'open' is forbidden" in messages
     assert "attribute '__dict__' is forbidden (dunder)" in messages
     allowed = next(m for m in messages if m.startswith("module 'xyz'"))
-    listed = ", ".join(sorted(ALLOWED_MODULES - {"__future__"}))
+    listed = ", ".join(sorted(ALLOWED_MODULES - restricted.NUMPY_MODULES - {"__future__"}))
     assert allowed == f"module 'xyz' is not in the allowed list: {listed}"
 
 

@@ -114,6 +114,12 @@ async def test_submit_agents(settings: Settings) -> None:
             headers=alice.headers,
         )
         assert assert_error(rejected, 422)["findings"][0]["line"] == 2
+        # numpy is the operator's opt-in (off here): refused at submission, not at the first match.
+        numpy_bot = "import numpy\ndef agent(o, c):\n    return 0\n"
+        rejected = await client.post(
+            "/api/agents", json={"name": "evil", "game": "rps", "code": numpy_bot}, headers=alice.headers
+        )
+        assert "allow_numpy" in assert_error(rejected, 422)["findings"][0]["message"]
         # Nothing was stored for the rejected submissions.
         names = [a["name"] for a in (await client.get("/api/agents")).json()["items"]]
         assert "evil" not in names
