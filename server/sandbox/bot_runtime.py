@@ -402,6 +402,14 @@ def serve(
     init = channel.receive()
     if init is None or init.get("type") != "init":
         return 2
+    if init["limits"].get("restricted", True):
+        # Layer 2's files are read now, before this process becomes an unprivileged user: without
+        # the filesystem view they are the project's own, whose directory that user may not read.
+        try:
+            load_restricted()
+        except OSError as exc:  # the arena's fault, not the bot's: no bot runs without layer 2
+            fail(channel, "load", f"arena: the restricted runtime could not be loaded: {exc}")
+            return 3
     if applied_limits is None:
         apply_limits(init["limits"])
     elif {k: init["limits"].get(k) for k in applied_limits} != applied_limits:

@@ -13,6 +13,9 @@ still play normally with layer 2 on.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -814,3 +817,22 @@ def test_the_seat_installs_the_forward_ref_guard() -> None:
     done = subprocess.run([sys.executable, "-I", "-S", "-c", check, str(runtime_dir)], capture_output=True,
                           text=True, timeout=30, check=True)
     assert done.stdout == "code [None, None] []\n", done.stderr
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the runtime drops to an unprivileged user only when it starts as root")
+def test_layer_2_loads_from_a_directory_only_root_may_read(tmp_path: Path) -> None:
+    """Without bubblewrap the runtime reads layer 2 from the project's directory, and becomes an
+    unprivileged user when it applies its limits: it must read those files first (a checkout in a
+    0700 directory, as ``mktemp -d`` makes, once failed every bot with PermissionError)."""
+    from server.sandbox.bot_runtime import RESTRICTED_MODULES
+    from server.sandbox.process import CLEAN_ENV, RUNTIME_PATH, bot_python
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    for name in ("bot_runtime", *RESTRICTED_MODULES):
+        shutil.copy(RUNTIME_PATH.with_name(f"{name}.py"), private)
+    init = {"type": "init", "protocol_version": 1, "seat": 0, "seed": 1, "code": FIRST_FREE,
+            "configuration": {}, "limits": Limits().for_runtime()}
+    done = subprocess.run([bot_python(), "-I", "-S", str(private / "bot_runtime.py")], input=json.dumps(init) + "\n",
+                          capture_output=True, text=True, timeout=30, env=CLEAN_ENV, cwd="/")
+    assert done.stdout.splitlines()[:1] == ['{"type":"ready"}'], done.stdout + done.stderr
