@@ -29,8 +29,9 @@ the sandbox and then execs ``python3 -I -S /arena/bot_runtime.py`` in it:
   ``/etc/alternatives/libblas.so.3-*`` and kin: those links, not ``/etc``), found once by
   importing numpy (:func:`numpy_view`); other seats' views do not hold them.
 
-When the server runs as root, bwrap itself runs as uid/gid 65534 (``subprocess`` drops them in
-C between fork and exec; no ``preexec_fn``). Started by root, the sandboxed process would keep
+When the server runs as root, bwrap itself runs as uid/gid 65534 (:func:`as_user`: util-linux's
+``setpriv`` drops them and execs bwrap, or else ``subprocess`` drops them in C between fork and
+exec; never a ``preexec_fn``). Started by root, the sandboxed process would keep
 host uid 0 behind its user namespace, and host uid 0 passes the owner check of global sysctls in
 ``/proc/sys`` (``kernel/core_pattern``...) without any capability: measured here.
 
@@ -54,7 +55,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from protocol.errors import LayerUnavailable
 
@@ -67,6 +68,7 @@ __all__ = [
     "Isolation",
     "LayerState",
     "SANDBOX_RUNTIME_PATH",
+    "as_user",
     "build_isolation",
     "default_isolation",
     "isolation_overridden",
@@ -153,7 +155,7 @@ class Isolation:
 
     @property
     def user(self) -> int | None:
-        """The uid (and gid) to start bwrap as, for ``subprocess``'s ``user``/``group``: None keeps ours."""
+        """The uid (and gid) to start bwrap as (see :func:`as_user`): None keeps ours."""
         return NOBODY if self.run_as_nobody else None
 
     def wrap_command(
@@ -216,6 +218,24 @@ class Isolation:
                 os.close(fd)
             raise
         return [*cmd, "--", *command], fds
+
+
+SETPRIV: Final = shutil.which("setpriv", path="/usr/bin:/bin")  # util-linux
+
+
+def as_user(argv: Sequence[str], user: int | None) -> tuple[list[str], dict[str, Any]]:
+    """``argv`` and the ``subprocess`` keyword arguments that start it as ``user`` (uid and gid, no
+    supplementary groups); ``None`` starts it as this process is.
+
+    Through ``setpriv`` where there is one: ``subprocess`` can then vfork, while its own switch of
+    user forces a fork of the whole server, which blocks the event loop (measured with a 100 MB
+    process: 3.5 ms of CPU per start against 0.4 ms through ``setpriv``).
+    """
+    if user is None:
+        return list(argv), {}
+    if SETPRIV is not None:
+        return [SETPRIV, f"--reuid={user}", f"--regid={user}", "--clear-groups", "--", *argv], {}
+    return list(argv), {"user": user, "group": user, "extra_groups": []}
 
 
 def _data_fd(name: str, data: bytes) -> int:

@@ -31,7 +31,14 @@ import anyio
 
 from protocol.errors import AgentCrashed, AgentFault, AgentInvalid, LayerUnavailable, SandboxError
 
-from .isolation import Isolation, default_isolation, isolation_overridden, numpy_view, sandbox_process_groups
+from .isolation import (
+    Isolation,
+    as_user,
+    default_isolation,
+    isolation_overridden,
+    numpy_view,
+    sandbox_process_groups,
+)
 from .limits import Limits
 
 __all__ = [
@@ -323,7 +330,7 @@ async def _open_fresh(
         isolation = default_isolation(python, RUNTIME_PATH)
     argv = [python, "-I", "-S", str(RUNTIME_PATH)]
     pass_fds: list[int] = []
-    user = None
+    user = None  # the uid to start the command as (bwrap's, when the server is root)
     if isolation is not None:
         if isolation.runtime_seccomp_program is not None:
             argv += [SECCOMP_OPTION, base64.b64encode(isolation.runtime_seccomp_program).decode("ascii")]
@@ -332,6 +339,7 @@ async def _open_fresh(
         argv, pass_fds = isolation.wrap_command(
             argv, runtime_path=RUNTIME_PATH, python=python, env=CLEAN_ENV, numpy=limits.allow_numpy)
         user = isolation.user
+    argv, switch_user = as_user(argv, user)
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -343,10 +351,7 @@ async def _open_fresh(
             start_new_session=True,
             limit=limits.reply_bytes,
             pass_fds=pass_fds,
-            # Root drops to 65534 for bubblewrap in subprocess's C code (no preexec_fn): see isolation.py.
-            user=user,
-            group=user,
-            extra_groups=[] if user is not None else None,
+            **switch_user,  # root starts bubblewrap as 65534: see isolation.py
         )
     finally:
         for fd in pass_fds:

@@ -37,6 +37,7 @@ from server.sandbox.forkserver import seat_mode_override
 from server.sandbox.isolation import (
     Isolation,
     LayerUnavailable,
+    as_user,
     build_isolation,
     default_isolation,
     isolation_override,
@@ -438,3 +439,20 @@ async def test_killing_a_seat_leaves_nothing_behind() -> None:
         assert seat.process.exit_status == -9
         assert not alive(bwrap) and not alive(inner[0]) and not alive(bot[0])
         assert "[arena] test stops it" in seat.log_text()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only a root server starts bubblewrap as another user")
+async def test_a_root_server_starts_bubblewrap_as_nobody_without_groups() -> None:
+    """Every id of the fresh seat's bwrap process is 65534 and it keeps no supplementary group,
+    whether ``setpriv`` or ``subprocess`` switched them (``as_user``)."""
+    assert as_user(["bwrap"], None) == (["bwrap"], {})
+    argv, switch = as_user(["bwrap", "--x"], 65534)
+    assert argv[-2:] == ["bwrap", "--x"] and (switch == {} or switch["user"] == 65534)
+    config = resolve_config(get_game("tictactoe"), None)
+    with seat_mode_override("fresh"):
+        async with open_process_seat("def agent(obs, config):\n    return 0\n", Limits()) as seat:
+            await seat.start(SeatStart(seat=0, seed=1, configuration=config))
+            status = await anyio.Path(f"/proc/{seat.process.pid}/status").read_text()
+    ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines()
+           if line.startswith(("Uid:", "Gid:", "Groups:"))}
+    assert ids == {"Uid": ["65534"] * 4, "Gid": ["65534"] * 4, "Groups": []}
