@@ -43,13 +43,16 @@ leaving its orphaned reaper for PID 1 to collect.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import logging
 import os
 import posixpath
 import shutil
+import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -67,6 +70,7 @@ __all__ = [
     "ALLOWED_SYSCALLS",
     "Isolation",
     "LayerState",
+    "RUNTIME_COMPANIONS",
     "SANDBOX_RUNTIME_PATH",
     "as_user",
     "build_isolation",
@@ -75,6 +79,8 @@ __all__ = [
     "isolation_override",
     "isolation_status",
     "numpy_view",
+    "others_may_read",
+    "readable_runtime",
     "sandbox_process_groups",
 ]
 
@@ -174,8 +180,12 @@ class Isolation:
         Raises:
             OSError: the runtime cannot be read or a descriptor cannot be made.
         """
-        # Without the filesystem view the host's tree is the sandbox's, runtime included.
-        inside_runtime = SANDBOX_RUNTIME_PATH if self.filesystem else str(runtime_path)
+        # Without the filesystem view the host's tree is the sandbox's, runtime included (a copy
+        # where bwrap's user could not read the original).
+        if self.filesystem:
+            inside_runtime = SANDBOX_RUNTIME_PATH
+        else:
+            inside_runtime = str(readable_runtime(runtime_path) if self.run_as_nobody else runtime_path)
         mapped = {python: os.path.realpath(python), str(runtime_path): inside_runtime}
         for name in RUNTIME_COMPANIONS:
             mapped[str(runtime_path.with_name(name))] = posixpath.join(posixpath.dirname(inside_runtime), name)
@@ -218,6 +228,35 @@ class Isolation:
                 os.close(fd)
             raise
         return [*cmd, "--", *command], fds
+
+
+@functools.cache
+def readable_runtime(runtime_path: Path) -> Path:
+    """``runtime_path`` if uid 65534 may read it and its companions, else a copy that it may.
+
+    Without the filesystem view, bwrap (started as 65534) runs the runtime from the host's tree:
+    a checkout under a directory only root may enter (``mktemp -d`` makes one) is out of its
+    reach. The copy sits in a directory of its own under the system's temporary directory,
+    owned by root, read-only for everyone else, removed when this process exits.
+    """
+    files = [runtime_path, *(runtime_path.with_name(name) for name in RUNTIME_COMPANIONS)]
+    if all(others_may_read(path) for path in files):
+        return runtime_path
+    copy = Path(tempfile.mkdtemp(prefix="arena-runtime-"))
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    for path in files:
+        shutil.copyfile(path, copy / path.name)
+        (copy / path.name).chmod(0o444)
+    copy.chmod(0o755)
+    return copy / runtime_path.name
+
+
+def others_may_read(path: Path) -> bool:
+    """Whether a user neither owning nor in the group of ``path`` or its directories may read it."""
+    resolved = path.resolve()
+    if not os.stat(resolved).st_mode & stat.S_IROTH:
+        return False
+    return all(os.stat(parent).st_mode & stat.S_IXOTH for parent in resolved.parents)
 
 
 SETPRIV: Final = shutil.which("setpriv", path="/usr/bin:/bin")  # util-linux

@@ -19,6 +19,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from server.matches.seats import SeatStart, open_process_seat
 from server.sandbox import Limits
 from server.sandbox.forkserver import seat_mode_override
 from server.sandbox.isolation import (
+    RUNTIME_COMPANIONS,
     Isolation,
     LayerUnavailable,
     as_user,
@@ -42,6 +44,8 @@ from server.sandbox.isolation import (
     default_isolation,
     isolation_override,
     isolation_status,
+    others_may_read,
+    readable_runtime,
     sandbox_process_groups,
 )
 from server.sandbox.layers import sandbox_layers
@@ -381,7 +385,10 @@ async def test_without_layers_the_file_attacks_read_the_host(database: Path) -> 
     reads = "\n".join(line for line in files_code(database).splitlines() if "write" not in line)
     seen = await run_bot(reads, None)
     assert seen["passwd"].startswith("OK 'root:")
-    assert seen["project"].startswith("OK '[build-system]")
+    if others_may_read(PROJECT / "pyproject.toml"):
+        assert seen["project"].startswith("OK '[build-system]")
+    else:  # a checkout only root may enter: the host's own permissions stop the bot, no layer of ours
+        assert seen["project"] == "PermissionError errno=13"
 
 
 async def test_filesystem_alone_hides_the_host_and_refuses_writes(database: Path) -> None:
@@ -456,3 +463,29 @@ async def test_a_root_server_starts_bubblewrap_as_nobody_without_groups() -> Non
     ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines()
            if line.startswith(("Uid:", "Gid:", "Groups:"))}
     assert ids == {"Uid": ["65534"] * 4, "Gid": ["65534"] * 4, "Groups": []}
+
+
+def test_a_runtime_nobody_may_read_is_copied_where_it_may() -> None:
+    """Without the filesystem view bwrap runs as 65534 from the host's tree: a runtime under a
+    directory only root may enter is run from a read-only copy instead; a readable one is not copied."""
+    with tempfile.TemporaryDirectory() as top:  # pytest's tmp_path sits under a directory only its user may enter
+        os.chmod(top, 0o755)
+        _check_runtime_copies(Path(top))
+
+
+def _check_runtime_copies(top: Path) -> None:
+    for mode in (0o700, 0o755):
+        home = top / f"checkout-{mode:o}"
+        home.mkdir()
+        for name in ("bot_runtime.py", *RUNTIME_COMPANIONS):
+            (home / name).write_text(f"# {name}\n")
+            (home / name).chmod(0o644)
+        home.chmod(mode)
+        runtime = readable_runtime(home / "bot_runtime.py")
+        if mode == 0o755:
+            assert runtime == home / "bot_runtime.py"
+            continue
+        assert runtime.parent != home and others_may_read(runtime)
+        for name in ("bot_runtime.py", *RUNTIME_COMPANIONS):
+            assert (runtime.parent / name).read_text() == f"# {name}\n"
+            assert (runtime.parent / name).stat().st_mode & 0o777 == 0o444
