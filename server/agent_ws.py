@@ -36,15 +36,14 @@ from protocol.messages import PROTOCOL_VERSION, ActionFrame, AgentError, ErrorFr
 from server.auth import parse_bearer
 from server.matches.remote import AgentConnection, RemoteSeat
 from server.sessions import authenticate
-from server.state import ArenaState
+from server.state import ArenaState, arena_state
 from server.storage import MatchStatus, UserRecord
+from server.ws import CLOSE_NORMAL, CLOSE_TOO_SLOW, close_socket
 
-__all__ = ["CLOSE_TOO_SLOW", "serve_agent"]
+__all__ = ["serve_agent"]
 
 log = logging.getLogger(__name__)
 
-CLOSE_NORMAL = 1000
-CLOSE_TOO_SLOW = 4008  # the client stopped reading its frames
 _SEND_TIMEOUT_S = 10.0  # a socket that cannot take one frame in this long is dropped
 _FIRST_PINGS_S = (0.0, 0.1, 0.2)  # a first estimate of the round trip right after welcome
 
@@ -68,11 +67,6 @@ class _TokenBucket:
         return True
 
 
-def _state(ws: WebSocket) -> ArenaState:
-    state: ArenaState = ws.app.state.arena
-    return state
-
-
 async def serve_agent(ws: WebSocket) -> None:
     """Authenticate a remote agent and serve its frames until it leaves.
 
@@ -82,7 +76,7 @@ async def serve_agent(ws: WebSocket) -> None:
         ProtocolError: a first frame that is not a usable ``hello``.
         RateLimited: the user has too many agent connections open.
     """
-    state = _state(ws)
+    state = arena_state(ws)
     await ws.accept()
     token = parse_bearer(ws.headers.get("authorization"))
     hello = None
@@ -105,7 +99,7 @@ async def serve_agent(ws: WebSocket) -> None:
                 raise Unauthorized("the token was rotated: this connection is closed")
     finally:
         conn.close()
-    await _close(ws, CLOSE_TOO_SLOW if conn.is_broken else CLOSE_NORMAL)
+    await close_socket(ws, CLOSE_TOO_SLOW if conn.is_broken else CLOSE_NORMAL)
 
 
 async def _receive_hello(ws: WebSocket, timeout_s: float) -> Hello:
@@ -266,11 +260,3 @@ async def _unknown_match(state: ArenaState, match_id: int) -> tuple[str, str]:
     if match.status in (MatchStatus.FINISHED, MatchStatus.ABORTED):
         return "match_over", f"match {match_id} is over ({match.status.value})"
     return "not_your_seat", f"match {match_id} has no seat this connection plays"
-
-
-async def _close(ws: WebSocket, code: int) -> None:
-    with anyio.move_on_after(1.0):
-        try:
-            await ws.close(code)
-        except (RuntimeError, WebSocketDisconnect):
-            pass  # already closed by the peer

@@ -23,7 +23,7 @@ from server.matches.replay import replay_document
 from server.sandbox.forkserver import seat_mode_status
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.validator import check_source
-from server.state import ArenaState
+from server.state import arena_state
 from server.storage import AgentRecord, MatchStatus, RatingRecord, UserRecord
 
 __all__ = [
@@ -51,13 +51,8 @@ def json_response(data: JSON, status: int = 200) -> Response:
     return Response(codec.encode_json(data), status_code=status, media_type="application/json")
 
 
-def _state(request: Request) -> ArenaState:
-    state: ArenaState = request.app.state.arena
-    return state
-
-
 async def _body(request: Request, cls: type[Any]) -> Any:
-    limit = _state(request).settings.max_body_bytes
+    limit = arena_state(request).settings.max_body_bytes
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -70,7 +65,7 @@ async def _user(request: Request) -> UserRecord:
     token = parse_bearer(request.headers.get("authorization"))
     if token is None:
         raise Unauthorized("this call needs 'Authorization: Bearer TOKEN'")
-    user = await _state(request).storage.user_by_token_hash(hash_token(token))
+    user = await arena_state(request).storage.user_by_token_hash(hash_token(token))
     if user is None:
         raise Unauthorized("unknown or revoked token")
     return user
@@ -126,7 +121,7 @@ def agent_document(agent: AgentRecord, rating: RatingRecord, *, with_code: bool)
 
 async def rating_of(request: Request, agent: AgentRecord) -> RatingRecord:
     """The agent's ladder rating (the default when it has no rated match)."""
-    return (await _state(request).storage.get_ratings([agent.id]))[agent.id]
+    return (await arena_state(request).storage.get_ratings([agent.id]))[agent.id]
 
 
 # -- users ------------------------------------------------------------------------------------------
@@ -137,7 +132,7 @@ async def create_user(request: Request) -> Response:
     if not NAME_RE.match(body.name):
         raise ProtocolError("name must be 1-40 letters, digits, '_', '.' or '-', starting with a letter or digit",
                             field="name")
-    storage = _state(request).storage
+    storage = arena_state(request).storage
     token = new_token()
     user = await storage.create_user(body.name, hash_token(token))
     return json_response({"user_id": user.id, "name": user.name, "token": token}, 201)
@@ -148,7 +143,7 @@ async def create_user(request: Request) -> Response:
 
 async def create_agent(request: Request) -> Response:
     user = await _user(request)
-    state = _state(request)
+    state = arena_state(request)
     body: NewAgent = await _body(request, NewAgent)
     if not NAME_RE.match(body.name):
         raise ProtocolError("name must be 1-40 letters, digits, '_', '.' or '-'", field="name")
@@ -178,7 +173,7 @@ async def list_agents(request: Request) -> Response:
     game = request.query_params.get("game")
     if game is not None:
         get_game(game)
-    storage = _state(request).storage
+    storage = arena_state(request).storage
     agents, next_cursor = await storage.list_agents(
         game=game, user_id=_int_param(request, "user"), cursor=cursor, limit=limit
     )
@@ -188,7 +183,7 @@ async def list_agents(request: Request) -> Response:
 
 
 async def get_agent(request: Request) -> Response:
-    agent = await _state(request).storage.get_agent(request.path_params["agent_id"])
+    agent = await arena_state(request).storage.get_agent(request.path_params["agent_id"])
     user = await _optional_user(request)
     is_owner = user is not None and user.id == agent.user_id
     return json_response(agent_document(agent, await rating_of(request, agent), with_code=is_owner))
@@ -196,7 +191,7 @@ async def get_agent(request: Request) -> Response:
 
 async def get_agent_logs(request: Request) -> Response:
     user = await _user(request)
-    storage = _state(request).storage
+    storage = arena_state(request).storage
     agent = await storage.get_agent(request.path_params["agent_id"])
     if agent.user_id != user.id:
         raise Forbidden(f"the logs of agent {agent.id} are its owner's only")
@@ -221,7 +216,7 @@ async def get_agent_logs(request: Request) -> Response:
 
 async def create_match(request: Request) -> Response:
     user = await _user(request)
-    state = _state(request)
+    state = arena_state(request)
     body: NewMatch = await _body(request, NewMatch)
     state.limiter.check(f"match:{user.id}", state.settings.matches_per_user_hour, "matches")
     mine = sum(1 for m in state.manager.running.values() if m.tags.get("user_id") == user.id)
@@ -243,19 +238,19 @@ async def list_matches(request: Request) -> Response:
         except ValueError:
             known = ", ".join(s.value for s in MatchStatus)
             raise ProtocolError(f"status must be one of {known}, got {raw_status!r}", field="status") from None
-    matches, next_cursor = await _state(request).storage.list_matches(
+    matches, next_cursor = await arena_state(request).storage.list_matches(
         status=status, agent_id=_int_param(request, "agent"), cursor=cursor, limit=limit
     )
     return json_response({"items": [match_document(m) for m in matches], "next": next_cursor})
 
 
 async def get_match(request: Request) -> Response:
-    match = await _state(request).storage.get_match(request.path_params["match_id"])
+    match = await arena_state(request).storage.get_match(request.path_params["match_id"])
     return json_response(match_document(match))
 
 
 async def get_replay(request: Request) -> Response:
-    storage = _state(request).storage
+    storage = arena_state(request).storage
     match_id = request.path_params["match_id"]
     match = await storage.get_match(match_id)
     steps = await storage.get_steps(match_id)
@@ -290,12 +285,12 @@ async def leaderboard(request: Request) -> Response:
     if game is None:
         raise ProtocolError("query parameter 'game' is required", code="missing_field", field="game")
     get_game(game)
-    rows = await _state(request).storage.leaderboard(game)
+    rows = await arena_state(request).storage.leaderboard(game)
     return json_response({"game": game, "items": rows, "next": None})
 
 
 async def health(request: Request) -> Response:
-    state = _state(request)
+    state = arena_state(request)
     layers = [{"name": layer.name, "active": layer.active, "reason": layer.reason} for layer in sandbox_layers()]
     for layer in layers:  # a test switch can turn layer 1 off: say so rather than report it active
         if layer["name"] == "static_analysis" and not state.settings.validate_submissions:

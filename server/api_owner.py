@@ -9,9 +9,10 @@ from starlette.responses import Response
 
 from protocol.errors import Forbidden, ProtocolError
 from protocol.messages import AgentPatch
-from server.api import NAME_RE, _body, _int_param, _state, _user, agent_document, json_response, rating_of
+from server.api import NAME_RE, _body, _int_param, _user, agent_document, json_response, rating_of
 from server.auth import hash_token, new_token, parse_bearer
 from server.matches.repro import repro_bundle
+from server.state import arena_state
 
 __all__ = ["current_user", "get_repro", "rotate_token", "update_agent"]
 
@@ -28,7 +29,7 @@ async def rotate_token(request: Request) -> Response:
     user = await _user(request)
     old = parse_bearer(request.headers.get("authorization"))
     assert old is not None  # _user checked it
-    state = _state(request)
+    state = arena_state(request)
     token = new_token()
     await state.storage.rotate_token(user.id, hash_token(token))
     closed = state.sessions.revoke(hash_token(old))
@@ -38,7 +39,7 @@ async def rotate_token(request: Request) -> Response:
 async def update_agent(request: Request) -> Response:
     """``PATCH /api/agents/{id} {"name"?, "disabled"?}``: the owner renames or (dis)ables an agent."""
     user = await _user(request)
-    state = _state(request)
+    state = arena_state(request)
     agent = await state.storage.get_agent(request.path_params["agent_id"])
     if agent.user_id != user.id:
         raise Forbidden(f"agent {agent.id} is not yours: only its owner may change it")
@@ -52,7 +53,7 @@ async def update_agent(request: Request) -> Response:
 async def get_repro(request: Request) -> Response:
     """``GET /api/matches/{id}/repro?seat=N``: the owner's repro bundle of a failed seat."""
     user = await _user(request)
-    state = _state(request)
+    state = arena_state(request)
     match_id = request.path_params["match_id"]
     seat = _int_param(request, "seat")
     if seat is None:

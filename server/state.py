@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from starlette.requests import HTTPConnection
+
 from server.config import Settings
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
@@ -11,7 +13,7 @@ from server.ratelimit import RateLimiter
 from server.sessions import Sessions
 from server.storage import Storage
 
-__all__ = ["ArenaState"]
+__all__ = ["ArenaState", "arena_state"]
 
 
 @dataclass(slots=True)
@@ -22,3 +24,9 @@ class ArenaState:
     manager: MatchManager
     limiter: RateLimiter
     sessions: Sessions = field(default_factory=Sessions)  # token-authenticated sockets, closed on rotation
+
+
+def arena_state(conn: HTTPConnection) -> ArenaState:
+    """The app's resources, from a request or a WebSocket of it."""
+    state: ArenaState = conn.app.state.arena
+    return state

@@ -27,20 +27,15 @@ from server.auth import parse_bearer
 from server.matches.hub import SEND_TIMEOUT_S, LobbySubscription, Subscription, snapshot_frame
 from server.matches.manager import match_document, result_document
 from server.sessions import authenticate
-from server.state import ArenaState
+from server.state import ArenaState, arena_state
 from server.storage import MatchStatus
 
-__all__ = ["CLOSE_NOT_FOUND", "CLOSE_TOO_SLOW", "lobby", "spectate"]
+__all__ = ["CLOSE_NORMAL", "CLOSE_NOT_FOUND", "CLOSE_TOO_SLOW", "close_socket", "lobby", "spectate"]
 
 CLOSE_NORMAL = 1000
-CLOSE_TOO_SLOW = 4008  # the spectator fell too far behind (or its socket stalled) and was dropped
+CLOSE_TOO_SLOW = 4008  # the peer fell too far behind (or its socket stalled) and was dropped
 CLOSE_NOT_FOUND = 4404
 _FEED_WAIT_S = 2.0  # a just-created match opens its feed within moments
-
-
-def _state(ws: WebSocket) -> ArenaState:
-    state: ArenaState = ws.app.state.arena
-    return state
 
 
 def error_text(code: str, message: str) -> str:
@@ -54,7 +49,7 @@ async def spectate(ws: WebSocket) -> None:
         ProtocolError, Unauthorized, Forbidden: a debug view asked with a bad seat, without a
             valid token, or by someone who does not own the seat.
     """
-    state = _state(ws)
+    state = arena_state(ws)
     match_id: int = ws.path_params["match_id"]
     await ws.accept()
     if "seat" not in ws.query_params:
@@ -117,7 +112,7 @@ async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int |
         frames.append(codec.encode(SeatDebug(seq=len(events), seat=seat, step=last_step, log=log)).decode())
     frames.append(codec.encode(end).decode())
     is_sent = await _send_frames(ws, frames)
-    await _close(ws, CLOSE_NORMAL if is_sent else CLOSE_TOO_SLOW)
+    await close_socket(ws, CLOSE_NORMAL if is_sent else CLOSE_TOO_SLOW)
 
 
 async def _stream(ws: WebSocket, sub: Subscription | LobbySubscription, first: Sequence[str]) -> None:
@@ -130,7 +125,7 @@ async def _stream(ws: WebSocket, sub: Subscription | LobbySubscription, first: S
         except WebSocketDisconnect:
             pass  # it left while frames were on their way
         tg.cancel_scope.cancel()
-    await _close(ws, CLOSE_TOO_SLOW if sub.is_dropped else CLOSE_NORMAL)
+    await close_socket(ws, CLOSE_TOO_SLOW if sub.is_dropped else CLOSE_NORMAL)
 
 
 async def _send_frames(ws: WebSocket, frames: Sequence[str]) -> bool:
@@ -158,7 +153,8 @@ async def _refuse_input(ws: WebSocket, scope: anyio.CancelScope) -> None:
     scope.cancel()
 
 
-async def _close(ws: WebSocket, code: int) -> None:
+async def close_socket(ws: WebSocket, code: int) -> None:
+    """Close with ``code``, giving up after a second (also on any WebSocket of the app)."""
     with anyio.move_on_after(1.0):
         try:
             await ws.close(code)
@@ -167,6 +163,6 @@ async def _close(ws: WebSocket, code: int) -> None:
 
 
 async def lobby(ws: WebSocket) -> None:
-    state = _state(ws)
+    state = arena_state(ws)
     await ws.accept()
     await _stream(ws, state.hub.subscribe_lobby(), ())
