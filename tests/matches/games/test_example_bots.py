@@ -12,21 +12,12 @@ import pytest
 from protocol.errors import IllegalAction
 from server.bots import example_bots
 from server.matches.games import Game, get_game, resolve_config
+from server.sandbox.bot_runtime import Struct  # what a seat passes its bot
 
 BOTS = example_bots()
 ALL_BOTS = [(game, name, source) for game, bots in BOTS.items() for name, source in bots]
 ALLOWED_IMPORTS = {"random", "math"}
 FORBIDDEN_NAMES = {"open", "eval", "exec", "compile", "globals", "locals", "getattr", "input", "vars"}
-
-
-class Struct(dict[str, Any]):
-    """A dict that also allows attribute access, as Kaggle passes observation and configuration."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 Agent = Callable[[Struct, Struct], Any]
