@@ -14,23 +14,31 @@ these functions; they hold the rules that need the object itself:
   ``object.__getattribute__``: no ``__getattr__`` of a stdlib base runs on the name.
   Names the stdlib's metaclasses plant in the bot's classes and that give more than the bot
   has (``_new_member_`` is ``object.__new__``) are refused by name.
-* A store (``x._y = v``, ``del x._y``, and ``x._y += v``, whose read is not rewritten) follows
-  the same rule, and the object's ``__setattr__``, ``__delattr__``, ``__getattribute__`` and
-  ``__getattr__`` must all be C's (no stdlib Python hook sees the name). Any store to a class
-  the bot did not create is refused: the stdlib's classes are shared with the trusted runtime.
+* Stores (``x.y = v``, ``del x.y``, ``setattr``, ``delattr``): the bot writes attributes of its
+  own objects only (:func:`store_rule`): its classes, their instances and its functions, and
+  the few others the environment lists one by one (the observation and configuration, plain
+  dicts; some of numpy's). Every other store is refused, whatever the name: the standard
+  library's objects are shared with the trusted runtime and trusted by the standard library
+  itself (``dataclasses`` compiles ``Field.name`` into source; ``typing``'s aliases forward a
+  store to the class they stand for; a ``cached_property``'s ``attrname`` says which instance
+  entry it reads). A store to an instance must meet no ``__setattr__`` or ``__delattr__``
+  written in Python by the standard library (one that forwards the store elsewhere). A
+  private name (``x._y = v``, and ``x._y += v``, whose read is not rewritten) follows the read
+  rule above too, and no stdlib Python hook may see it at all.
 * ``x.format`` and ``x.format_map`` check their template (``'{0.__class__}'``).
-* ``dataclass`` compiles field names into source and reads fields by name outside these
-  guards (``asdict``, ``__repr__``): it takes identifiers only, and no private name that a
-  stdlib base of the class defines (a field without a value would read the base's).
 * ``type(x)`` never gives a metaclass (it builds classes from any dict) nor one of
   :data:`HIDDEN_CLASSES` (the function class makes any code object a function), however
   ``type`` is called: directly, or handed to ``map``, ``functools.partial``, ``sorted``.
-* ``typing.ForwardRef`` keeps no code object of the strings it compiles.
+
+The standard library's entry points that take names or source as data (``dataclass``,
+the functional ``Enum``, ``typing``'s forward references, the decorators that store on their
+argument) are guarded in ``_stdlib_guards.py``.
 
 A class is the bot's when its own ``__module__`` is ``bot``: its class statements, and the
 stdlib's class factories it calls (``namedtuple``, the functional ``Enum``, ``dataclass``
 with ``slots=True``) name the caller's module. It can neither rename a class nor write a
-dunder, so no other class carries that name.
+dunder, so no other class carries that name. A function is the bot's when its ``__module__``
+is ``bot``: the bot's ``def`` and ``lambda``, and what ``dataclass`` generates for its classes.
 
 Standard library only, nothing of the project: the bot runtime loads this file by path.
 """
@@ -38,18 +46,14 @@ Standard library only, nothing of the project: the bot runtime loads this file b
 from __future__ import annotations
 
 import _string  # type: ignore[import-not-found]  # str.format's own template parser
-import enum
-import functools
-import keyword
 import types
-import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
-    "BOT_MODULE", "FORMAT_METHODS", "HIDDEN_CLASSES", "STAND_INS", "SafeModule", "SafeType", "caught", "exact",
-    "format_attribute", "forward_ref_without_code", "guarded_create_enum", "guarded_dataclass",
-    "guarded_update_wrapper", "guarded_wraps", "is_bot_class", "is_private", "private_attribute", "writable",
+    "BOT_MODULE", "FORMAT_METHODS", "HIDDEN_CLASSES", "STAND_INS", "RestrictedError", "SafeModule", "SafeType",
+    "caught", "exact", "format_attribute", "is_bot_class", "is_bot_function", "is_private", "private_attribute",
+    "store_rule", "writable",
 ]  # fmt: skip
 
 BOT_MODULE = "bot"  # the bot's module name: its classes have this __module__, no other class can
@@ -60,6 +64,14 @@ DENIED_PRIVATE = frozenset({"_abc_impl", "_new_member_"})
 # What a private attribute may never hold, whoever put it there.
 _REFUSED_VALUES = (types.ModuleType, types.FrameType, types.CodeType, types.TracebackType)
 _HOOKS = ("__getattribute__", "__getattr__", "__setattr__", "__delattr__")
+_STORE_HOOKS = ("__setattr__", "__delattr__")
+
+
+class RestrictedError(SyntaxError):
+    """The bot's code uses what the restricted runtime refuses; names the line and column."""
+
+    def __str__(self) -> str:
+        return f"{self.msg} ({self.filename}, line {self.lineno}, column {self.offset})"
 
 
 def exact(name: object, what: str = "attribute name") -> str:
@@ -77,6 +89,11 @@ def is_private(name: str) -> bool:
 def is_bot_class(cls: object) -> bool:
     """Whether ``cls`` is a class the bot's code created."""
     return isinstance(cls, type) and vars(cls).get("__module__") == BOT_MODULE
+
+
+def is_bot_function(obj: object) -> bool:
+    """Whether ``obj`` is a function of the bot's module (its own, or generated for its classes)."""
+    return type(obj) is types.FunctionType and obj.__module__ == BOT_MODULE
 
 
 class SafeModule:
@@ -164,37 +181,73 @@ def private_attribute(obj: Any, name: str) -> Any:
     return value
 
 
-def _hook_problem(obj: object) -> str | None:
-    """Why storing a private attribute of ``obj`` would run a stdlib hook on the name, or None."""
+def _hook_problem(obj: object, hooks: tuple[str, ...] = _HOOKS, *, bots_own: bool = False) -> str | None:
+    """Why an attribute operation on ``obj`` would run a stdlib hook written in Python, or None.
+
+    ``bots_own``: a hook defined by a class of the bot's passes (a frozen dataclass's
+    ``__setattr__``, generated from checked field names).
+    """
     cls = type(obj)
     if (cls.__getattribute__ is object.__getattribute__ and cls.__setattr__ is object.__setattr__
             and cls.__delattr__ is object.__delattr__ and not hasattr(cls, "__getattr__")):
         return None  # the common case, answered without walking the MRO
     if issubclass(cls, super):
         return "super() objects resolve names by themselves"
-    for hook in _HOOKS:
+    for hook in hooks:
         for klass in cls.__mro__:
             if hook in vars(klass):
-                if isinstance(vars(klass)[hook], types.FunctionType):
+                if isinstance(vars(klass)[hook], types.FunctionType) and not (bots_own and is_bot_class(klass)):
                     return f"class {klass.__name__!r} handles its attributes with {hook}"
                 break
     return None
 
 
-def writable(obj: Any, name: str | None = None) -> Any:
-    """``obj`` if the bot may set or delete its attribute ``name``: the target of every store.
+def store_rule(open_attributes: Mapping[type, frozenset[str] | None]) -> Callable[..., Any]:
+    """The bot's store guard: ``writable(obj, name=None)`` returns ``obj`` if the bot may set or
+    delete its attribute ``name`` (any attribute, with no name), else raises.
 
-    Raises:
-        AttributeError: a private attribute the bot may not write.
-        TypeError: a class the bot did not create.
+    The bot writes to its own classes, to their instances and to its own functions (Kaggle bots
+    keep state on ``agent`` itself). ``open_attributes`` lists the other classes whose instances
+    it may write, each with the public names it may write (None: any); it is read at each store,
+    so classes added to it later count.
     """
-    if name is not None and is_private(name):
-        problem = _private_problem(obj, name) or _hook_problem(obj)
-        if problem is not None:
-            raise _refusal(obj, name, problem)
-    if isinstance(obj, type) and not is_bot_class(obj):
-        raise TypeError(f"the attributes of class {obj.__name__!r} are read-only in the arena")
-    return obj
+    opened = open_attributes
+
+    def writable(obj: Any, name: str | None = None) -> Any:
+        """``obj`` if the bot may set or delete its attribute ``name``: the target of every store.
+
+        Raises:
+            AttributeError: an attribute of an object that is not the bot's, or a private one it may not write.
+            TypeError: a class the bot did not create.
+        """
+        cls = type(obj)
+        if name is not None and is_private(name):
+            problem = _private_problem(obj, name) or _hook_problem(obj)
+            if problem is not None:
+                raise _refusal(obj, name, problem)
+            return obj  # _private_problem allows the bot's own classes and their instances only
+        if issubclass(cls, type):
+            if is_bot_class(obj):
+                return obj
+            raise TypeError(f"the attributes of class {obj.__name__!r} are read-only in the arena")
+        if is_bot_class(cls):
+            problem = _hook_problem(obj, _STORE_HOOKS, bots_own=True)
+            if problem is None:
+                return obj
+        elif is_bot_function(obj):
+            return obj
+        elif cls in opened and (opened[cls] is None or name in opened[cls]):  # type: ignore[operator]
+            return obj
+        else:
+            problem = "the bot stores attributes only on its own objects: its classes, their instances, its functions"
+        shown = "attributes" if name is None else f"attribute {name!r}"
+        raise AttributeError(f"{shown} of {_what(obj)} cannot be set in the arena: {problem}")
+
+    return writable
+
+
+# The rule with nothing opened beyond the bot's own objects: what the stdlib guards ask.
+writable = store_rule({})
 
 
 # -- str.format, caught exceptions, type -----------------------------------------------------------
@@ -286,79 +339,3 @@ class _TypeGuard(type):
 
 class SafeType(metaclass=_TypeGuard):
     """What the bot's code calls ``type``."""
-
-
-# -- stdlib entry points that take names as data ---------------------------------------------------
-
-
-def guarded_dataclass(cls: Any = None, /, **options: Any) -> Any:
-    """``dataclasses.dataclass`` that first checks the field names it will compile into source."""
-
-    def wrap(klass: Any) -> Any:
-        if not is_bot_class(klass):
-            raise TypeError(f"dataclass() takes a class of the bot's own in the arena, not {klass!r}")
-        for name in vars(klass).get("__annotations__", {}):
-            if type(name) is not str or not str.isidentifier(name) or keyword.iskeyword(name) or name[:2] == "__":
-                raise TypeError(f"dataclass field name {name!r} is not allowed in the arena")
-            # Its generated code and asdict() read fields unguarded: a field without a value
-            # (init=False) would read a stdlib base's private attribute of that name.
-            owners = [k for k in klass.__mro__ if is_private(name) and name in vars(k) and not is_bot_class(k)]
-            for owner in owners[:1]:
-                raise TypeError(f"dataclass field name {name!r} is a private attribute of class {owner.__name__!r}")
-        import dataclasses  # here: most bots never pay for importing it
-
-        return dataclasses.dataclass(klass, **options)
-
-    return wrap if cls is None else wrap(cls)
-
-
-def guarded_update_wrapper(wrapper: Any, wrapped: Any) -> Any:
-    """``functools.update_wrapper`` on functions with its default names: any names copy any dunder."""
-    if isinstance(wrapper, type) or isinstance(wrapped, type):
-        raise TypeError("functools.update_wrapper() and wraps() take functions only in the arena")
-    return functools.update_wrapper(wrapper, wrapped)
-
-
-def guarded_wraps(wrapped: Any) -> Any:
-    """``functools.wraps`` as :func:`guarded_update_wrapper` allows it."""
-    return functools.partial(guarded_update_wrapper, wrapped=wrapped)
-
-
-_forward_ref_init: Callable[..., None] = typing.ForwardRef.__init__
-
-
-def forward_ref_without_code(self: typing.ForwardRef, arg: Any, *args: Any, **kwargs: Any) -> None:
-    """``typing.ForwardRef.__init__`` that keeps no code object.
-
-    Every string in a type expression (``List["x"]``, ``Dict[str, "y"]``, ``TypeVar(bound="z")``,
-    a string field type of ``NamedTuple`` or ``TypedDict``) becomes a ForwardRef, which compiles
-    it, any expression, and keeps the code for ``get_type_hints``. The arena refuses that
-    evaluator, so the code serves nothing but an escape (with a function class, it runs
-    unchecked). The string is still compiled here, so a bad one is still a SyntaxError.
-    """
-    _forward_ref_init(self, arg, *args, **kwargs)
-    self.__forward_code__ = None  # type: ignore[assignment]
-
-
-_create_enum: Callable[..., Any] = enum.EnumType._create_  # type: ignore[attr-defined]
-
-
-def guarded_create_enum(cls: Any, class_name: Any, names: Any, **options: Any) -> Any:
-    """The functional ``Enum`` API with public member names only: a dunder "member" is a class attribute."""
-
-    def member(name: object) -> str:
-        name = exact(name, "enum member name")
-        if name.startswith("_"):
-            raise ValueError(f"enum member name {name!r} is not allowed in the arena")
-        return name
-
-    if isinstance(names, str):
-        names = names.replace(",", " ").split()
-    if isinstance(names, (list, tuple)) and names and isinstance(names[0], str):
-        names = [member(name) for name in names]
-    else:
-        mapping, names = names, []
-        for item in mapping:
-            name, value = (item, mapping[item]) if isinstance(item, str) else item
-            names.append((member(name), value))
-    return _create_enum(cls, class_name, names, **options)

@@ -21,8 +21,10 @@ measured:
 * ``a.resize(..., refcheck=False)`` reallocates the array under its views: every load of the
   attribute ``resize`` goes through :meth:`NumpyGuards.checked_attribute`, which hands out a
   ``resize`` that refuses ``refcheck``.
-* assigning ``a.data`` frees the array's memory under its views: :meth:`NumpyGuards.writable`
-  refuses it.
+* assigning ``a.data`` frees the array's memory under its views: :meth:`NumpyGuards.store_guard`
+  refuses it by name. The bot stores to numpy's objects only the attributes listed in
+  :meth:`NumpyGuards.open_attributes` (an array's ``shape``, ``flat``, ``real``, ``imag``, its
+  ``flags.writeable``, a generator's ``bit_generator.state``), as to any object not its own.
 * ``BitGenerator.capsule`` points into a generator without keeping it alive (a ``Generator``
   made from it once the generator is gone calls function pointers read from freed memory): the
   attribute name is refused (``restricted.NUMPY_DENIED_ATTRIBUTES``), with ``ctypes`` and
@@ -43,11 +45,18 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from ._guards import STAND_INS, writable
+from ._guards import STAND_INS
 
 __all__ = ["NumpyGuards", "ndarray_stand_in"]
 
 _UNSAFE_STORES = frozenset({"data"})  # ndarray attributes whose setter frees memory that views use
+# The attributes of numpy's objects a bot may set, by class: setters numpy checks (a shape of the
+# same size, values copied in, a flag it may only lower on memory it does not own, a state dict).
+_OPEN_STORES = {
+    "ndarray": frozenset({"flat", "imag", "real", "shape"}),
+    "flagsobj": frozenset({"writeable"}),
+    "bit_generators": frozenset({"state"}),
+}
 
 
 def ndarray_stand_in(real: type) -> type:
@@ -96,6 +105,7 @@ class NumpyGuards:
     """The numpy rules of one restricted environment, for the numpy module it was given."""
 
     def __init__(self, numpy: Any) -> None:
+        self.numpy = numpy
         self.real_ndarray: type = numpy.ndarray
         self.resize_method = numpy.ndarray.resize
         self.ndarray = ndarray_stand_in(self.real_ndarray)
@@ -130,17 +140,31 @@ class NumpyGuards:
             return _resize_with_refcheck(value)
         return value
 
-    def writable(self, obj: Any, name: str | None = None) -> Any:
-        """``_guards.writable``, and no store that makes numpy free memory still in use.
+    def open_attributes(self) -> dict[type, frozenset[str] | None]:
+        """The classes of numpy's whose instances the bot may store to, each with the names."""
+        random = self.numpy.random
+        generators = (random.MT19937, random.PCG64, random.PCG64DXSM, random.Philox, random.SFC64)
+        opened: dict[type, frozenset[str] | None] = {
+            self.real_ndarray: _OPEN_STORES["ndarray"], type(self.numpy.zeros(0).flags): _OPEN_STORES["flagsobj"],
+        }
+        opened.update((generator, _OPEN_STORES["bit_generators"]) for generator in generators)
+        return opened
+
+    def store_guard(self, writable: Callable[..., Any]) -> Callable[..., Any]:
+        """The environment's store guard ``writable``, and first no store that makes numpy free
+        memory still in use (named, for a clear refusal).
 
         Raises:
-            AttributeError: a private attribute the bot may not write.
-            TypeError: a class the bot did not create, or an unsafe attribute of an array.
+            TypeError: an unsafe attribute of an array.
         """
-        if name in _UNSAFE_STORES and isinstance(obj, self.real_ndarray):
-            raise TypeError(f"assigning numpy.ndarray.{name} is not available in the arena: it frees the array's "
-                            "memory under its views")
-        return writable(obj, name)
+
+        def guarded(obj: Any, name: str | None = None) -> Any:
+            if name in _UNSAFE_STORES and isinstance(obj, self.real_ndarray):
+                raise TypeError(f"assigning numpy.ndarray.{name} is not available in the arena: it frees the array's "
+                                "memory under its views")
+            return writable(obj, name)
+
+        return guarded
 
     def _is_numpy_resize(self, value: Any) -> bool:
         if value is self.resize_method:  # unbound, from the class or a subclass

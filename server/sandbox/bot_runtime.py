@@ -15,7 +15,8 @@ pipes. The runtime
    answers ``ready``, then answers every ``act`` line with one ``action`` line.
 
 Unless the limits turn it off (a test-only switch), the bot's module is compiled and run by
-the restricted runtime (``restricted.py``, ``_guards.py`` and ``_numpy_guards.py``, layer 2,
+the restricted runtime (``restricted.py``, ``_guards.py``, ``_stdlib_guards.py`` and
+``_numpy_guards.py``, layer 2,
 loaded by path from this directory): checked syntax, whitelisted builtins and modules only. It
 fails closed: without those files no bot runs.
 
@@ -56,7 +57,7 @@ PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS, SECCOMP_MODE_FILTER = 22, 38, 2
 BPF_INSTRUCTION_BYTES = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
 # Layer 2, next to this file (in the sandbox too), in import order: restricted imports the others.
 RESTRICTED_PACKAGE = "arena_sandbox"
-RESTRICTED_MODULES = ("_guards", "_numpy_guards", "restricted")
+RESTRICTED_MODULES = ("_guards", "_stdlib_guards", "_numpy_guards", "restricted")
 NUMPY_IMPORTS = ("numpy", "numpy.fft", "numpy.linalg", "numpy.random")  # restricted.NUMPY_MODULES
 NOBODY = 65534
 
@@ -260,18 +261,24 @@ def load_restricted() -> Any:
     return module
 
 
-def load_bot(code: str, limits: dict[str, Any]) -> tuple[ast.Module, dict[str, Any]]:
+def load_bot(code: str, limits: dict[str, Any], *, is_sample: bool = False) -> tuple[ast.Module, dict[str, Any]]:
     """Compile and run the bot's module (restricted unless the limits say otherwise): its tree and globals.
 
     The globals are those of a module registered as ``bot``, as ``dataclasses`` expects of a
-    class's module (it looks string annotations up there).
+    class's module (it looks string annotations up there). Before a real bot's module runs (not
+    the sample ``is_sample`` bot of :func:`warm_up`), layer 2 arms its check of the source the
+    standard library generates, for the rest of the process.
     """
     module = types.ModuleType("bot")
     namespace = module.__dict__
     if limits.get("restricted", True):
-        environment = load_restricted().Environment(allow_numpy=bool(limits.get("allow_numpy", False)))
+        # The observation and configuration are plain dicts with attribute access: the bot may set their entries.
+        environment = load_restricted().Environment(allow_numpy=bool(limits.get("allow_numpy", False)),
+                                                    open_attributes={Struct: None})
         tree, code_object = environment.compile(code, BOT_FILENAME)
         namespace["__builtins__"] = environment.builtins
+        if not is_sample:
+            environment.arm()
     else:
         tree = ast.parse(code, BOT_FILENAME)
         # dont_inherit: the bot gets none of this file's __future__ imports (string annotations).
@@ -381,7 +388,7 @@ def warm_up(limits: dict[str, Any]) -> None:
     ``inspect``, ``json``, the restricted runtime's proxies), and each forked seat once more while
     it waits in the pool: pages it writes to are copied now, not after its bot's ``init`` arrived.
     """
-    tree, namespace = load_bot(WARM_UP_BOT, limits)
+    tree, namespace = load_bot(WARM_UP_BOT, limits, is_sample=True)
     agent = find_agent(namespace, tree)
     configuration = _struct({"columns": 7, "rows": 6})
     observation = _struct(json.loads('{"board": [0, 0, 0, 0, 0, 0, 0], "step": 0}'))

@@ -90,7 +90,9 @@ NOBODY: Final = 65534
 SANDBOX_RUNTIME_PATH: Final = "/arena/bot_runtime.py"
 # Copied into the sandbox next to the runtime: the modules it loads by path from its own directory,
 # and the fork server's zygote (``zygote.py``), which loads the runtime by path in turn.
-RUNTIME_COMPANIONS: Final = ("restricted.py", "_guards.py", "_numpy_guards.py", "zygote.py")
+RUNTIME_COMPANIONS: Final = (
+    "restricted.py", "_guards.py", "_stdlib_guards.py", "_numpy_guards.py", "zygote.py",
+)  # fmt: skip
 SANDBOX_PID: Final = 2  # the command's PID inside a bwrap PID namespace: bwrap's reaper is 1
 _PROBE_TIMEOUT_S = 20.0
 

@@ -14,7 +14,8 @@ from .process import RUNTIME_PATH, bot_python
 __all__ = ["LAYER_NAMES", "Layer", "require_layers", "sandbox_layers"]
 
 # Layer 2: without these files no bot starts.
-RESTRICTED_PATHS = tuple(RUNTIME_PATH.with_name(name) for name in ("restricted.py", "_guards.py", "_numpy_guards.py"))
+RESTRICTED_PATHS = tuple(
+    RUNTIME_PATH.with_name(name) for name in ("restricted.py", "_guards.py", "_stdlib_guards.py", "_numpy_guards.py"))
 
 LAYER_NAMES = (
     "static_analysis",

@@ -53,31 +53,26 @@ from __future__ import annotations
 
 import ast
 import builtins
-import enum
 import importlib
 import operator
 import types
-import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._guards import (
     FORMAT_METHODS,
+    RestrictedError,
     SafeModule,
     SafeType,
     caught,
     exact,
     format_attribute,
-    forward_ref_without_code,
-    guarded_create_enum,
-    guarded_dataclass,
-    guarded_update_wrapper,
-    guarded_wraps,
     is_private,
     private_attribute,
-    writable,
+    store_rule,
 )
 from ._numpy_guards import NumpyGuards
+from ._stdlib_guards import STDLIB_OVERRIDES, arm_generated_code_check, seal_stdlib
 
 __all__ = [
     "ALLOWED_MODULES", "DENIED_MEMBERS", "Environment", "NUMPY_CHECKED_ATTRIBUTES", "NUMPY_DENIED_ATTRIBUTES",
@@ -124,7 +119,9 @@ DENIED_MEMBERS = {
     "functools": frozenset({"RLock", "singledispatch", "singledispatchmethod"}),
     "json": frozenset({"JSONDecoder", "JSONEncoder"}),
     "string": frozenset({"Formatter"}),
-    "typing": frozenset({"EXCLUDED_ATTRIBUTES", "ForwardRef", "get_origin", "get_type_hints"}),
+    "typing": frozenset({
+        "EXCLUDED_ATTRIBUTES", "ForwardRef", "get_origin", "get_type_hints", "no_type_check_decorator",
+    }),
     "numpy": frozenset({
         "DataSource", "add_docstring", "add_newdoc", "add_newdoc_ufunc", "bmat", "c_", "chararray", "ctypeslib",
         "deprecate", "deprecate_with_doc", "f2py", "from_dlpack", "fromfile", "fromregex", "genfromtxt",
@@ -171,13 +168,6 @@ CATCH_GUARD = "__arena_caught__"
 CHECKED_GUARD = "__arena_checked__"
 
 
-class RestrictedError(SyntaxError):
-    """The bot's code uses what the restricted runtime refuses; names the line and column."""
-
-    def __str__(self) -> str:
-        return f"{self.msg} ({self.filename}, line {self.lineno}, column {self.offset})"
-
-
 def _is_error(value: object) -> bool:
     return isinstance(value, type) and issubclass(value, BaseException)
 
@@ -199,10 +189,11 @@ def _deepcopy(x: Any, /) -> Any:
     return copy.deepcopy(x)
 
 
-OVERRIDES: dict[str, dict[str, Any]] = {
-    "copy": {"deepcopy": _deepcopy},
-    "dataclasses": {"dataclass": guarded_dataclass},
-    "functools": {"update_wrapper": guarded_update_wrapper, "wraps": guarded_wraps},
+OVERRIDES: dict[str, dict[str, Any]] = {"copy": {"deepcopy": _deepcopy}, **STDLIB_OVERRIDES}
+# Attributes of the standard library's objects a bot may set, listed one by one (module -> class ->
+# names): beyond these it stores on its own objects only (``_guards.store_rule``).
+OPEN_ATTRIBUTES: dict[str, dict[str, frozenset[str]]] = {
+    "decimal": {"Context": frozenset({"Emax", "Emin", "capitals", "clamp", "prec", "rounding"})},
 }
 
 
@@ -327,8 +318,10 @@ class _Checker(ast.NodeTransformer):
 class Environment:
     """One bot's restricted world: its builtins, its module proxies, its compiler."""
 
-    def __init__(self, *, allow_numpy: bool = False) -> None:
-        """A fresh environment; ``allow_numpy`` adds numpy's modules and guards.
+    def __init__(self, *, allow_numpy: bool = False,
+                 open_attributes: Mapping[type, frozenset[str] | None] | None = None) -> None:
+        """A fresh environment; ``allow_numpy`` adds numpy's modules and guards; ``open_attributes``:
+        classes not the bot's whose instances it may store to, each with the names (None: any).
 
         Raises:
             ImportError: numpy is allowed but not importable.
@@ -340,10 +333,15 @@ class Environment:
         self.numpy = NumpyGuards(importlib.import_module("numpy")) if allow_numpy else None
         self.overrides = {**OVERRIDES, **(self.numpy.overrides() if self.numpy is not None else {})}
         self.modules: dict[str, SafeModule] = {}
-        # In this process only (the seat's), as nothing in it evaluates type hints.
-        enum.EnumType._create_ = guarded_create_enum  # type: ignore[attr-defined]
-        typing.ForwardRef.__init__ = forward_ref_without_code  # type: ignore[method-assign]
+        # Read live by the store guard: a module's open attributes join when the bot imports it.
+        self.open_attributes = {**(open_attributes or {}), **(self.numpy.open_attributes() if self.numpy else {})}
+        seal_stdlib()  # in this process only, the seat's
         self.builtins = self._builtins()
+
+    def arm(self) -> None:
+        """From now on, refuse generated source that names what the bot may not
+        (``_stdlib_guards.GeneratedCodeCheck``): call it just before the bot's module runs."""
+        arm_generated_code_check(self.denied)
 
     def compile(self, source: str, filename: str) -> tuple[ast.Module, types.CodeType]:
         """The bot's checked syntax tree and its code object.
@@ -365,6 +363,8 @@ class Environment:
         real = importlib.import_module(name)
         attrs = {key: value for key, value in vars(real).items() if self._is_exposed(name, key, value)}
         attrs.update(self.overrides.get(name, {}))
+        for class_name, names in OPEN_ATTRIBUTES.get(name, {}).items():
+            self.open_attributes[getattr(real, class_name)] = names
         for sub in SUBMODULES.get(name, ()):
             if f"{name}.{sub}" in self.allowed:
                 attrs[sub] = self.module(f"{name}.{sub}")
@@ -406,7 +406,9 @@ class Environment:
 
     def _builtins(self) -> dict[str, Any]:
         denied, checked = self.denied, self.checked
-        write_guard = writable if self.numpy is None else self.numpy.writable
+        write_guard = store_rule(self.open_attributes)
+        if self.numpy is not None:
+            write_guard = self.numpy.store_guard(write_guard)
         checked_attribute = getattr if self.numpy is None else self.numpy.checked_attribute
 
         def allowed(name: str) -> bool:  # a private name is then up to private_attribute() or writable()

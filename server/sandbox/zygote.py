@@ -7,9 +7,10 @@ PID, IPC, UTS and cgroup namespaces, a user namespace, uid 65534, the zygote's s
 
 1. reads its configuration (the runtime's seccomp program with a stand-in pid, and where to
    write a seat's pid into it; whether the server allows numpy), loads ``bot_runtime.py`` by
-   path, compiles layer 2 (``restricted.py``, ``_guards.py``, ``_numpy_guards.py``), imports
-   every module a bot may import (numpy too when allowed: the view then holds it), freezes the
-   garbage collector's view of all that (so that forked seats share those pages) and answers
+   path, compiles layer 2 (``restricted.py`` and its ``_guards.py``, ``_stdlib_guards.py``,
+   ``_numpy_guards.py``), imports every module a bot may import (numpy too when allowed: the
+   view then holds it), freezes the garbage collector's view of all that (so that forked seats
+   share those pages) and answers
    ``ready``; it never sees a bot's code: that goes straight from the server to a seat;
 2. per request (the seat's limits, with four descriptors: the seat's stdin, stdout and stderr
    pipes, which the server made, and a socket of the seat's own) forks a seat, sends the seat's

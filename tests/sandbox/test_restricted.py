@@ -18,40 +18,30 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 
-from protocol.messages import StepRecord
-from server.bots import example_bots
-from server.matches.games import get_game, resolve_config
-from server.matches.runner import MatchResult, MatchSpec, run_match
-from server.matches.seats import open_process_seat
 from server.sandbox import Limits
-from server.sandbox._guards import HIDDEN_CLASSES, SafeType, forward_ref_without_code
+from server.sandbox._guards import HIDDEN_CLASSES, SafeType
+from server.sandbox._stdlib_guards import forward_ref_without_code
 from server.sandbox.isolation import isolation_override
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.validator import validate_source
-
-MATCH_LIMIT_S = 20.0
-MARKER = "PWNED"
-EXAMPLES = {name: code for bots in example_bots().values() for name, code in bots}
-UNRESTRICTED = Limits(restricted=False)
-FIRST_FREE = "def agent(obs, config):\n    return obs.board.index(0)\n"
-
-
-class ListRecorder:
-    def __init__(self) -> None:
-        self.steps: list[StepRecord] = []
-
-    async def record_step(self, record: StepRecord) -> None:
-        self.steps.append(record)
+from tests.sandbox.restricted_play import (
+    FIRST_FREE,
+    MARKER,
+    UNRESTRICTED,
+    ListRecorder,
+    actions_of,
+    at_load,
+    in_agent,
+    play,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -59,43 +49,6 @@ def restricted_runtime_alone() -> Iterator[None]:
     """No bubblewrap layers (namespaces, seccomp, filesystem view): layer 2 stands alone."""
     with isolation_override(None):
         yield
-
-
-async def play(
-    game: str, bots: Sequence[str], config: Mapping[str, object] | None = None, *,
-    limits: Sequence[Limits] | None = None,
-) -> tuple[MatchResult, list[StepRecord], list[str]]:
-    """One match between bot sources (or example bot names): result, steps, seat logs."""
-    spec = MatchSpec(game, resolve_config(get_game(game), config), seed=3)
-    recorder = ListRecorder()
-    with anyio.fail_after(MATCH_LIMIT_S):
-        async with AsyncExitStack() as stack:
-            links = [
-                await stack.enter_async_context(open_process_seat(EXAMPLES.get(bot, bot), seat_limits))
-                for bot, seat_limits in zip(bots, limits or [Limits()] * len(bots), strict=True)
-            ]
-            result = await run_match(spec, links, recorder)
-        logs = [link.log_text() for link in links]
-    return result, recorder.steps, logs
-
-
-def actions_of(steps: list[StepRecord], seat: int) -> list[object]:
-    return [s.actions[seat] for s in steps[1:] if s.actions[seat] is not None]
-
-
-def in_agent(body: str) -> str:
-    """A tic-tac-toe bot that runs ``body`` (which sets ``x``) at its first move, then boasts."""
-    return (
-        "def agent(obs, config):\n"
-        + textwrap.indent(textwrap.dedent(body).strip() + "\n", "    ")
-        + f"    print({MARKER!r}, repr(x)[:200])\n"
-        + "    return obs.board.index(0)\n"
-    )
-
-
-def at_load(body: str) -> str:
-    """A tic-tac-toe bot that runs ``body`` (which sets ``x``) when its module loads, then boasts."""
-    return textwrap.dedent(body).strip() + f"\nprint({MARKER!r}, repr(x)[:200])\n" + FIRST_FREE
 
 
 GENERATOR = "def gen():\n    yield 1\n"
@@ -208,11 +161,15 @@ ATTACKS = [
      """), "unexpected keyword argument 'assigned'"),
     ("cached-property-plant", in_agent("""
         import functools, typing
-        peek = functools.cached_property(len)
-        peek.attrname = '__origin__'
-        type(typing.Type).peek = peek
+        type(typing.Type).peek = functools.cached_property(len)
         x = typing.Type.peek
      """), "attributes of class '_SpecialGenericAlias' are read-only"),
+    ("cached-property-attrname", in_agent("""
+        import functools
+        peek = functools.cached_property(len)
+        peek.attrname = '__origin__'
+        x = peek
+     """), "attribute 'attrname' of 'cached_property' object cannot be set in the arena"),
     ("patch-stdlib-class", in_agent("import random\nrandom.Random.choice = print\nx = random.Random"),
      "attributes of class 'Random' are read-only"),
     ("patch-runtime-struct", in_agent("type(obs).keys = print\nx = obs"), "attributes of class 'Struct' are read-only"),
@@ -322,7 +279,13 @@ ATTACKS = [
         class R(type(typing.get_args(typing.List["x"])[0])):
             pass
         x = R
-     """), "TypeError: Cannot subclass special typing classes"),
+     """), "TypeError: subclasses of ForwardRef are not available in the arena"),
+    ("forwardref-subclass-root", in_agent("""
+        import typing
+        class R(type(typing.get_args(typing.List["x"])[0]), _root=True):
+            pass
+        x = R
+     """), "TypeError: subclasses of ForwardRef are not available in the arena"),
     # -- copy.deepcopy takes no memo: the memo receives the inner state of every object copied
     ("deepcopy-memo", in_agent("import copy, typing\nm = {}\ncopy.deepcopy(typing.List['x'], m)\nx = m"),
      "TypeError: _deepcopy() takes 1 positional argument but 2 were given"),

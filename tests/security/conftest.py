@@ -385,6 +385,25 @@ def leaks(outcome: Outcome) -> list[str]:
     return found
 
 
+# What only a system call answers: a bot that layer 2 holds cannot make one that fails this way
+# (it reaches no os, io or socket), so with layer 2 on, such an error in the attacker's log or
+# reason means it got past layer 2, whatever the layers beneath then stopped. (MemoryError,
+# RecursionError and the deadlines are the limits of what layer 2 allows: not listed.)
+_SYSTEM_ERRORS = re.compile(
+    r"\b(?:OSError|PermissionError|FileNotFoundError|FileExistsError|IsADirectoryError|NotADirectoryError"
+    r"|ConnectionError|ConnectionRefusedError|ConnectionResetError|ConnectionAbortedError|BrokenPipeError"
+    r"|BlockingIOError|ChildProcessError|ProcessLookupError|InterruptedError|TimeoutError|UnsupportedOperation)\b"
+    r"|\[Errno \d+\]|errno=\d+"
+)
+
+
+def below_layer_2(outcome: Outcome) -> list[str]:
+    """The lines of the attacker's log and reason that show a system call made (see :data:`_SYSTEM_ERRORS`)."""
+    attacker = outcome.match["seats"][0]
+    lines = [*outcome.logs[0].splitlines(), f"reason: {attacker['reason']}"]
+    return [line[:300] for line in lines if _SYSTEM_ERRORS.search(line)]
+
+
 def created_files(*extra_dirs: Path) -> list[str]:
     found = []
     for directory in (*WATCHED_DIRS, *extra_dirs):
@@ -464,7 +483,8 @@ def record(outcome: Outcome) -> None:
         return
     attacker = outcome.match["seats"][0]
     line = {"bot": outcome.bot.name, "category": outcome.bot.category, "server": outcome.arena.name,
-            "status": attacker["status"], "reason": attacker["reason"], "log": outcome.logs[0][-600:]}
+            "status": attacker["status"], "reason": attacker["reason"], "log": outcome.logs[0][-600:],
+            "below_layer_2": below_layer_2(outcome)}
     with open(path, "a", encoding="utf-8") as file:
         file.write(json.dumps(line) + "\n")
 

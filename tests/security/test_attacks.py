@@ -7,6 +7,10 @@ Each attack bot runs through the full production path, twice or three times:
    or accepted; an accepted bot then plays a real match.
 2. ``test_validator_bypassed``: the same bot on a server whose static validator is off (the
    test-only setting ``validate_submissions = false``), so the layers below it must hold alone.
+   Layer 2 is then the only layer above process isolation, and it must hold by itself, not
+   only with the kernel's layers behind it: the attacker's log and reason may show no error
+   that only a system call gives (``below_layer_2``). An escape from layer 2 that seccomp or
+   the filesystem view then stopped is reported, not hidden.
 3. ``test_validator_and_restricted_runtime_bypassed``: for the bots that attack the machine,
    the server, other seats or the results (``# target: host``), also with layer 2 off
    (``Limits(restricted=False)``): their payloads (``os``, ``socket``, ``ctypes``...) then
@@ -46,6 +50,7 @@ from tests.security.conftest import (
     Listener,
     arena_server,
     assert_contained,
+    below_layer_2,
     load_bots,
     play_attack,
     record_rejection,
@@ -146,6 +151,7 @@ async def test_validator_bypassed(bot: AttackBot, validator_off: Arena, listener
         assert response.status_code == 201, response.text
         outcome = await play_attack(client, validator_off, bot, response.json()["id"])
         await assert_contained(client, outcome, listener)
+        assert below_layer_2(outcome) == [], f"{bot.name} got past layer 2 to a system call"
 
 
 # -- 3. the validator and the restricted runtime bypassed: layers 3-8 alone ------------------------
@@ -168,3 +174,19 @@ def test_servers_run_in_an_outer_box(production: Arena) -> None:
     assert os.readlink(f"/proc/{server}/ns/pid") != os.readlink("/proc/self/ns/pid")
     if production.box.pids_group is not None:
         assert server in (production.box.processes() or set())
+
+
+# The check of test 2 is not blind: with layer 2 off, these attacks do reach system calls, which the
+# layers beneath refuse, and their logs show it.
+REACHING = ["read_etc_passwd", "net_tcp_localhost", "write_tmp", "spawn_os_functions"]
+
+
+@pytest.mark.parametrize("name", REACHING)
+async def test_without_layer_2_the_check_sees_system_calls(name: str, runtime_off: Arena, listener: Listener) -> None:
+    bot = next(bot for bot in HOST_BOTS if bot.name == name)
+    async with client_for(runtime_off) as client:
+        response = await submit(client, runtime_off, bot, listener)
+        assert response.status_code == 201, response.text
+        outcome = await play_attack(client, runtime_off, bot, response.json()["id"])
+        await assert_contained(client, outcome, listener)
+        assert below_layer_2(outcome) != [], outcome.logs[0]
