@@ -317,14 +317,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from server.config import load_settings
     from server.sandbox import bot_python
     from server.sandbox.layers import LAYER_NAMES, sandbox_layers
 
-    layers = sandbox_layers()
+    try:
+        settings = load_settings(Path(args.settings) if args.settings else None)
+    except ArenaError as exc:
+        raise CliError(str(exc), code=exc.code) from None
+    layers = sandbox_layers(settings.limits, validates=settings.validate_submissions)
     width = max(len(layer.name) for layer in layers)
     out("sandbox layers:")
     for layer in layers:
-        out(f"  {layer.name.ljust(width)}  {'active' if layer.active else 'unavailable':<11}  {layer.reason}")
+        out(f"  {layer.name.ljust(width)}  {'active' if layer.active else 'off':<6}  {layer.reason}")
     out(f"{sum(layer.active for layer in layers)} of {len(layers)} layers active")
     out(f"bot interpreter: {bot_python()}")
     from server.sandbox.forkserver import seat_mode_status
@@ -392,7 +397,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["require_layers"] = args.require_layers
     try:
         settings = load_settings(Path(args.settings) if args.settings else None, **overrides)
-        require_layers(settings.require_layers)
+        require_layers(settings.require_layers, settings.limits, validates=settings.validate_submissions)
     except ArenaError as exc:
         raise CliError(str(exc), code=exc.code) from None
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port,
@@ -464,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="show which sandbox layers are active here")
     p.add_argument("--require-layers", metavar="all|NAME,NAME", help="exit 1 unless these layers are active")
+    p.add_argument("--settings", metavar="FILE", help="report the layers as a server with these settings runs them")
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("submit", parents=[remote], help="submit a bot to the server")

@@ -291,10 +291,9 @@ async def leaderboard(request: Request) -> Response:
 
 async def health(request: Request) -> Response:
     state = arena_state(request)
-    layers = [{"name": layer.name, "active": layer.active, "reason": layer.reason} for layer in sandbox_layers()]
-    for layer in layers:  # a test switch can turn layer 1 off: say so rather than report it active
-        if layer["name"] == "static_analysis" and not state.settings.validate_submissions:
-            layer.update(active=False, reason="turned off by the test-only setting validate_submissions = false")
+    settings = state.settings
+    layers = [{"name": layer.name, "active": layer.active, "reason": layer.reason}
+              for layer in sandbox_layers(settings.limits, validates=settings.validate_submissions)]
     return json_response({
         "status": "ok",
         "version": __version__,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,7 +35,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Probing the sandbox layers starts a sandboxed interpreter: off the event loop, once.
-        await anyio.to_thread.run_sync(require_layers, settings.require_layers)
+        await anyio.to_thread.run_sync(functools.partial(
+            require_layers, settings.require_layers, settings.limits, validates=settings.validate_submissions))
         # The fork server (if any) starts first, off the event loop, and stops after the matches.
         seats = serve_seats(settings.seat_mode, limits=settings.limits, pool_size=settings.seat_pool_size)
         async with seats, open_sqlite(settings.db) as storage:

@@ -521,8 +521,20 @@ def default_isolation(python: str, runtime_path: Path) -> Isolation | None:
 
 
 def isolation_status(python: str, runtime_path: Path) -> dict[str, LayerState]:
-    """``namespaces``, ``seccomp`` and ``filesystem``: active or not, and why."""
-    return dict(_detect(python, runtime_path).states)
+    """``namespaces``, ``seccomp`` and ``filesystem`` as seats started in this context get them
+    (:func:`isolation_override` included): active or not, and why."""
+    forced = _override.get()
+    if forced is None:
+        return dict(_detect(python, runtime_path).states)
+    isolation = forced[0]
+    detected = _detect(python, runtime_path).states
+    states = {}
+    for name in ("namespaces", "seccomp", "filesystem"):
+        if isolation is not None and getattr(isolation, name):
+            states[name] = detected[name] if detected[name].active else LayerState(True, "bubblewrap, as overridden")
+        else:
+            states[name] = LayerState(False, "turned off for the seats started here (the test-only isolation_override)")
+    return states
 
 
 def isolation_overridden() -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from protocol.errors import LayerUnavailable
 
 from .isolation import isolation_status
+from .limits import Limits
 from .process import RUNTIME_PATH, bot_python
 
 __all__ = ["LAYER_NAMES", "Layer", "require_layers", "sandbox_layers"]
@@ -36,18 +37,28 @@ class Layer:
     reason: str
 
 
-def sandbox_layers() -> list[Layer]:
-    """Report every layer, probing what the machine offers."""
+def sandbox_layers(limits: Limits | None = None, *, validates: bool = True) -> list[Layer]:
+    """Report every layer as the seats started with ``limits`` run it, probing what the machine
+    offers: the operator's settings (``validates``: submissions pass the static validator; the
+    limits' ``restricted``) and, in tests, an isolation override turn layers off."""
+    limits = limits or Limits()
     python = bot_python()
     runtime_ok = os.access(python, os.X_OK) and RUNTIME_PATH.is_file()
     limits_ok = hasattr(resource, "RLIMIT_AS") and hasattr(resource, "RLIMIT_NPROC")
     isolation = isolation_status(python, RUNTIME_PATH)  # probed once per process
     missing = [str(path) for path in RESTRICTED_PATHS if not path.is_file()]
+    if missing:
+        restricted = Layer("restricted_runtime", False, f"{', '.join(missing)} missing: no bot can start")
+    elif not limits.restricted:
+        restricted = Layer("restricted_runtime", False, "turned off by the setting [limits] restricted = false: bots "
+                                                        "run with the interpreter's own builtins and modules")
+    else:
+        restricted = Layer("restricted_runtime", True, "builtins whitelist, guarded attributes, stores and imports, "
+                                                       "module proxies, checked generated code")
     return [
-        Layer("static_analysis", True, "every submission and local bot is checked before it runs"),
-        Layer("restricted_runtime", not missing,
-              f"{', '.join(missing)} missing: no bot can start" if missing
-              else "builtins whitelist, guarded attributes and imports, module proxies"),
+        Layer("static_analysis", validates, "every submission and local bot is checked before it runs" if validates
+              else "turned off by the test-only setting validate_submissions = false"),
+        restricted,
         Layer("process_isolation", runtime_ok,
               f"one process per seat under {python}, own session, clean environment" if runtime_ok
               else f"bot interpreter {python} or runtime missing"),
@@ -60,13 +71,13 @@ def sandbox_layers() -> list[Layer]:
     ]
 
 
-def require_layers(names: tuple[str, ...]) -> list[Layer]:
-    """Every layer, after checking that the named ones are active.
+def require_layers(names: tuple[str, ...], limits: Limits | None = None, *, validates: bool = True) -> list[Layer]:
+    """Every layer (as :func:`sandbox_layers` reports it), after checking that the named ones are active.
 
     Raises:
         LayerUnavailable: naming each required layer that is inactive and why.
     """
-    layers = sandbox_layers()
+    layers = sandbox_layers(limits, validates=validates)
     missing = [layer for layer in layers if layer.name in names and not layer.active]
     if missing:
         detail = "; ".join(f"{layer.name} ({layer.reason})" for layer in missing)

@@ -219,6 +219,7 @@ class Arena:
     directory: Path
     validates: bool
     seat_mode: str  # how the server starts seats: "fork" or "fresh" (what /api/health must report)
+    restricted: bool = True  # layer 2 on (what /api/health must report)
     pool_size: int = 0  # the fork server's pool
     baseline: set[int] = field(default_factory=set)
     mallory: User | None = None  # the attacker
@@ -274,7 +275,7 @@ def arena_server(
                                 env=env)
         try:
             url = _read_url(proc, directory)
-            arena = Arena(name, url, box, proc, directory, validate, seat_mode)
+            arena = Arena(name, url, box, proc, directory, validate, seat_mode, restricted)
             health = httpx.get(f"{url}/api/health", timeout=30, trust_env=False).json()
             arena.pool_size = health["sandbox"]["seat_mode"]["pool_size"]
             arena.baseline = arena.processes()
@@ -431,6 +432,7 @@ async def wait_no_survivors(arena: Arena, timeout_s: float = 5.0) -> list[str]:
 def expected_layers(arena: Arena) -> dict[str, bool]:
     active = dict.fromkeys(LAYER_NAMES, True)
     active["static_analysis"] = arena.validates
+    active["restricted_runtime"] = arena.restricted
     return active
 
 
