@@ -1,8 +1,10 @@
 """ConnectX, random against random: whole sandboxed matches/s against kaggle-environments.
 
 The arena plays whole matches (seat start-up, the game, teardown) with every seat in the full
-sandbox, ``N`` in flight. kaggle-environments runs ``make("connectx").run(["random",
-"random"])`` in a loop, its agents inside its own process with no isolation at all. It lives
+sandbox, ``N`` in flight. kaggle-environments runs ``env.run(["random", "random"])`` in a loop
+on one environment made once, as its own ``evaluate()`` does (``run`` resets it first; making
+it anew per episode costs half as much again), its agents inside its own process with no
+isolation at all. It lives
 in a virtual environment of its own, made on first use and cached at ``KAGGLE_VENV``
 (reused while it imports); its loop runs in a child process that times itself, so the
 interpreter's start and the import are not counted. Arena and Kaggle rounds alternate.
@@ -42,10 +44,10 @@ import json, sys, time
 from importlib.metadata import version
 from kaggle_environments import make
 seconds = float(sys.argv[1])
-make("connectx").run(["random", "random"])
+env = make("connectx")  # once, as kaggle_environments.evaluate() does: run() resets it
+env.run(["random", "random"])
 episodes, steps, started, cpu = 0, 0, time.perf_counter(), time.process_time()
 while time.perf_counter() - started < seconds:
-    env = make("connectx")
     steps += len(env.run(["random", "random"]))
     episodes += 1
 elapsed = time.perf_counter() - started
