@@ -1,18 +1,19 @@
 """Account commands: ``arena login`` (save the server and token), ``arena agents`` (list
-mine) and ``arena logs AGENT --match ID`` (one of my agents' log in a match)."""
+mine), ``arena logs AGENT --match ID`` (one of my agents' log in a match) and ``arena abort
+MATCH`` (stop a match one of my agents plays, or any match as an operator)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from .config import save_config
 from .connect import my_agents
 from .errors import CliError
 from .http import ApiClient
+from .terminal import printable
 
-__all__ = ["add_parsers", "cmd_agents", "cmd_login", "cmd_logs", "resolve_agent"]
+__all__ = ["add_parsers", "cmd_abort", "cmd_agents", "cmd_login", "cmd_logs", "resolve_agent"]
 
 JSON = Any
 
@@ -31,6 +32,11 @@ def add_parsers(sub: Any, remote: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_logs)
 
+    p = sub.add_parser("abort", parents=[remote], help="stop a live match (one my agent plays; any, as an operator)")
+    p.add_argument("match", type=int, metavar="MATCH")
+    p.add_argument("--json", action="store_true", help="print the stopped match's document")
+    p.set_defaults(func=cmd_abort)
+
 
 def _api(args: argparse.Namespace, what: str) -> ApiClient:
     if not args.token:
@@ -44,7 +50,8 @@ def cmd_login(args: argparse.Namespace) -> int:
 
     me = _api(args, "logging in").get("/api/users/me")
     path = save_config({"server": args.server, "token": args.token})
-    out(f"logged in to {args.server} as {me.get('name')} (user {me.get('user_id')}); saved to {path}")
+    out(f"logged in to {printable(args.server)} as {printable(me.get('name'))} (user {printable(me.get('user_id'))}); "
+        f"saved to {path}")
     return 0
 
 
@@ -60,14 +67,14 @@ def cmd_agents(args: argparse.Namespace) -> int:
     if not agents:
         out("no agents yet: arena submit BOT --game G, or arena connect BOT --game G")
         return 0
-    width = max(len(str(a.get("name"))) for a in agents)
+    width = max(len(printable(a.get("name"))) for a in agents)
     for a in agents:
         kind = "remote" if a.get("remote") else "submitted"
         flags = ", disabled" if a.get("disabled") else ""
         rating = a.get("rating")
         ladder = f"  rating {rating:.0f} ({a.get('rated_matches', 0)} rated)" if isinstance(rating, int | float) else ""
-        out(f"{a.get('id'):>6}  {str(a.get('name')).ljust(width)}  {a.get('game'):<10}  "
-            f"v{a.get('version')}  {kind}{flags}{ladder}")
+        out(f"{printable(a.get('id')):>6}  {printable(a.get('name')).ljust(width)}  {printable(a.get('game')):<10}  "
+            f"v{printable(a.get('version'))}  {kind}{flags}{ladder}")
     return 0
 
 
@@ -87,7 +94,7 @@ def resolve_agent(api: ApiClient, ref: str) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from .cli import err, out_json
+    from .cli import err, out, out_json
 
     api = _api(args, "reading logs")
     agent_id = resolve_agent(api, args.agent)
@@ -99,6 +106,17 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if not text:
         err(f"agent {agent_id} printed nothing in match {args.match}")
         return 0
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    sys.stdout.flush()
+    out(text.removesuffix("\n"))  # the log alone, line for line: out escapes every control character but "\n"
     return 0
+
+
+def cmd_abort(args: argparse.Namespace) -> int:
+    from .cli import out, out_json
+
+    doc = _api(args, "stopping a match").post(f"/api/matches/{args.match}/abort", {})
+    if args.json:
+        out_json(doc)
+        return 0
+    out(f"match {doc.get('id')} {printable(doc.get('status'))}: {printable(str(doc.get('reason') or 'being stopped'))}")
+    return 0
+

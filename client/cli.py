@@ -31,6 +31,7 @@ from .config import load_config
 from .errors import CliError
 from .http import ApiClient
 from .render import render_result, render_state, render_step, winner_of
+from .terminal import printable, quoted_lines
 from .watch import watch_match
 
 if TYPE_CHECKING:
@@ -46,14 +47,16 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 def out(text: str = "") -> None:
-    """A line of the command's own output, on stdout."""
-    sys.stdout.write(text + "\n")
+    """A line of the command's own output, on stdout. Values others chose are escaped where
+    they are put into ``text`` (``client/terminal.py``); here, as a backstop, every control
+    character but the line breaks is escaped too."""
+    sys.stdout.write(printable(text, multiline=True) + "\n")
     sys.stdout.flush()
 
 
 def err(text: str) -> None:
-    """A line for the user on stderr (errors, progress, findings)."""
-    sys.stderr.write(text + "\n")
+    """A line for the user on stderr (errors, progress, findings), escaped as ``out`` does."""
+    sys.stderr.write(printable(text, multiline=True) + "\n")
     sys.stderr.flush()
 
 
@@ -84,8 +87,8 @@ def read_bot(path: str) -> bytes:
 
 def finding_lines(findings: Sequence[Mapping[str, JSON]], path: str) -> str:
     """``path:line:col: rule: message`` lines, as compilers print them."""
-    return "\n".join(f"{path}:{f.get('line')}:{f.get('col')}: {f.get('rule')}: {f.get('message')}"
-                     for f in findings)
+    return "\n".join(f"{printable(path)}:{printable(f.get('line'))}:{printable(f.get('col'))}: "
+                     f"{printable(f.get('rule'))}: {printable(f.get('message'))}" for f in findings)
 
 
 def validated_bots(paths: Sequence[str], *, allow_numpy: bool = False) -> list[str]:
@@ -182,7 +185,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     names = [Path(p).name for p in args.bots]
     if not args.json:
-        out(f"{game_cls.name}: {' vs '.join(names)}, seed {seed}")
+        out(f"{game_cls.name}: {' vs '.join(map(printable, names))}, seed {seed}")
 
     def show(record: StepRecord) -> None:
         if args.json:
@@ -197,8 +200,11 @@ def cmd_play(args: argparse.Namespace) -> int:
     spec = MatchSpec(game_cls.name, config, seed, pace_s=max(0.0, args.delay))
     recorder = _Recorder(show)
     from server.sandbox import Limits
+    from server.sandbox.limits import seat_cpu_s
 
-    result, logs = anyio.run(run_local, spec, codes, recorder, Limits(allow_numpy=args.allow_numpy))
+    # The CPU limit follows from this match's time controls: a bot that keeps its time never hits it.
+    cpu_s = seat_cpu_s(config["agentTimeout"], config["runTimeout"], Limits().grace_s)
+    result, logs = anyio.run(run_local, spec, codes, recorder, Limits(cpu_s=cpu_s, allow_numpy=args.allow_numpy))
     seats = [
         {"name": Path(path).stem, "path": path, "status": s.status, "reward": s.reward, "reason": s.reason}
         for path, s in zip(args.bots, result.seats, strict=True)
@@ -215,7 +221,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     out(render_result(seats, result.winner, names))
     for name, seat, log in zip(names, seats, logs, strict=True):
         if log and (args.logs or seat["status"] != "DONE"):
-            err(f"--- log of {name} ---\n{log.rstrip()}")
+            err(f"--- log of {printable(name)} ---\n{quoted_lines(log)}")
     return 0
 
 
@@ -259,14 +265,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     game = str(doc["game"])
     seats: list[dict[str, JSON]] = [s if isinstance(s, dict) else {} for s in doc["seats"]]
     names = [str(s.get("name", f"seat {i}")) for i, s in enumerate(seats)]
-    label = f"match {doc['id']}" if doc.get("id") is not None else args.source
-    out(f"{game} {label}: {' vs '.join(names)}, seed {doc.get('seed')}")
+    label = f"match {printable(doc['id'])}" if doc.get("id") is not None else printable(args.source)
+    out(f"{printable(game)} {label}: {' vs '.join(map(printable, names))}, seed {printable(doc.get('seed'))}")
     for index, record in enumerate(doc["steps"]):
         if index and args.delay > 0:
             time.sleep(args.delay)
         out(render_step(game, record if isinstance(record, dict) else {}, names))
     if doc.get("status") not in (None, "finished"):
-        out(f"status: {doc.get('status')}" + (f" ({doc['reason']})" if doc.get("reason") else ""))
+        out(f"status: {printable(doc.get('status'))}" + (f" ({printable(doc['reason'])})" if doc.get("reason") else ""))
     out(render_result(seats, winner_of(seats), names))
     return 0
 
@@ -283,15 +289,15 @@ def verify(doc: Mapping[str, JSON], source: str, *, as_json: bool) -> int:
         out(f"ok: {report.steps_checked} steps verified")
     else:
         for problem in report.problems:
-            out(f"problem: {problem}")
+            out(f"problem: {printable(problem)}")
     if report.ok:
         return 0
     if report.rules_changed:
-        err(f"arena: error: cannot verify {source}: the game's rules changed since it was recorded "
+        err(f"arena: error: cannot verify {printable(source)}: the game's rules changed since it was recorded "
             "(a different rules version, not a corrupt log)")
     else:
         count = len(report.problems)
-        err(f"arena: error: {source} does not verify: {count} problem{'s' if count > 1 else ''} "
+        err(f"arena: error: {printable(source)} does not verify: {count} problem{'s' if count > 1 else ''} "
             "(the log is corrupt or was altered)")
     return 1
 
@@ -372,7 +378,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.json:
         out_json(agent)
     else:
-        out(f"agent {agent.get('id')}: {agent.get('name')} version {agent.get('version')} ({agent.get('game')})")
+        out(f"agent {printable(agent.get('id'))}: {printable(agent.get('name'))} version "
+            f"{printable(agent.get('version'))} ({printable(agent.get('game'))})")
     return 0
 
 
@@ -408,7 +415,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                            # socket for small JSON events.
                                            ws="websockets-sansio", ws_per_message_deflate=False,
                                            # a spectator that stopped reading must not hold shutdown forever
-                                           timeout_graceful_shutdown=5))
+                                           timeout_graceful_shutdown=5,
+                                           # The per-address limits need the real peer: X-Forwarded-For
+                                           # only from the proxies the operator lists (none by default).
+                                           proxy_headers=bool(settings.forwarded_allow_ips),
+                                           forwarded_allow_ips=settings.forwarded_allow_ips or None))
     server.run()
     return 0 if server.started else 1
 
@@ -514,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         if getattr(args, "json", False) and exc.exit_code == 1:
             out_json(exc.document())
-        err(f"arena: error: {exc.message}")
+        err(f"arena: error: {printable(exc.message)}")  # one line, whatever the server's message holds
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -12,18 +12,24 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import itertools
+import math
 import types
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocol.messages import AgentServerMsg, ErrorFrame, MatchEnd, MatchStart, Welcome
 
 from .errors import CliError
 from .http import ApiClient
+from .terminal import printable, quoted_lines
+
+if TYPE_CHECKING:
+    from server.sandbox import Limits
 
 __all__ = ["add_parser", "cmd_connect", "ensure_remote_agent"]
 
@@ -59,19 +65,19 @@ def cmd_connect(args: argparse.Namespace) -> int:
     api = ApiClient(args.server, args.token)
     name = args.name or Path(args.bot).stem
     agent = ensure_remote_agent(api, name, args.game)
-    err(f"agent {agent['id']}: {name} ({args.game}), playing from here "
+    err(f"agent {printable(agent['id'])}: {printable(name)} ({printable(args.game)}), playing from here "
         f"({'in this process' if args.no_sandbox else 'in the local sandbox'}); waiting for matches")
 
     def on_event(msg: AgentServerMsg) -> None:
         if isinstance(msg, Welcome) and msg.user_id and agent["id"] not in msg.agents:
             err(f"arena: warning: the server does not list agent {agent['id']} for this connection")
         elif isinstance(msg, MatchStart):
-            out(f"match {msg.match_id}: playing seat {msg.seat} ({msg.game})")
+            out(f"match {msg.match_id}: playing seat {msg.seat} ({printable(msg.game)})")
         elif isinstance(msg, MatchEnd):
             out(f"match {msg.match_id}: {describe_result(msg)}")
         elif isinstance(msg, ErrorFrame):
             where = f" (match {msg.match_id})" if msg.match_id is not None else ""
-            err(f"arena: server says {msg.code}{where}: {msg.message}")
+            err(f"arena: server says {printable(msg.code)}{where}: {printable(msg.message)}")
 
     remote = RemoteAgent(args.server, args.token, make_player, agents=[agent["id"]], on_event=on_event)
     try:
@@ -85,7 +91,7 @@ def describe_result(msg: MatchEnd) -> str:
     """One line on how a match ended for the seat this agent played."""
     result = msg.result
     if result.get("status") != "finished":
-        return f"{result.get('status', 'ended')}"
+        return printable(result.get("status", "ended"))
     seats = [s for s in result.get("seats") or [] if isinstance(s, dict)]
     seat = msg.seat if msg.seat is not None and msg.seat < len(seats) else None
     if seat is None:
@@ -93,8 +99,8 @@ def describe_result(msg: MatchEnd) -> str:
     mine = seats[seat]
     winner = result.get("winner")
     verdict = "won" if winner == seat else "draw" if winner is None else "lost"
-    reason = f": {mine['reason']}" if mine.get("reason") else ""
-    return f"{verdict} ({mine.get('status')}, reward {mine.get('reward')}){reason}"
+    reason = f": {printable(mine['reason'])}" if mine.get("reason") else ""
+    return f"{verdict} ({printable(mine.get('status'))}, reward {printable(mine.get('reward'))}){reason}"
 
 
 def ensure_remote_agent(api: ApiClient, name: str, game: str) -> dict[str, JSON]:
@@ -136,12 +142,11 @@ def my_agents(api: ApiClient, user_id: int) -> list[dict[str, JSON]]:
 def sandboxed_players(code: str) -> Callable[[MatchStart], Any]:
     """A player factory running ``code`` in the local sandbox, one process per match."""
     from server.matches.seats import SeatStart, open_process_seat
-    from server.sandbox import Limits
 
     @asynccontextmanager
     async def make_player(start: MatchStart) -> AsyncIterator[Callable[[Any, Any], Any]]:
         label = f"match {start.match_id} seat {start.seat}"
-        async with open_process_seat(code, Limits(), label=label) as seat:
+        async with open_process_seat(code, _limits_for(start.configuration), label=label) as seat:
             await seat.start(SeatStart(seat=start.seat, seed=start.seed or 0, configuration=start.configuration))
             steps = itertools.count(1)
 
@@ -156,9 +161,24 @@ def sandboxed_players(code: str) -> Callable[[MatchStart], Any]:
                 if log.strip():
                     from .cli import err
 
-                    err(f"--- log of match {start.match_id} ---\n{log.rstrip()}")
+                    err(f"--- log of match {start.match_id} ---\n{quoted_lines(log)}")
 
     return make_player
+
+
+def _limits_for(configuration: Any) -> Limits:
+    """The local seat's limits, its CPU limit from the match's time controls (as the server's)."""
+    from server.sandbox import Limits
+    from server.sandbox.limits import seat_cpu_s
+
+    limits = Limits()
+    try:
+        agent_s, run_s = float(configuration["agentTimeout"]), float(configuration["runTimeout"])
+    except (KeyError, TypeError, ValueError):
+        return limits  # a server that sent no time controls: the sandbox's default
+    if not (math.isfinite(agent_s) and math.isfinite(run_s)):
+        return limits
+    return dataclasses.replace(limits, cpu_s=seat_cpu_s(agent_s, run_s, limits.grace_s))
 
 
 def in_process_players(code: str, path: str) -> Callable[[MatchStart], Callable[[Any, Any], Any]]:

@@ -2,7 +2,9 @@
 
 Works from the JSON a replay or a spectator feed carries (each step's ``state``), so it
 needs no game objects and never imports the server: the built-in games get a board, any
-other game a compact JSON line of its state.
+other game a compact JSON line of its state. Every value a bot, a user or a replay file
+chose (names, actions, reasons, scores, a state of unknown shape) goes through
+:func:`client.terminal.printable` before it is put into a line.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from protocol.codec import encode_json
+
+from .terminal import printable
 
 __all__ = ["describe_moves", "render_result", "render_state", "render_step", "winner_of"]
 
@@ -33,7 +37,7 @@ def render_state(game: str, state: Mapping[str, JSON] | None) -> str:
             return _rps(state)
     except (KeyError, TypeError, ValueError, IndexError):
         pass  # a state of another shape (a newer rules version): show it as it is
-    return encode_json(dict(state)).decode()
+    return printable(encode_json(dict(state)).decode())
 
 
 def _mark(seat: int) -> str:
@@ -76,7 +80,7 @@ def _connectx(state: Mapping[str, JSON]) -> str:
 def _sign(action: JSON) -> str:
     if isinstance(action, int) and not isinstance(action, bool) and 0 <= action < len(SIGN_NAMES):
         return SIGN_NAMES[action]
-    return str(action)
+    return printable(action)
 
 
 def _rps(state: Mapping[str, JSON]) -> str:
@@ -85,7 +89,7 @@ def _rps(state: Mapping[str, JSON]) -> str:
     last = state.get("last_actions")
     if last is not None:
         lines.append(f"last: {_sign(last[0])} vs {_sign(last[1])}")
-    lines.append(f"score: {scores[0]} : {scores[1]}")
+    lines.append(f"score: {printable(scores[0])} : {printable(scores[1])}")
     return "\n".join(lines)
 
 
@@ -97,21 +101,24 @@ def describe_moves(game: str, record: Mapping[str, JSON], names: Sequence[str]) 
     for seat, action in enumerate(actions):
         if action is None:
             continue
-        name = names[seat] if seat < len(names) else f"seat {seat}"
+        name = _name(names, seat)
         if game == "tictactoe":
-            parts.append(f"{name} ({_mark(seat)}) plays cell {action}")
+            parts.append(f"{name} ({_mark(seat)}) plays cell {printable(action)}")
         elif game == "connectx":
-            parts.append(f"{name} ({_mark(seat)}) drops in column {action}")
+            parts.append(f"{name} ({_mark(seat)}) drops in column {printable(action)}")
         elif game == "rps":
             parts.append(f"{name} plays {_sign(action)}")
         else:
-            parts.append(f"{name} plays {encode_json(action).decode()}")
+            parts.append(f"{name} plays {printable(encode_json(action).decode())}")
     for seat, status in enumerate(statuses):
         if status in FAULTS:
-            name = names[seat] if seat < len(names) else f"seat {seat}"
-            parts.append(f"{name} is out: {status}")
+            parts.append(f"{_name(names, seat)} is out: {status}")
     what = ", ".join(parts) if parts else "initial state"
-    return f"step {record.get('step')}: {what}"
+    return f"step {printable(record.get('step'))}: {what}"
+
+
+def _name(names: Sequence[str], seat: int) -> str:
+    return printable(names[seat]) if seat < len(names) else f"seat {seat}"
 
 
 def render_step(game: str, record: Mapping[str, JSON], names: Sequence[str]) -> str:
@@ -132,18 +139,18 @@ def winner_of(seats: Sequence[Mapping[str, JSON]]) -> int | None:
 
 def render_result(seats: Sequence[Mapping[str, JSON]], winner: int | None, names: Sequence[str]) -> str:
     """One line per seat (name, status, reward, reason), then the winner or a draw."""
-    width = max((len(n) for n in names), default=0)
+    width = max((len(printable(n)) for n in names), default=0)
     lines = ["result:"]
     for seat, doc in enumerate(seats):
-        name = names[seat] if seat < len(names) else f"seat {seat}"
         reward = doc.get("reward")
         reward_text = f"{reward:g}" if isinstance(reward, int | float) else "-"
-        line = f"  seat {seat}  {name.ljust(width)}  {str(doc.get('status')):<8} reward {reward_text}"
+        status = printable(doc.get("status"))
+        line = f"  seat {seat}  {_name(names, seat).ljust(width)}  {status:<8} reward {reward_text}"
         if doc.get("reason"):
-            line += f"  ({doc['reason']})"
+            line += f"  ({printable(doc['reason'])})"
         lines.append(line)
     if winner is None:
         lines.append("winner: none (draw)")
     else:
-        lines.append(f"winner: {names[winner] if winner < len(names) else 'seat ' + str(winner)} (seat {winner})")
+        lines.append(f"winner: {_name(names, winner)} (seat {winner})")
     return "\n".join(lines)

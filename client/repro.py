@@ -8,6 +8,7 @@ from typing import Any
 
 from .errors import CliError
 from .http import ApiClient
+from .terminal import printable, quoted_lines
 
 __all__ = ["add_parser", "cmd_repro"]
 
@@ -45,8 +46,9 @@ def cmd_repro(args: argparse.Namespace) -> int:
                            "pass --bot FILE", code="bad_input")
     step = bundle["failing_step"]
     if not args.json:
-        out(f"match {bundle['match_id']} seat {bundle['seat']} ({bundle['agent_name']} v{bundle['version']}): "
-            f"{bundle['status']} at step {step}: {bundle['reason']}")
+        who = f"{printable(bundle['agent_name'])} v{printable(bundle['version'])}"
+        out(f"match {printable(bundle['match_id'])} seat {printable(bundle['seat'])} ({who}): "
+            f"{printable(bundle['status'])} at step {printable(step)}: {printable(bundle['reason'])}")
         out(f"limit: {_limit_text(bundle['limit'])}")
         err(f"re-running {source} locally against the recorded moves up to step {step} ...")
     try:
@@ -59,18 +61,18 @@ def cmd_repro(args: argparse.Namespace) -> int:
     if outcome.diverged_at is not None:
         out(f"note: your bot moved differently from the recorded one at step {outcome.diverged_at}; "
             "the game went another way from there")
-    reason = f": {outcome.reason}" if outcome.reason else ""
+    reason = f": {printable(outcome.reason)}" if outcome.reason else ""
     if outcome.reproduced:
         out(f"reproduced: {outcome.status} at step {outcome.step}{reason}")
     else:
         out(f"not reproduced: {outcome.status} through step {outcome.step}{reason} "
-            f"(recorded: {bundle['status']} at step {step})")
+            f"(recorded: {printable(bundle['status'])} at step {printable(step)})")
     if outcome.log.strip():
-        err(f"--- log of the re-run ---\n{outcome.log.rstrip()}")
+        err(f"--- log of the re-run ---\n{quoted_lines(outcome.log)}")
     return 0
 
 
 def _limit_text(limit: dict[str, JSON]) -> str:
-    name = str(limit.get("name"))
-    details = ", ".join(f"{k} {v}" for k, v in limit.items() if k != "name")
+    name = printable(limit.get("name"))
+    details = ", ".join(f"{printable(k)} {printable(v)}" for k, v in limit.items() if k != "name")
     return f"{name} ({details})" if details else name

@@ -1,9 +1,14 @@
 """``arena watch``: follow one match live over the spectator WebSocket, in the terminal.
 
-The server sends ``snapshot`` (match info and the current state), then one ``event`` per
-step, then ``end`` with the result; an unknown match gets an ``error`` frame instead. With
+The server sends ``snapshot`` (match info, the current state and the most recent steps: a
+bounded number, so joining a long match costs the same as a short one), then one ``event``
+per step, then ``end`` with the result; an unknown match gets an ``error`` frame instead. The
+view starts from the current state, so the steps before the snapshot are never needed here
+(``arena replay`` fetches a whole match). With
 ``--seat N`` and the seat owner's token, ``seat_debug`` frames add that seat's log lines and
-its time per move.
+its time per move. Everything the frames carry that a bot or a user chose (names, actions,
+reasons, log lines, the server's error messages) is shown through
+:func:`client.terminal.printable`.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ from protocol.messages import End, ErrorFrame, Event, SeatDebug, Snapshot
 from .errors import CliError
 from .http import ws_url
 from .render import render_result, render_state, render_step, winner_of
+from .terminal import printable
 
 __all__ = ["follow", "watch_match"]
 
 SpectatorFrame = Snapshot | Event | End | SeatDebug | ErrorFrame
-MAX_FRAME_BYTES = 64 << 20  # a snapshot carries every event so far: a long match is large
+# A snapshot carries about 1 MiB of recent events at most (the server's spectator_snapshot_bytes)
+# besides the state; an event is a step, and a step's actions are bounded (max_action_bytes).
+MAX_FRAME_BYTES = 16 << 20
 
 
 def watch_match(
@@ -82,13 +90,16 @@ def follow(frames: Iterable[SpectatorFrame], match_id: int, out: Callable[[str],
         if isinstance(frame, Snapshot):
             game = str(frame.match.get("game", ""))
             names = [str(s.get("name")) for s in frame.match.get("seats") or [] if isinstance(s, dict)]
-            out(f"{game} match {match_id}: {' vs '.join(names)} ({frame.match.get('status')})")
+            shown = " vs ".join(printable(n) for n in names)
+            out(f"{printable(game)} match {match_id}: {shown} ({printable(frame.match.get('status'))})")
             last = frame.events[-1] if frame.events else None
             step = last.get("step") if isinstance(last, dict) else None
-            out(f"step {step}:\n{render_state(game, frame.state)}\n" if step is not None else "waiting to start")
+            out(f"step {printable(step)}:\n{render_state(game, frame.state)}\n" if step is not None
+                else "waiting to start")
         elif isinstance(frame, SeatDebug):
-            for line in frame.log.splitlines():
-                out(f"  seat {frame.seat} | {line}")
+            # Only "\n" breaks a line: a "\r" (which would overwrite the line) is shown escaped.
+            for line in frame.log.removesuffix("\n").split("\n") if frame.log else ():
+                out(f"  seat {frame.seat} | {printable(line)}")
             if frame.timing is not None:
                 t = frame.timing
                 cpu = f", cpu {t.cpu_s:.3f} s" if t.cpu_s is not None else ""
@@ -103,8 +114,8 @@ def follow(frames: Iterable[SpectatorFrame], match_id: int, out: Callable[[str],
             seats = [s for s in result.get("seats") or [] if isinstance(s, dict)]
             names = [str(s.get("name")) for s in seats] or names
             if result.get("status") not in (None, "finished"):
-                reason = f" ({result['reason']})" if result.get("reason") else ""
-                out(f"status: {result.get('status')}{reason}")
+                reason = f" ({printable(result['reason'])})" if result.get("reason") else ""
+                out(f"status: {printable(result.get('status'))}{reason}")
             winner = result.get("winner")
             out(render_result(seats, winner if isinstance(winner, int) else winner_of(seats), names))
             return 0

@@ -7,6 +7,7 @@ Every error the arena raises on purpose derives from :class:`ArenaError`::
     ├── GameError
     │   ├── UnknownGame          no game registered under that name
     │   ├── ConfigError          a configuration key or value the game does not accept
+    │   │   └── ConfigOutOfRange a value outside its range, or not a finite number (has .key, .low, .high)
     │   └── IllegalAction        a well-formed action the rules forbid
     ├── AgentFault               an agent's own fault; ends its seat with .status
     │   ├── AgentTimeout         TIMEOUT: start-up or move deadline, overage bank spent
@@ -22,11 +23,14 @@ Every error the arena raises on purpose derives from :class:`ArenaError`::
     ├── Unauthorized             missing or wrong token
     ├── Forbidden                a valid token, but not the owner
     ├── RateLimited              too many requests of one kind
+    ├── Conflict                 the resource is not in a state that allows the request
+    │   └── MatchOver            the match has already ended
     └── StorageError             the database refused an operation
         └── NameTaken            a user name that is already registered
 
 Errors that are an agent's fault become seat statuses and never escape a match; the
-others map to HTTP statuses and close codes in ``server/routes.py``.
+others map to HTTP statuses and close codes in ``server/routes.py``. A reason stored or shown
+for one (a seat's, a match's) quotes at most a short prefix of it: :func:`short_reason`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "MAX_REASON_CHARS",
     "AgentCrashed",
     "AgentFault",
     "AgentInvalid",
@@ -42,12 +47,15 @@ __all__ = [
     "AgentTimeout",
     "ArenaError",
     "ConfigError",
+    "ConfigOutOfRange",
+    "Conflict",
     "Finding",
     "Forbidden",
     "GameError",
     "IllegalAction",
     "LayerUnavailable",
     "MatchNotFound",
+    "MatchOver",
     "NameTaken",
     "NotFound",
     "ProtocolError",
@@ -58,7 +66,32 @@ __all__ = [
     "UnknownGame",
     "UserNotFound",
     "ValidationFailed",
+    "describe_error",
+    "short_reason",
 ]
+
+# A reason quotes what it is about (an illegal move, an exception's message, a remote agent's
+# report), and all of those are the agent's to choose: a megabyte quoted whole went into every
+# list of matches, every lobby frame and every result that names it.
+MAX_REASON_CHARS = 200
+
+
+def short_reason(text: str, max_chars: int = MAX_REASON_CHARS) -> str:
+    """``text`` as a stored or shown reason: its first ``max_chars`` characters, and an
+    ellipsis when there was more."""
+    return text if len(text) <= max_chars else f"{text[:max_chars]}…"
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as a short reason: its type and the start of its message. A task group's
+    wrapper is looked through (to the first error it holds): it names none itself."""
+    more = 0
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        more += len(exc.exceptions) - 1
+        exc = exc.exceptions[0]
+    text = short_reason(str(exc))
+    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return described + (f" (and {more} more)" if more else "")
 
 
 class ArenaError(Exception):
@@ -86,6 +119,19 @@ class UnknownGame(GameError):
 
 class ConfigError(GameError):
     code = "bad_config"
+
+
+class ConfigOutOfRange(ConfigError):
+    """A configuration value outside the operator-set range of its key (or not a number where
+    one is expected); ``low`` and ``high`` bound the value, or the length of a text value."""
+
+    code = "config_out_of_range"
+
+    def __init__(self, message: str, *, key: str, low: float, high: float) -> None:
+        super().__init__(message)
+        self.key = key
+        self.low = low
+        self.high = high
 
 
 class IllegalAction(GameError):
@@ -171,6 +217,14 @@ class Forbidden(ArenaError):
 
 class RateLimited(ArenaError):
     code = "rate_limited"
+
+
+class Conflict(ArenaError):
+    code = "conflict"
+
+
+class MatchOver(Conflict):
+    code = "match_over"
 
 
 class StorageError(ArenaError):

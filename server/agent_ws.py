@@ -31,7 +31,7 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol import codec
-from protocol.errors import AgentNotFound, Forbidden, MatchNotFound, ProtocolError, Unauthorized
+from protocol.errors import Forbidden, MatchNotFound, ProtocolError, Unauthorized
 from protocol.messages import PROTOCOL_VERSION, ActionFrame, AgentError, ErrorFrame, Hello, Pong, Welcome
 from server.auth import parse_bearer
 from server.matches.remote import AgentConnection, RemoteSeat
@@ -40,11 +40,14 @@ from server.state import ArenaState, arena_state
 from server.storage import MatchStatus, UserRecord
 from server.ws import CLOSE_NORMAL, CLOSE_TOO_SLOW, close_socket
 
-__all__ = ["serve_agent"]
+__all__ = ["MAX_HELLO_AGENTS", "serve_agent"]
 
 log = logging.getLogger(__name__)
 
 _SEND_TIMEOUT_S = 10.0  # a socket that cannot take one frame in this long is dropped
+# A hello naming more agents is refused before any lookup: a 1 MiB frame holds some 150,000 ids,
+# and a connection that plays more agents than this can leave ``agents`` out (it then plays all).
+MAX_HELLO_AGENTS = 1000
 _FIRST_PINGS_S = (0.0, 0.1, 0.2)  # a first estimate of the round trip right after welcome
 
 
@@ -73,7 +76,8 @@ async def serve_agent(ws: WebSocket) -> None:
     Raises:
         Unauthorized: no token, a wrong or revoked one (also later, when it is rotated).
         Forbidden: ``hello.agents`` names an agent that is not the user's remote agent.
-        ProtocolError: a first frame that is not a usable ``hello``.
+        ProtocolError: a first frame that is not a usable ``hello``, or one naming more than
+            ``MAX_HELLO_AGENTS`` agents.
         RateLimited: the user has too many agent connections open.
     """
     state = arena_state(ws)
@@ -121,9 +125,11 @@ async def _receive_hello(ws: WebSocket, timeout_s: float) -> Hello:
 
 
 async def _playable(state: ArenaState, user: UserRecord, wanted: list[int] | None) -> list[int]:
-    """The ids of the user's remote agents, or of those in ``wanted`` once each is checked.
+    """The ids of the user's remote agents, or of those in ``wanted`` once each is checked
+    (all of them in one query).
 
     Raises:
+        ProtocolError: ``wanted`` names more than ``MAX_HELLO_AGENTS`` agents.
         Forbidden: one of ``wanted`` is someone else's agent, unknown, or not a remote agent.
     """
     if wanted is None:
@@ -133,12 +139,13 @@ async def _playable(state: ArenaState, user: UserRecord, wanted: list[int] | Non
             more, cursor = await state.storage.list_agents(user_id=user.id, cursor=cursor, limit=500)
             ids += [a.id for a in more if a.remote]
         return ids
+    if len(wanted) > MAX_HELLO_AGENTS:
+        raise ProtocolError(f"hello names {len(wanted)} agents, at most {MAX_HELLO_AGENTS}; leave 'agents' out "
+                            "to play every remote agent of yours", code="too_many_agents", field="agents")
+    found = await state.storage.get_agents(wanted)
     for agent_id in wanted:
-        try:
-            agent = await state.storage.get_agent(agent_id)
-        except AgentNotFound:  # said the same way as someone else's agent
-            raise Forbidden(f"agent {agent_id} is not one of your agents") from None
-        if agent.user_id != user.id:
+        agent = found.get(agent_id)
+        if agent is None or agent.user_id != user.id:  # unknown is said the same way as someone else's
             raise Forbidden(f"agent {agent_id} is not one of your agents")
         if not agent.remote:
             raise Forbidden(f"agent {agent_id} ({agent.name!r}) is not a remote agent: register it with "
@@ -227,7 +234,7 @@ async def _rehello(state: ArenaState, conn: AgentConnection, user: UserRecord, h
             return
     try:
         agents = await _playable(state, user, hello.agents)
-    except Forbidden as exc:
+    except (Forbidden, ProtocolError) as exc:
         conn.offer(ErrorFrame(code=exc.code, message=str(exc)))
         return
     conn.offer(Welcome(user_id=user.id, agents=agents))

@@ -17,14 +17,15 @@ from protocol.errors import ConfigError, Forbidden, NotFound, ProtocolError, Una
 from protocol.messages import NewAgent, NewMatch, NewUser
 from server import __version__
 from server.auth import hash_token, new_token, parse_bearer
-from server.matches.games import GAMES, get_game
-from server.matches.manager import match_document
-from server.matches.replay import replay_document
+from server.health import HealthStatus, health_report
+from server.matches.games import GAMES, get_game, resolve_config
+from server.matches.manager import SeatQuota, match_document
+from server.names import check_agent_name, check_user_name
 from server.sandbox.forkserver import seat_mode_status
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.validator import check_source
 from server.state import arena_state
-from server.storage import AgentRecord, MatchStatus, RatingRecord, UserRecord
+from server.storage import MAX_ROW_ID, AgentRecord, MatchStatus, RatingRecord, UserRecord
 
 __all__ = [
     "create_agent",
@@ -33,7 +34,6 @@ __all__ = [
     "get_agent",
     "get_agent_logs",
     "get_match",
-    "get_replay",
     "health",
     "json_response",
     "leaderboard",
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 JSON = Any
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+_INTEGER_RE = re.compile(r"-?[0-9]{1,19}")  # wider than 64 bits cannot name a row: refused, not looked up
 
 
 def json_response(data: JSON, status: int = 200) -> Response:
@@ -77,14 +77,25 @@ async def _optional_user(request: Request) -> UserRecord | None:
     return await _user(request)
 
 
+def client_address(request: Request) -> str:
+    """The address the request came from: the ASGI client, which uvicorn takes from
+    X-Forwarded-For only for the proxies in ``forwarded_allow_ips`` (none by default)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 def _int_param(request: Request, name: str, *, default: int | None = None) -> int | None:
+    """An integer query parameter (an id, a seat, a limit) that fits 64 bits, or ``default``.
+
+    Raises:
+        ProtocolError: not a decimal integer, or out of the 64-bit range (400).
+    """
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ProtocolError(f"query parameter {name!r} must be an integer, got {raw!r}", field=name) from None
+    if _INTEGER_RE.fullmatch(raw) is None or not -MAX_ROW_ID - 1 <= (value := int(raw)) <= MAX_ROW_ID:
+        shown = raw if len(raw) <= 40 else f"{raw[:40]}..."
+        raise ProtocolError(f"query parameter {name!r} must be a 64-bit integer, got {shown!r}", field=name)
+    return value
 
 
 def _page(request: Request) -> tuple[str | None, int]:
@@ -128,13 +139,22 @@ async def rating_of(request: Request, agent: AgentRecord) -> RatingRecord:
 
 
 async def create_user(request: Request) -> Response:
-    body: NewUser = await _body(request, NewUser)
-    if not NAME_RE.match(body.name):
-        raise ProtocolError("name must be 1-40 letters, digits, '_', '.' or '-', starting with a letter or digit",
-                            field="name")
-    storage = arena_state(request).storage
-    token = new_token()
-    user = await storage.create_user(body.name, hash_token(token))
+    """``POST /api/users {"name"}``: a new account, at most ``signups_per_address_hour`` made from
+    one client address (checked first, before any other work; a refused request is not counted),
+    with its name's rules (``server/names.py``); the address is kept with the user for the
+    per-address seat bound."""
+    state = arena_state(request)
+    address = client_address(request)
+    key = f"signup:{address}"
+    state.limiter.check(key, state.settings.signups_per_address_hour, "new accounts per address")
+    try:
+        body: NewUser = await _body(request, NewUser)
+        check_user_name(body.name)
+        token = new_token()
+        user = await state.storage.create_user(body.name, hash_token(token), created_from=address)
+    except BaseException:
+        state.limiter.refund(key)  # only accounts made count: a refused name is not one
+        raise
     return json_response({"user_id": user.id, "name": user.name, "token": token}, 201)
 
 
@@ -144,9 +164,10 @@ async def create_user(request: Request) -> Response:
 async def create_agent(request: Request) -> Response:
     user = await _user(request)
     state = arena_state(request)
+    # First: a user over the limit must not cost a full validation of their code.
+    state.limiter.check(f"submit:{user.id}", state.settings.submissions_per_user_hour, "submissions")
     body: NewAgent = await _body(request, NewAgent)
-    if not NAME_RE.match(body.name):
-        raise ProtocolError("name must be 1-40 letters, digits, '_', '.' or '-'", field="name")
+    check_agent_name(body.name)
     get_game(body.game)
     if body.remote:
         if body.code is not None:
@@ -163,7 +184,6 @@ async def create_agent(request: Request) -> Response:
                         allow_numpy=state.settings.limits.allow_numpy)
             )
         code = body.code
-    state.limiter.check(f"submit:{user.id}", state.settings.submissions_per_user_hour, "submissions")
     agent = await state.storage.save_agent(user.id, body.name, body.game, code)
     return json_response(agent_document(agent, await rating_of(request, agent), with_code=True), 201)
 
@@ -222,8 +242,16 @@ async def create_match(request: Request) -> Response:
     mine = sum(1 for m in state.manager.running.values() if m.tags.get("user_id") == user.id)
     if mine >= state.settings.concurrent_matches_per_user:
         raise ConfigError(f"at most {state.settings.concurrent_matches_per_user} concurrent matches per user")
+    if body.seed is not None and not -MAX_ROW_ID - 1 <= body.seed <= MAX_ROW_ID:  # it is stored in a 64-bit column
+        raise ProtocolError(f"seed must be a 64-bit integer, got {body.seed}", field="seed")
+    # Every account signed up from one address shares one bound on live seats (accounts are
+    # free); an account from before addresses were kept counts against where it calls from.
+    holder = user.created_from or client_address(request)
+    quota = SeatQuota(f"address:{holder}", state.settings.live_seats_per_address)
+    # A challenge: never rated (only the ladder's own matches are; see server/ladder.py).
     record = await state.manager.start_match(
-        body.game, body.agents, body.config, seed=body.seed, tags={"started_by": user.name, "user_id": user.id}
+        body.game, body.agents, body.config, seed=body.seed, tags={"started_by": user.name, "user_id": user.id},
+        rated=False, quota=quota,
     )
     return json_response(match_document(record), 201)
 
@@ -249,31 +277,25 @@ async def get_match(request: Request) -> Response:
     return json_response(match_document(match))
 
 
-async def get_replay(request: Request) -> Response:
-    storage = arena_state(request).storage
-    match_id = request.path_params["match_id"]
-    match = await storage.get_match(match_id)
-    steps = await storage.get_steps(match_id)
-    doc = replay_document(
-        game=match.game, rules_version=match.rules_version, config=match.config, seed=match.seed,
-        seats=[
-            {"agent_id": s.agent_id, "name": s.agent_name, "owner": s.owner, "version": s.version,
-             "status": s.status, "reward": s.reward, "reason": s.reason}
-            for s in match.seats
-        ],
-        steps=steps, match_id=match.id, status=match.status.value, reason=match.reason,
-    )
-    return json_response(doc)
-
-
 # -- games, leaderboard, health ---------------------------------------------------------------------
 
 
 async def list_games(request: Request) -> Response:
+    """``GET /api/games``: each game with its config defaults and the range of every key, as in
+    force here, and the hard limits of a seat, which follow from the time controls' ranges."""
+    settings = arena_state(request).settings
+    limits = settings.limits
+    seat_limits = {
+        "cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb, "output_bytes": limits.output_bytes,
+        "reply_bytes": limits.reply_bytes, "open_files": limits.open_files,
+        "cpu_rule": "largest agentTimeout + largest runTimeout of any game + 2 x SIGTERM grace + 1 s: "
+                    "a seat that keeps its time controls never reaches it",
+    }
     items = [
-        {"name": cls.name, "title": cls.title, "players": cls.num_seats, "config": cls.config_defaults(),
-         "rules_version": cls.rules_version}
-        for cls in GAMES.values()
+        {"name": cls.name, "title": cls.title, "players": cls.num_seats,
+         "config": resolve_config(cls, None, ranges), "config_ranges": {k: r.to_json() for k, r in ranges.items()},
+         "limits": seat_limits, "rules_version": cls.rules_version}
+        for cls, ranges in ((cls, settings.config_ranges.for_game(cls)) for cls in GAMES.values())
     ]
     return json_response({"items": items, "next": None})
 
@@ -290,13 +312,19 @@ async def leaderboard(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
+    """``GET /api/health``: ``"status": "ok"`` (200) when storage answers and the background
+    tasks work, else ``"degraded"`` or ``"failing"`` (503) with the failing ``components`` and
+    why (``server/health.py``); and the sandbox layers."""
     state = arena_state(request)
     settings = state.settings
     layers = [{"name": layer.name, "active": layer.active, "reason": layer.reason}
               for layer in sandbox_layers(settings.limits, validates=settings.validate_submissions)]
+    status, components = await health_report(state.health, state.storage, state.manager,
+                                             has_scheduler=settings.ladder)
     return json_response({
-        "status": "ok",
+        "status": status.value,
         "version": __version__,
         "live_matches": len(state.manager.running),
+        "components": components,
         "sandbox": {"layers": layers, "seat_mode": dataclasses.asdict(seat_mode_status())},
-    })
+    }, 200 if status is HealthStatus.OK else 503)

@@ -1,5 +1,6 @@
 """Owner-only HTTP calls: who am I, rotating one's token, renaming or disabling one's agent,
-and the repro bundle of one's failed seat. Errors are raised as ``ArenaError`` and mapped to
+the repro bundle of one's failed seat, and stopping a match one has a seat in (or any match,
+for an operator). Errors are raised as ``ArenaError`` and mapped to
 statuses in ``server/routes.py``, like those of ``server/api.py`` whose helpers these share."""
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from starlette.responses import Response
 
 from protocol.errors import Forbidden, ProtocolError
 from protocol.messages import AgentPatch
-from server.api import NAME_RE, _body, _int_param, _user, agent_document, json_response, rating_of
+from server.api import _body, _int_param, _user, agent_document, json_response, rating_of
 from server.auth import hash_token, new_token, parse_bearer
+from server.matches.manager import match_document
 from server.matches.repro import repro_bundle
+from server.names import check_agent_name
 from server.state import arena_state
 
-__all__ = ["current_user", "get_repro", "rotate_token", "update_agent"]
+__all__ = ["abort_match", "current_user", "get_repro", "rotate_token", "update_agent"]
 
 
 async def current_user(request: Request) -> Response:
@@ -44,8 +47,8 @@ async def update_agent(request: Request) -> Response:
     if agent.user_id != user.id:
         raise Forbidden(f"agent {agent.id} is not yours: only its owner may change it")
     body: AgentPatch = await _body(request, AgentPatch)
-    if body.name is not None and not NAME_RE.match(body.name):
-        raise ProtocolError("name must be 1-40 letters, digits, '_', '.' or '-'", field="name")
+    if body.name is not None:
+        check_agent_name(body.name)  # the same rules as a new agent's name (server/names.py)
     updated = await state.storage.update_agent(agent.id, name=body.name, disabled=body.disabled)
     return json_response(agent_document(updated, await rating_of(request, updated), with_code=True))
 
@@ -66,3 +69,32 @@ async def get_repro(request: Request) -> Response:
         raise Forbidden(f"seat {seat} of match {match_id} is not yours: its repro bundle is its owner's only")
     steps = await state.storage.get_steps(match_id)
     return json_response(repro_bundle(match, steps, seat, state.settings.limits))
+
+
+async def abort_match(request: Request) -> Response:
+    """``POST /api/matches/{id}/abort``: the owner of one of its seats, or an operator
+    (``Settings.operators``), stops a pending or live match. It is stored ``aborted`` with who
+    stopped it, its seats are killed and its spectators get ``end``; the answer is the match.
+
+    Raises:
+        Forbidden: the caller neither owns a seat nor is an operator.
+        MatchNotFound: no such match.
+        MatchOver: the match has ended already (409).
+    """
+    user = await _user(request)
+    state = arena_state(request)
+    match = await state.storage.get_match(request.path_params["match_id"])
+    owned: list[int] = []
+    for seat, result in enumerate(match.seats):
+        agent = await state.storage.get_agent(result.agent_id)
+        if agent.user_id == user.id:
+            owned.append(seat)
+    if owned:
+        seats = ", ".join(str(seat) for seat in owned)
+        reason = f"stopped by user {user.name} (owner of seat{'s' if len(owned) > 1 else ''} {seats})"
+    elif user.id in state.settings.operators:
+        reason = f"stopped by operator {user.name}"
+    else:
+        raise Forbidden(f"match {match.id} may be stopped by the owners of its seats or an operator only")
+    stopped = await state.manager.stop_match(match.id, reason)
+    return json_response(match_document(stopped))

@@ -11,6 +11,7 @@ import anyio
 from starlette.applications import Starlette
 
 from server.config import Settings
+from server.health import Health
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.matches.remote import RemoteAgents
@@ -45,19 +46,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 log.warning("marked %d interrupted matches aborted", aborted)
             try:
                 async with anyio.create_task_group() as tg:
-                    hub = Hub(settings.spectator_queue_frames)
+                    hub = Hub(settings.spectator_queue_frames, window_events=settings.spectator_window_events,
+                              snapshot_events=settings.spectator_snapshot_events,
+                              snapshot_bytes=settings.spectator_snapshot_bytes)
                     remotes = RemoteAgents(allowance_cap_s=settings.remote_allowance_cap_s,
                                            connections_per_user=settings.remote_connections_per_user)
-                    # Every finished match is rated, scheduled or not (--no-ladder only stops scheduling).
-                    rater = Rater(storage, hub)
+                    # Only the ladder's matches are rated (stored rated by the scheduler); the rater
+                    # also finishes what a restart left (--no-ladder only stops scheduling).
+                    health = Health()  # the background tasks record their failures here, for /api/health
+                    rater = Rater(storage, hub, health=health)
                     manager = MatchManager(storage, hub, tg, settings.limits, on_finished=rater.match_finished,
-                                           remotes=remotes)
+                                           remotes=remotes, max_action_bytes=settings.max_action_bytes,
+                                           config_ranges=settings.config_ranges)
                     await tg.start(rater.run)
-                    app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter())
+                    app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter(), health=health)
                     if settings.seed_examples:
                         await seed_examples(storage)
                     if settings.ladder:
-                        tg.start_soon(run_scheduler, manager, settings)
+                        tg.start_soon(functools.partial(run_scheduler, manager, settings, health=health))
                     try:
                         yield
                     finally:
@@ -66,6 +72,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 # A match stored just before the shutdown may be cancelled before its task ran
                 # (and could store its own abort): nothing may stay pending or live.
                 with anyio.CancelScope(shield=True):
-                    await storage.abort_unfinished("server shut down before the match ended")
+                    try:
+                        await storage.abort_unfinished("server shut down before the match ended")
+                    except Exception:  # a failing storage must not keep the fork server and the rest open
+                        log.exception("could not mark the unfinished matches aborted at shutdown")
 
     return Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)

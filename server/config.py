@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import ConfigError
+from server.matches.games import GAMES, ConfigRanges
+from server.matches.runner import DEFAULT_MAX_ACTION_BYTES
 from server.sandbox import Limits
+from server.sandbox.limits import seat_cpu_s
 
 __all__ = ["Settings", "load_settings"]
 
@@ -23,18 +26,39 @@ class Settings:
     seed_examples: bool = True  # store the built-in example bots on start
     ladder_matches: int = 4  # matches the scheduler keeps live at once
     ladder_pace_s: float = 0.3  # least time per step of scheduled matches, so people can watch them
+    # The seat's limits. limits.cpu_s is not set by hand: it follows from the time controls'
+    # ranges (see __post_init__), so that a bot that keeps its time never hits it first.
     limits: Limits = field(default_factory=Limits)
+    # Ranges of match configuration values, the settings file's [config_ranges] table (see
+    # server/matches/games/ranges.py); a request outside them gets 422.
+    config_ranges: ConfigRanges = field(default_factory=ConfigRanges)
+    # Users who may stop any match (POST /api/matches/{id}/abort), by id: anyone can register a name.
+    operators: tuple[int, ...] = ()
     require_layers: tuple[str, ...] = ()  # sandbox layers that must be active, or the server refuses to start
     # How seats start: "auto" (the fork server when every isolation layer works here, else a fresh
     # process per seat), "fork" (the fork server or refuse to start), "fresh"; see sandbox/forkserver.py.
     seat_mode: str = "auto"
     seat_pool_size: int = 8  # seats the fork server keeps forked ahead of need, for ``limits``
     spectator_queue_frames: int = 256  # a spectator this far behind is dropped
+    # A live match keeps only its latest events in memory (at least the two bounds around it);
+    # a snapshot carries the latest of them, no more than this many and about this many bytes.
+    # Older events are in storage: GET /api/matches/{id}/events pages them.
+    spectator_window_events: int = 512
+    spectator_snapshot_events: int = 256
+    spectator_snapshot_bytes: int = 1 << 20
+    max_action_bytes: int = DEFAULT_MAX_ACTION_BYTES  # one action, as JSON: a larger one is INVALID, not stored
     max_code_bytes: int = 256 << 10
     max_body_bytes: int = 1 << 20
     matches_per_user_hour: int = 600
     submissions_per_user_hour: int = 60
     concurrent_matches_per_user: int = 64
+    # Per client address: accounts are free, so limits per user alone multiply with throwaway
+    # accounts. The address is the socket's peer (the ASGI client); behind a reverse proxy, list
+    # the proxy in forwarded_allow_ips (comma-separated; empty, the default, trusts no
+    # X-Forwarded-For) or every client shares the proxy's address.
+    signups_per_address_hour: int = 20
+    live_seats_per_address: int = 128  # seats of challenges started by every account of one address
+    forwarded_allow_ips: str = ""
     # Remote agents (/ws/agent): the server pings each connection to measure its round trip and
     # credits up to the cap per move; frames beyond the rate get an error frame.
     remote_ping_interval_s: float = 2.0
@@ -46,10 +70,28 @@ class Settings:
     # layers under it hold on their own. Never turn it off in production.
     validate_submissions: bool = True
 
+    def __post_init__(self) -> None:
+        """Check the config ranges against the games and derive the seats' CPU limit from them.
+
+        The fork server prepares seats before their match is known (server/sandbox/forkserver.py),
+        so one CPU limit must hold for every match the ranges allow: the largest agentTimeout
+        plus the largest runTimeout, as ``seat_cpu_s`` explains.
+
+        Raises:
+            ConfigError: a config range that is unknown, too wide or leaves out a default.
+        """
+        self.config_ranges.check(GAMES)
+        ranges = [self.config_ranges.for_game(game) for game in GAMES.values()]
+        cpu_s = max(seat_cpu_s(r["agentTimeout"].high, r["runTimeout"].high, self.limits.grace_s) for r in ranges)
+        if cpu_s != self.limits.cpu_s:
+            object.__setattr__(self, "limits", dataclasses.replace(self.limits, cpu_s=cpu_s))  # frozen: once, here
+
 
 def load_settings(path: Path | None, **overrides: Any) -> Settings:
     """Settings from a TOML file if given (top-level keys as in ``Settings``, a ``[limits]``
-    table as in ``Limits``; ``require_layers = "all"`` or a list), then ``overrides`` on top.
+    table as in ``Limits`` but for ``cpu_s``, which follows from the time controls; a
+    ``[config_ranges]`` table as in ``ConfigRanges.from_table``; ``require_layers = "all"`` or a
+    list; ``operators``, a list of user ids), then ``overrides`` on top.
 
     Raises:
         ConfigError: unreadable file, unknown key or wrong type.
@@ -60,8 +102,16 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
-    limits = _build(Limits, raw.pop("limits", {}), "limits")
+    limits_table = raw.pop("limits", {})
+    if isinstance(limits_table, dict) and "cpu_s" in limits_table:
+        raise ConfigError("settings key 'limits.cpu_s' is not set by hand: it follows from the time controls "
+                          "(the largest agentTimeout + runTimeout of [config_ranges]); set those instead")
+    limits = _build(Limits, limits_table, "limits")
     values = {**raw, **overrides}
+    if isinstance(values.get("config_ranges"), dict):
+        values["config_ranges"] = ConfigRanges.from_table(values["config_ranges"])
+    if isinstance(values.get("operators"), list):
+        values["operators"] = _user_ids(values["operators"])
     if "db" in values:
         values["db"] = Path(values["db"])
     if "require_layers" in values:
@@ -70,6 +120,12 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
         raise ConfigError(f"settings key 'seat_mode' must be 'auto', 'fork' or 'fresh', got {values['seat_mode']!r}")
     settings: Settings = _build(Settings, values, "settings")
     return dataclasses.replace(settings, limits=limits)
+
+
+def _user_ids(value: list[Any]) -> tuple[int, ...]:
+    if not all(type(v) is int for v in value):
+        raise ConfigError(f"settings key 'operators' must be a list of user ids (integers), got {value!r}")
+    return tuple(value)
 
 
 def _layer_names(value: Any) -> tuple[str, ...]:

@@ -11,9 +11,11 @@ What people see is one conservative number, ``rating = 1000 + 40 * (mu - 3 * sig
 climbs only as the ladder grows sure of it. The same number is stored, sent in
 ``rating_changed`` frames and ranked on the leaderboard.
 
-A match is rated once it is finished (not aborted) and its seats are distinct agents; an agent
-playing itself learns nothing about its skill. Seats are ranked by reward: a higher reward is
-a better place, equal rewards tie.
+Only the ladder's own matches are rated: those the scheduler starts (``server/scheduler.py``),
+once finished (not aborted), and only when their seats are distinct agents; an agent playing
+itself learns nothing about its skill. Challenges (``POST /api/matches``) are never rated:
+anyone may start one between any agents, so a rating they moved would be anyone's to move.
+Seats are ranked by reward: a higher reward is a better place, equal rewards tie.
 
 This module imports nothing of the server (storage computes ratings with it inside its write
 transaction) and does no I/O; randomness comes from a ``random.Random`` passed in.

@@ -32,3 +32,10 @@ class RateLimiter:
         if len(events) >= limit:
             raise RateLimited(f"at most {limit} {what} per {self.window_s / 3600:g} h; try again later")
         events.append(now)
+
+    def refund(self, key: str) -> None:
+        """Take back the last event counted for ``key``: the request it counted did nothing
+        (it was refused after the check), so it should not use up the limit."""
+        events = self._events.get(key)
+        if events:
+            events.pop()

@@ -5,13 +5,15 @@ Theory of operation
 One task, started in the app's task group, does all the rating. The match manager calls
 ``Rater.match_finished`` (its ``on_finished`` callback) once it has published a finished
 match's ``match_ended``; that only wakes the task, so it can neither block nor fail the
-match. The task asks storage to rate every finished match not rated yet, a batch at a time,
+match. The task asks storage to rate every finished ladder match (``MatchRecord.rated``; the
+scheduler's matches between distinct agents, see ``server/ladder.py``) not rated yet, a batch at a time,
 and publishes one ``rating_changed`` per rated seat, so they follow that match's
 ``match_ended``. Storage marks a match rated in the same transaction that stores its new
 ratings (``server/storage/_ratings.py``): a match is rated exactly once whatever happens, and
 the task's first pass at start-up rates what a crash left unrated (or a database from before
-ratings). A failure is logged and retried after a pause, never fatal to the server. The rules
-themselves (model, displayed number, who counts) are in ``server/ladder.py``.
+ratings). A failure is logged, recorded for ``GET /api/health`` (``server/health.py``)
+and retried after a pause, never fatal to the server; the next pass that succeeds clears it.
+The rules themselves (model, displayed number, who counts) are in ``server/ladder.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from protocol.messages import RatingChanged
+from server.health import Component, Health, describe
 from server.matches.hub import Hub
 from server.storage import MatchRecord, RatedMatch, RatingChange, Storage
 
@@ -49,8 +52,11 @@ def rating_frame(match: RatedMatch, change: RatingChange) -> RatingChanged:
 class Rater:
     """Rates finished matches in the background and announces each new rating."""
 
-    def __init__(self, storage: Storage, hub: Hub, *, batch_matches: int = _BATCH_MATCHES) -> None:
+    def __init__(
+        self, storage: Storage, hub: Hub, *, batch_matches: int = _BATCH_MATCHES, health: Health | None = None
+    ) -> None:
         self.storage = storage
+        self.health = health if health is not None else Health()
         self.hub = hub
         self.batch_matches = batch_matches
         self._wake = anyio.Event()
@@ -68,11 +74,13 @@ class Rater:
             wake = self._wake = anyio.Event()
             try:
                 await self.rate_pending()
-            except Exception:  # a failure to rate must never take the server down: log, retry later
+            except Exception as exc:  # a failure to rate must never take the server down: log, retry later
+                self.health.failed(Component.RATINGS, f"cannot rate finished matches: {describe(exc)}")
                 log.exception("could not rate finished matches; retrying in %.0f s", retry_s)
                 await anyio.sleep(retry_s)
                 retry_s = min(2 * retry_s, _RETRY_MAX_S)
                 continue
+            self.health.recovered(Component.RATINGS)
             retry_s = _RETRY_MIN_S
             await wake.wait()
 

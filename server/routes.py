@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import anyio
+from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,6 +16,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from protocol.errors import (
     ArenaError,
     ConfigError,
+    ConfigOutOfRange,
+    Conflict,
     Forbidden,
     GameError,
     NotFound,
@@ -25,9 +28,19 @@ from protocol.errors import (
     ValidationFailed,
 )
 
-from . import agent_ws, api, api_owner, web, ws
+from . import agent_ws, api, api_owner, api_replay, web, ws
+from .storage import MAX_ROW_ID
 
-__all__ = ["CLOSE_CODE", "HTTP_STATUS", "close_code_for", "exception_handlers", "guarded", "routes", "status_for"]
+__all__ = [
+    "CLOSE_CODE",
+    "HTTP_STATUS",
+    "IdConvertor",
+    "close_code_for",
+    "exception_handlers",
+    "guarded",
+    "routes",
+    "status_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +51,11 @@ HTTP_STATUS: tuple[tuple[type[ArenaError], int], ...] = (
     (Unauthorized, 401),
     (Forbidden, 403),
     (RateLimited, 429),
+    (ConfigOutOfRange, 422),  # DESIGN.md: a value outside its range, or not a finite number
     (ConfigError, 400),
     (GameError, 400),
     (ProtocolError, 400),
+    (Conflict, 409),
     (StorageError, 409),
 )
 
@@ -65,6 +80,8 @@ async def arena_error(request: Request, exc: Exception) -> Response:
         ]
     if isinstance(exc, ProtocolError) and exc.field:
         extra["field"] = exc.field
+    if isinstance(exc, ConfigOutOfRange):
+        extra.update(field=f"config.{exc.key}", range=[exc.low, exc.high])
     status = status_for(exc)
     if status == 500:
         log.error("unmapped error on %s: %r", request.url.path, exc)
@@ -117,17 +134,39 @@ def guarded(handler: Callable[[WebSocket], Awaitable[None]]) -> Callable[[WebSoc
             code = close_code_for(exc)
             if code == CLOSE_INTERNAL:
                 log.error("unmapped error on %s: %r", socket.url.path, exc)
-            with anyio.move_on_after(1.0):
-                try:
-                    if socket.application_state is WebSocketState.CONNECTING:
-                        await socket.accept()
-                    await socket.send_text(ws.error_text(exc.code, str(exc)))
-                    await socket.close(code, reason=str(exc).encode()[:120].decode(errors="ignore"))
-                except (RuntimeError, WebSocketDisconnect, OSError):
-                    pass  # the peer is gone already
+            await _close_with(socket, code, exc.code, str(exc))
+        except Exception:  # our own bug: logged, and the peer still gets a close frame, not a dropped socket
+            log.exception("internal error on %s", socket.url.path)
+            await _close_with(socket, CLOSE_INTERNAL, "internal", "internal server error")
 
     return endpoint
 
+
+async def _close_with(socket: WebSocket, close_code: int, error_code: str, message: str) -> None:
+    """An ``error`` frame, then the close code; gives up after a second (the peer may be gone)."""
+    with anyio.move_on_after(1.0):
+        try:
+            if socket.application_state is WebSocketState.CONNECTING:
+                await socket.accept()
+            await socket.send_text(ws.error_text(error_code, message))
+            await socket.close(close_code, reason=message.encode()[:120].decode(errors="ignore"))
+        except (RuntimeError, WebSocketDisconnect, OSError):
+            pass  # the peer is gone already
+
+
+class IdConvertor(IntegerConvertor):
+    """``{name:id}``: a row id in a path. Any run of digits matches, so that every id reaches its
+    handler and is answered as that route answers (404 with the JSON error, or an ``error``
+    frame and close code 4404 on a socket); storage finds nothing beyond 64 bits. A run too
+    long for ``int()`` (Python refuses more than 4,300 digits: a 500) stands for the first id
+    beyond 64 bits, which names nothing either."""
+
+    def convert(self, value: str) -> int:
+        return int(value) if len(value) <= 4_000 else MAX_ROW_ID + 1
+
+
+# Starlette's documented way to add a path convertor; "id" is ours alone.
+register_url_convertor("id", IdConvertor())
 
 routes = [
     Route("/api/health", api.health),
@@ -136,22 +175,24 @@ routes = [
     Route("/api/users", api.create_user, methods=["POST"]),
     Route("/api/agents", api.list_agents, methods=["GET"]),
     Route("/api/agents", api.create_agent, methods=["POST"]),
-    Route("/api/agents/{agent_id:int}", api.get_agent),
-    Route("/api/agents/{agent_id:int}/logs", api.get_agent_logs),
+    Route("/api/agents/{agent_id:id}", api.get_agent),
+    Route("/api/agents/{agent_id:id}/logs", api.get_agent_logs),
     Route("/api/matches", api.list_matches, methods=["GET"]),
     Route("/api/matches", api.create_match, methods=["POST"]),
-    Route("/api/matches/{match_id:int}", api.get_match),
-    Route("/api/matches/{match_id:int}/replay", api.get_replay),
+    Route("/api/matches/{match_id:id}", api.get_match),
+    Route("/api/matches/{match_id:id}/replay", api_replay.get_replay),
+    Route("/api/matches/{match_id:id}/events", api_replay.get_events),
+    Route("/api/matches/{match_id:id}/abort", api_owner.abort_match, methods=["POST"]),
     Route("/api/users/me", api_owner.current_user),
     Route("/api/users/me/tokens/rotate", api_owner.rotate_token, methods=["POST"]),
-    Route("/api/agents/{agent_id:int}", api_owner.update_agent, methods=["PATCH"]),
-    Route("/api/matches/{match_id:int}/repro", api_owner.get_repro),
-    WebSocketRoute("/ws/matches/{match_id:int}", guarded(ws.spectate)),
+    Route("/api/agents/{agent_id:id}", api_owner.update_agent, methods=["PATCH"]),
+    Route("/api/matches/{match_id:id}/repro", api_owner.get_repro),
+    WebSocketRoute("/ws/matches/{match_id:id}", guarded(ws.spectate)),
     WebSocketRoute("/ws/agent", guarded(agent_ws.serve_agent)),
     WebSocketRoute("/ws/lobby", ws.lobby),
     # The web app: pages read their id from the path; their scripts and styles live under /static.
     Route("/", web.index_page),
-    Route("/matches/{match_id:int}", web.match_page),
-    Route("/agents/{agent_id:int}", web.agent_page),
+    Route("/matches/{match_id:id}", web.match_page),
+    Route("/agents/{agent_id:id}", web.agent_page),
     Mount("/static", app=web.static_files(), name="static"),
 ]

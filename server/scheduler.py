@@ -5,8 +5,9 @@ them, rotating through the games. Each pairing follows the ladder's rule
 (``server.ladder.choose_pair``): an agent most in need of a match (provisional ones first,
 then the least recently played; an agent in a live match counts as playing now), against
 one of the agents closest to it in rating, with some randomness. Only enabled agents with
-code are scheduled; remote agents play when challenged. The finished matches are rated by
-``server/ratings.py`` like any other.
+code are scheduled; remote agents play when challenged. These matches are started ``rated``:
+they are the only ones ``server/ratings.py`` rates (challenges are not), and an agent is
+never paired with itself.
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ import time
 
 import anyio
 
-from protocol.errors import ArenaError
 from server.auth import hash_token, new_token
 from server.bots import example_bots
 from server.config import Settings
+from server.health import Component, Health, describe
 from server.ladder import Candidate, choose_pair
 from server.matches.games import game_names
 from server.matches.manager import MatchManager
+from server.names import EXAMPLES_USER
 from server.storage import AgentRecord, Storage
 
 __all__ = ["EXAMPLES_USER", "run_scheduler", "seed_examples"]
 
 log = logging.getLogger(__name__)
 
-EXAMPLES_USER = "arena"
 _POLL_S = 0.25
+_RETRY_MIN_S = 1.0
+_RETRY_MAX_S = 60.0
 
 
 async def seed_examples(storage: Storage) -> list[AgentRecord]:
@@ -52,9 +55,19 @@ async def seed_examples(storage: Storage) -> list[AgentRecord]:
     return stored
 
 
-async def run_scheduler(manager: MatchManager, settings: Settings, rng: random.Random | None = None) -> None:
-    """Keep ``settings.ladder_matches`` scheduled matches running, rotating through the games."""
+async def run_scheduler(
+    manager: MatchManager, settings: Settings, rng: random.Random | None = None, *, health: Health | None = None
+) -> None:
+    """Keep ``settings.ladder_matches`` scheduled matches running, rotating through the games.
+
+    A pass that fails, for whatever reason, is logged and recorded in ``health`` (so that
+    ``GET /api/health`` says which game's ladder fails, and why); that game is tried again after
+    a pause that doubles up to a minute, while the others go on. Once every failing game has
+    started a match again, the failure is cleared. It never ends the app.
+    """
     rng = rng or random.Random()
+    health = health if health is not None else Health()
+    failing: dict[str, tuple[float, float]] = {}  # game -> (monotonic time of its next try, pause)
     games = game_names()
     turn = 0
     while True:
@@ -62,11 +75,21 @@ async def run_scheduler(manager: MatchManager, settings: Settings, rng: random.R
         if len(scheduled) < settings.ladder_matches:
             game = games[turn % len(games)]
             turn += 1
+            now = time.monotonic()
+            if now < failing.get(game, (0.0, 0.0))[0]:
+                if all(now < failing.get(g, (0.0, 0.0))[0] for g in games):
+                    await anyio.sleep(_POLL_S)  # every game is pausing: do not spin
+                continue
             try:
                 await _start_one(manager, settings, game, rng)
-            except ArenaError:
-                log.exception("scheduler could not start a %s match", game)
-                await anyio.sleep(1.0)
+            except Exception as exc:  # a bug or a storage failure pauses this game's ladder, never the app
+                pause_s = min(2 * failing[game][1], _RETRY_MAX_S) if game in failing else _RETRY_MIN_S
+                failing[game] = (time.monotonic() + pause_s, pause_s)
+                health.failed(Component.SCHEDULER, f"cannot start a {game} match: {describe(exc)}")
+                log.exception("scheduler could not start a %s match; trying it again in %.0f s", game, pause_s)
+                continue
+            if failing.pop(game, None) is not None and not failing:
+                health.recovered(Component.SCHEDULER)
             continue
         await anyio.sleep(_POLL_S)
 
@@ -87,5 +110,8 @@ async def _start_one(manager: MatchManager, settings: Settings, game: str, rng: 
     if pair is None:
         return
     seats = [c.agent_id for c in pair]
+    if len(set(seats)) != len(seats):  # choose_pair promises distinct agents: never play a mirror match
+        log.error("the ladder paired agent %d with itself; skipped", seats[0])
+        return
     rng.shuffle(seats)  # the first pick would otherwise always move first
-    await manager.start_match(game, seats, pace_s=settings.ladder_pace_s, tags={"scheduled": True})
+    await manager.start_match(game, seats, pace_s=settings.ladder_pace_s, tags={"scheduled": True}, rated=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from starlette.requests import HTTPConnection
 
 from server.config import Settings
+from server.health import Health
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.ratelimit import RateLimiter
@@ -24,6 +25,7 @@ class ArenaState:
     manager: MatchManager
     limiter: RateLimiter
     sessions: Sessions = field(default_factory=Sessions)  # token-authenticated sockets, closed on rotation
+    health: Health = field(default_factory=Health)  # failures of storage and background tasks (/api/health)
 
 
 def arena_state(conn: HTTPConnection) -> ArenaState:

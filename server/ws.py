@@ -1,15 +1,17 @@
 """WebSocket handlers: spectators of one match, and the lobby.
 
-A spectator gets ``snapshot``, then ``event`` frames, then ``end``; a finished match is
-served the same way from storage. Spectator sockets are read-only: anything a spectator
+A spectator gets ``snapshot`` (the current state and the most recent events, a bounded
+number: older ones are paged over HTTP, ``GET /api/matches/{id}/events``), then ``event``
+frames, then ``end``; a finished match is served the same way from storage, as if joined
+after its end. Spectator sockets are read-only: anything a spectator
 sends gets an ``error`` frame. Each socket's task sends, at each wake-up, every frame of the
 feed it has not sent yet (``Subscription.stream`` in ``server/matches/hub.py``). A spectator
 that falls too far behind (see there) is closed with ``CLOSE_TOO_SLOW``.
 
 The owner of a seat may open ``/ws/matches/{id}?seat=N`` with their token in the
 ``Authorization`` header: besides the public stream they get that seat's ``seat_debug``
-frames (its log lines, per-move wall and CPU time and bank), those so far right after the
-snapshot. Anyone else is refused (``Forbidden``, mapped to close code 4403 in
+frames (its log lines, per-move wall and CPU time and bank), the recent ones right after
+the snapshot. Anyone else is refused (``Forbidden``, mapped to close code 4403 in
 ``server/routes.py``). The view runs in a ``Session`` of the token: rotating it closes the view.
 """
 
@@ -22,9 +24,16 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol import codec
 from protocol.errors import ArenaError, Forbidden, ProtocolError, Unauthorized
-from protocol.messages import ErrorFrame, Event, SeatDebug
+from protocol.messages import End, ErrorFrame, SeatDebug
 from server.auth import parse_bearer
-from server.matches.hub import SEND_TIMEOUT_S, LobbySubscription, Subscription, snapshot_frame
+from server.matches.hub import (
+    SEND_TIMEOUT_S,
+    LobbySubscription,
+    Subscription,
+    event_frame,
+    recent_frames,
+    snapshot_frame,
+)
 from server.matches.manager import match_document, result_document
 from server.sessions import authenticate
 from server.state import ArenaState, arena_state
@@ -85,8 +94,7 @@ async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int |
     while True:
         feed = state.hub.feed(match_id)
         if feed is not None:
-            snapshot, history, sub = feed.subscribe_seat(seat)
-            await _stream(ws, sub, [snapshot, *history])
+            await _stream(ws, feed.subscribe_seat(seat))  # the subscription owns its snapshot until sent
             return
         try:
             match = await state.storage.get_match(match_id)
@@ -97,31 +105,31 @@ async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int |
         if match.status in (MatchStatus.FINISHED, MatchStatus.ABORTED) or anyio.current_time() > deadline:
             break
         await anyio.sleep(0.02)  # pending: its feed opens as soon as its task runs
-    steps = await state.storage.get_steps(match_id)
-    events = [
-        codec.encode(Event(seq=i + 1, step=s.step, actions=s.actions, statuses=s.statuses, rewards=s.rewards,
-                           state=s.state, timing=s.timing)).decode()
-        for i, s in enumerate(steps)
-    ]
-    last_state = steps[-1].state if steps else None
-    end = {"type": "end", "seq": len(events) + 1, "result": result_document(match)}
-    frames = [snapshot_frame(len(events), match_document(match), last_state, events)]
+    # A finished match is a live one joined after its end: the final state, the most recent
+    # events (as a late joiner's snapshot has them; older ones via GET .../events), then end.
+    hub = state.hub
+    tail = await state.storage.get_last_step_texts(match_id, hub.snapshot_events)
+    seq = tail[-1][0] + 1 if tail else 0  # an event's seq is its step + 1
+    events = recent_frames((event_frame(step + 1, text) for step, text in reversed(tail)), hub.snapshot_events,
+                           hub.snapshot_bytes)
+    last_state = codec.decode_json(tail[-1][1], max_bytes=len(tail[-1][1]))["state"] if tail else None
+    end = End(seq=seq + 1, result=result_document(match))
+    frames = [snapshot_frame(seq, match_document(match), last_state, events)]
     if seat is not None:  # the owner's view of a finished match: the seat's whole stored log
         log = await state.storage.get_log(match_id, seat) or ""
-        last_step = steps[-1].step if steps else 0
-        frames.append(codec.encode(SeatDebug(seq=len(events), seat=seat, step=last_step, log=log)).decode())
+        frames.append(codec.encode(SeatDebug(seq=seq, seat=seat, step=max(0, seq - 1), log=log)).decode())
     frames.append(codec.encode(end).decode())
     is_sent = await _send_frames(ws, frames)
     await close_socket(ws, CLOSE_NORMAL if is_sent else CLOSE_TOO_SLOW)
 
 
-async def _stream(ws: WebSocket, sub: Subscription | LobbySubscription, first: Sequence[str]) -> None:
-    """Send ``first`` and then the subscription's frames as they come, until its end (see
-    ``_Reader.stream`` in the hub), answering anything received with an error; then close."""
+async def _stream(ws: WebSocket, sub: Subscription | LobbySubscription) -> None:
+    """Send the subscription's frames (its snapshot first, if any) as they come, until its end
+    (see ``_Reader.stream`` in the hub), answering anything received with an error; then close."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(_refuse_input, ws, tg.cancel_scope)
         try:
-            await sub.stream(ws.send_text, first)
+            await sub.stream(ws.send_text)
         except WebSocketDisconnect:
             pass  # it left while frames were on their way
         tg.cancel_scope.cancel()
@@ -165,4 +173,4 @@ async def close_socket(ws: WebSocket, code: int) -> None:
 async def lobby(ws: WebSocket) -> None:
     state = arena_state(ws)
     await ws.accept()
-    await _stream(ws, state.hub.subscribe_lobby(), ())
+    await _stream(ws, state.hub.subscribe_lobby())

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import anyio
@@ -92,8 +93,11 @@ def _report_errors(file: IO[bytes], what: str) -> None:
 
 
 @asynccontextmanager
-async def bench_server(ws: str, deflate: bool, queue_frames: int | None = None) -> AsyncIterator[BenchServer]:
+async def bench_server(
+    ws: str, deflate: bool, queue_frames: int | None = None, root: Path = ROOT
+) -> AsyncIterator[BenchServer]:
     """Run ``scripts.bench._server`` with a WebSocket implementation; SIGTERM, then SIGKILL, on exit.
+    ``root`` is the tree it runs from (another revision of the project, to compare).
 
     Raises:
         RuntimeError: it did not start (its last lines of error output are in the message).
@@ -102,7 +106,7 @@ async def bench_server(ws: str, deflate: bool, queue_frames: int | None = None) 
     if queue_frames is not None:
         argv += ["--queue-frames", str(queue_frames)]
     with tempfile.TemporaryFile() as err:
-        async with await anyio.open_process(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stderr=err) as proc:
+        async with await anyio.open_process(argv, cwd=root, stdin=subprocess.DEVNULL, stderr=err) as proc:
             try:
                 assert proc.stdout is not None
                 try:

@@ -11,10 +11,17 @@ with the given uvicorn WebSocket implementation and per-message-deflate setting,
   at ``R`` a second (0: all at once, yielding every few) and then ``end``. Each step's state
   carries ``t``, the ``time.monotonic()`` of its publishing, for latency (the clock is the
   machine's, shared by every process).
+  With ``prefill=P``, ``P`` steps are published at once when the feed opens (a long match
+  joined late), and the ``N`` others after the start.
 * ``POST /bench/feeds/{id}/start``: start publishing.
 * ``POST /bench/matches?n=N&pace=S&steps=K``: start ``N`` real rps matches (sandboxed instant
   bots, the match manager, storage and feed) paced at ``S`` seconds a step; their ids.
 * ``GET /bench/matches/{id}/progress``: the live match's event count and the server's clock.
+* ``POST /bench/replays?steps=N``: store a finished rps match of ``N`` steps (real rps states
+  from the rules, written through the storage's step writer, no bots run); its id.
+* ``GET /bench/matches/{id}/replay-whole``: the replay document built whole and sent in one
+  piece, as ``GET /api/matches/{id}/replay`` did before it was streamed (the same code), to
+  compare the two side by side.
 * ``GET /bench/stats``: this process's CPU seconds and resident memory.
 """
 
@@ -25,6 +32,7 @@ import gc
 import json
 import logging
 import os
+import random
 import socket
 import tempfile
 import time
@@ -36,14 +44,18 @@ import anyio.lowlevel
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from protocol.codec import encode_json
 from protocol.messages import SeatTiming, StepRecord
 from server.app import create_app
 from server.config import Settings
+from server.matches.games import get_game, resolve_config
 from server.matches.hub import Hub
+from server.matches.replay import replay_document
 from server.state import ArenaState
+from server.storage import MatchStatus, NewSeat, SeatResult
 
 from ._common import rss_kib_of
 
@@ -94,13 +106,17 @@ def synthetic_step(step: int) -> StepRecord:
     )
 
 
-async def _publish(hub: Hub, feed_id: int, events: int, rate: float, opened: anyio.Event, go: anyio.Event) -> None:
+async def _publish(
+    hub: Hub, feed_id: int, events: int, rate: float, opened: anyio.Event, go: anyio.Event, prefill: int = 0
+) -> None:
     with hub.open_feed(feed_id, {"id": feed_id, "game": "connectx", "status": "live"}) as feed:
+        for i in range(prefill):
+            feed.publish_step(synthetic_step(i))
         opened.set()
         await go.wait()
         started = anyio.current_time()
         for i in range(1, events + 1):
-            feed.publish_step(synthetic_step(i))
+            feed.publish_step(synthetic_step(prefill + i))
             if rate > 0:
                 await anyio.sleep_until(started + i / rate)
             elif i % 10 == 0:
@@ -131,7 +147,8 @@ async def open_feed(request: Request) -> JSONResponse:
     control.go[feed_id] = go
     events = int(request.query_params.get("events", "0"))
     rate = float(request.query_params.get("rate", "0"))
-    arena.manager.task_group.start_soon(_publish, arena.hub, feed_id, events, rate, opened, go)
+    prefill = int(request.query_params.get("prefill", "0"))
+    arena.manager.task_group.start_soon(_publish, arena.hub, feed_id, events, rate, opened, go, prefill)
     await opened.wait()
     return JSONResponse({"feed": feed_id})
 
@@ -156,6 +173,55 @@ async def start_matches(request: Request) -> JSONResponse:
     return JSONResponse({"ids": ids})
 
 
+async def store_replay(request: Request) -> JSONResponse:
+    """A finished rps match of ``steps`` steps in storage, as a match of instant bots would leave it."""
+    arena, control = _arena(request), _control(request)
+    storage = arena.storage
+    if control.agent_id is None:
+        user = await storage.create_user("bench", "x")
+        control.agent_id = (await storage.save_agent(user.id, "rock", "rps", ROCK)).id
+    agent = await storage.get_agent(control.agent_id)
+    steps = int(request.query_params.get("steps", "1000"))
+    rules = get_game("rps")
+    config = {**resolve_config(rules, None), "episodeSteps": steps}  # past the default range: stored, not played
+    seats = [NewSeat(agent.id, agent.version)] * 2
+    match = await storage.create_match("rps", rules.rules_version, config, 1, seats, {"bench": True})
+    game = rules(config, random.Random(1))
+    timing = [SeatTiming(wall_s=0.000123, cpu_s=0.000101, bank_s=60.0)] * 2
+    batch: list[StepRecord] = [StepRecord(step=0, actions=[None, None], statuses=["ACTIVE", "ACTIVE"],
+                                          rewards=[0.0, 0.0], state=game.state())]
+    for step in range(1, steps):
+        actions = [step % 3, (step * 7) % 3]
+        game.apply(dict(enumerate(actions)))
+        batch.append(StepRecord(step=step, actions=actions, statuses=["ACTIVE", "ACTIVE"], rewards=[0.0, 0.0],
+                                state=game.state(), timing=timing))
+        if len(batch) == 1000:
+            await storage.append_steps(match.id, batch)
+            batch = []
+    await storage.append_steps(match.id, batch)
+    done = [SeatResult(s.agent_id, s.agent_name, s.owner, s.version, "DONE", 0.0, None) for s in match.seats]
+    await storage.finish_match(match.id, MatchStatus.FINISHED, None, done, time.time())
+    return JSONResponse({"id": match.id})
+
+
+async def replay_whole(request: Request) -> Response:
+    """The replay endpoint as it was before it streamed: every step decoded, one document, one piece."""
+    storage = _arena(request).storage
+    match_id = request.path_params["match_id"]
+    match = await storage.get_match(match_id)
+    steps = await storage.get_steps(match_id)
+    doc = replay_document(
+        game=match.game, rules_version=match.rules_version, config=match.config, seed=match.seed,
+        seats=[
+            {"agent_id": s.agent_id, "name": s.agent_name, "owner": s.owner, "version": s.version,
+             "status": s.status, "reward": s.reward, "reason": s.reason}
+            for s in match.seats
+        ],
+        steps=steps, match_id=match.id, status=match.status.value, reason=match.reason,
+    )
+    return Response(encode_json(doc), media_type="application/json")
+
+
 async def progress(request: Request) -> JSONResponse:
     feed = _arena(request).hub.feed(request.path_params["match_id"])
     return JSONResponse({"live": feed is not None, "seq": feed.seq if feed else None, "t": time.monotonic()})
@@ -177,6 +243,8 @@ def build_app(settings: Settings) -> Starlette:
         Route("/bench/feeds/{feed_id:int}/start", start_feed, methods=["POST"]),
         Route("/bench/matches", start_matches, methods=["POST"]),
         Route("/bench/matches/{match_id:int}/progress", progress),
+        Route("/bench/replays", store_replay, methods=["POST"]),
+        Route("/bench/matches/{match_id:int}/replay-whole", replay_whole),
         Route("/bench/stats", stats),
     ])
     return app

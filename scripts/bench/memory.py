@@ -9,7 +9,8 @@ own) are counted. Each figure is an RSS delta divided by the count:
   imports and buffers are not charged to the sockets);
 * live matches: 50 real paced rps matches (seats sandboxed, storage, a hub feed each), after
   one warm-up match, read once all are live and have played a few seconds (a live feed keeps
-  its frames, so the figure grows slowly with the match's length: it is given at that age).
+  its latest frames, a window of 512 by default, so the figure grows with the match's length
+  until then: it is given at that age).
 """
 
 from __future__ import annotations
@@ -83,5 +84,5 @@ async def run(quick: bool, configs: list[tuple[str, bool]]) -> Section:
             values.append(await live_match_kib(server, n_matches, live_s))
     section.add(Row(f"per live match ({n_matches} paced rps matches, bots excluded)", "KiB", values, "<= 2048 KiB"))
     section.notes.append(f"{n_sockets} idle sockets per reading; live matches read after {live_s:g} s at 20 steps/s "
-                         "(a live feed keeps its frames, about 0.4 KiB a step)")
+                         "(a live feed keeps its latest frames, up to 512, about 0.4 KiB a step)")
     return section

@@ -2,7 +2,7 @@
 
 Usage (``scripts/bench/run`` wraps this with the project's venv):
 
-    python -m scripts.bench [--quick] [--only startup,moves] [--out FILE]
+    python -m scripts.bench [--quick] [--only startup,moves] [--out FILE] [--baseline REF]
 
 Each area runs in turn (see each module's docstring for what exactly is timed). The table
 shows, per metric, the median of its repeats, their min-max and the issue's target beside it;
@@ -10,7 +10,8 @@ ratio rows are per-round ratios of configurations measured side by side. The res
 ``bench-results/latest.json`` (and ``--out``), with a Markdown copy of the table in
 ``bench-results/latest.md`` for the README's "Performance" section. ``--quick`` is a smoke run
 (well under two minutes with a cached kaggle-environments venv); the default run takes
-several minutes.
+several minutes. ``--baseline REF`` also measures the big documents (``documents``) on the
+code at git revision REF, beside the current figures.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import anyio
 
-from . import kaggle, memory, moves, spectators, startup, storage
+from . import documents, kaggle, memory, moves, spectators, startup, storage
 from ._common import ROOT, Row, Section
 from ._procs import SERVER_ERRORS, WORKAROUNDS
 
@@ -54,6 +55,10 @@ async def _memory(quick: bool, context: Context) -> Section:
     return await memory.run(quick, setups)
 
 
+async def _documents(quick: bool, context: Context) -> Section:
+    return await documents.run(quick, context.get("baseline"))
+
+
 def _plain(run: Callable[[bool], Awaitable[Section]]) -> Callable[[bool, Context], Awaitable[Section]]:
     async def area(quick: bool, context: Context) -> Section:
         return await run(quick)
@@ -68,6 +73,7 @@ AREAS: dict[str, Callable[[bool, Context], Awaitable[Section]]] = {
     "spectators": _spectators,
     "storage": _plain(storage.run),
     "memory": _memory,
+    "documents": _documents,
 }
 
 
@@ -86,12 +92,12 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release(), "python": platform.python_version()}
 
 
-async def run_suite(quick: bool, only: list[str] | None = None) -> dict[str, Any]:
+async def run_suite(quick: bool, only: list[str] | None = None, baseline: str | None = None) -> dict[str, Any]:
     """Run the areas (all, or ``only``) one after another; a failing area becomes a note, not a crash."""
     started = time.perf_counter()
     load_before = os.getloadavg()
     sections = []
-    context: Context = {}
+    context: Context = {"baseline": baseline}
     for name, run in AREAS.items():
         if only and name not in only:
             continue
@@ -201,13 +207,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run (small sizes, fewer repeats)")
     parser.add_argument("--only", help=f"comma-separated areas among {', '.join(AREAS)}")
     parser.add_argument("--out", type=Path, help="also write the JSON results here")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also measure the big documents on the code at this git revision (e.g. HEAD)")
     args = parser.parse_args(argv)
     only = [a.strip() for a in args.only.split(",")] if args.only else None
     unknown = sorted(set(only or []) - set(AREAS))
     if unknown:
         parser.error(f"unknown area {', '.join(unknown)}; known: {', '.join(AREAS)}")
     os.chdir(ROOT)  # the server and client processes run as `python -m scripts.bench._...` from here
-    results = anyio.run(run_suite, args.quick, only)
+    results = anyio.run(run_suite, args.quick, only, args.baseline)
     print(text_table(results))
     out_dir = ROOT / "bench-results"
     out_dir.mkdir(exist_ok=True)

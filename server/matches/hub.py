@@ -1,15 +1,23 @@
 """The broadcast hub: live fan-out of matches and of the lobby to spectators.
 
-Theory of operation. Each live match has a ``MatchFeed``: the log of its ``event`` frames,
-each encoded once, and its ``end`` frame. Publishing appends to the log and wakes the
-spectators waiting for more, and that is all it does: its cost does not grow with the
-number of spectators, so watching never slows the match. Each spectator (a
-``Subscription``) keeps its place in the shared log; its socket's task, once woken, takes
-every frame it has not sent yet and sends them (one wake-up sends them all), the same text
-objects for every spectator. A new spectator gets a ``snapshot`` built from the frames so far
-(joined without re-encoding) and goes on from there, so ``seq`` runs on by one without
-gaps. The feed keeps its frames until the match has ended and been stored; after that,
-spectators are served from storage.
+Theory of operation. Each live match has a ``MatchFeed``: a window of its latest ``event``
+frames, each encoded once, and its ``end`` frame. Publishing appends to the window (the
+oldest frame falls out of it) and wakes the spectators waiting for more, and that is all it
+does: its cost does not grow with the number of spectators, so watching never slows the
+match. Each spectator (a ``Subscription``) keeps its place in the log by position; its
+socket's task, once woken, takes every frame it has not sent yet and sends them (one wake-up
+sends them all), the same text objects for every spectator. A new spectator gets a
+``snapshot`` of the current state with the most recent events (at most ``snapshot_events``
+of them and about ``snapshot_bytes``, joined without re-encoding) and goes on from there, so
+``seq`` runs on by one without gaps; older events are in storage, for whoever asks
+(``GET /api/matches/{id}/events``). The snapshot belongs to the subscription until it is
+sent, and no longer: a spectator that stays for hours holds no copy of what it joined with.
+
+Bounded memory. A match may run for a very long time (hundreds of thousands of steps), so the
+feed keeps only the last ``window_events`` frames. That is enough: a spectator more than
+``queue_frames`` behind is dropped anyway, and a snapshot takes at most ``snapshot_events``,
+so the window is at least both. The feed keeps its window until the match has ended and
+been stored; after that, spectators are served from storage.
 
 Slow spectators. A spectator more than ``queue_frames`` events behind the head is dropped
 (``is_dropped``; its socket is closed with a close code): it notices itself when it wakes
@@ -25,8 +33,8 @@ the tag behind (:func:`event_frame`), byte for byte what encoding the ``Event`` 
 
 A seat owner's debug view (``subscribe_seat``) is a spectator like any other that also gets
 that seat's ``seat_debug`` frames (its log lines and timing, published after each step), each
-right after the event it follows, and those so far when it joins. They never reach other
-spectators, take no public ``seq``, and do not wake them.
+right after the event it follows, and the recent ones when it joins (a window per seat, like
+the events'). They never reach other spectators, take no public ``seq``, and do not wake them.
 
 The lobby is a log of its own, of which only the last ``queue_frames`` frames are kept: a
 lobby spectator further behind is dropped anyway.
@@ -37,10 +45,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import islice
+from typing import Any, Generic, TypeVar
 
 import anyio
 
@@ -50,19 +60,29 @@ from server.storage import EncodedStep
 
 __all__ = [
     "DEFAULT_QUEUE_FRAMES",
+    "DEFAULT_SNAPSHOT_BYTES",
+    "DEFAULT_SNAPSHOT_EVENTS",
+    "DEFAULT_WINDOW_EVENTS",
     "SEND_TIMEOUT_S",
     "Hub",
     "LobbySubscription",
     "MatchFeed",
     "Subscription",
     "event_frame",
+    "recent_frames",
     "snapshot_frame",
 ]
 
 log = logging.getLogger(__name__)
 
 JSON = Any
+_T = TypeVar("_T")
 DEFAULT_QUEUE_FRAMES = 256
+# A snapshot carries this many recent events at most (a board drawing its last moves needs a
+# few dozen; a long rps match's whole history would be megabytes), and about this many bytes.
+DEFAULT_SNAPSHOT_EVENTS = 256
+DEFAULT_SNAPSHOT_BYTES = 1 << 20
+DEFAULT_WINDOW_EVENTS = 512  # event frames a live feed keeps in memory (about 0.4 KiB each for rps)
 SEND_TIMEOUT_S = 5.0  # after the end, a socket that cannot take a batch of frames in this long is dropped
 
 # event_frame splices a stored step into an ``Event``: that holds only while an Event is a
@@ -73,15 +93,74 @@ if list(_EVENT_FIELDS) != ["seq", *(f.name for f in dataclasses.fields(StepRecor
 _EVENT_TAIL = codec.encode({"kind": _EVENT_FIELDS["kind"], "type": _EVENT_FIELDS["type"]}).decode()[1:]
 
 
-def event_frame(seq: int, step: EncodedStep) -> str:
-    """The ``event`` frame of a step, around its encoded text (equal to encoding the ``Event``)."""
-    return f'{{"seq":{seq},{step.text[1:-1]},{_EVENT_TAIL}'  # {"seq":N, the step's fields, "kind":..,"type":..}
+def event_frame(seq: int, step: EncodedStep | str) -> str:
+    """The ``event`` frame of a step, around its encoded text (equal to encoding the ``Event``).
+
+    ``step`` is an ``EncodedStep`` or the stored text of one (a ``StepRecord`` encoded).
+    """
+    text = step if isinstance(step, str) else step.text
+    return f'{{"seq":{seq},{text[1:-1]},{_EVENT_TAIL}'  # {"seq":N, the step's fields, "kind":..,"type":..}
 
 
-def snapshot_frame(seq: int, match: dict[str, JSON], state: JSON, events: list[str]) -> str:
+def snapshot_frame(seq: int, match: dict[str, JSON], state: JSON, events: Iterable[str]) -> str:
     """A ``snapshot`` frame around already-encoded event frames."""
     head = codec.encode({"type": "snapshot", "seq": seq, "match": match, "state": state}).decode()
     return f'{head[:-1]},"events":[{",".join(events)}]}}'
+
+
+def recent_frames(newest_first: Iterable[str], max_frames: int, max_bytes: int) -> list[str]:
+    """The most recent frames a snapshot carries, oldest first: at most ``max_frames``, and no
+    more than ``max_bytes`` of them, except that the newest one is always there (however large)."""
+    frames: list[str] = []
+    size = 0
+    for frame in islice(newest_first, max_frames):
+        size += len(frame)
+        if frames and size > max_bytes:
+            break
+        frames.append(frame)
+    frames.reverse()
+    return frames
+
+
+class _Window(Generic[_T]):
+    """The last ``capacity`` items of an append-only log, addressed by their position in the
+    whole log (the first item ever appended is at 0). Appending is O(1); reading the last n
+    items is O(n)."""
+
+    __slots__ = ("_items", "total")
+
+    def __init__(self, capacity: int) -> None:
+        self._items: deque[_T] = deque(maxlen=max(1, capacity))
+        self.total = 0  # items appended so far
+
+    def append(self, item: _T) -> None:
+        self._items.append(item)
+        self.total += 1
+
+    @property
+    def first(self) -> int:
+        """Position of the oldest item still kept."""
+        return self.total - len(self._items)
+
+    def since(self, position: int) -> list[_T]:
+        """The items from ``position`` on (from the oldest kept, if that one is gone), in order."""
+        count = self.total - max(position, self.first)
+        if count <= 0:
+            return []
+        if count == len(self._items):
+            return list(self._items)
+        return list(islice(reversed(self._items), count))[::-1]
+
+    def newest_first(self) -> Iterator[_T]:
+        return reversed(self._items)
+
+    def __getitem__(self, position: int) -> _T:
+        if not self.first <= position < self.total:
+            raise IndexError(f"position {position} is outside the window {self.first}..{self.total - 1}")
+        return self._items[position - self.first]
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class _Wakeup:
@@ -111,7 +190,10 @@ class _Reader:
     and whether the log has ended (``_is_final``).
     """
 
-    def __init__(self, sent: int, sending: set[_Reader], queue_frames: int) -> None:
+    def __init__(self, sent: int, sending: set[_Reader], queue_frames: int, first: list[str] | None = None) -> None:
+        # Frames to send before the log's (a snapshot): handed over to the stream, which lets go
+        # of them once sent, so a spectator holds no copy of what it joined with.
+        self.first = first if first is not None else []
         self.sent = sent  # frames of the log taken to send so far
         self.is_dropped = False  # fell more than queue_frames behind and was cut off
         self.is_done = False  # its stream is over: end taken, log closed or dropped
@@ -128,7 +210,7 @@ class _Reader:
     def _is_final(self) -> bool:
         return False
 
-    async def stream(self, send: Callable[[str], Awaitable[None]], first: Sequence[str] = ()) -> None:
+    async def stream(self, send: Callable[[str], Awaitable[None]]) -> None:
         """Send ``first``, then every frame of the log as it comes, until the end (or until cut off).
 
         Raises:
@@ -136,7 +218,7 @@ class _Reader:
         """
         try:
             with anyio.CancelScope() as self._scope:
-                frames = first
+                frames, self.first = self.first, []
                 while True:
                     if self._is_final():
                         self.arm_timeout()
@@ -179,36 +261,57 @@ def _cut_off_stuck(sending: set[_Reader]) -> None:
 
 @dataclass(slots=True, eq=False)
 class MatchFeed:
-    """Frames of one live match; its spectators read them by position."""
+    """Frames of one live match (a window of the latest); its spectators read them by position."""
 
     match_id: int
     match: dict[str, JSON]
     queue_frames: int  # a spectator this many events behind the head is dropped
-    events: list[str] = field(default_factory=list)  # event frames; events[i] has seq i + 1
+    window_events: int = DEFAULT_WINDOW_EVENTS  # event frames kept (raised to the two bounds below)
+    snapshot_events: int = DEFAULT_SNAPSHOT_EVENTS  # recent events a snapshot carries, at most
+    snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES  # and about this many bytes of them
     state: JSON = None
     end: str | None = None
     is_closed: bool = False  # no frame will follow: the end is out, or the feed was removed
-    debug: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # seat -> (seq it follows, seat_debug)
     sending: set[_Reader] = field(default_factory=set)  # spectators in the middle of a send
+    # the event frames: the one at position i has seq i + 1
+    events: _Window[str] = field(init=False)
+    # seat -> its seat_debug frames, each with the seq of the event it follows
+    debug: dict[int, _Window[tuple[int, str]]] = field(init=False, default_factory=dict)
     _public: _Wakeup = field(default_factory=_Wakeup)
     _seats: dict[int, _Wakeup] = field(default_factory=dict)  # owners' views, by seat
+    # The snapshot of the current step (seq, the match document it shows, its text, its event
+    # count): spectators who join between two steps share it (a crowd arriving at once would
+    # otherwise build, and hold until sent, one each); dropped at the next step.
+    _snapshot: tuple[int, dict[str, JSON], str, int] | None = None
+
+    def __post_init__(self) -> None:
+        # Every spectator that is not dropped, and every snapshot, reads inside the window.
+        self.snapshot_events = max(0, self.snapshot_events)
+        self.window_events = max(self.window_events, self.queue_frames, self.snapshot_events)
+        self.events = _Window(self.window_events)
 
     @property
     def seq(self) -> int:
-        return len(self.events)
+        return self.events.total
 
     def publish_step(self, step: EncodedStep | StepRecord) -> None:
         """Append a step's ``event`` frame (around its encoded text) and wake the spectators."""
         encoded = step if isinstance(step, EncodedStep) else EncodedStep.of(step)
         self.events.append(event_frame(self.seq + 1, encoded))
         self.state = encoded.record.state
+        self._snapshot = None
         self._notify_all()
         if self.sending:
             _cut_off_stuck(self.sending)
 
     def publish_seat_debug(self, msg: SeatDebug) -> None:
         """Keep a seat's debug frame for that seat's owner views (and wake only those)."""
-        self.debug.setdefault(msg.seat, []).append((msg.seq, codec.encode(msg).decode()))
+        window = self.debug.get(msg.seat)
+        if window is None:
+            # one frame per step at most (and one after the match): the events' window holds
+            # everything an owner's view that is not dropped still has to send
+            window = self.debug[msg.seat] = _Window(self.window_events + 2)
+        window.append((msg.seq, codec.encode(msg).decode()))
         wakeup = self._seats.get(msg.seat)
         if wakeup is not None:
             wakeup.notify()
@@ -224,21 +327,41 @@ class MatchFeed:
         if self.is_closed:
             return
         self.is_closed = True
+        self._snapshot = None
         self._notify_all()
         for reader in self.sending:  # stuck in a send: no publish will come to cut them off
             reader.arm_timeout()
 
-    def subscribe(self) -> tuple[str, Subscription]:
-        """The snapshot so far and a subscription to every frame after it."""
-        snapshot, _, sub = self.subscribe_seat(None)
-        return snapshot, sub
+    def subscribe(self) -> Subscription:
+        """A subscription whose stream sends the snapshot, then every frame after it."""
+        return self.subscribe_seat(None)
 
-    def subscribe_seat(self, seat: int | None) -> tuple[str, list[str], Subscription]:
-        """For an owner's view of ``seat``: the snapshot, that seat's ``seat_debug`` frames so
-        far, and a subscription to every later frame, public or of that seat."""
-        snapshot = snapshot_frame(self.seq, self.match, self.state, self.events)
-        history = [frame for _, frame in self.debug.get(seat, ())] if seat is not None else []
-        return snapshot, history, Subscription(self, seat, self.seq, len(history))
+    def subscribe_seat(self, seat: int | None) -> Subscription:
+        """For an owner's view of ``seat``: a subscription whose stream sends the snapshot, that
+        seat's recent ``seat_debug`` frames, then every later frame, public or of that seat."""
+        snapshot, events = self._current_snapshot()
+        first = [snapshot]
+        debug_sent = 0
+        if seat is not None:
+            window = self.debug.get(seat)
+            if window is not None:
+                # the debug frames of the events the snapshot has (all of them when it has all)
+                oldest_seq = self.seq - events + 1 if events < self.seq else 0
+                first += [frame for seq, frame in window.since(0) if seq >= oldest_seq]
+                debug_sent = window.total
+        return Subscription(self, seat, self.seq, debug_sent, first)
+
+    def _current_snapshot(self) -> tuple[str, int]:
+        """The snapshot of the current step (shared by whoever joins before the next), and how
+        many events it carries."""
+        cached = self._snapshot
+        if cached is not None and cached[0] == self.seq and cached[1] is self.match:
+            return cached[2], cached[3]
+        events = recent_frames(self.events.newest_first(), self.snapshot_events, self.snapshot_bytes)
+        snapshot = snapshot_frame(self.seq, self.match, self.state, events)
+        if not self.is_closed:
+            self._snapshot = (self.seq, self.match, snapshot, len(events))
+        return snapshot, len(events)
 
     def _wakeup(self, seat: int | None) -> _Wakeup:
         if seat is None:
@@ -258,8 +381,10 @@ class Subscription(_Reader):
     """One spectator's place in a match feed: the event frames (and, on an owner's view of a
     seat, that seat's debug frames) taken so far."""
 
-    def __init__(self, feed: MatchFeed, seat: int | None, sent: int, debug_sent: int = 0) -> None:
-        super().__init__(sent, feed.sending, feed.queue_frames)
+    def __init__(
+        self, feed: MatchFeed, seat: int | None, sent: int, debug_sent: int = 0, first: list[str] | None = None
+    ) -> None:
+        super().__init__(sent, feed.sending, feed.queue_frames, first)
         self.feed = feed
         self.seat = seat  # an owner's debug view of this seat also gets its seat_debug frames
         self.debug_sent = debug_sent
@@ -292,17 +417,19 @@ class Subscription(_Reader):
         return self.feed.is_closed
 
     def _take(self) -> list[str]:
-        """The frames published since the last call, marked as taken."""
+        """The frames published since the last call, marked as taken (the caller has checked
+        that this spectator is within ``queue_frames``, so they are all in the window)."""
         feed = self.feed
-        debug = feed.debug.get(self.seat, []) if self.seat is not None else []
-        if self.debug_sent == len(debug):  # a public view, or no debug frame to interleave
-            frames = feed.events[self.sent:]
+        debug = feed.debug.get(self.seat) if self.seat is not None else None
+        if debug is None or self.debug_sent == debug.total:  # a public view, or no debug frame to interleave
+            frames = feed.events.since(self.sent)
             self.sent = feed.seq
             return frames
+        self.debug_sent = max(self.debug_sent, debug.first)  # private extras: the window bounds them too
         frames = []
-        while self.sent < feed.seq or self.debug_sent < len(debug):
+        while self.sent < feed.seq or self.debug_sent < debug.total:
             # a seat_debug frame follows the event of its seq (it is never ahead of the log)
-            if self.debug_sent < len(debug) and debug[self.debug_sent][0] <= self.sent:
+            if self.debug_sent < debug.total and debug[self.debug_sent][0] <= self.sent:
                 frames.append(debug[self.debug_sent][1])
                 self.debug_sent += 1
             else:
@@ -348,8 +475,14 @@ class Hub:
     same three calls: ``open_feed``, ``subscribe`` and ``publish_lobby``.
     """
 
-    def __init__(self, queue_frames: int = DEFAULT_QUEUE_FRAMES) -> None:
+    def __init__(
+        self, queue_frames: int = DEFAULT_QUEUE_FRAMES, *, window_events: int = DEFAULT_WINDOW_EVENTS,
+        snapshot_events: int = DEFAULT_SNAPSHOT_EVENTS, snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
+    ) -> None:
         self.queue_frames = queue_frames
+        self.window_events = window_events
+        self.snapshot_events = max(0, snapshot_events)
+        self.snapshot_bytes = max(0, snapshot_bytes)
         self.feeds: dict[int, MatchFeed] = {}
         self.lobby_seq = 0  # lobby frames published so far
         self.lobby_sending: set[_Reader] = set()  # lobby spectators in the middle of a send
@@ -359,7 +492,8 @@ class Hub:
     @contextmanager
     def open_feed(self, match_id: int, match: dict[str, JSON]) -> Iterator[MatchFeed]:
         """A feed for a live match, removed when the block exits (after the match is stored)."""
-        feed = MatchFeed(match_id, match, self.queue_frames)
+        feed = MatchFeed(match_id, match, self.queue_frames, self.window_events, self.snapshot_events,
+                         self.snapshot_bytes)
         self.feeds[match_id] = feed
         try:
             yield feed

@@ -8,6 +8,17 @@ each step publishes to the seats' owners what each seat printed meanwhile and it
 (``seat_debug``, shown only on owners' debug views). At the end the logs and the result are
 stored, and only once the whole game is durable are ``end`` and the lobby's ``match_ended``
 announced.
+
+A match ends one way or another, and only that match: a seat's fault is a result; a match
+stopped by ``stop_match`` (its seat's owner or an operator) or failing by the server's own
+fault (a bug, a game plugin that raises, storage refusing a step) is stored ``aborted`` with
+the reason, its seats are killed and its spectators get ``end``. Nothing raised inside a match
+reaches the app's task group, where it would end every other match and the app with them.
+
+A match may count against a ``SeatQuota``: the live seats one holder (the client address
+the challenging account signed up from) may have at once, across all its accounts. The seats
+are reserved before the first await of ``start_match``, so concurrent requests cannot both
+pass the check, and released when the match task ends, however it ends.
 """
 
 from __future__ import annotations
@@ -17,23 +28,24 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from protocol.errors import ArenaError, ConfigError
+from protocol.errors import ArenaError, ConfigError, MatchOver, RateLimited, describe_error
 from protocol.messages import MatchEnded, MatchStarted, SeatDebug, SeatTiming, StepRecord
 from server.sandbox import Limits
 from server.storage import AgentRecord, EncodedStep, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
 
-from .games import get_game, resolve_config
+from .games import ConfigRanges, get_game, resolve_config
 from .hub import Hub, MatchFeed
 from .remote import RemoteAgents, RemoteSeat
-from .runner import MatchResult, MatchSpec, run_match
+from .runner import DEFAULT_MAX_ACTION_BYTES, MatchResult, MatchSpec, run_match
 from .seats import AgentLink, open_process_seat
 
-__all__ = ["MatchManager", "match_document", "result_document", "seat_document"]
+__all__ = ["MatchManager", "SeatQuota", "match_document", "result_document", "seat_document"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +68,7 @@ def match_document(record: MatchRecord) -> dict[str, JSON]:
         "started_at": record.started_at,
         "finished_at": record.finished_at,
         "tags": record.tags,
+        "rated": record.rated,
     }
 
 
@@ -105,74 +118,175 @@ class _Recorder:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class SeatQuota:
+    """Who a match's seats count against, and how many live seats that holder may have at once."""
+
+    holder: str
+    max_seats: int
+
+
 class MatchManager:
     """Runs matches in the app's task group; one per server process."""
 
     def __init__(
         self, storage: Storage, hub: Hub, task_group: TaskGroup, limits: Limits,
         on_finished: Callable[[MatchRecord], Any] | None = None, remotes: RemoteAgents | None = None,
+        max_action_bytes: int = DEFAULT_MAX_ACTION_BYTES, config_ranges: ConfigRanges | None = None,
     ) -> None:
         self.storage = storage
+        self.config_ranges = config_ranges if config_ranges is not None else ConfigRanges()
+        self._stops: dict[int, _Stop] = {}  # running matches that can still be stopped, by id
+        self.internal_errors = 0  # matches aborted by the server's own fault since start
+        self.last_internal_error: str | None = None
+        self.max_action_bytes = max_action_bytes  # one action, as JSON (see runner.MatchSpec)
         self.hub = hub
         self.task_group = task_group
         self.limits = limits
         self.on_finished = on_finished
         self.remotes = remotes if remotes is not None else RemoteAgents()
         self.running: dict[int, MatchRecord] = {}
+        self._held_seats: dict[str, int] = {}  # live seats per SeatQuota holder
+        self._holders: dict[int, tuple[str, int]] = {}  # match id -> (holder, seats) to release
+
+    def held_seats(self, holder: str) -> int:
+        """The seats of live (or starting) matches counted against ``holder``."""
+        return self._held_seats.get(holder, 0)
 
     async def start_match(
         self, game: str, agent_ids: Sequence[int], config: dict[str, JSON] | None = None, *,
         seed: int | None = None, pace_s: float = 0.0, tags: dict[str, JSON] | None = None,
+        rated: bool = False, quota: SeatQuota | None = None,
     ) -> MatchRecord:
-        """Check and store a new match, then run it in the background.
+        """Check and store a new match, then run it in the background. ``rated`` marks a ladder
+        match (stored rated only between distinct agents); ``quota`` counts its seats against a
+        holder's live seats.
 
         Raises:
             UnknownGame, ConfigError: bad game or configuration.
             AgentNotFound: an unknown agent id.
+            RateLimited: the seats would take ``quota.holder`` over ``quota.max_seats``.
         """
         game_cls = get_game(game)
-        resolved = resolve_config(game_cls, config)
+        resolved = resolve_config(game_cls, config, self.config_ranges.for_game(game_cls))
         if len(agent_ids) != game_cls.num_seats:
             raise ConfigError(f"{game} needs {game_cls.num_seats} agents, got {len(agent_ids)}")
-        agents = [await self.storage.get_agent(agent_id) for agent_id in agent_ids]
-        for agent in agents:
-            if agent.game != game:
-                raise ConfigError(f"agent {agent.id} ({agent.name!r}) plays {agent.game}, not {game}")
-            if agent.disabled:
-                raise ConfigError(f"agent {agent.id} ({agent.name!r}) is disabled by its owner")
-        seed = secrets.randbits(31) if seed is None else seed
-        record = await self.storage.create_match(
-            game, game_cls.rules_version, resolved, seed,
-            [NewSeat(agent.id, agent.version) for agent in agents], tags,
-        )
-        self.running[record.id] = record
-        self.task_group.start_soon(self._run, record, agents, pace_s)
+        if quota is not None:  # reserved before any await: concurrent requests see each other
+            held = self.held_seats(quota.holder)
+            if held + len(agent_ids) > quota.max_seats:
+                raise RateLimited(
+                    f"the accounts signed up from your address hold {held} live seats, at most "
+                    f"{quota.max_seats} at once (this {game} match needs {len(agent_ids)}); try again "
+                    "when one of their matches has ended")
+            self._held_seats[quota.holder] = held + len(agent_ids)
+        try:
+            agents = [await self.storage.get_agent(agent_id) for agent_id in agent_ids]
+            for agent in agents:
+                if agent.game != game:
+                    raise ConfigError(f"agent {agent.id} ({agent.name!r}) plays {agent.game}, not {game}")
+                if agent.disabled:
+                    raise ConfigError(f"agent {agent.id} ({agent.name!r}) is disabled by its owner")
+            seed = secrets.randbits(31) if seed is None else seed
+            record = await self.storage.create_match(
+                game, game_cls.rules_version, resolved, seed,
+                [NewSeat(agent.id, agent.version) for agent in agents], tags, rated=rated,
+            )
+            self.running[record.id] = record
+            self.task_group.start_soon(self._run, record, agents, pace_s)
+            if quota is not None:  # the task runs after this (no await between): it releases them
+                self._holders[record.id] = (quota.holder, len(agent_ids))
+        except BaseException:
+            if quota is not None:
+                self._release(quota.holder, len(agent_ids))
+            raise
         return record
 
+    def _release(self, holder: str, seats: int) -> None:
+        left = self._held_seats.get(holder, 0) - seats
+        if left > 0:
+            self._held_seats[holder] = left
+        else:
+            self._held_seats.pop(holder, None)
+
+    async def stop_match(self, match_id: int, reason: str) -> MatchRecord:
+        """Stop a pending or live match: its seats are killed and it is stored ``aborted`` with
+        ``reason`` (the first stop's, if two race); returns the stored match.
+
+        Raises:
+            MatchNotFound: no such match.
+            MatchOver: the match has ended already, or ended before the stop reached it.
+        """
+        record = await self.storage.get_match(match_id)
+        if match_id not in self.running:
+            if record.status in (MatchStatus.PENDING, MatchStatus.LIVE):  # no task runs it (cannot be played)
+                return await self._store_abort(record, reason)
+            raise MatchOver(f"match {match_id} is {record.status.value} already; only a pending or live match "
+                            "can be stopped")
+        stop = self._stops.setdefault(match_id, _Stop())
+        if not stop.is_playing:
+            raise MatchOver(f"match {match_id} has ended already (its result is being stored)")
+        stop.reason = stop.reason or reason
+        stop.scope.cancel()
+        with anyio.move_on_after(_STOP_WAIT_S):
+            await stop.done.wait()
+        final = await self.storage.get_match(match_id)
+        if final.status is MatchStatus.FINISHED:
+            raise MatchOver(f"match {match_id} is finished: it ended before it could be stopped")
+        return final  # aborted; or still live if its seats are slow to die, and stopping
+
     async def _run(self, record: MatchRecord, agents: list[AgentRecord], pace_s: float) -> None:
-        spec = MatchSpec(record.game, record.config, record.seed, match_id=record.id, pace_s=pace_s)
+        spec = MatchSpec(record.game, record.config, record.seed, match_id=record.id, pace_s=pace_s,
+                         max_action_bytes=self.max_action_bytes)
+        stop = self._stops.setdefault(record.id, _Stop())  # stop_match may have come first
         try:
             with self.hub.open_feed(record.id, match_document(record)) as feed:
                 try:
-                    final = await self._play_and_store(spec, record, agents, feed)
+                    final = await self._play_and_store(spec, record, agents, feed, stop)
                 except ArenaError as exc:
                     log.exception("match %s aborted", record.id)
                     final = await self._store_abort(record, f"aborted: {exc}")
                 except anyio.get_cancelled_exc_class():
                     await self._store_abort(record, "server shut down while the match was live")
                     raise
+                except Exception as exc:  # our own bug, or a game plugin's: this match ends, the others go on
+                    log.exception("match %s failed by an internal error; stored aborted", record.id)
+                    self._count_internal_error(record.id, exc)
+                    final = await self._store_abort(record, f"aborted by an internal error: {describe_error(exc)}")
                 document = match_document(final)
                 feed.publish_end(result_document(final), document)
+        except Exception as exc:  # even its abort could not be stored or announced (storage gone?)
+            log.exception("match %s: its end could not be stored or announced", record.id)
+            self._count_internal_error(record.id, exc)
+            return
         finally:
+            stop.is_playing = False
+            stop.done.set()
+            self._stops.pop(record.id, None)
             self.running.pop(record.id, None)
-        self.hub.publish_lobby(MatchEnded(match=document))
-        if self.on_finished is not None and final.status is MatchStatus.FINISHED:
-            self.on_finished(final)
+            held = self._holders.pop(record.id, None)
+            if held is not None:
+                self._release(*held)
+        try:
+            self.hub.publish_lobby(MatchEnded(match=document))
+            if self.on_finished is not None and final.status is MatchStatus.FINISHED:
+                self.on_finished(final)
+        except Exception:  # the match is stored; a failing announcement must not end the app
+            log.exception("match %s: its end could not be announced", record.id)
+
+    def _count_internal_error(self, match_id: int, exc: BaseException) -> None:
+        self.internal_errors += 1
+        self.last_internal_error = f"match {match_id}: {describe_error(exc)}"
 
     async def _play_and_store(
-        self, spec: MatchSpec, record: MatchRecord, agents: list[AgentRecord], feed: MatchFeed
+        self, spec: MatchSpec, record: MatchRecord, agents: list[AgentRecord], feed: MatchFeed, stop: _Stop,
     ) -> MatchRecord:
-        result, logs = await self._play(spec, agents, feed)
+        with stop.scope:  # cancelled by stop_match: the seats are killed as _play's stack unwinds
+            played = await self._play(spec, agents, feed)
+        stop.is_playing = False  # from here on the result is stored: too late to stop
+        if stop.scope.cancelled_caught or stop.reason is not None:
+            log.info("match %s stopped: %s", record.id, stop.reason)
+            return await self._store_abort(record, stop.reason or "stopped")
+        result, logs = played
         for seat, text in enumerate(logs):
             if text:
                 await self.storage.save_log(record.id, seat, text)
@@ -212,6 +326,23 @@ class MatchManager:
         with anyio.CancelScope(shield=True):
             final = await self.storage.finish_match(record.id, MatchStatus.ABORTED, reason, record.seats, time.time())
         return final
+
+
+# How long a stop waits for the match to be stored aborted before it answers anyway: its seats
+# die within their grace period (0.5 s) and storing it is quick, unless the machine is swamped.
+_STOP_WAIT_S = 10.0
+
+
+class _Stop:
+    """How a running match can be stopped: its cancel scope, who stopped it, and when it is over."""
+
+    __slots__ = ("done", "is_playing", "reason", "scope")
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.reason: str | None = None
+        self.is_playing = True  # until the result is being stored
+        self.done = anyio.Event()
 
 
 def result_document(record: MatchRecord) -> dict[str, JSON]:

@@ -5,23 +5,44 @@ The document is the whole stored game: ``game``, ``rules_version``, ``config``, 
 ``actions``, ``statuses``, ``rewards``, ``state``, ``timing``). ``steps[0]`` is the initial
 state. ``verify_replay`` replays the actions through the current rules from the seed and
 compares every state, telling a changed rule (``rules_version`` differs) from a corrupt log.
+
+A stored match's document is served by :func:`replay_chunks`: its head (everything but the
+steps) and then its steps a page at a time, each page read from storage (off the event loop,
+in the database's thread) and written out as stored, never decoded. A match of a hundred
+thousand steps is tens of megabytes: built whole it held the event loop for seconds and its
+size in memory several times over; in pages, other requests run between two pages, memory
+holds about one page, and a client that reads slowly holds back the reading (the response
+waits on the socket).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from protocol.codec import encode_json
 from protocol.errors import ArenaError, IllegalAction
+from server.storage import MatchRecord, Storage
 
 from .games import get_game
 
-__all__ = ["FAULT_STATUSES", "VerifyReport", "replay_document", "step_json", "verify_replay"]
+__all__ = [
+    "FAULT_STATUSES",
+    "REPLAY_PAGE_STEPS",
+    "VerifyReport",
+    "replay_chunks",
+    "replay_document",
+    "step_json",
+    "verify_replay",
+]
 
 JSON = Any
 FAULT_STATUSES = frozenset({"TIMEOUT", "ERROR", "INVALID"})
+# Steps per page of a streamed replay: about 0.4 MB of rps, one read of the database (a few
+# milliseconds), so the event loop is never held longer than that.
+REPLAY_PAGE_STEPS = 1000
 
 
 def step_json(step: Any) -> dict[str, JSON]:
@@ -45,6 +66,56 @@ def replay_document(
         "seats": [dict(s) for s in seats],
         "steps": [step_json(s) for s in steps],
     }
+
+
+def _seat_json(match: MatchRecord) -> list[dict[str, JSON]]:
+    return [
+        {"agent_id": s.agent_id, "name": s.agent_name, "owner": s.owner, "version": s.version,
+         "status": s.status, "reward": s.reward, "reason": s.reason}
+        for s in match.seats
+    ]
+
+
+_STEPS_TAIL = b'"steps":[]}'
+
+
+async def replay_chunks(
+    storage: Storage, match: MatchRecord, *, from_step: int = 0, limit: int | None = None,
+    page_steps: int = REPLAY_PAGE_STEPS,
+) -> AsyncIterator[bytes]:
+    """The replay document of a stored match as JSON, in chunks of about ``page_steps`` steps
+    (see the module's docstring): equal to encoding :func:`replay_document` of all its steps.
+
+    With ``from_step`` and ``limit`` it is one page of that document: the steps from
+    ``from_step`` on, at most ``limit`` of them, and ``next_step`` (where the next page starts,
+    or null when this one reaches the last stored step).
+
+    Raises:
+        StorageError: a page could not be read (the response is then cut short).
+    """
+    head = encode_json(replay_document(
+        game=match.game, rules_version=match.rules_version, config=match.config, seed=match.seed,
+        seats=_seat_json(match), steps=[], match_id=match.id, status=match.status.value, reason=match.reason,
+    ))
+    if not head.endswith(_STEPS_TAIL):  # the steps are spliced in last: the document must end with them
+        raise AssertionError(f"a replay document no longer ends with its steps: {head[-40:]!r}")
+    yield head[:-2]  # ... "steps":[
+    step, sent, separator = max(0, from_step), 0, b""
+    while limit is None or sent < limit:
+        want = page_steps if limit is None else min(page_steps, limit - sent)
+        rows = await storage.get_step_texts(match.id, step, want)
+        if rows:
+            yield separator + ",".join(text for _, text in rows).encode()
+            separator = b","
+            sent += len(rows)
+            step = rows[-1][0] + 1
+        if len(rows) < want:
+            break
+    if limit is None:
+        yield b"]}"
+    else:
+        more = sent == limit and bool(await storage.get_step_texts(match.id, step, 1))
+        yield b'],"next_step":' + (str(step).encode() if more else b"null") + b"}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,12 @@ timing. A seat that breaks the rules of play (TIMEOUT, ERROR, INVALID) ends the 
 once: it gets the losing reward and its opponents the winning one. Every step, including the
 initial state (step 0) and the final one, is handed to the ``Recorder`` as a ``StepRecord``;
 the runner itself stores nothing.
+
+What an agent says is bounded here, for every kind of seat (sandboxed or remote) alike: an
+action larger than ``max_action_bytes`` as JSON is INVALID before the rules look at it, and
+is not recorded (the step shows ``null``), and a seat's reason quotes at most a short prefix
+of whatever it is about (``short_reason``: an illegal move, an exception's message, a remote
+agent's report), since it is stored and shown in every list of matches and every result.
 """
 
 from __future__ import annotations
@@ -25,18 +31,30 @@ from typing import Any, Protocol
 
 import anyio
 
-from protocol.errors import AgentFault, AgentInvalid, AgentTimeout, IllegalAction
+from protocol.codec import encode
+from protocol.errors import AgentFault, AgentInvalid, AgentTimeout, IllegalAction, short_reason
 from protocol.messages import SeatTiming, StepRecord
 
 from .games import Game, get_game
 from .seats import AgentLink, NetworkLink, Reply, SeatStart
 
-__all__ = ["MatchResult", "MatchSpec", "Recorder", "SeatOutcome", "create_game", "run_match"]
+__all__ = [
+    "DEFAULT_MAX_ACTION_BYTES",
+    "MatchResult",
+    "MatchSpec",
+    "Recorder",
+    "SeatOutcome",
+    "create_game",
+    "run_match",
+]
 
 log = logging.getLogger(__name__)
 
 JSON = Any
 ACTIVE, INACTIVE, DONE = "ACTIVE", "INACTIVE", "DONE"
+# Generous: a move of any built-in game is a few bytes, a chess move or an OpenSpiel action a
+# few dozen; the bound is for what gets stored and streamed to every spectator.
+DEFAULT_MAX_ACTION_BYTES = 64 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +66,7 @@ class MatchSpec:
     seed: int
     match_id: int | None = None
     pace_s: float = 0.0  # least wall time per step, so people can watch (0: as fast as the bots)
+    max_action_bytes: int = DEFAULT_MAX_ACTION_BYTES  # one action as JSON; a larger one is INVALID
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +131,11 @@ async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recor
             if isinstance(reply, AgentFault):
                 faults[seat] = reply
                 continue
+            size = _action_bytes(reply.action)
+            if size > spec.max_action_bytes:  # not recorded either: the step keeps null for it
+                faults[seat] = AgentInvalid(f"action of {size} bytes at step {game.step + 1} exceeds the limit of "
+                                            f"{spec.max_action_bytes} bytes")
+                continue
             raw[seat] = reply.action
             try:
                 actions[seat] = game.parse_action(seat, reply.action)
@@ -134,6 +158,19 @@ async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recor
     return _result(game, faults)
 
 
+def _action_bytes(action: JSON) -> int:
+    """The size of an action as JSON (what storing it would take), about."""
+    kind = type(action)
+    if kind is int:  # the usual move: not worth encoding (a Python int has no bound: about its digits)
+        return 24 if -(2**63) <= action < 2**64 else action.bit_length() // 3 + 2
+    if action is None or kind is bool or kind is float:
+        return 24
+    try:
+        return len(encode(action))
+    except TypeError:  # not JSON: only a link inside this process could hand over such a value
+        return len(repr(action))
+
+
 async def _keep_pace(next_step_at: float, pace_s: float) -> float:
     """Sleep until the next step is due on a fixed schedule (so overshoots do not add up);
     a match that fell more than a step behind starts a new schedule instead of rushing."""
@@ -150,7 +187,7 @@ def _result(game: Game, faults: Mapping[int, AgentFault]) -> MatchResult:
     if faults:
         rewards = game.forfeit_rewards(set(faults))
         seats = [
-            SeatOutcome(faults[s].status, rewards[s], str(faults[s])) if s in faults
+            SeatOutcome(faults[s].status, rewards[s], short_reason(str(faults[s]))) if s in faults
             else SeatOutcome(DONE, rewards[s], None)
             for s in range(n)
         ]

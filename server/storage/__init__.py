@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from protocol.errors import ConfigError
 
 from .base import (
+    MAX_ROW_ID,
     AgentRecord,
     EncodedStep,
     MatchRecord,
@@ -22,6 +23,7 @@ from .base import (
 from .sqlite import SqliteStorage, open_sqlite
 
 __all__ = [
+    "MAX_ROW_ID",
     "AgentRecord",
     "EncodedStep",
     "MatchRecord",

@@ -1,5 +1,9 @@
 """The rated ladder in SQLite: rating finished matches exactly once, reading ratings, the leaderboard.
 
+Only matches stored ``rated`` (the scheduler's ladder matches between distinct agents; see
+``SqliteStorage.create_match``) are ever rated: every other match is stored with
+``rating_done = 1`` and never reaches the queue below.
+
 Rating runs inside the caller's write transaction: it reads the oldest finished matches whose
 ``rating_done`` is 0, rates each with ``server.ladder.rate_match`` from the ratings as stored
 (so matches sharing an agent are applied in order), writes the new ratings and sets
@@ -17,7 +21,7 @@ import aiosqlite
 
 from server.ladder import DEFAULT_SKILL, Skill, is_rated_match, rate_match
 
-from ._rows import _standings
+from ._rows import _is_row_id, _standings
 from .base import RatedMatch, RatingChange, RatingRecord
 
 __all__: list[str] = []
@@ -46,7 +50,7 @@ _UPSERT = """
 
 
 async def rate_finished(db: aiosqlite.Connection, limit: int, now: float) -> list[RatedMatch]:
-    """Rate up to ``limit`` unrated finished matches, oldest end first; the caller commits."""
+    """Rate up to ``limit`` finished rated matches not rated yet, oldest end first; the caller commits."""
     rows = await db.execute_fetchall(_TO_RATE, (max(1, limit),))
     done = [await _rate_one(db, match_id, game, now) for match_id, game in rows]
     await db.executemany("UPDATE matches SET rating_done = 1 WHERE id = ?", [(m.match_id,) for m in done])
@@ -71,7 +75,7 @@ async def _rate_one(db: aiosqlite.Connection, match_id: int, game: str, now: flo
 
 async def get_ratings(db: aiosqlite.Connection, agent_ids: Sequence[int]) -> dict[int, RatingRecord]:
     """The ratings of these agents, the default for an unrated one; unknown ids are left out."""
-    ids = sorted(set(agent_ids))
+    ids = sorted({a for a in agent_ids if _is_row_id(a)})
     if not ids:
         return {}
     marks = ", ".join("?" * len(ids))
@@ -85,7 +89,9 @@ async def leaderboard(db: aiosqlite.Connection, game: str) -> list[dict[str, Any
     Unrated agents carry the default rating and rank among the others by it, so the list is
     always ordered by the number it shows. Each row: ``rank``, ``agent_id``, ``name``,
     ``owner``, ``version``, ``rating``, ``mu``, ``sigma``, ``rated_matches``, and the
-    standings' ``matches``, ``wins``, ``draws``, ``losses``, ``faults`` and ``points``.
+    standings' ``matches``, ``wins``, ``draws``, ``losses``, ``faults`` and ``points`` (every
+    finished match, once per agent) and ``rated_wins``, ``rated_draws``, ``rated_losses`` (the
+    rated ones, which ``rated_matches`` counts once the rater has caught up).
     """
     standings = await _standings(db, game)
     rows = await db.execute_fetchall(f"{_RATINGS_SELECT} WHERE a.game = ?", (game,))
@@ -96,7 +102,8 @@ async def leaderboard(db: aiosqlite.Connection, game: str) -> list[dict[str, Any
         board.append({
             "agent_id": doc["agent_id"], "name": doc["name"], "owner": doc["owner"], "version": doc["version"],
             "rating": r.rating, "mu": r.mu, "sigma": r.sigma, "rated_matches": r.matches,
-            **{k: doc[k] for k in ("matches", "wins", "draws", "losses", "faults", "points")},
+            **{k: doc[k] for k in ("matches", "wins", "draws", "losses", "faults", "points", "rated_wins",
+                                   "rated_draws", "rated_losses")},
         })
     board.sort(key=lambda d: (-d["rating"], -d["rated_matches"], d["agent_id"]))
     return [{"rank": i, **doc} for i, doc in enumerate(board, start=1)]

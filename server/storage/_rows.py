@@ -9,12 +9,12 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from protocol.codec import decode_json
+from protocol.codec import decode_json, encode
 from protocol.errors import AgentNotFound, MatchNotFound, ProtocolError, StorageError
 from protocol.messages import SeatTiming, StepRecord
 
 from ._schema import _fetchone
-from .base import AgentRecord, MatchRecord, MatchStatus, SeatResult
+from .base import MAX_ROW_ID, AgentRecord, MatchRecord, MatchStatus, SeatResult
 
 __all__ = ["MAX_PAGE"]
 
@@ -31,28 +31,48 @@ _AGENT_SELECT = """
 """
 _MATCH_SELECT = """
     SELECT id, game, rules_version, status, reason, config, seed, tags, created_at, started_at,
-           finished_at, steps
+           finished_at, steps, rated
     FROM matches
 """
 # Per agent of a game: its results in finished matches, best first (see SqliteStorage.standings).
+# One match counts once per agent, however many of its seats the agent holds: ``mine`` folds an
+# agent's seats of a match into its best reward and whether any of them faulted; ``others``
+# counts the seats of other agents (none: a match against itself, which is a draw).
 _STANDINGS = """
-    WITH results AS (
-        SELECT s.agent_id, s.status, s.reward,
-               (SELECT max(o.reward) FROM match_seats o
-                WHERE o.match_id = s.match_id AND o.seat != s.seat) AS best_other
+    WITH mine AS (
+        SELECT s.match_id, s.agent_id, m.rated, max(s.reward) AS reward,
+               max(s.status IN ('TIMEOUT', 'ERROR', 'INVALID')) AS faulted
         FROM match_seats s JOIN matches m ON m.id = s.match_id
         WHERE m.status = ? AND m.game = ?
+        GROUP BY s.match_id, s.agent_id
+    ), against AS (
+        SELECT r.agent_id, r.rated, r.faulted, r.reward,
+               (SELECT max(s.reward) FROM match_seats s
+                WHERE s.match_id = r.match_id AND s.agent_id != r.agent_id) AS best_other,
+               (SELECT count(*) FROM match_seats s
+                WHERE s.match_id = r.match_id AND s.agent_id != r.agent_id) AS others
+        FROM mine r
+    ), results AS (
+        SELECT agent_id, rated, faulted,
+               others > 0 AND reward > coalesce(best_other, -1e308) AS won,
+               others = 0 OR reward = best_other AS drew
+        FROM against
     ), tally AS (
         SELECT a.id, a.name, u.name AS owner, a.version,
                count(r.agent_id) AS matches,
-               coalesce(sum(r.reward > coalesce(r.best_other, -1e308)), 0) AS wins,
-               coalesce(sum(r.reward = r.best_other), 0) AS draws,
-               coalesce(sum(r.status IN ('TIMEOUT', 'ERROR', 'INVALID')), 0) AS faults
+               coalesce(sum(r.won), 0) AS wins,
+               coalesce(sum(r.drew), 0) AS draws,
+               coalesce(sum(r.faulted), 0) AS faults,
+               coalesce(sum(r.rated), 0) AS rated,
+               coalesce(sum(r.rated AND r.won), 0) AS rated_wins,
+               coalesce(sum(r.rated AND r.drew), 0) AS rated_draws
         FROM agents a JOIN users u ON u.id = a.user_id LEFT JOIN results r ON r.agent_id = a.id
         WHERE a.game = ?
         GROUP BY a.id
     )
-    SELECT id, name, owner, version, matches, wins, draws, matches - wins - draws, faults FROM tally
+    SELECT id, name, owner, version, matches, wins, draws, matches - wins - draws, faults,
+           rated_wins, rated_draws, rated - rated_wins - rated_draws
+    FROM tally
     ORDER BY matches = 0, wins + 0.5 * draws DESC, wins DESC, matches, id
 """
 
@@ -60,7 +80,8 @@ _STANDINGS = """
 async def _standings(db: aiosqlite.Connection, game: str) -> list[dict[str, Any]]:
     """The standings of ``game`` (see SqliteStorage.standings), best first."""
     rows = await db.execute_fetchall(_STANDINGS, (MatchStatus.FINISHED.value, game, game))
-    keys = ("agent_id", "name", "owner", "version", "matches", "wins", "draws", "losses", "faults")
+    keys = ("agent_id", "name", "owner", "version", "matches", "wins", "draws", "losses", "faults",
+            "rated_wins", "rated_draws", "rated_losses")
     table: list[dict[str, Any]] = []
     for row in rows:
         doc: dict[str, Any] = dict(zip(keys, row, strict=True))
@@ -76,7 +97,14 @@ def _agent(row: sqlite3.Row) -> AgentRecord:
     )
 
 
+def _is_row_id(value: int) -> bool:
+    """Whether ``value`` fits an SQLite INTEGER; one that does not names no row."""
+    return -MAX_ROW_ID - 1 <= value <= MAX_ROW_ID
+
+
 async def _load_agent(db: aiosqlite.Connection, agent_id: int) -> AgentRecord:
+    if not _is_row_id(agent_id):
+        raise AgentNotFound(agent_id)
     row = await _fetchone(db, f"{_AGENT_SELECT} WHERE a.id = ?", (agent_id,))
     if row is None:
         raise AgentNotFound(agent_id)
@@ -84,6 +112,8 @@ async def _load_agent(db: aiosqlite.Connection, agent_id: int) -> AgentRecord:
 
 
 async def _match_status(db: aiosqlite.Connection, match_id: int) -> MatchStatus:
+    if not _is_row_id(match_id):
+        raise MatchNotFound(match_id)
     row = await _fetchone(db, "SELECT status FROM matches WHERE id = ?", (match_id,))
     if row is None:
         raise MatchNotFound(match_id)
@@ -108,7 +138,7 @@ async def _load_matches(db: aiosqlite.Connection, tail: str, params: Sequence[An
         MatchRecord(
             id=row[0], game=row[1], rules_version=row[2], status=MatchStatus(row[3]), reason=row[4],
             config=_decode_json(row[5]), seed=row[6], seats=seats[row[0]], tags=_decode_json(row[7]),
-            created_at=row[8], started_at=row[9], finished_at=row[10], steps=row[11],
+            created_at=row[8], started_at=row[9], finished_at=row[10], steps=row[11], rated=bool(row[12]),
         )
         for row in rows
     ]
@@ -138,6 +168,19 @@ def _decode_step(match_id: int, text: str) -> StepRecord:
         raise StorageError(f"a stored step of match {match_id} is malformed: {exc!r}") from exc
 
 
+def _step_text(match_id: int, text: str) -> str:
+    """A stored step's text as this version encodes a ``StepRecord``: rows stored before
+    ``SeatTiming.allowance_s`` existed are decoded and encoded again (the rest, nearly all,
+    go out as stored).
+
+    Raises:
+        StorageError: an old row that is not a step.
+    """
+    if '"wall_s"' in text and '"allowance_s"' not in text:
+        return encode(_decode_step(match_id, text)).decode()
+    return text
+
+
 # -- paging -----------------------------------------------------------------------------------------
 
 
@@ -152,7 +195,7 @@ def _parse_cursor(cursor: str | None, *, default: int) -> int:
         value = int(cursor)
     except ValueError:
         value = -1
-    if value < 0:
+    if not 0 <= value <= MAX_ROW_ID:
         raise ProtocolError(f"bad page cursor {cursor!r}", code="bad_cursor", field="cursor")
     return value
 

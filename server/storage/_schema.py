@@ -117,6 +117,25 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX ratings_by_game ON ratings(game, rating);
     """,
+    # 4: only the ladder's own matches are rated (issue 10). ``rated`` is fixed when a match is
+    # created: the scheduler's matches between distinct agents. Before this version every
+    # finished match was rated, challenges included, so a throwaway account could move any
+    # rating: the ratings are recomputed from the ladder's matches alone. Matches the scheduler
+    # tagged ``scheduled`` with distinct agents become rated; every other one is marked done
+    # (``rating_done = 1``) and so is never rated again; the rated ones are queued again and the
+    # rater replays them from the model's prior, oldest end first, on the next start. Users
+    # keep the client address they signed up from (``created_from``), so the live seats of
+    # every account made from one address count together; users from before have none.
+    """
+    ALTER TABLE matches ADD COLUMN rated INTEGER NOT NULL DEFAULT 0;
+    UPDATE matches SET rated = 1
+    WHERE json_extract(tags, '$.scheduled') = 1
+      AND (SELECT count(*) >= 2 AND count(DISTINCT s.agent_id) = count(*)
+           FROM match_seats s WHERE s.match_id = matches.id);
+    DELETE FROM ratings;
+    UPDATE matches SET rating_done = CASE WHEN rated = 1 THEN 0 ELSE 1 END;
+    ALTER TABLE users ADD COLUMN created_from TEXT;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -16,6 +16,7 @@ from protocol.codec import encode
 from protocol.messages import StepRecord
 
 __all__ = [
+    "MAX_ROW_ID",
     "AgentRecord",
     "EncodedStep",
     "MatchRecord",
@@ -31,6 +32,10 @@ __all__ = [
 
 JSON = Any
 
+# The largest id (and integer) a row can hold: SQLite's INTEGER is 64-bit signed. A larger id
+# names nothing, so lookups answer "not found" instead of overflowing the driver.
+MAX_ROW_ID = (1 << 63) - 1
+
 
 class MatchStatus(enum.StrEnum):
     PENDING = "pending"
@@ -41,9 +46,13 @@ class MatchStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
+    """A user; ``created_from`` is the client address that signed it up (``None`` for users
+    from before addresses were kept, and for the examples' owner)."""
+
     id: int
     name: str
     created_at: float
+    created_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +120,7 @@ class MatchRecord:
     finished_at: float | None = None
     steps: int = 0
     tags: dict[str, JSON] = field(default_factory=dict)
+    rated: bool = False  # a ladder match between distinct agents: only these move ratings
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +164,7 @@ class Storage(Protocol):
     """Everything the arena persists. All methods are safe to call concurrently."""
 
     # users and tokens
-    async def create_user(self, name: str, token_hash: str) -> UserRecord: ...
+    async def create_user(self, name: str, token_hash: str, created_from: str | None = None) -> UserRecord: ...
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None: ...
     async def get_user_by_name(self, name: str) -> UserRecord | None: ...
 
@@ -169,6 +179,10 @@ class Storage(Protocol):
 
     async def get_agent(self, agent_id: int) -> AgentRecord:
         """Raises: AgentNotFound."""
+        ...
+
+    async def get_agents(self, agent_ids: Sequence[int]) -> dict[int, AgentRecord]:
+        """These agents by id, in one query; unknown ids are left out."""
         ...
 
     async def update_agent(
@@ -188,9 +202,10 @@ class Storage(Protocol):
     # matches
     async def create_match(
         self, game: str, rules_version: int, config: dict[str, JSON], seed: int, seats: Sequence[NewSeat],
-        tags: dict[str, JSON] | None = None,
+        tags: dict[str, JSON] | None = None, *, rated: bool = False,
     ) -> MatchRecord:
-        """Store a new match in status ``pending``. Raises: AgentNotFound."""
+        """Store a new match in status ``pending``; ``rated`` (a ladder match) holds only when its
+        seats are distinct agents. Raises: AgentNotFound."""
         ...
 
     async def set_match_live(self, match_id: int, started_at: float) -> None: ...
@@ -221,6 +236,17 @@ class Storage(Protocol):
         """The stored event log, in step order. Raises: MatchNotFound."""
         ...
 
+    async def get_step_texts(self, match_id: int, from_step: int, limit: int) -> list[tuple[int, str]]:
+        """A page of the stored event log, in step order: up to ``limit`` steps from ``from_step``
+        on, each as ``(step, text)``, the text being the ``StepRecord`` encoded (as an
+        ``EncodedStep`` has it), so pages go out without decoding. Raises: MatchNotFound."""
+        ...
+
+    async def get_last_step_texts(self, match_id: int, count: int) -> list[tuple[int, str]]:
+        """The last ``count`` stored steps, in step order, as ``get_step_texts`` gives them.
+        Raises: MatchNotFound."""
+        ...
+
     async def abort_unfinished(self, reason: str) -> int:
         """Mark every pending or live match aborted (on start-up); returns how many."""
         ...
@@ -246,5 +272,9 @@ class Storage(Protocol):
     # seat logs (a bot's print output and its error), readable by the owner only
     async def save_log(self, match_id: int, seat: int, text: str) -> None: ...
     async def get_log(self, match_id: int, seat: int) -> str | None: ...
+
+    async def ping(self) -> None:
+        """A trivial read, for ``GET /api/health``; raises StorageError when storage cannot answer."""
+        ...
 
     async def close(self) -> None: ...

@@ -26,8 +26,18 @@ import aiosqlite
 import anyio
 
 from protocol.codec import encode_json
-from protocol.errors import AgentNotFound, ConfigError, MatchNotFound, NameTaken, StorageError, UserNotFound
+from protocol.errors import (
+    AgentNotFound,
+    ConfigError,
+    MatchNotFound,
+    NameTaken,
+    ProtocolError,
+    StorageError,
+    UserNotFound,
+    short_reason,
+)
 from protocol.messages import StepRecord
+from server.ladder import is_rated_match
 
 from . import _ratings
 from ._rows import (
@@ -35,12 +45,14 @@ from ._rows import (
     _agent,
     _clamp,
     _decode_step,
+    _is_row_id,
     _load_agent,
     _load_matches,
     _match_status,
     _page,
     _parse_cursor,
     _standings,
+    _step_text,
 )
 from ._schema import SCHEMA_VERSION, _connect, _fetchone, _migrate, _rollback
 from ._steps import BATCH_ROWS, BATCH_WINDOW_S, StepWriter
@@ -102,6 +114,10 @@ async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
             await reader.close()
 
 
+def _short(reason: str | None) -> str | None:
+    return None if reason is None else short_reason(reason)
+
+
 class SqliteStorage:
     """The :class:`~server.storage.base.Storage` on SQLite; make one with :func:`open_sqlite`."""
 
@@ -115,8 +131,8 @@ class SqliteStorage:
 
     # -- users -------------------------------------------------------------------------------------
 
-    async def create_user(self, name: str, token_hash: str) -> UserRecord:
-        """Store a new user.
+    async def create_user(self, name: str, token_hash: str, created_from: str | None = None) -> UserRecord:
+        """Store a new user, with the client address it signed up from (if known).
 
         Raises:
             StorageError: the name or the token hash is taken.
@@ -126,22 +142,24 @@ class SqliteStorage:
             if await _fetchone(db, "SELECT 1 FROM users WHERE name = ?", (name,)) is not None:
                 raise NameTaken(f"user name {name!r} is taken")
             cur = await db.execute(
-                "INSERT INTO users (name, token_hash, created_at) VALUES (?, ?, ?)", (name, token_hash, now)
+                "INSERT INTO users (name, token_hash, created_at, created_from) VALUES (?, ?, ?, ?)",
+                (name, token_hash, now, created_from),
             )
             assert cur.lastrowid is not None
-            return UserRecord(cur.lastrowid, name, now)
+            return UserRecord(cur.lastrowid, name, now, created_from)
 
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
         """The user holding this token hash, if any."""
         async with self._read("look up a token") as db:
-            row = await _fetchone(db, "SELECT id, name, created_at FROM users WHERE token_hash = ?",
+            row = await _fetchone(db, "SELECT id, name, created_at, created_from FROM users WHERE token_hash = ?",
                                   (token_hash,))
         return None if row is None else UserRecord(*row)
 
     async def get_user_by_name(self, name: str) -> UserRecord | None:
         """The user of that name, if any."""
         async with self._read(f"look up user {name!r}") as db:
-            row = await _fetchone(db, "SELECT id, name, created_at FROM users WHERE name = ?", (name,))
+            row = await _fetchone(db, "SELECT id, name, created_at, created_from FROM users WHERE name = ?",
+                                  (name,))
         return None if row is None else UserRecord(*row)
 
     async def rotate_token(self, user_id: int, token_hash: str) -> None:
@@ -150,6 +168,8 @@ class SqliteStorage:
         Raises:
             UserNotFound: no user ``user_id``.
         """
+        if not _is_row_id(user_id):
+            raise UserNotFound(user_id)
         async with self._write(f"rotate the token of user {user_id}") as db:
             cur = await db.execute("UPDATE users SET token_hash = ? WHERE id = ?", (token_hash, user_id))
             if cur.rowcount != 1:
@@ -222,12 +242,24 @@ class SqliteStorage:
         async with self._read(f"read agent {agent_id}") as db:
             return await _load_agent(db, agent_id)
 
+    async def get_agents(self, agent_ids: Sequence[int]) -> dict[int, AgentRecord]:
+        """These agents at their current versions, by id, in one query; unknown ids are left out."""
+        ids = sorted({a for a in agent_ids if _is_row_id(a)})
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        async with self._read(f"read {len(ids)} agents") as db:
+            rows = await db.execute_fetchall(f"{_AGENT_SELECT} WHERE a.id IN ({marks})", ids)
+        return {agent.id: agent for agent in map(_agent, rows)}
+
     async def get_agent_code(self, agent_id: int, version: int) -> str | None:
         """The code of one version (``None`` for a remote agent).
 
         Raises:
             AgentNotFound: no such agent, or no such version of it.
         """
+        if not _is_row_id(agent_id):
+            raise AgentNotFound(agent_id)
         async with self._read(f"read code of agent {agent_id}") as db:
             row = await _fetchone(db, "SELECT code FROM agent_versions WHERE agent_id = ? AND version = ?",
                                   (agent_id, version))
@@ -248,6 +280,8 @@ class SqliteStorage:
         """
         where: list[str] = ["a.id > ?"]
         params: list[Any] = [_parse_cursor(cursor, default=0)]
+        if user_id is not None and not _is_row_id(user_id):
+            return [], None  # no user has that id
         if game is not None:
             where.append("a.game = ?")
             params.append(game)
@@ -265,25 +299,31 @@ class SqliteStorage:
 
     async def create_match(
         self, game: str, rules_version: int, config: dict[str, JSON], seed: int, seats: Sequence[NewSeat],
-        tags: dict[str, JSON] | None = None,
+        tags: dict[str, JSON] | None = None, *, rated: bool = False,
     ) -> MatchRecord:
-        """Store a new match in status ``pending``.
+        """Store a new match in status ``pending``. ``rated`` asks for a ladder match; it is
+        stored rated only when its seats are distinct agents (an agent playing itself is never
+        rated), and an unrated match is marked done for the rater at once.
 
         Raises:
             AgentNotFound: a seat names an unknown agent or version.
         """
         config_json, tags_json = encode_json(config).decode(), encode_json(tags or {}).decode()
+        is_rated = rated and is_rated_match([seat.agent_id for seat in seats])
         now = time.time()
         async with self._write(f"create a {game} match") as db:
             for seat in seats:
+                if not _is_row_id(seat.agent_id):
+                    raise AgentNotFound(seat.agent_id)
                 if await _fetchone(db, "SELECT 1 FROM agent_versions WHERE agent_id = ? AND version = ?",
                                    (seat.agent_id, seat.version)) is None:
                     await _load_agent(db, seat.agent_id)  # raises if the agent itself is unknown
                     raise AgentNotFound((seat.agent_id, seat.version))
             cur = await db.execute(
-                "INSERT INTO matches (game, rules_version, status, config, seed, tags, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (game, rules_version, MatchStatus.PENDING.value, config_json, seed, tags_json, now),
+                "INSERT INTO matches (game, rules_version, status, config, seed, tags, created_at, rated, rating_done)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (game, rules_version, MatchStatus.PENDING.value, config_json, seed, tags_json, now, is_rated,
+                 not is_rated),
             )
             assert cur.lastrowid is not None
             match_id = cur.lastrowid
@@ -353,14 +393,16 @@ class SqliteStorage:
             n_seats = 0 if row is None else int(row[0])
             if n_seats != len(seats):
                 raise ValueError(f"match {match_id} has {n_seats} seats, got {len(seats)} results")
+            # Every reason that is stored quotes a short prefix at most (whoever built it): it goes
+            # into every list of matches, lobby frame and result that names the match.
             await db.executemany(
                 "UPDATE match_seats SET status = ?, reward = ?, reason = ? WHERE match_id = ? AND seat = ?",
-                [(s.status, s.reward, s.reason, match_id, i) for i, s in enumerate(seats)],
+                [(s.status, s.reward, _short(s.reason), match_id, i) for i, s in enumerate(seats)],
             )
             await db.execute(
                 "UPDATE matches SET status = ?, reason = ?, finished_at = ?,"
                 " steps = (SELECT count(*) FROM match_steps WHERE match_id = ?) WHERE id = ?",
-                (status.value, reason, finished_at, match_id, match_id),
+                (status.value, _short(reason), finished_at, match_id, match_id),
             )
             return (await _load_matches(db, "WHERE id = ?", (match_id,)))[0]
 
@@ -370,6 +412,8 @@ class SqliteStorage:
         Raises:
             MatchNotFound: no match ``match_id``.
         """
+        if not _is_row_id(match_id):
+            raise MatchNotFound(match_id)
         await self._steps.wait_match(match_id)
         async with self._read(f"read match {match_id}") as db:
             matches = await _load_matches(db, "WHERE id = ?", (match_id,))
@@ -395,6 +439,8 @@ class SqliteStorage:
             where.append("status = ?")
             params.append(MatchStatus(status).value)
         if agent_id is not None:
+            if not _is_row_id(agent_id):
+                return [], None  # no agent has that id
             where.append("id IN (SELECT match_id FROM match_seats WHERE agent_id = ?)")
             params.append(agent_id)
         limit = _clamp(limit)
@@ -417,6 +463,38 @@ class SqliteStorage:
             )
         return [_decode_step(match_id, row[0]) for row in rows]
 
+    async def get_step_texts(self, match_id: int, from_step: int, limit: int) -> list[tuple[int, str]]:
+        """A page of the stored event log as ``(step, text)``, in step order, including steps
+        queued before this call: up to ``limit`` steps from ``from_step`` on (an index range,
+        so a page costs the same wherever it starts).
+
+        Raises:
+            MatchNotFound: no match ``match_id``.
+        """
+        await self._steps.wait_match(match_id)
+        async with self._read(f"read steps of match {match_id}") as db:
+            await _match_status(db, match_id)
+            rows = await db.execute_fetchall(
+                "SELECT step, record FROM match_steps WHERE match_id = ? AND step >= ? ORDER BY step LIMIT ?",
+                (match_id, max(0, from_step), max(0, limit)),
+            )
+        return [(row[0], _step_text(match_id, row[1])) for row in rows]
+
+    async def get_last_step_texts(self, match_id: int, count: int) -> list[tuple[int, str]]:
+        """The last ``count`` stored steps as ``(step, text)``, in step order.
+
+        Raises:
+            MatchNotFound: no match ``match_id``.
+        """
+        await self._steps.wait_match(match_id)
+        async with self._read(f"read steps of match {match_id}") as db:
+            await _match_status(db, match_id)
+            rows = await db.execute_fetchall(
+                "SELECT step, record FROM match_steps WHERE match_id = ? ORDER BY step DESC LIMIT ?",
+                (match_id, max(0, count)),
+            )
+        return [(row[0], _step_text(match_id, row[1])) for row in reversed(list(rows))]
+
     async def abort_unfinished(self, reason: str) -> int:
         """Mark every pending or live match aborted (on start-up); returns how many."""
         async with self._write("abort unfinished matches") as db:
@@ -424,7 +502,7 @@ class SqliteStorage:
                 "UPDATE matches SET status = ?, reason = ?, finished_at = ?,"
                 " steps = (SELECT count(*) FROM match_steps WHERE match_id = matches.id)"
                 " WHERE status IN (?, ?)",
-                (MatchStatus.ABORTED.value, reason, time.time(),
+                (MatchStatus.ABORTED.value, _short(reason), time.time(),
                  MatchStatus.PENDING.value, MatchStatus.LIVE.value),
             )
             return cur.rowcount
@@ -432,10 +510,13 @@ class SqliteStorage:
     async def standings(self, game: str) -> list[dict[str, JSON]]:
         """Per agent of ``game``: finished matches, wins, draws, losses and faults, best first.
 
-        Counted per seat of a finished match (an agent playing itself counts twice): a win is
-        a reward above every other seat's, a draw a reward tied for the top, anything else a
-        loss; a fault is a seat that ended TIMEOUT, ERROR or INVALID. ``points`` is wins plus
-        half the draws; agents without finished matches are listed last.
+        Every finished match counts once per agent in it, challenges included, whatever seats
+        the agent held: its best reward above every other agent's is a win, tied with the best
+        other a draw, anything else a loss; a match of an agent against itself is a draw. A
+        fault is a match where one of its seats ended TIMEOUT, ERROR or INVALID. ``points`` is
+        wins plus half the draws; agents without finished matches are listed last.
+        ``rated_wins``, ``rated_draws`` and ``rated_losses`` count the rated (ladder) matches
+        alone: the results its rating was computed from.
         """
         async with self._read(f"compute standings of {game}") as db:
             return await _standings(db, game)
@@ -479,10 +560,21 @@ class SqliteStorage:
 
     async def get_log(self, match_id: int, seat: int) -> str | None:
         """One seat's log, if one was saved."""
+        if not (_is_row_id(match_id) and _is_row_id(seat)):
+            return None
         async with self._read(f"read log of match {match_id} seat {seat}") as db:
             row = await _fetchone(db, "SELECT text FROM seat_logs WHERE match_id = ? AND seat = ?",
                                   (match_id, seat))
         return None if row is None else str(row[0])
+
+    async def ping(self) -> None:
+        """A trivial read, for ``GET /api/health``.
+
+        Raises:
+            StorageError: the storage is closed or the database does not answer.
+        """
+        async with self._read("answer a health check") as db:
+            await db.execute("SELECT 1")
 
     async def close(self) -> None:
         """Write every queued step, stop the writer and close the connections.
@@ -512,7 +604,11 @@ class SqliteStorage:
                 raise StorageError(f"cannot {what}: storage is closed")
             db = self._db
             try:
-                await db.execute("BEGIN IMMEDIATE")
+                # Shielded: a BEGIN cancelled on its way (a request whose client left, a timed-out
+                # health probe) still runs in the connection's thread, and would leave it inside a
+                # transaction that nobody ends: every later BEGIN on it would fail.
+                with anyio.CancelScope(shield=True):
+                    await db.execute("BEGIN IMMEDIATE")
                 try:
                     yield db
                     with anyio.CancelScope(shield=True):
@@ -523,6 +619,8 @@ class SqliteStorage:
                     raise
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot {what}: {exc}") from exc
+            except OverflowError as exc:  # an integer no column can hold; ids are checked before
+                raise ProtocolError(f"cannot {what}: a number does not fit 64 bits", code="out_of_range") from exc
 
     @asynccontextmanager
     async def _read(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
@@ -532,7 +630,8 @@ class SqliteStorage:
                 raise StorageError(f"cannot {what}: storage is closed")
             db = self._reader
             try:
-                await db.execute("BEGIN")
+                with anyio.CancelScope(shield=True):  # as in _write: never leave a transaction open
+                    await db.execute("BEGIN")
                 try:
                     yield db
                 finally:
@@ -540,3 +639,5 @@ class SqliteStorage:
                         await _rollback(db)
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot {what}: {exc}") from exc
+            except OverflowError as exc:  # an integer no column can hold; ids are checked before
+                raise ProtocolError(f"cannot {what}: a number does not fit 64 bits", code="out_of_range") from exc

@@ -35,5 +35,5 @@ def test_table_renders_rows_ratios_and_failures() -> None:
     markdown = suite.markdown_table(results)
     assert "| events stored | 2.00 | 1.00-3.00 | events/s | >= 50,000 |" in markdown
     assert "| kaggle | n/a | pip failed | episodes/s |" in markdown
-    assert set(suite.AREAS) == {"startup", "moves", "kaggle", "spectators", "storage", "memory"}
+    assert set(suite.AREAS) == {"startup", "moves", "kaggle", "spectators", "storage", "memory", "documents"}
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5

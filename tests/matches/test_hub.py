@@ -6,6 +6,7 @@ play a socket that takes no more frames): exactly what a socket's task runs, min
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import random
@@ -126,18 +127,18 @@ async def test_a_spectator_joining_at_every_point_sees_a_gapless_stream() -> Non
                     feed.publish_step(EncodedStep.of(record))
                 for burst in range(2):  # two joins at each point: one settled, one not yet
                     s = Spectator()
-                    snapshot, sub = feed.subscribe()
+                    sub = feed.subscribe()
                     spectators.append((s, sub))
-                    tg.start_soon(sub.stream, s.send, [snapshot])
+                    tg.start_soon(sub.stream, s.send)
                     if burst == 0:
                         await settle()
                 if i % 3 == 0:
                     await settle()
             feed.publish_end({"winner": None}, {"id": 7, "status": "finished"})
             late = Spectator()  # joins after the end: snapshot and end at once
-            snapshot, sub = feed.subscribe()
+            sub = feed.subscribe()
             spectators.append((late, sub))
-            tg.start_soon(sub.stream, late.send, [snapshot])
+            tg.start_soon(sub.stream, late.send)
 
     reference = [codec.encode(as_event(i + 1, r)).decode() for i, r in enumerate(steps)]
     for n, (s, sub) in enumerate(spectators):
@@ -166,13 +167,13 @@ async def test_a_stuck_spectator_is_cut_off_while_200_others_get_everything(capl
     others = [Spectator() for _ in range(200)]
     with caplog.at_level(logging.INFO, logger="server.matches.hub"), hub.open_feed(1, {"id": 1}) as feed:
         async with anyio.create_task_group() as tg:
-            snapshot, stuck = feed.subscribe()
-            tg.start_soon(stuck.stream, stuck_send, [snapshot])
+            stuck = feed.subscribe()
+            tg.start_soon(stuck.stream, stuck_send)
             subs = []
             for s in others:
-                snapshot, sub = feed.subscribe()
+                sub = feed.subscribe()
                 subs.append(sub)
-                tg.start_soon(sub.stream, s.send, [snapshot])
+                tg.start_soon(sub.stream, s.send)
             await settle()
             for i in range(total):
                 feed.publish_step(make_step(i))
@@ -194,7 +195,7 @@ async def test_a_stuck_spectator_is_cut_off_while_200_others_get_everything(capl
 
 async def test_a_spectator_that_wakes_too_far_behind_is_dropped() -> None:
     feed = MatchFeed(3, {"id": 3}, queue_frames=5)
-    _, sub = feed.subscribe()
+    sub = feed.subscribe()
     for i in range(5):
         feed.publish_step(make_step(i))
     assert len(await sub.receive()) == 5  # exactly at its bound: still fine
@@ -215,10 +216,10 @@ async def test_after_the_end_a_stuck_send_times_out(monkeypatch: pytest.MonkeyPa
             await never.wait()
 
     feed = MatchFeed(4, {"id": 4}, queue_frames=100)
-    snapshot, sub = feed.subscribe()
+    sub = feed.subscribe()
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(sub.stream, send_then_stick, [snapshot])
+            tg.start_soon(sub.stream, send_then_stick)
             for i in range(3):
                 feed.publish_step(make_step(i))
                 await settle()
@@ -235,8 +236,8 @@ async def test_a_closed_feed_ends_every_stream_without_end() -> None:
     s = Spectator()
     async with anyio.create_task_group() as tg:
         with hub.open_feed(2, {"id": 2}) as feed:
-            snapshot, sub = feed.subscribe()
-            tg.start_soon(sub.stream, s.send, [snapshot])
+            sub = feed.subscribe()
+            tg.start_soon(sub.stream, s.send)
             feed.publish_step(make_step(0))
             await settle()
         # the block exited without publish_end (the match task failed): the stream just ends
@@ -254,9 +255,10 @@ async def test_an_owner_view_gets_its_seat_debug_frames_in_place_and_others_are_
     feed.publish_step(make_step(0))
     debug(1, "one-0")
     debug(0, "zero-0")
-    snapshot, history, view = feed.subscribe_seat(1)
+    view = feed.subscribe_seat(1)
+    snapshot, *history = view.first
     assert json.loads(snapshot)["seq"] == 1 and [json.loads(h)["log"] for h in history] == ["one-0"]
-    _, public = feed.subscribe()
+    public = feed.subscribe()
     wakes: list[str] = []
 
     async def wait_public() -> None:
@@ -332,8 +334,8 @@ async def test_publishing_does_not_visit_the_spectators(monkeypatch: pytest.Monk
     async with anyio.create_task_group() as tg:
         spectators = [Spectator() for _ in range(1000)]
         for s in spectators:
-            snapshot, sub = feed.subscribe()
-            tg.start_soon(sub.stream, s.send, [snapshot])
+            sub = feed.subscribe()
+            tg.start_soon(sub.stream, s.send)
         await settle()
         calls.clear()
         feed.publish_step(make_step(0))
@@ -342,3 +344,108 @@ async def test_publishing_does_not_visit_the_spectators(monkeypatch: pytest.Monk
         assert all(len(s.raw) == 2 for s in spectators)  # each took its frame once woken
         feed.publish_end({"winner": None}, {"id": 6})
     assert all(s.seqs() == [0, 1, 2] for s in spectators)
+
+
+# -- bounded memory: the window, the snapshot, and what a spectator keeps ------------------------------
+
+
+async def test_a_long_match_keeps_a_window_and_a_late_joiner_gets_a_bounded_snapshot_then_every_event() -> None:
+    window, snapshot_events, total = 40, 10, 500
+    feed = MatchFeed(8, {"id": 8}, queue_frames=16, window_events=window, snapshot_events=snapshot_events)
+    joined: list[tuple[Spectator, Subscription]] = []
+    async with anyio.create_task_group() as tg:
+        for i in range(total):
+            feed.publish_step(make_step(i))
+            assert len(feed.events) <= window  # never more in memory, however long the match
+            if i in (5, 123, 499):
+                s = Spectator()
+                sub = feed.subscribe()
+                joined.append((s, sub))
+                tg.start_soon(sub.stream, s.send)
+            await settle()
+        feed.publish_end({"winner": None}, {"id": 8, "status": "finished"})
+
+    assert feed.seq == total and len(feed.events) == window and feed.events.first == total - window
+    reference = [codec.encode(as_event(i + 1, make_step(i))).decode() for i in range(total)]
+    for s, sub in joined:
+        snapshot = s.frames[0]
+        seq = snapshot["seq"]
+        events = snapshot["events"]
+        assert len(events) == min(seq, snapshot_events)  # the most recent ones, at most the bound
+        assert [e["seq"] for e in events] == list(range(seq - len(events) + 1, seq + 1))
+        assert snapshot["state"] == make_step(seq - 1).state  # the current state
+        assert [json.dumps(e) for e in events] == [json.dumps(json.loads(r)) for r in reference[seq - len(events):seq]]
+        assert s.raw[1:-1] == reference[seq:]  # then every later event once, in order, then end
+        assert s.seqs() == list(range(seq, total + 2)) and s.frames[-1]["type"] == "end"
+        assert not sub.is_dropped
+
+
+def test_a_snapshot_carries_about_snapshot_bytes_of_events_and_always_the_newest() -> None:
+    feed = MatchFeed(9, {"id": 9}, queue_frames=16, snapshot_events=100, snapshot_bytes=3000)
+    for i in range(50):
+        feed.publish_step(make_step(i))
+    snapshot = json.loads(feed.subscribe().first[0])
+    events = snapshot["events"]
+    assert 0 < len(events) < 50
+    assert sum(len(codec.encode(e)) for e in events) <= 3000
+    assert events[-1]["seq"] == snapshot["seq"] == 50
+    huge = StepRecord(step=50, actions=["x" * 10_000, None], statuses=["INVALID", "DONE"], rewards=[-1.0, 1.0],
+                      state={})
+    feed.publish_step(huge)
+    events = json.loads(feed.subscribe().first[0])["events"]
+    assert [e["seq"] for e in events] == [51]  # larger than the bound alone, but it is the current step
+
+
+async def test_a_spectator_lets_go_of_its_snapshot_once_sent() -> None:
+    """A spectator that stays holds no copy of what it joined with (a long match's snapshot was
+    hundreds of KB per spectator, for as long as it stayed)."""
+    feed = MatchFeed(10, {"id": 10}, queue_frames=16)
+    for i in range(100):
+        feed.publish_step(make_step(i))
+    sent: list[str] = []
+
+    async def send(frame: str) -> None:
+        sent.append(frame)
+
+    sub = feed.subscribe()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sub.stream, send)
+        await settle()
+        feed.publish_step(make_step(100))
+        await settle()
+        assert [json.loads(f)["type"] for f in sent] == ["snapshot", "event"]
+        assert sub.first == []
+        gc.collect()
+        # only this test's list refers to the snapshot now: not the subscription, not its stream's task
+        assert gc.get_referrers(sent[0]) == [sent]
+        feed.publish_end({"winner": None}, {"id": 10})
+
+
+async def test_an_owner_view_of_a_long_match_gets_the_recent_debug_frames_and_then_each_in_place() -> None:
+    feed = MatchFeed(11, {"id": 11}, queue_frames=8, window_events=20, snapshot_events=5)
+    for i in range(300):
+        feed.publish_step(make_step(i))
+        feed.publish_seat_debug(SeatDebug(seq=feed.seq, seat=0, step=i, log=f"line {i}\n"))
+        assert len(feed.debug[0]) <= feed.window_events + 2
+    view = feed.subscribe_seat(0)
+    snapshot, *history = [json.loads(f) for f in view.first]
+    assert [e["seq"] for e in snapshot["events"]] == [296, 297, 298, 299, 300]
+    assert [h["seq"] for h in history] == [296, 297, 298, 299, 300]  # the debug frames of those events
+    feed.publish_step(make_step(300))
+    feed.publish_seat_debug(SeatDebug(seq=feed.seq, seat=0, step=300, log="line 300\n"))
+    frames = [json.loads(f) for f in await view.receive()]
+    assert [(f["type"], f["seq"]) for f in frames] == [("event", 301), ("seat_debug", 301)]
+
+
+def test_spectators_joining_between_two_steps_share_one_snapshot() -> None:
+    """A crowd arriving at once costs one snapshot, not one each; the feed lets go of it at the next step."""
+    feed = MatchFeed(12, {"id": 12}, queue_frames=16)
+    for i in range(30):
+        feed.publish_step(make_step(i))
+    first, second = feed.subscribe(), feed.subscribe()
+    assert first.first[0] is second.first[0]
+    feed.publish_step(make_step(30))
+    third = feed.subscribe()
+    assert third.first[0] is not first.first[0] and json.loads(third.first[0])["seq"] == 31
+    feed.match = {"id": 12, "status": "live"}  # the match document changed: a new snapshot shows it
+    assert json.loads(feed.subscribe().first[0])["match"] == {"id": 12, "status": "live"}

@@ -21,10 +21,11 @@ from typing import Any
 import anyio
 import pytest
 
+from protocol.errors import MAX_REASON_CHARS
 from protocol.messages import SeatTiming, StepRecord
 from server.bots import example_bots
 from server.matches.games import get_game, resolve_config
-from server.matches.runner import MatchResult, MatchSpec, run_match
+from server.matches.runner import DEFAULT_MAX_ACTION_BYTES, MatchResult, MatchSpec, run_match
 from server.matches.seats import open_process_seat
 from server.sandbox import Limits
 from server.sandbox.forkserver import fork_server_pids
@@ -106,13 +107,15 @@ async def play(
     seed: int = 7,
     limits: Sequence[Limits] | None = None,
     pace_s: float = 0.0,
+    max_action_bytes: int = DEFAULT_MAX_ACTION_BYTES,
 ) -> tuple[MatchResult, list[StepRecord], list[str]]:
     """Play one match between bot sources (or example bot names): result, steps, seat logs.
 
     Also checks that when the match ends nothing but the seat processes themselves lives in
     their sessions: no bot managed to leave a process behind.
     """
-    spec = MatchSpec(game, resolve_config(get_game(game), config), seed=seed, pace_s=pace_s)
+    spec = MatchSpec(game, resolve_config(get_game(game), config), seed=seed, pace_s=pace_s,
+                     max_action_bytes=max_action_bytes)
     recorder = ListRecorder()
     limits = limits or [Limits()] * len(bots)
     with anyio.fail_after(MATCH_LIMIT_S):
@@ -424,6 +427,34 @@ async def test_reply_longer_than_limit_is_invalid() -> None:
         "tictactoe", [FIRST_FREE, returns("list(range(10000))")], limits=[Limits(), limits]
     )
     assert_forfeit(result, steps, 1, "INVALID", "reply longer than 4096 bytes")
+
+
+async def test_an_action_over_the_size_bound_is_invalid_and_not_recorded() -> None:
+    """A 1,000,000-character move fits one reply line, but it is refused before the rules look
+    at it: INVALID with a short reason, and the step records null rather than a megabyte."""
+    result, steps, _ = await play("rps", [returns("'x' * 1_000_000"), "rps_random"], {"episodeSteps": 10})
+    reason = assert_forfeit(result, steps, 0, "INVALID", "action of 1000002 bytes at step 1",
+                            f"exceeds the limit of {DEFAULT_MAX_ACTION_BYTES} bytes")
+    assert len(reason) <= MAX_REASON_CHARS + 1
+    assert steps[-1].actions[0] is None
+    # The bound is the operator's: a smaller one applies to the same code path.
+    result, steps, _ = await play("rps", [returns("'x' * 100"), "rps_random"], {"episodeSteps": 10},
+                                  max_action_bytes=64)
+    assert_forfeit(result, steps, 0, "INVALID", "action of 102 bytes at step 1 exceeds the limit of 64 bytes")
+
+
+async def test_every_reason_quotes_a_short_prefix() -> None:
+    """Whatever a reason is about (an illegal move under the size bound, an exception's
+    message) it quotes at most MAX_REASON_CHARS characters of it, with an ellipsis."""
+    illegal = returns("'y' * 60_000")
+    result, steps, _ = await play("rps", [illegal, "rps_random"], {"episodeSteps": 10})
+    reason = assert_forfeit(result, steps, 0, "INVALID", "illegal action at step 1", "yyyy")
+    assert len(reason) == MAX_REASON_CHARS + 1 and reason.endswith("…")
+    assert steps[-1].actions[0] == "y" * 60_000  # within the bound: stored as played
+    crash = "def agent(obs, config):\n    raise ValueError('z' * 100_000)\n"
+    result, steps, _ = await play("rps", [crash, "rps_random"], {"episodeSteps": 10})
+    reason = assert_forfeit(result, steps, 0, "ERROR", "raised at step 1: ValueError: zzz")
+    assert len(reason) == MAX_REASON_CHARS + 1 and reason.endswith("…")
 
 
 async def test_output_flood_is_cut_off_and_memory_stays_bounded() -> None:

@@ -13,6 +13,7 @@ import anyio
 import httpx
 import pytest
 import uvicorn
+from starlette.applications import Starlette
 
 from server.app import create_app
 from server.config import Settings
@@ -57,8 +58,13 @@ def quiet_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_server(settings: Settings, *, send_buffer_bytes: int | None = None) -> AsyncIterator[str]:
+async def running_server(
+    settings: Settings, *, send_buffer_bytes: int | None = None, app: Starlette | None = None
+) -> AsyncIterator[str]:
     """Run the app under uvicorn on a free port; yields ``http://127.0.0.1:PORT``.
+
+    ``app``: an app made by ``create_app(settings)`` whose state (``app.state.arena``) the test
+    reaches into; by default one is made here.
 
     ``send_buffer_bytes`` sets ``SO_SNDBUF`` on the listening socket, which every accepted
     connection inherits (Linux): the kernel then holds little of what a client does not read.
@@ -67,9 +73,13 @@ async def running_server(settings: Settings, *, send_buffer_bytes: int | None = 
     if send_buffer_bytes is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
     port = sock.getsockname()[1]
+    app = app if app is not None else create_app(settings)
     # A bounded graceful shutdown: uvicorn otherwise waits without end for a connection whose
     # peer stopped reading (its transport only closes once its buffer drains).
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    # As `arena serve` runs it: no X-Forwarded-For trusted unless the settings list a proxy.
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5,
+                            proxy_headers=bool(settings.forwarded_allow_ips),
+                            forwarded_allow_ips=settings.forwarded_allow_ips or None)
     server = uvicorn.Server(config)
     stopped = anyio.Event()
 

@@ -224,8 +224,9 @@ async def test_matches(settings: Settings) -> None:
         assert "colums" in message
         for known in ("episodeSteps", "signs", "actTimeout"):
             assert known in message
+        # Not a number where one is expected: 422 naming the key and its range (DESIGN.md).
         assert_error(await client.post("/api/matches", json={**body, "config": {"episodeSteps": "many"}},
-                                       headers=alice.headers), 400)
+                                       headers=alice.headers), 422, "config_out_of_range")
         assert_error(await client.post("/api/matches", content=b"[", headers=alice.headers), 400)
         # None of the refused requests created a match.
         assert (await client.get("/api/matches")).json()["items"] == []

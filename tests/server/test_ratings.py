@@ -1,4 +1,5 @@
-"""The rated ladder end to end: real uvicorn, real bots, ``rating_changed`` on ``/ws/lobby``."""
+"""The rated ladder end to end: real uvicorn, real bots, ``rating_changed`` on ``/ws/lobby``; only the
+ladder's own matches are rated (challenges are covered in ``test_ratings_rule.py``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import anyio
-import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
 from protocol.codec import decode_lobby
 from protocol.errors import StorageError
@@ -20,6 +19,7 @@ from server.config import Settings
 from server.matches.hub import Hub
 from server.ratings import Rater
 from server.storage import MatchStatus, NewSeat, RatedMatch, SeatResult, SqliteStorage, Storage, open_sqlite
+from tests.server.agent_client import register_remote
 from tests.server.conftest import (
     TICTACTOE_FIRST_FREE,
     api_client,
@@ -27,7 +27,15 @@ from tests.server.conftest import (
     start_match,
     submit_agent,
     wait_finished,
-    ws_url,
+)
+from tests.server.ladder_client import (
+    index_of,
+    leaderboard,
+    open_lobby,
+    ratings_of,
+    read_until,
+    set_disabled,
+    settle_ladder,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,73 +43,54 @@ pytestmark = pytest.mark.timeout(120)
 JSON = Any
 
 
-def open_lobby(client: httpx.AsyncClient) -> connect:
-    return connect(ws_url(client, "/ws/lobby"), proxy=None, open_timeout=20, max_size=None)
-
-
-async def read_until(lobby: ClientConnection, frames: list[JSON], done: Any, timeout_s: float = 30) -> None:
-    """Append lobby frames to ``frames`` until ``done(frames)`` holds."""
-    with anyio.fail_after(timeout_s):
-        while not done(frames):
-            frames.append(json.loads(await lobby.recv()))
-
-
-def ratings_of(frames: list[JSON], match_id: int) -> list[JSON]:
-    return [f for f in frames if f["type"] == "rating_changed" and f["match_id"] == match_id]
-
-
-def index_of(frames: list[JSON], kind: str, match_id: int) -> int:
-    for i, frame in enumerate(frames):
-        if frame["type"] == kind and (frame.get("match") or {}).get("id", frame.get("match_id")) == match_id:
-            return i
-    raise AssertionError(f"no {kind} frame of match {match_id} in {[f['type'] for f in frames]}")
-
-
-async def leaderboard(client: httpx.AsyncClient, game: str) -> list[JSON]:
-    response = await client.get("/api/leaderboard", params={"game": game})
-    assert response.status_code == 200, response.text
-    items: list[JSON] = response.json()["items"]
-    return items
-
-
-async def test_finished_matches_move_ratings_announced_on_the_lobby(settings: Settings) -> None:
-    async with api_client(settings) as client:
-        alice = await create_user(client, "alice")
-        # The first free cell: seat 0 always wins, on the diagonal, in 7 steps.
-        a = (await submit_agent(client, alice, "ann", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
-        b = (await submit_agent(client, alice, "ben", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
-        idle = (await submit_agent(client, alice, "idle", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
-        names = {a: "ann", b: "ben"}
-        last = {a: 1000.0, b: 1000.0}
+async def test_ladder_matches_move_ratings_announced_on_the_lobby(settings: Settings) -> None:
+    ladder = replace(settings, ladder=True, ladder_pace_s=0.0, ladder_matches=1)
+    async with api_client(ladder) as client:
+        alice, bob = await create_user(client, "alice"), await create_user(client, "bob")
+        # A remote agent: the ladder never schedules it, so it never plays.
+        idle = await register_remote(client, alice, "idle", "tictactoe")
         frames: list[JSON] = []
         async with open_lobby(client) as lobby:
-            for n, (winner, loser) in enumerate([(a, b), (b, a), (a, b)], start=1):
-                match = await start_match(client, alice, "tictactoe", [winner, loser])
-                await read_until(lobby, frames, lambda fs, m=match["id"]: len(ratings_of(fs, m)) == 2)
-                rated = ratings_of(frames, match["id"])
-                # After the match's end, one frame per seat, in seat order.
-                assert index_of(frames, "match_ended", match["id"]) < frames.index(rated[0])
-                assert [f["agent_id"] for f in rated] == [winner, loser]
-                for frame in rated:
-                    assert isinstance(decode_lobby(json.dumps(frame)), RatingChanged)
-                    agent = frame["agent_id"]
-                    assert frame["game"] == "tictactoe" and frame["name"] == names[agent]
-                    assert frame["owner"] == "alice" and frame["rated_matches"] == n
-                    assert frame["previous"] == last[agent]
-                    assert frame["rating"] == round(1000 + 40 * (frame["mu"] - 3 * frame["sigma"]), 1)
-                    last[agent] = frame["rating"]
-                win, loss = rated
-                assert win["rating"] > win["previous"] and loss["rating"] < loss["previous"]  # winner up, loser down
-
-            # A match of an agent against itself is not rated: its end is followed by the next match.
+            # The first free cell: seat 0 always wins, on the diagonal, in 7 steps.
+            a = (await submit_agent(client, alice, "ann", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
+            b = (await submit_agent(client, bob, "ben", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
+            await read_until(lobby, frames, lambda fs: sum(f["type"] == "rating_changed" for f in fs) >= 6)
+            # A challenge meanwhile, of an agent against itself: shown unrated, never rated.
             mirror = await start_match(client, alice, "tictactoe", [a, a])
+            assert mirror["rated"] is False
             assert (await wait_finished(client, mirror["id"]))["status"] == "finished"
-            after = await start_match(client, alice, "tictactoe", [b, a])
-            await read_until(lobby, frames, lambda fs: len(ratings_of(fs, after["id"])) == 2)
-            assert ratings_of(frames, mirror["id"]) == []
-            assert index_of(frames, "match_ended", mirror["id"]) < index_of(frames, "match_ended", after["id"])
-            for frame in ratings_of(frames, after["id"]):
-                last[frame["agent_id"]] = frame["rating"]
+            rated = await settle_ladder(client, {alice: [a], bob: [b]}, "tictactoe")
+            await read_until(lobby, frames, lambda fs: sum(f["type"] == "rating_changed" for f in fs) == 2 * len(rated)
+                             and any(f["type"] == "match_ended" and f["match"]["id"] == mirror["id"] for f in fs))
+
+        names = {a: "ann", b: "ben"}
+        owners = {a: "alice", b: "bob"}
+        last = {a: 1000.0, b: 1000.0}
+        counts = {a: 0, b: 0}
+        started = {f["match"]["id"]: f["match"] for f in frames if f["type"] == "match_started"}
+        ended = {f["match"]["id"]: f["match"] for f in frames if f["type"] == "match_ended"}
+        # One ladder match at a time (ladder_matches 1): rated in id order, each from the ratings before it.
+        for match in rated:
+            assert started[match["id"]]["rated"] is True and started[match["id"]]["tags"] == {"scheduled": True}
+            frames_of = ratings_of(frames, match["id"])
+            # After the match's end, one frame per seat, in seat order.
+            assert index_of(frames, "match_ended", match["id"]) < frames.index(frames_of[0])
+            assert [f["agent_id"] for f in frames_of] == [s["agent_id"] for s in match["seats"]]
+            for frame in frames_of:
+                assert isinstance(decode_lobby(json.dumps(frame)), RatingChanged)
+                agent = frame["agent_id"]
+                counts[agent] += 1
+                assert frame["game"] == "tictactoe" and frame["name"] == names[agent]
+                assert frame["owner"] == owners[agent] and frame["rated_matches"] == counts[agent]
+                assert frame["previous"] == last[agent]
+                assert frame["rating"] == round(1000 + 40 * (frame["mu"] - 3 * frame["sigma"]), 1)
+                last[agent] = frame["rating"]
+            win, loss = frames_of  # the first mover wins
+            assert win["rating"] > win["previous"] and loss["rating"] < loss["previous"]  # winner up, loser down
+        # The challenge is listed unrated on the lobby too, and no rating moved with it.
+        assert started[mirror["id"]]["rated"] is False and ended[mirror["id"]]["rated"] is False
+        assert ratings_of(frames, mirror["id"]) == []
+        assert {f["match_id"] for f in frames if f["type"] == "rating_changed"} == {m["id"] for m in rated}
 
         # The leaderboard ranks by the announced ratings; the agent that never played holds 1000.
         board = await leaderboard(client, "tictactoe")
@@ -109,7 +98,10 @@ async def test_finished_matches_move_ratings_announced_on_the_lobby(settings: Se
         assert [row["rating"] for row in board] == sorted((row["rating"] for row in board), reverse=True)
         rows = {row["agent_id"]: row for row in board}
         assert rows[a]["rating"] == last[a] and rows[b]["rating"] == last[b]
-        assert rows[a]["rated_matches"] == 4 and rows[a]["matches"] == 6  # standings count the mirror twice
+        assert rows[a]["rated_matches"] == counts[a] and rows[b]["rated_matches"] == counts[b] == len(rated)
+        # Standings count every finished match once per agent: the ladder's and the mirror challenge.
+        assert rows[a]["matches"] == counts[a] + 1 and rows[b]["matches"] == counts[b]
+        assert rows[a]["rated_wins"] + rows[a]["rated_draws"] + rows[a]["rated_losses"] == counts[a]
         assert (rows[idle]["rating"], rows[idle]["rated_matches"], rows[idle]["matches"]) == (1000.0, 0, 0)
         for row in board:
             assert {"wins", "draws", "losses", "faults", "points", "mu", "sigma", "name", "owner"} <= set(row)
@@ -130,27 +122,30 @@ async def test_finished_matches_move_ratings_announced_on_the_lobby(settings: Se
 
 
 async def test_ratings_survive_a_restart_and_no_match_is_rated_twice(settings: Settings) -> None:
-    async with api_client(settings) as client:
-        alice = await create_user(client, "alice")
+    ladder = replace(settings, ladder=True, ladder_pace_s=0.0, ladder_matches=1)
+    async with api_client(ladder) as client:
+        alice, bob = await create_user(client, "alice"), await create_user(client, "bob")
         a = (await submit_agent(client, alice, "ann", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
-        b = (await submit_agent(client, alice, "ben", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
+        b = (await submit_agent(client, bob, "ben", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
         async with open_lobby(client) as lobby:
-            match = await start_match(client, alice, "tictactoe", [a, b])
-            frames: list[JSON] = []
-            await read_until(lobby, frames, lambda fs: len(ratings_of(fs, match["id"])) == 2)
+            await read_until(lobby, [], lambda fs: any(f["type"] == "rating_changed" for f in fs))
+        await settle_ladder(client, {alice: [a], bob: [b]}, "tictactoe")  # disabled: the ladder rests
         before = await leaderboard(client, "tictactoe")
+        assert all(row["rated_matches"] > 0 for row in before)
 
-    async with api_client(settings) as client:  # the same database file
+    async with api_client(ladder) as client:  # the same database file
         await anyio.sleep(0.3)  # the rater's start-up pass has nothing to rate: the board stays as it was
         assert await leaderboard(client, "tictactoe") == before
         async with open_lobby(client) as lobby:
-            match = await start_match(client, alice, "tictactoe", [b, a])
-            frames = []
-            await read_until(lobby, frames, lambda fs: len(ratings_of(fs, match["id"])) == 2)
-        assert [f["rated_matches"] for f in ratings_of(frames, match["id"])] == [2, 2]
-        assert [f["previous"] for f in ratings_of(frames, match["id"])] == [
-            next(r["rating"] for r in before if r["agent_id"] == agent) for agent in (b, a)
-        ]
+            await set_disabled(client, alice, [a], False)
+            await set_disabled(client, bob, [b], False)
+            frames: list[JSON] = []
+            await read_until(lobby, frames, lambda fs: sum(f["type"] == "rating_changed" for f in fs) >= 2)
+        first = frames[next(i for i, f in enumerate(frames) if f["type"] == "rating_changed")]["match_id"]
+        rated = ratings_of(frames, first)
+        was = {row["agent_id"]: row for row in before}
+        assert [f["rated_matches"] for f in rated] == [was[f["agent_id"]]["rated_matches"] + 1 for f in rated]
+        assert [f["previous"] for f in rated] == [was[f["agent_id"]]["rating"] for f in rated]
 
 
 async def test_the_scheduler_plays_a_rated_ladder_between_the_example_bots(settings: Settings) -> None:
@@ -163,7 +158,7 @@ async def test_the_scheduler_plays_a_rated_ladder_between_the_example_bots(setti
         assert rated_ids & set(started)
         for match_id in rated_ids & set(started):
             match = started[match_id]
-            assert match["tags"] == {"scheduled": True}
+            assert match["tags"] == {"scheduled": True} and match["rated"] is True
             seats = [s["agent_id"] for s in match["seats"]]
             assert len(set(seats)) == len(seats)  # the pairing rule never pairs an agent with itself
             assert index_of(frames, "match_ended", match_id) < index_of(frames, "rating_changed", match_id)
@@ -205,7 +200,7 @@ async def test_a_failure_to_rate_is_logged_and_retried(tmp_path: Path, caplog: p
     async with open_sqlite(tmp_path / "arena.db") as storage:
         user = await storage.create_user("alice", "h")
         a, b = [await storage.save_agent(user.id, name, "tictactoe", "x") for name in ("a", "b")]
-        match = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, 1), NewSeat(b.id, 1)])
+        match = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, 1), NewSeat(b.id, 1)], rated=True)
         seats = [SeatResult(s.agent_id, s.agent_name, s.owner, s.version, "DONE", r, None)
                  for s, r in zip(match.seats, [1.0, -1.0], strict=True)]
         final = await storage.finish_match(match.id, MatchStatus.FINISHED, None, seats, time.time())

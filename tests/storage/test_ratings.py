@@ -1,4 +1,4 @@
-"""The ladder in SqliteStorage: each finished match rated exactly once, across reopening too."""
+"""The ladder in SqliteStorage: each finished ladder match rated exactly once, across reopening too."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from server.storage.sqlite import SCHEMA_VERSION
 
 
 async def finish(storage: SqliteStorage, agents: list[AgentRecord], rewards: list[float],
-                 status: MatchStatus = MatchStatus.FINISHED) -> int:
-    """Store a tictactoe match between ``agents`` that ended with ``rewards``; returns its id."""
-    match = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, a.version) for a in agents])
+                 status: MatchStatus = MatchStatus.FINISHED, *, rated: bool = True) -> int:
+    """Store a tictactoe match between ``agents`` that ended with ``rewards`` (a ladder match
+    unless ``rated`` is false, as a challenge is); returns its id."""
+    match = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, a.version) for a in agents],
+                                       rated=rated)
     seats = [
         SeatResult(s.agent_id, s.agent_name, s.owner, s.version, "DONE", reward, None)
         for s, reward in zip(match.seats, rewards, strict=True)
@@ -77,16 +79,17 @@ async def test_a_match_is_rated_exactly_once_also_after_reopening(tmp_path: Path
         assert (await storage.get_ratings([a.id]))[a.id].matches == 3
 
 
-async def test_only_finished_matches_between_distinct_agents_are_rated(tmp_path: Path) -> None:
+async def test_only_finished_ladder_matches_between_distinct_agents_are_rated(tmp_path: Path) -> None:
     async with open_sqlite(tmp_path / "arena.db") as storage:
         a, b, _ = await three_agents(storage)
         aborted = await finish(storage, [a, b], [1.0, -1.0], MatchStatus.ABORTED)
-        live = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, 1), NewSeat(b.id, 1)])
+        live = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, 1), NewSeat(b.id, 1)], rated=True)
         await storage.set_match_live(live.id, time.time())
-        mirror = await finish(storage, [a, a], [1.0, -1.0])
-        rated = await storage.rate_finished()
-        assert changes(rated) == [(mirror, [])]  # processed, not rated: one agent in every seat
-        assert await storage.rate_finished() == []
+        mirror = await finish(storage, [a, a], [1.0, -1.0])  # asked rated, stored unrated: one agent in every seat
+        challenge = await finish(storage, [a, b], [1.0, -1.0], rated=False)
+        assert not (await storage.get_match(mirror)).rated and not (await storage.get_match(challenge)).rated
+        assert (await storage.get_match(live.id)).rated
+        assert await storage.rate_finished() == []  # neither ever reaches the rater
         ratings = await storage.get_ratings([a.id, b.id])
         assert ratings[a.id].matches == 0 and ratings[b.id].matches == 0
         assert aborted != live.id
@@ -132,18 +135,19 @@ async def test_leaderboard_ranks_by_rating_with_standings(tmp_path: Path) -> Non
         top = board[0]
         assert set(top) == {
             "rank", "agent_id", "name", "owner", "version", "rating", "mu", "sigma", "rated_matches",
-            "matches", "wins", "draws", "losses", "faults", "points",
+            "matches", "wins", "draws", "losses", "faults", "points", "rated_wins", "rated_draws", "rated_losses",
         }
         summary = (top["agent_id"], top["owner"], top["rated_matches"], top["matches"], top["wins"])
         assert summary == (a.id, "alice", 3, 3, 3)
         assert top["points"] == 3.0 and top["losses"] == 0
+        assert (top["rated_wins"], top["rated_draws"], top["rated_losses"]) == (3, 0, 0)
         unrated = board[2]
         assert unrated["agent_id"] == idle.id and unrated["rated_matches"] == 0 and unrated["matches"] == 0
         assert (unrated["mu"], unrated["sigma"], unrated["rating"]) == (DEFAULT_SKILL.mu, DEFAULT_SKILL.sigma, 1000.0)
         assert await storage.leaderboard("chess") == []
 
 
-async def test_a_database_from_before_ratings_opens_and_rates_its_history(tmp_path: Path) -> None:
+async def test_a_database_from_before_ratings_opens_and_rates_its_ladder_history(tmp_path: Path) -> None:
     path = tmp_path / "arena.db"
     db = sqlite3.connect(path)
     for script in _MIGRATIONS[:2]:  # the schema as it was before ratings (version 2)
@@ -156,10 +160,13 @@ async def test_a_database_from_before_ratings_opens_and_rates_its_history(tmp_pa
                    " VALUES (?, 1, ?, 'tictactoe', 0, 1, 0, 0)", (agent_id, name))
         db.execute("INSERT INTO agent_versions (agent_id, version, code, created_at) VALUES (?, 1, 'x', 0)",
                    (agent_id,))
-    db.execute("INSERT INTO matches (id, game, rules_version, status, config, seed, tags, created_at, finished_at)"
-               " VALUES (1, 'tictactoe', 1, 'finished', '{}', 1, '{}', 0, 1)")
+    # Match 1 the scheduler's, match 2 a challenge (b wins it too): only the first is rated.
+    db.executemany("INSERT INTO matches (id, game, rules_version, status, config, seed, tags, created_at, finished_at)"
+                   " VALUES (?, 'tictactoe', 1, 'finished', '{}', 1, ?, 0, ?)",
+                   [(1, '{"scheduled":true}', 1), (2, '{"started_by":"alice","user_id":1}', 2)])
     db.executemany("INSERT INTO match_seats (match_id, seat, agent_id, version, status, reward)"
-                   " VALUES (1, ?, ?, 1, 'DONE', ?)", [(0, 1, -1.0), (1, 2, 1.0)])
+                   " VALUES (?, ?, ?, 1, 'DONE', ?)",
+                   [(m, seat, seat + 1, 2.0 * seat - 1) for m in (1, 2) for seat in (0, 1)])
     db.commit()
     db.close()
 
@@ -167,7 +174,9 @@ async def test_a_database_from_before_ratings_opens_and_rates_its_history(tmp_pa
         (rated,) = await storage.rate_finished()
         assert rated.match_id == 1
         assert [ch.after.rating > 1000.0 for ch in rated.changes] == [False, True]  # b won
+        assert await storage.rate_finished() == []  # the challenge never is
         board = await storage.leaderboard("tictactoe")
-        assert [row["name"] for row in board] == ["b", "a"]
+        assert [(row["name"], row["rated_matches"], row["matches"]) for row in board] == [("b", 1, 2), ("a", 1, 2)]
+        assert [(await storage.get_match(m)).rated for m in (1, 2)] == [True, False]
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

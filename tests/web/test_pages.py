@@ -27,6 +27,7 @@ from tests.server.conftest import (
     TICTACTOE_FIRST_FREE,
     api_client,
     create_user,
+    quiet_settings,
     start_match,
     submit_agent,
     wait_finished,
@@ -143,7 +144,9 @@ async def test_lobby_shows_live_match_then_its_result_and_the_leaderboard(settin
         await expect(recent_row).to_contain_text("19 steps")
 
         # The leaderboard follows the result (refetched on match_ended and rating_changed), per
-        # game, ranked by rating: the winner climbs from 1000, the loser drops, each with its change.
+        # game, ranked by rating. A challenge is unrated (only the ladder's matches are: see
+        # test_ladder_pages.py for a rating's change): both stay at 1000, with no change marked,
+        # while the win and the loss count in the standings.
         await page.locator('#game-tabs [data-game="connectx"]').click()
         rows = page.locator("#leaderboard tbody tr")
         await expect(rows).to_have_count(2)
@@ -151,11 +154,10 @@ async def test_lobby_shows_live_match_then_its_result_and_the_leaderboard(settin
         await expect(rows.nth(0)).to_contain_text("alpha")
         board = {row["agent_id"]: row for row in (await client.get("/api/leaderboard?game=connectx")).json()["items"]}
         top, second = board[alpha["id"]], board[beta["id"]]
-        assert top["rating"] > 1000.0 > second["rating"]
-        await expect(rows.nth(0).locator("td.rating")).to_have_attribute("data-rating", str(top["rating"]))
-        await expect(rows.nth(0).locator(".rating-value")).to_have_text(str(math.floor(top["rating"] + 0.5)))
-        await expect(rows.nth(0).locator(".delta.up")).to_have_text(f"+{math.floor(top['rating'] - 1000 + 0.5)}")
-        await expect(rows.nth(1).locator(".delta.down")).to_have_text(f"−{math.floor(1000 - second['rating'] + 0.5)}")
+        assert top["rating"] == second["rating"] == 1000.0 and top["rated_matches"] == second["rated_matches"] == 0
+        await expect(rows.nth(0).locator("td.rating")).to_have_attribute("data-rating", "1000")
+        await expect(rows.nth(0).locator("td.rating.provisional .rating-value")).to_have_text("1000")
+        await expect(page.locator("#leaderboard .delta")).to_have_count(0)
         await expect(rows.nth(0).locator("td.rank")).to_have_text("1")
         await expect(rows.nth(0).locator("td.wins")).to_have_text("1")
         await expect(rows.nth(1).locator("td.losses")).to_have_text("1")
@@ -170,6 +172,7 @@ async def test_lobby_shows_live_match_then_its_result_and_the_leaderboard(settin
         await recent_row.locator("a").click()
         await expect(page).to_have_url(f"{client.base_url}/matches/{match['id']}")
         await expect(page.locator("#board [data-cell]")).to_have_count(42)
+        await expect(page.locator("#match-meta")).to_contain_text("unrated")
 
 
 # -- match page, live ----------------------------------------------------------------------------------
@@ -376,13 +379,14 @@ async def test_agent_page_shows_agent_standing_and_matches(settings: Settings) -
             await expect(standing).to_contain_text("played")
             await expect(standing.locator(".stat", has_text="played").locator(".stat-value")).to_have_text("2")
             await expect(standing.locator(".stat", has_text="wins").locator(".stat-value")).to_have_text("1")
-            # Its rating (one win, one loss), in the facts and the standing, as the API has it.
+            # Its rating, in the facts and the standing, as the API has it: the default, since
+            # challenges are unrated (a ladder match moves it: see test_ladder_pages.py).
             doc = (await client.get(f"/api/agents/{alpha['id']}")).json()
-            assert doc["rated_matches"] == 2 and doc["rating"] != 1000.0
+            assert doc["rated_matches"] == 0 and doc["rating"] == 1000.0
             shown = str(math.floor(doc["rating"] + 0.5))
             await expect(page.locator('[data-field="rating"]')).to_have_text(shown)
             await expect(standing.locator(".stat.rating .stat-value")).to_have_text(shown)
-            await expect(standing).to_contain_text("2 rated matches")
+            await expect(standing).to_contain_text("No rated match yet")
             await screenshot(page, "agent")
 
             await rows.nth(1).locator("a").click()
@@ -397,3 +401,53 @@ async def test_agent_page_shows_agent_standing_and_matches(settings: Settings) -
         async with watched_page(browser) as page:
             await page.goto(f"{client.base_url}/matches/999")
             await expect(page.locator("#page-error")).to_contain_text("does not exist")
+
+
+async def test_a_long_match_page_fetches_the_steps_its_snapshot_left_out(tmp_path: Path) -> None:
+    """The snapshot carries the latest steps only: the move list offers the earlier ones, and a
+    seek (or playing) into steps not loaded yet fetches them from GET /api/matches/{id}/events."""
+    settings = quiet_settings(tmp_path, spectator_snapshot_events=30)
+    async with api_client(settings) as client, chromium() as browser:
+        user = await create_user(client, "alice")
+        cycle = await submit_agent(client, user, "cycle", "rps", RPS_CYCLE)
+        rock = await submit_agent(client, user, "rock", "rps", RPS_ROCK)
+        match = await start_match(client, user, "rps", [cycle["id"], rock["id"]], config={"episodeSteps": 600})
+        await wait_finished(client, match["id"])
+
+        async with watched_page(browser) as page:
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url) if "/events" in r.url else None)
+            await page.goto(f"{client.base_url}/matches/{match['id']}")
+            label = page.locator("#step-label")
+            throws = page.locator("#board [data-cell]")
+            moves = page.locator("#moves .move")
+            await expect(label).to_have_attribute("data-step", "599")
+            await expect(label).to_have_text("Step 599 of 599")
+            await expect(moves).to_have_count(30)  # the snapshot's steps 570..599
+            await expect(page.locator("#moves-count")).to_have_text("599 steps")
+            earlier = page.locator("#moves-earlier")
+            await expect(earlier).to_be_visible()
+            assert requests == []  # nothing fetched until asked for
+
+            # Seek to the start: the step is fetched, then drawn.
+            await page.locator("#replay-seek").fill("0")
+            await expect(label).to_have_attribute("data-step", "0")
+            await expect(throws.nth(0)).to_have_attribute("data-value", "")
+            await page.get_by_role("button", name="Step forward").click()
+            await expect(label).to_have_attribute("data-step", "1")
+            await expect(throws.nth(0)).to_have_attribute("data-value", "0")  # step 1: 0 % 3
+            await page.locator("#replay-seek").fill("550")  # between what the seek loaded and the snapshot
+            await expect(label).to_have_attribute("data-step", "550")
+            await expect(throws.nth(0)).to_have_attribute("data-value", str(549 % 3))
+            await expect(page.locator("#board .rps-history .pill")).to_have_count(24)  # the rounds before it too
+            assert requests and all("limit=" in url for url in requests)
+
+            # The earlier moves, a page at a time, up to the first.
+            await earlier.click()
+            await expect(moves).to_have_count(530)
+            await earlier.click()
+            await expect(moves).to_have_count(599)
+            await expect(earlier).to_be_hidden()
+            await page.locator("#moves .move[data-step='3']").click()
+            await expect(label).to_have_attribute("data-step", "3")
+            await expect(throws.nth(0)).to_have_attribute("data-value", "2")  # step 3: 2 % 3

@@ -22,12 +22,16 @@ from importlib import metadata
 from protocol.errors import UnknownGame
 from server.matches.games.base import COMMON_CONFIG, Game, Outcome, Termination, resolve_config
 from server.matches.games.connectx import ConnectX
+from server.matches.games.ranges import COMMON_RANGES, ConfigRange, ConfigRanges
 from server.matches.games.rps import RockPaperScissors
 from server.matches.games.tictactoe import TicTacToe
 
 __all__ = [
     "BUILTIN_GAMES",
     "COMMON_CONFIG",
+    "COMMON_RANGES",
+    "ConfigRange",
+    "ConfigRanges",
     "ENTRY_POINT_GROUP",
     "GAMES",
     "ConnectX",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from protocol.errors import ConfigError, IllegalAction
+from protocol.errors import ConfigOutOfRange, IllegalAction
 from server.matches.games.base import JSON, Game, Outcome, Termination
 
 
@@ -40,12 +40,13 @@ def check_int_range(config: Mapping[str, JSON], key: str, low: int, high: int | 
     """Check that ``config[key]`` lies in ``low..high`` (no upper bound when ``high`` is None).
 
     Raises:
-        ConfigError: naming the key, the accepted range and the value.
+        ConfigOutOfRange: naming the key, the accepted range and the value.
     """
     value = config[key]
     if value < low or (high is not None and value > high):
         accepted = f"in {low}..{high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"config {key} must be {accepted}, got {value!r}")
+        raise ConfigOutOfRange(f"config {key} must be {accepted}, got {value!r}", key=key, low=low,
+                               high=high if high is not None else float("inf"))
 
 
 def is_int(value: JSON) -> bool:
@@ -57,7 +58,7 @@ def check_episode_steps(config: Mapping[str, JSON]) -> None:
     """Check ``episodeSteps``: at least 2, as Kaggle requires (the initial state counts as one).
 
     Raises:
-        ConfigError: naming the key, the accepted range and the value.
+        ConfigOutOfRange: naming the key, the accepted range and the value.
     """
     check_int_range(config, "episodeSteps", 2)
 

@@ -7,8 +7,10 @@ until the game is over. ``state()`` is a JSON snapshot stored with every step, s
 can be recomputed from the actions and compared (``arena replay --verify``).
 
 Configuration is a flat dict in Kaggle's naming: the time controls shared by all games
-(``COMMON_CONFIG``) plus the game's own keys (``default_config``). ``resolve_config``
-checks and fills it. All randomness comes from the ``random.Random`` passed in.
+(``COMMON_CONFIG``) plus the game's own keys (``default_config``). Every key has a range
+(``COMMON_RANGES``, ``config_ranges``; the operator's on top, see ``ranges.py``).
+``resolve_config`` checks and fills it. All randomness comes from the ``random.Random``
+passed in.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from protocol.errors import ConfigError
+
+from .ranges import COMMON_RANGES, TEXT_RANGE, ConfigRange, check_value, default_within
 
 __all__ = [
     "COMMON_CONFIG",
@@ -72,6 +76,9 @@ class Game(ABC):
     default_config: ClassVar[Mapping[str, JSON]] = {}
     #: Overrides of ``COMMON_CONFIG`` defaults for this game.
     time_defaults: ClassVar[Mapping[str, float | int]] = {}
+    #: Ranges of the game's own keys: what its rules can play (operators may narrow them). A key
+    #: without one accepts only its default unless the operator gives it a range.
+    config_ranges: ClassVar[Mapping[str, ConfigRange]] = {}
     win_reward: ClassVar[float] = 1.0
     loss_reward: ClassVar[float] = -1.0
     draw_reward: ClassVar[float] = 0.0
@@ -85,6 +92,21 @@ class Game(ABC):
     def config_defaults(cls) -> dict[str, JSON]:
         """Every accepted configuration key with its default."""
         return {**COMMON_CONFIG, **cls.time_defaults, **cls.default_config}
+
+    @classmethod
+    def ranges(cls) -> dict[str, ConfigRange]:
+        """The default range of every numeric or text key (the operator's are in ``ConfigRanges``):
+        a key the game declares none for accepts only its default, a text key up to 1000 characters."""
+        ranges = dict(COMMON_RANGES)
+        ranges.update(cls.config_ranges)
+        for key, default in cls.default_config.items():
+            if key in ranges or isinstance(default, bool):
+                continue
+            if isinstance(default, str):
+                ranges[key] = TEXT_RANGE
+            elif isinstance(default, int | float):
+                ranges[key] = ConfigRange(default, default)
+        return ranges
 
     @classmethod  # noqa: B027 - an optional hook: games without own keys need no check
     def check_config(cls, config: Mapping[str, JSON]) -> None:
@@ -131,38 +153,27 @@ class Game(ABC):
         return tuple(self.loss_reward if s in faulty else self.win_reward for s in range(self.num_seats))
 
 
-def resolve_config(game: type[Game], overrides: Mapping[str, object] | None) -> dict[str, JSON]:
+def resolve_config(
+    game: type[Game], overrides: Mapping[str, object] | None, ranges: Mapping[str, ConfigRange] | None = None
+) -> dict[str, JSON]:
     """Fill defaults and check types and ranges of a match configuration.
 
     Values may be given as strings (from the command line); they are converted to the
-    default's type.
+    default's type. ``ranges`` are the ranges in force (default: the game's own defaults); a
+    default outside them is moved to the nearest bound.
 
     Raises:
-        ConfigError: an unknown key (the message names the known ones) or a bad value.
+        ConfigError: an unknown key (the message names the known ones).
+        ConfigOutOfRange: a value of the wrong kind, not finite, or outside its range.
     """
     defaults = game.config_defaults()
-    config = dict(defaults)
+    ranges = game.ranges() if ranges is None else ranges
+    config = {key: default_within(default, ranges.get(key)) for key, default in defaults.items()}
     for key, raw in (overrides or {}).items():
         if key not in defaults:
             known = ", ".join(sorted(defaults))
-            raise ConfigError(f"unknown config key {key!r} for {game.name}; known keys: {known}")
-        config[key] = _coerce(key, raw, defaults[key])
-    for key in COMMON_CONFIG:
-        if config[key] <= 0:
-            raise ConfigError(f"config {key} must be positive, got {config[key]!r}")
+            shown = key if len(key) <= 40 else key[:40] + "..."
+            raise ConfigError(f"unknown config key {shown!r} for {game.name}; known keys: {known}")
+        config[key] = check_value(key, raw, defaults[key], ranges.get(key))
     game.check_config(config)
     return config
-
-
-def _coerce(key: str, raw: object, default: JSON) -> JSON:
-    kind = type(default)
-    if isinstance(raw, str) and kind is not str:
-        try:
-            raw = float(raw) if kind is float else int(raw) if kind is int else raw
-        except ValueError:
-            raise ConfigError(f"config {key} must be a {kind.__name__}, got {raw!r}") from None
-    if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
-        raw = float(raw)
-    if type(raw) is not kind:
-        raise ConfigError(f"config {key} must be a {kind.__name__}, got {raw!r}")
-    return raw

@@ -23,6 +23,7 @@ from server.matches.games._checks import (
     is_int,
 )
 from server.matches.games.base import JSON, Game, Outcome
+from server.matches.games.ranges import ConfigRange
 
 __all__ = ["ConnectX"]
 
@@ -41,6 +42,10 @@ class ConnectX(Game):
     rules_version: ClassVar[int] = 1
     num_seats: ClassVar[int] = 2
     default_config: ClassVar[Mapping[str, JSON]] = {"rows": 6, "columns": 7, "inarow": 4}
+    # inarow is also at most max(rows, columns): see check_config.
+    config_ranges: ClassVar[Mapping[str, ConfigRange]] = {
+        "rows": ConfigRange(1, MAX_SIDE), "columns": ConfigRange(1, MAX_SIDE), "inarow": ConfigRange(1, MAX_SIDE),
+    }
     # Kaggle's ConnectX competition: 2 s per move and a 60 s overage bank.
     time_defaults: ClassVar[Mapping[str, float | int]] = {"actTimeout": 2.0, "remainingOverageTime": 60.0}
 
@@ -58,7 +63,7 @@ class ConnectX(Game):
         """Accept rows and columns in 1..64, inarow in 1..max(rows, columns), episodeSteps >= 2.
 
         Raises:
-            ConfigError: naming the key, the accepted range and the value.
+            ConfigOutOfRange: naming the key, the accepted range and the value.
         """
         check_episode_steps(config)
         check_int_range(config, "rows", 1, MAX_SIDE)

@@ -27,6 +27,7 @@ from server.matches.games._checks import (
     is_last_step,
 )
 from server.matches.games.base import JSON, Game, Outcome, Termination
+from server.matches.games.ranges import ConfigRange
 
 __all__ = ["RockPaperScissors", "get_score"]
 
@@ -48,6 +49,9 @@ class RockPaperScissors(Game):
     num_seats: ClassVar[int] = 2
     # Kaggle's defaults and ranges (rps.json): signs 3..5, tieRewardThreshold 1..1000.
     default_config: ClassVar[Mapping[str, JSON]] = {"signs": 3, "tieRewardThreshold": 20}
+    config_ranges: ClassVar[Mapping[str, ConfigRange]] = {
+        "signs": ConfigRange(3, len(SIGN_NAMES)), "tieRewardThreshold": ConfigRange(1, 1000),
+    }
     time_defaults: ClassVar[Mapping[str, float | int]] = {"remainingOverageTime": 60.0}
 
     def __init__(self, config: Mapping[str, JSON], rng: random.Random) -> None:
@@ -62,7 +66,7 @@ class RockPaperScissors(Game):
         """Accept signs in 3..5, tieRewardThreshold in 1..1000 and episodeSteps >= 2, as Kaggle.
 
         Raises:
-            ConfigError: naming the key, the accepted range and the value.
+            ConfigOutOfRange: naming the key, the accepted range and the value.
         """
         check_episode_steps(config)
         check_int_range(config, "signs", 3, len(SIGN_NAMES))

@@ -56,7 +56,7 @@ class TicTacToe(Game):
         """Reject an ``episodeSteps`` below 2 (the game needs at least one move).
 
         Raises:
-            ConfigError: naming the key and the accepted range.
+            ConfigOutOfRange: naming the key and the accepted range.
         """
         check_episode_steps(config)
 

@@ -1,7 +1,9 @@
 // Boards: one renderer per game, drawing the state as DOM elements, one element per cell.
 //
 // createBoard(game, config, seats) returns {el, render(steps, index), describe(step, seat)}.
-// render() shows steps[index].state and may look at earlier steps (last move, history).
+// render() shows steps[index].state and may look at earlier steps (last move, history); an
+// earlier step may be missing (not loaded yet: the match page fetches a long match's history
+// on demand), and is then left out.
 // Every cell carries data-cell (its index) and data-value (what is in it), so tests and
 // style sheets read the board the same way: tictactoe and connectx use 0 for empty and
 // 1 or 2 for a seat's mark; rps has one cell per seat holding its last sign ("" before any).
@@ -96,7 +98,7 @@ function connectX(config) {
     const board = (step && step.state && step.state.board) || Array(rows * columns).fill(0);
     const line = new Set((step && step.state && step.state.line) || []);
     // The last disc is the one cell that differs from the previous step's board.
-    const previous = index > 0 && steps[index - 1].state ? steps[index - 1].state.board : null;
+    const previous = index > 0 && steps[index - 1] && steps[index - 1].state ? steps[index - 1].state.board : null;
     cells.forEach((cell, i) => {
       const value = board[i] || 0;
       const isNew = previous !== null && (previous[i] || 0) !== value && value !== 0;
@@ -192,7 +194,7 @@ function rockPaperScissors(config, seats) {
     const first = Math.max(1, index - 23);
     const pills = [];
     for (let i = first; i <= index; i++) {
-      const acts = steps[i].state && steps[i].state.last_actions;
+      const acts = steps[i] && steps[i].state && steps[i].state.last_actions;
       if (!acts) continue;
       const r = rpsScore(acts[0], acts[1]);
       pills.push(h("li", {

@@ -1,19 +1,26 @@
 // The match page: the board live over /ws/matches/{id}, the move list, then replay and result.
 //
-// Theory of operation: the spectator socket sends a `snapshot` (the match, its state and
-// every step so far), then one `event` per step, then `end`; a finished match is served the
-// same way at once. The page keeps every step in `steps` and shows `steps[index]`. While
-// the match is live, the view follows the newest step; once `end` arrives the replay
-// controls appear and `index` moves only when the spectator asks. A dropped socket
-// reconnects and the new snapshot replaces everything (no step is lost or doubled).
+// Theory of operation: the spectator socket sends a `snapshot` (the match, its current state
+// and its most recent steps, a bounded number of them), then one `event` per step, then
+// `end`; a finished match is served the same way at once. `steps[i]` is the step of the event
+// with seq i + 1; the steps before the snapshot's are holes until needed, and are then fetched
+// a page at a time from GET /api/matches/{id}/events (a long match has hundreds of thousands:
+// only what is shown is loaded). The page shows `steps[index]`. While the match is live, the
+// view follows the newest step; once `end` arrives the replay controls appear and `index`
+// moves only when the spectator asks (a seek to a step not loaded yet draws it once fetched).
+// The move list shows the loaded tail, `steps[movesFrom..]`, and a button loads earlier ones.
+// A dropped socket reconnects and the new snapshot is merged in (a step never changes, so no
+// step is lost or doubled).
 
 import {
-  formatDate, formatNumber, gameBadge, h, keepSocket, loadGames, pathId, replaceChildren,
+  formatDate, formatNumber, gameBadge, getJSON, h, keepSocket, loadGames, pathId, replaceChildren,
   seatLink, seatMark, showConnection, showError, statusBadge, winnerOf,
 } from "./app.js";
 import { FAULTS, createBoard } from "./boards.js";
 
 const BASE_STEP_MS = 600; // one step per this many ms at 1x
+const PAGE_EVENTS = 500; // events per request for steps not loaded (the endpoint allows up to 1000)
+const LOOK_BACK = 24; // earlier steps a board may draw from (the rps history shows the last 24 rounds)
 
 const matchId = pathId();
 const $ = (id) => document.getElementById(id);
@@ -21,7 +28,9 @@ const $ = (id) => document.getElementById(id);
 let games = [];
 let match = null; // the match document (seats gain status and reward at the end)
 let board = null;
-let steps = []; // {step, actions, statuses, rewards, state}
+let steps = []; // steps[seq - 1]: {step, actions, statuses, rewards, state}, or a hole until loaded
+let movesFrom = 0; // the move list shows steps[movesFrom..], all loaded
+let loading = Promise.resolve(); // fetches of missing steps run one after the other
 let index = 0;
 let lastSeq = 0;
 let result = null;
@@ -48,6 +57,8 @@ function renderHeader() {
   if (match.game === "rps") parts.unshift(`${match.config.episodeSteps - 1} rounds`);
   if (started) parts.push(`started ${formatDate(started)}`);
   if (match.tags && match.tags.started_by) parts.push(`by ${match.tags.started_by}`);
+  // Only the ladder's own matches move ratings; a challenge says so.
+  if (match.rated !== undefined) parts.push(match.rated ? "rated ladder match" : "unrated");
   $("match-meta").textContent = parts.join(" · ");
   renderSeats();
 }
@@ -105,6 +116,18 @@ function ensureBoard() {
 function show(newIndex) {
   index = Math.max(0, Math.min(newIndex, steps.length - 1));
   if (!board || steps.length === 0) return;
+  const wanted = index;
+  if (!steps[index]) { // not loaded yet: fetch it (with the steps a board looks back at), then draw
+    load(index - LOOK_BACK, index + PAGE_EVENTS - LOOK_BACK).then(() => {
+      if (index === wanted && steps[index]) show(index);
+    });
+    return;
+  }
+  if (!isLoaded(index - LOOK_BACK, index)) {
+    load(index - LOOK_BACK, index).then(() => {
+      if (index === wanted) board.render(steps, index);
+    });
+  }
   board.render(steps, index);
   const current = steps[index];
   const lastStep = steps[steps.length - 1].step;
@@ -152,9 +175,18 @@ function moveItem(step, i) {
     h("span", { class: "move-no" }, String(step.step)), h("span", { class: "move-body" }, body, faults));
 }
 
+function moveItems(from, to) {
+  const items = [];
+  for (let i = from; i < to; i++) {
+    const step = steps[i];
+    if (step && !(i === 0 && step.step === 0)) items.push(moveItem(step, i));
+  }
+  return items;
+}
+
 function rebuildMoves() {
-  const list = $("moves");
-  replaceChildren(list, steps.flatMap((step, i) => (i === 0 && step.step === 0 ? [] : [moveItem(step, i)])));
+  movesFrom = loadedFrom();
+  replaceChildren($("moves"), moveItems(movesFrom, steps.length));
   updateMoveCount();
 }
 
@@ -163,10 +195,71 @@ function appendMove(i) {
   updateMoveCount();
 }
 
+/** The "earlier moves" button: the page before the list's first move. */
+async function showEarlierMoves() {
+  const button = $("moves-earlier");
+  button.disabled = true;
+  const from = Math.max(0, movesFrom - PAGE_EVENTS);
+  await load(from, movesFrom - 1);
+  const first = loadedFrom(from, movesFrom);
+  if (first < movesFrom) {
+    const list = $("moves");
+    const keep = list.scrollHeight - list.scrollTop;
+    list.prepend(...moveItems(first, movesFrom));
+    list.scrollTop = list.scrollHeight - keep; // the moves in view stay in view
+    movesFrom = first;
+  }
+  button.disabled = false;
+  updateMoveCount();
+  markCurrentMove();
+}
+
 function updateMoveCount() {
-  const count = $("moves").children.length;
+  const count = Math.max(0, steps.length - 1); // steps[0] is the initial state, not a move
+  const shown = $("moves").children.length;
   $("moves-empty").hidden = count > 0;
   $("moves-count").textContent = count ? `${count} ${count === 1 ? "step" : "steps"}` : "";
+  const earlier = $("moves-earlier");
+  earlier.hidden = movesFrom <= 1 || shown === 0;
+  earlier.textContent = `Show earlier moves (${movesFrom - 1} more)`;
+}
+
+// -- steps not loaded yet ---------------------------------------------------------------------------
+
+/** The first index of the loaded stretch that ends at `to` (exclusive), looking no further back than `from`. */
+function loadedFrom(from = 0, to = steps.length) {
+  let i = to;
+  while (i > from && steps[i - 1]) i--;
+  return i;
+}
+
+function isLoaded(from, to) {
+  for (let i = Math.max(0, from); i <= Math.min(to, steps.length - 1); i++) if (!steps[i]) return false;
+  return true;
+}
+
+/** Fetch the missing steps among steps[from..to] (inclusive), a page at a time; resolves once they are in. */
+function load(from, to) {
+  loading = loading.then(() => fetchMissing(Math.max(0, from), Math.min(to, steps.length - 1))).catch((error) => {
+    showError($("page-error"), `Could not load earlier steps: ${error.message}`);
+  });
+  return loading;
+}
+
+async function fetchMissing(from, to) {
+  let i = from;
+  while (i <= to) {
+    while (i <= to && steps[i]) i++;
+    if (i > to) return;
+    const limit = Math.min(PAGE_EVENTS, to - i + 1);
+    const page = await getJSON(`/api/matches/${matchId}/events?from=${i + 1}&limit=${limit}`);
+    if (page.items.length === 0) return;
+    for (const event of page.items) {
+      // only steps the socket has announced: later ones come in order over the socket
+      if (event.seq <= steps.length && !steps[event.seq - 1]) steps[event.seq - 1] = toStep(event);
+    }
+    i = page.items[page.items.length - 1].seq; // the index after the page's last step
+  }
 }
 
 function markCurrentMove() {
@@ -253,7 +346,11 @@ function play() {
   const speed = Number($("replay-speed").value) || 1;
   playTimer = setInterval(() => {
     if (index >= steps.length - 1) pause();
-    else show(index + 1);
+    else if (steps[index + 1]) {
+      show(index + 1);
+      const ahead = Math.min(index + LOOK_BACK * 4, steps.length - 1);
+      if (!steps[ahead]) load(index + 1, index + PAGE_EVENTS); // fetch ahead of the playback
+    } else load(index + 1, index + PAGE_EVENTS); // wait for the next steps (this tick shows nothing new)
   }, BASE_STEP_MS / speed);
   setPlayButton(true);
 }
@@ -276,6 +373,7 @@ function wireReplay() {
   $("replay-last").addEventListener("click", () => seek(steps.length - 1));
   $("replay-play").addEventListener("click", () => (isPlaying() ? pause() : play()));
   $("replay-seek").addEventListener("input", (event) => seek(Number(event.target.value)));
+  $("moves-earlier").addEventListener("click", () => showEarlierMoves());
   $("replay-speed").addEventListener("change", () => {
     if (isPlaying()) {
       pause();
@@ -318,7 +416,12 @@ function toStep(frame) {
 function onSnapshot(msg) {
   match = msg.match;
   const isFollowing = !isEnded || index === steps.length - 1;
-  steps = msg.events.filter((e) => e.kind === undefined || e.kind === "step").map(toStep);
+  // A reconnect keeps the steps loaded so far: a step never changes once played.
+  if (msg.seq < steps.length) steps = [];
+  steps.length = msg.seq;
+  for (const event of msg.events) {
+    if (event.kind === undefined || event.kind === "step") steps[event.seq - 1] = toStep(event);
+  }
   if (steps.length === 0 && msg.state) steps = [toStep({ step: msg.state.step || 0, state: msg.state })];
   lastSeq = msg.seq;
   renderHeader();
@@ -331,8 +434,8 @@ function onEvent(msg) {
   if (msg.seq <= lastSeq || !match) return;
   lastSeq = msg.seq;
   if (msg.kind !== undefined && msg.kind !== "step") return;
-  steps.push(toStep(msg));
-  appendMove(steps.length - 1);
+  steps[msg.seq - 1] = toStep(msg);
+  appendMove(msg.seq - 1);
   if (!isEnded) show(steps.length - 1);
 }
 

@@ -132,9 +132,9 @@ def test_step_limit_is_a_draw() -> None:
     [
         ({"rows": 0}, r"config rows must be in 1\.\.64, got 0"),
         ({"columns": 65}, r"config columns must be in 1\.\.64, got 65"),
-        ({"inarow": 0}, r"config inarow must be in 1\.\.7, got 0"),
+        ({"inarow": 0}, r"config inarow must be in 1\.\.64, got 0"),
         ({"rows": 3, "columns": 4, "inarow": 5}, r"config inarow must be in 1\.\.4, got 5"),
-        ({"episodeSteps": 1}, r"config episodeSteps must be at least 2, got 1"),
+        ({"episodeSteps": 1}, r"config episodeSteps must be in 2\.\.10000, got 1"),
     ],
 )
 def test_config_ranges(overrides: dict[str, object], message: str) -> None:

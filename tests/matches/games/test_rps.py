@@ -127,7 +127,7 @@ def test_apply_needs_both_seats() -> None:
         ({"signs": 2}, r"config signs must be in 3\.\.5, got 2"),
         ({"signs": 6}, r"config signs must be in 3\.\.5, got 6"),
         ({"tieRewardThreshold": 0}, r"config tieRewardThreshold must be in 1\.\.1000, got 0"),
-        ({"episodeSteps": 1}, r"config episodeSteps must be at least 2, got 1"),
+        ({"episodeSteps": 1}, r"config episodeSteps must be in 2\.\.10000, got 1"),
     ],
 )
 def test_config_ranges(overrides: dict[str, object], message: str) -> None:
