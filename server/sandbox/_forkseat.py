@@ -65,13 +65,16 @@ class PendingSeat:
         return bool(poller.poll(0))
 
     def discard(self) -> None:
-        """Give the seat up unused: it is killed (it would exit at EOF anyway) and the zygote reaps it."""
+        """Give the seat up unused: it is killed (it would exit at EOF anyway) and the zygote reaps it.
+        Closes what the server still holds of it (a pipe already wrapped in a stream is -1)."""
         if self.pidfd is not None:
             pidfd_signal(self.pidfd, signal.SIGKILL)
             os.close(self.pidfd)
             self.pidfd = None
         for fd in (self.stdin, self.stdout, self.stderr):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
+        self.stdin = self.stdout = self.stderr = -1
         self.sock.close()
 
 
@@ -126,16 +129,26 @@ class ForkSeatProcess(SeatProcess):
         loop = asyncio.get_running_loop()
         transports: list[asyncio.BaseTransport] = []
         files: list[IO[bytes]] = []
+        # Each pipe wrapped in a file is the file's to close: the pending seat's copy becomes -1, so
+        # that a failure here leaves the rest (the pidfd, the socket, any pipe not wrapped yet) to
+        # ``pending.discard()``, the caller's, and nothing is closed twice (a second close would
+        # fail and leave the socket open).
         try:
             readers = []
-            for fd in (pending.stdout, pending.stderr):
+            for is_stdout in (True, False):
                 reader = asyncio.StreamReader(limit=limits.reply_bytes, loop=loop)
-                files.append(_pipe_file(fd, "rb"))
+                if is_stdout:
+                    files.append(_pipe_file(pending.stdout, "rb"))
+                    pending.stdout = -1
+                else:
+                    files.append(_pipe_file(pending.stderr, "rb"))
+                    pending.stderr = -1
                 transport, _ = await loop.connect_read_pipe(
                     lambda r=reader: asyncio.StreamReaderProtocol(r, loop=loop), files[-1])  # type: ignore[misc]
                 transports.append(transport)
                 readers.append(reader)
             files.append(_pipe_file(pending.stdin, "wb"))
+            pending.stdin = -1
             write_transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, files[-1])
             transports.append(write_transport)
         except BaseException:
@@ -143,8 +156,6 @@ class ForkSeatProcess(SeatProcess):
                 opened.close()
             for file in files[len(transports):]:
                 file.close()
-            for fd in (pending.stdout, pending.stderr, pending.stdin)[len(files):]:
-                os.close(fd)
             raise
         writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
         return cls(pending, writer, readers[0], readers[1], transports, limits, label)

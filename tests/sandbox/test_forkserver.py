@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -25,7 +26,7 @@ from protocol.errors import AgentCrashed, ConfigError, LayerUnavailable
 from server.config import load_settings
 from server.matches.seats import ProcessSeat, SeatStart, open_process_seat
 from server.sandbox import Limits, forkserver
-from server.sandbox._forkseat import ForkSeatProcess
+from server.sandbox._forkseat import ForkSeatProcess, PendingSeat
 from server.sandbox._seccomp import SeccompTemplate, seat_seccomp_template, seccomp_program
 from server.sandbox.forkserver import ForkServer, SeatMode, seat_mode_override, seat_mode_status
 from server.sandbox.isolation import default_isolation, isolation_override
@@ -330,3 +331,29 @@ def test_doctor_says_how_seats_start() -> None:
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert "seat start-up: fork (seat_mode auto): seats forked from a zygote" in done.stdout
+
+
+async def test_a_seat_cancelled_while_attaching_is_discarded_whole() -> None:
+    """Cancelled after one of its pipes was wrapped in a stream, a pending seat is still given up
+    whole: the stream closes that pipe, ``discard`` the rest and the socket, nothing twice (a
+    double close once failed before the socket, which leaked)."""
+    pipes = [os.pipe() for _ in range(3)]
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pending = PendingSeat(pipes[0][1], pipes[1][0], pipes[2][0], ours)
+    held = [pipes[0][1], pipes[1][0], pipes[2][0]]
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await ForkSeatProcess.attach(pending, Limits(), "seat")
+        finally:
+            pending.discard()
+    assert scope.cancelled_caught
+    assert ours.fileno() == -1
+    for fd in held:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    for read_end, write_end in pipes:
+        for fd in (read_end, write_end):
+            if fd not in held:
+                os.close(fd)
+    theirs.close()
