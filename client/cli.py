@@ -15,6 +15,7 @@ stderr; with ``--json`` also the ``{"error": ...}`` document on stdout), 2 a usa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import sys
@@ -137,13 +138,15 @@ def parse_config(items: Sequence[str]) -> dict[str, str]:
 
 
 class _Recorder:
-    """Keeps every step and shows it as it happens."""
+    """Keeps every step and shows it as it happens. A local game keeps no wall-clock ``time``
+    per step: with ``--seed`` two runs print the same document (``timing`` aside)."""
 
     def __init__(self, on_step: Callable[[StepRecord], None]) -> None:
         self.steps: list[StepRecord] = []
         self.on_step = on_step
 
     async def record_step(self, record: StepRecord) -> None:
+        record = dataclasses.replace(record, time=None)
         self.steps.append(record)
         self.on_step(record)
 

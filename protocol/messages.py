@@ -88,6 +88,7 @@ class StepRecord:
     rewards: list[float]
     state: dict[str, JSON]
     timing: list[SeatTiming | None] = field(default_factory=list)
+    time: float | None = None  # when the step was played (Unix time); None in steps stored before it was kept
 
 
 # -- seat pipe: runner -> bot runtime ---------------------------------------------------------------
@@ -275,6 +276,7 @@ class Event:
     rewards: list[float]
     state: dict[str, JSON]
     timing: list[SeatTiming | None] = field(default_factory=list)
+    time: float | None = None
     kind: str = "step"
     type: Literal["event"] = "event"
 

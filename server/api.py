@@ -36,6 +36,7 @@ __all__ = [
     "get_match",
     "health",
     "json_response",
+    "ladder",
     "leaderboard",
     "list_agents",
     "list_games",
@@ -185,6 +186,8 @@ async def create_agent(request: Request) -> Response:
             )
         code = body.code
     agent = await state.storage.save_agent(user.id, body.name, body.game, code)
+    if state.ladder is not None:
+        state.ladder.wake()  # a new agent, or a new version, plays its first ladder match within seconds
     return json_response(agent_document(agent, await rating_of(request, agent), with_code=True), 201)
 
 
@@ -309,6 +312,17 @@ async def leaderboard(request: Request) -> Response:
     get_game(game)
     rows = await arena_state(request).storage.leaderboard(game)
     return json_response({"game": game, "items": rows, "next": None})
+
+
+async def ladder(request: Request) -> Response:
+    """``GET /api/ladder[?agent=ID]``: what the ladder is doing (``server/scheduler.py``): its slots,
+    per game the live matches, the matches of the last hour and the queue; with ``agent``, that
+    agent's place in its game's queue (null when the ladder does not pair it)."""
+    state = arena_state(request)
+    if state.ladder is None:
+        return json_response({"running": False, "slots": None, "live": None, "matches_last_hour": 0, "games": [],
+                              "agent": None})
+    return json_response({"running": True, **state.ladder.status(_int_param(request, "agent"))})
 
 
 async def health(request: Request) -> Response:

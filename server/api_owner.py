@@ -50,6 +50,8 @@ async def update_agent(request: Request) -> Response:
     if body.name is not None:
         check_agent_name(body.name)  # the same rules as a new agent's name (server/names.py)
     updated = await state.storage.update_agent(agent.id, name=body.name, disabled=body.disabled)
+    if state.ladder is not None:
+        state.ladder.wake()  # a disabled agent leaves the ladder's queue, an enabled one joins it
     return json_response(agent_document(updated, await rating_of(request, updated), with_code=True))
 
 

@@ -20,9 +20,9 @@ from server.ratings import Rater
 from server.routes import exception_handlers, routes
 from server.sandbox.forkserver import serve_seats
 from server.sandbox.layers import require_layers
-from server.scheduler import run_scheduler, seed_examples
+from server.scheduler import LadderScheduler, seed_examples
 from server.state import ArenaState
-from server.storage import open_sqlite
+from server.storage import MatchRecord, open_sqlite
 
 __all__ = ["create_app"]
 
@@ -55,15 +55,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     # also finishes what a restart left (--no-ladder only stops scheduling).
                     health = Health()  # the background tasks record their failures here, for /api/health
                     rater = Rater(storage, hub, health=health)
-                    manager = MatchManager(storage, hub, tg, settings.limits, on_finished=rater.match_finished,
+                    ladder: LadderScheduler | None = None
+
+                    def finished(record: MatchRecord) -> None:  # a match ended: rate it, fill its slot
+                        rater.match_finished(record)
+                        if ladder is not None:
+                            ladder.match_finished(record)
+
+                    manager = MatchManager(storage, hub, tg, settings.limits, on_finished=finished,
                                            remotes=remotes, max_action_bytes=settings.max_action_bytes,
                                            config_ranges=settings.config_ranges)
                     await tg.start(rater.run)
-                    app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter(), health=health)
+                    if settings.ladder:
+                        ladder = LadderScheduler(manager, settings, health=health)
+                    app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter(), health=health,
+                                                 ladder=ladder)
                     if settings.seed_examples:
                         await seed_examples(storage)
-                    if settings.ladder:
-                        tg.start_soon(functools.partial(run_scheduler, manager, settings, health=health))
+                    if ladder is not None:
+                        tg.start_soon(ladder.run)
                     try:
                         yield
                     finally:

@@ -24,8 +24,11 @@ class Settings:
     db: Path = Path("arena.db")
     ladder: bool = True  # keep matches between seeded agents running
     seed_examples: bool = True  # store the built-in example bots on start
-    ladder_matches: int = 4  # matches the scheduler keeps live at once
-    ladder_pace_s: float = 0.3  # least time per step of scheduled matches, so people can watch them
+    # The ladder (server/scheduler.py): rated matches run unpaced, ladder_slots at once (0: as many
+    # as the CPUs this process may use); a few featured ones are paced for people to watch.
+    ladder_slots: int = 0
+    ladder_featured: int = 2
+    ladder_pace_s: float = 0.3  # least time per step of featured matches
     # The seat's limits. limits.cpu_s is not set by hand: it follows from the time controls'
     # ranges (see __post_init__), so that a bot that keeps its time never hits it first.
     limits: Limits = field(default_factory=Limits)

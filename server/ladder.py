@@ -32,15 +32,18 @@ from openskill.models import PlackettLuce
 
 __all__ = [
     "DEFAULT_SKILL",
+    "FEATURED_POOL",
     "NEAREST_OPPONENTS",
     "PROVISIONAL_MATCHES",
     "RATING_BASE",
     "RATING_SCALE",
     "Candidate",
     "Skill",
+    "choose_featured_pair",
     "choose_pair",
     "display_rating",
     "is_rated_match",
+    "need",
     "ranks_from_rewards",
     "rate_match",
 ]
@@ -49,6 +52,7 @@ RATING_BASE = 1000.0  # the displayed rating of a new agent
 RATING_SCALE = 40.0  # displayed points per point of ordinal: one beta (mu 4.17) is about 170 points
 PROVISIONAL_MATCHES = 10  # agents with fewer rated matches than this are paired first
 NEAREST_OPPONENTS = 3  # an opponent is drawn from this many agents closest in rating
+FEATURED_POOL = 8  # a featured match is drawn among this many best-rated agents of its game
 
 _MODEL = PlackettLuce()
 
@@ -108,7 +112,8 @@ def rate_match(skills: Sequence[Skill], rewards: Sequence[float | None]) -> list
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """An agent the scheduler may pair: its rating, rated matches, and when it last played
+    """An agent the scheduler may pair: its rating, the rated matches of its current version
+    (a new version starts again from none, and so goes first), and when it last played
     (``None``: never; the scheduler passes "now" for agents in a live match)."""
 
     agent_id: int
@@ -120,16 +125,18 @@ class Candidate:
 def choose_pair(candidates: Sequence[Candidate], rng: random.Random) -> tuple[Candidate, Candidate] | None:
     """Two distinct agents to play next, or ``None`` with fewer than two distinct agents.
 
-    The first is drawn with weights 1, 1/2, 1/3, ... by need: provisional agents (fewer than
-    ``PROVISIONAL_MATCHES`` rated matches, fewest first) come first, then the least recently
-    played. Its opponent is drawn among the ``NEAREST_OPPONENTS`` agents closest in rating,
-    again weighted 1, 1/2, 1/3 by closeness, so close games are the rule and upsets possible.
+    The first is the neediest agent if it has not played yet (a new agent, or a new version:
+    it goes first, for sure); otherwise it is drawn with weights 1, 1/2, 1/3, ... by need:
+    provisional agents (fewer than ``PROVISIONAL_MATCHES`` rated matches, fewest first) come
+    first, then the least recently played. Its opponent is drawn among the
+    ``NEAREST_OPPONENTS`` agents closest in rating, again weighted 1, 1/2, 1/3 by closeness,
+    so close games are the rule and upsets possible.
     """
     unique = list({c.agent_id: c for c in candidates}.values())
     if len(unique) < 2:
         return None
-    by_need = sorted(unique, key=_need)
-    first = _weighted_pick(by_need, rng)
+    by_need = sorted(unique, key=need)
+    first = by_need[0] if by_need[0].matches == 0 else _weighted_pick(by_need, rng)
     others = sorted(
         (c for c in unique if c.agent_id != first.agent_id),
         key=lambda c: (abs(c.rating - first.rating), c.agent_id),
@@ -138,8 +145,18 @@ def choose_pair(candidates: Sequence[Candidate], rng: random.Random) -> tuple[Ca
     return first, second
 
 
-def _need(candidate: Candidate) -> tuple[int, float, int]:
-    """Sort key, most in need of a match first."""
+def choose_featured_pair(
+    candidates: Sequence[Candidate], rng: random.Random
+) -> tuple[Candidate, Candidate] | None:
+    """A pair worth watching: :func:`choose_pair` among the ``FEATURED_POOL`` best-rated agents
+    (those with rated matches first), so that people see the strongest bots of a game, in turn."""
+    unique = list({c.agent_id: c for c in candidates}.values())
+    best = sorted(unique, key=lambda c: (c.matches == 0, -c.rating, c.agent_id))[:FEATURED_POOL]
+    return choose_pair(best, rng)
+
+
+def need(candidate: Candidate) -> tuple[int, float, int]:
+    """The sort key of :func:`choose_pair`, most in need of a match first."""
     provisional = min(candidate.matches, PROVISIONAL_MATCHES)
     last = -math.inf if candidate.last_played is None else candidate.last_played
     return provisional, last, candidate.agent_id

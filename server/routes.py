@@ -172,6 +172,7 @@ routes = [
     Route("/api/health", api.health),
     Route("/api/games", api.list_games),
     Route("/api/leaderboard", api.leaderboard),
+    Route("/api/ladder", api.ladder),
     Route("/api/users", api.create_user, methods=["POST"]),
     Route("/api/agents", api.list_agents, methods=["GET"]),
     Route("/api/agents", api.create_agent, methods=["POST"]),

@@ -11,6 +11,7 @@ from server.health import Health
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.ratelimit import RateLimiter
+from server.scheduler import LadderScheduler
 from server.sessions import Sessions
 from server.storage import Storage
 
@@ -26,6 +27,7 @@ class ArenaState:
     limiter: RateLimiter
     sessions: Sessions = field(default_factory=Sessions)  # token-authenticated sockets, closed on rotation
     health: Health = field(default_factory=Health)  # failures of storage and background tasks (/api/health)
+    ladder: LadderScheduler | None = None  # the ladder's scheduler, unless the ladder is off
 
 
 def arena_state(conn: HTTPConnection) -> ArenaState:

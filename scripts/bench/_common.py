@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROOT", "Row", "Section", "cpu_seconds_of", "percentile", "ratios", "rss_kib_of", "unavailable"]
+__all__ = [
+    "ROOT", "Row", "Section", "cpu_seconds_of", "live_descendants_cpu_s", "percentile", "ratios", "rss_kib_of",
+    "unavailable",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,3 +112,27 @@ def cpu_seconds_of(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def live_descendants_cpu_s() -> float:
+    """utime + stime + reaped children's, of every live process below this one (from /proc)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(entry)] = int(fields[1])
+        ticks[int(entry)] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    me, total = os.getpid(), 0
+    for pid in ticks:
+        ancestor = parents.get(pid, 0)
+        while ancestor > 1 and ancestor != me:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == me:
+            total += ticks[pid]
+    return total / os.sysconf("SC_CLK_TCK")

@@ -94,10 +94,11 @@ def _report_errors(file: IO[bytes], what: str) -> None:
 
 @asynccontextmanager
 async def bench_server(
-    ws: str, deflate: bool, queue_frames: int | None = None, root: Path = ROOT
+    ws: str, deflate: bool, queue_frames: int | None = None, root: Path = ROOT, ladder_slots: int = 0
 ) -> AsyncIterator[BenchServer]:
     """Run ``scripts.bench._server`` with a WebSocket implementation; SIGTERM, then SIGKILL, on exit.
-    ``root`` is the tree it runs from (another revision of the project, to compare).
+    ``root`` is the tree it runs from (another revision of the project, to compare); with
+    ``ladder_slots``, the ladder runs with that many rated slots.
 
     Raises:
         RuntimeError: it did not start (its last lines of error output are in the message).
@@ -105,6 +106,8 @@ async def bench_server(
     argv = [sys.executable, "-m", "scripts.bench._server", "--ws", ws, "--deflate" if deflate else "--no-deflate"]
     if queue_frames is not None:
         argv += ["--queue-frames", str(queue_frames)]
+    if ladder_slots:
+        argv += ["--ladder-slots", str(ladder_slots)]
     with tempfile.TemporaryFile() as err:
         async with await anyio.open_process(argv, cwd=root, stdin=subprocess.DEVNULL, stderr=err) as proc:
             try:

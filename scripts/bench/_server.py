@@ -22,7 +22,8 @@ with the given uvicorn WebSocket implementation and per-message-deflate setting,
 * ``GET /bench/matches/{id}/replay-whole``: the replay document built whole and sent in one
   piece, as ``GET /api/matches/{id}/replay`` did before it was streamed (the same code), to
   compare the two side by side.
-* ``GET /bench/stats``: this process's CPU seconds and resident memory.
+* ``GET /bench/stats``: this process's CPU seconds, its sandbox processes' (children and live
+  descendants) and its resident memory.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import json
 import logging
 import os
 import random
+import resource
 import socket
 import tempfile
 import time
@@ -57,7 +59,7 @@ from server.matches.replay import replay_document
 from server.state import ArenaState
 from server.storage import MatchStatus, NewSeat, SeatResult
 
-from ._common import rss_kib_of
+from ._common import live_descendants_cpu_s, rss_kib_of
 
 __all__ = ["build_app", "main", "synthetic_step"]
 
@@ -230,8 +232,15 @@ async def progress(request: Request) -> JSONResponse:
 async def stats(request: Request) -> JSONResponse:
     if request.query_params.get("gc"):
         gc.collect()
-    return JSONResponse({"cpu_s": time.process_time(), "rss_kib": rss_kib_of(os.getpid()),
-                         "live_matches": len(_arena(request).manager.running)})
+    return JSONResponse({"cpu_s": time.process_time(), "sandbox_cpu_s": sandbox_cpu_s(),
+                         "rss_kib": rss_kib_of(os.getpid()), "live_matches": len(_arena(request).manager.running)})
+
+
+def sandbox_cpu_s() -> float:
+    """CPU seconds of this process's children so far: those it reaped, and every live descendant
+    (the fork server's bubblewrap and zygote, seats still running) with what it reaped."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime + live_descendants_cpu_s()
 
 
 def build_app(settings: Settings) -> Starlette:
@@ -253,9 +262,14 @@ def build_app(settings: Settings) -> Starlette:
 async def _serve(args: argparse.Namespace) -> None:
     workarounds = work_around_known_bugs()
     with tempfile.TemporaryDirectory(prefix="arena-bench-") as tmp:
-        settings = Settings(db=Path(tmp) / "arena.db", ladder=False, seed_examples=False, port=0,
-                            spectator_queue_frames=args.queue_frames)
+        # The ladder only when asked (--ladder-slots N): rated slots, none featured, no examples.
+        settings = Settings(db=Path(tmp) / "arena.db", ladder=args.ladder_slots > 0, seed_examples=False, port=0,
+                            spectator_queue_frames=args.queue_frames, ladder_slots=args.ladder_slots,
+                            ladder_featured=0)
         sock = socket.create_server(("127.0.0.1", 0), backlog=4096)
+        # Inherited by accepted sockets; asyncio sets it only for proto IPPROTO_TCP (this one's is
+        # 0): without it every kept-alive request waits 40 ms for the client's delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         config: dict[str, Any] = {"ws": args.ws, "ws_per_message_deflate": args.deflate}
         server = uvicorn.Server(uvicorn.Config(build_app(settings), log_level="warning", lifespan="on",
                                                backlog=4096, timeout_graceful_shutdown=2, **config))
@@ -275,6 +289,7 @@ def main() -> None:
     parser.add_argument("--deflate", action=argparse.BooleanOptionalAction, default=True,
                         help="per-message-deflate (uvicorn's ws_per_message_deflate)")
     parser.add_argument("--queue-frames", type=int, default=Settings().spectator_queue_frames)
+    parser.add_argument("--ladder-slots", type=int, default=0, help="run the ladder with this many rated slots")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     anyio.run(_serve, args)

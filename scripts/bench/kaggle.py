@@ -29,7 +29,7 @@ import anyio
 
 from server.bots import example_bots
 
-from ._common import Row, Section, ratios, unavailable
+from ._common import Row, Section, live_descendants_cpu_s, ratios, unavailable
 from .moves import matches_per_second
 from .startup import SEAT_MODES, SeatOpener
 
@@ -115,31 +115,7 @@ async def kaggle_episodes_per_second(python: Path, seconds: float) -> dict[str, 
 def _cpu_s() -> tuple[float, float]:
     """CPU seconds so far: this process's own, and its descendants' (reaped or alive, e.g. a fork server)."""
     own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime + _live_descendants_cpu_s()
-
-
-def _live_descendants_cpu_s() -> float:
-    """utime + stime + reaped children's, of every live process below this one (from /proc)."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as file:
-                fields = file.read().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        parents[int(entry)] = int(fields[1])
-        ticks[int(entry)] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    me, total = os.getpid(), 0
-    for pid in ticks:
-        ancestor = parents.get(pid, 0)
-        while ancestor > 1 and ancestor != me:
-            ancestor = parents.get(ancestor, 0)
-        if ancestor == me:
-            total += ticks[pid]
-    return total / os.sysconf("SC_CLK_TCK")
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime + live_descendants_cpu_s()
 
 
 async def arena_connectx(open_seat: SeatOpener, in_flight: int, total: int) -> float:

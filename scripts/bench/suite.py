@@ -31,7 +31,7 @@ from typing import Any
 
 import anyio
 
-from . import documents, kaggle, memory, moves, spectators, startup, storage
+from . import documents, kaggle, ladder, memory, moves, spectators, startup, storage
 from ._common import ROOT, Row, Section
 from ._procs import SERVER_ERRORS, WORKAROUNDS
 
@@ -59,6 +59,10 @@ async def _documents(quick: bool, context: Context) -> Section:
     return await documents.run(quick, context.get("baseline"))
 
 
+async def _ladder(quick: bool, context: Context) -> Section:
+    return await ladder.run(quick, context.get("baseline"))
+
+
 def _plain(run: Callable[[bool], Awaitable[Section]]) -> Callable[[bool, Context], Awaitable[Section]]:
     async def area(quick: bool, context: Context) -> Section:
         return await run(quick)
@@ -74,6 +78,7 @@ AREAS: dict[str, Callable[[bool, Context], Awaitable[Section]]] = {
     "storage": _plain(storage.run),
     "memory": _memory,
     "documents": _documents,
+    "ladder": _ladder,
 }
 
 

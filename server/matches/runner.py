@@ -221,7 +221,7 @@ def _record(
 ) -> StepRecord:
     return StepRecord(
         step=game.step if step is None else step, actions=actions, statuses=statuses,
-        rewards=[float(r) for r in rewards], state=game.state(), timing=timing,
+        rewards=[float(r) for r in rewards], state=game.state(), timing=timing, time=round(time.time(), 3),
     )
 
 

@@ -14,7 +14,7 @@ the order they ended, which is the order their results became known.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiosqlite
@@ -114,3 +114,27 @@ def _rating(row: Any) -> RatingRecord:
     if mu is None:  # no rated match yet
         return RatingRecord(agent_id, game, DEFAULT_SKILL.mu, DEFAULT_SKILL.sigma, DEFAULT_SKILL.rating)
     return RatingRecord(agent_id, game, mu, sigma, rating, matches, updated_at, last_match_id)
+
+
+async def ladder_matches_of_versions(db: aiosqlite.Connection, versions: Mapping[int, int]) -> dict[int, int]:
+    """For each ``agent id -> version``, how many rated matches that version has played or is
+    playing (aborted ones not counted); an agent without any is left out."""
+    pairs = [(agent, version) for agent, version in versions.items() if _is_row_id(agent)]
+    if not pairs:
+        return {}
+    ids = sorted({agent for agent, _ in pairs})
+    marks = ", ".join("?" * len(ids))
+    rows = await db.execute_fetchall(
+        f"""SELECT s.agent_id, s.version, COUNT(*) FROM match_seats s JOIN matches m ON m.id = s.match_id
+            WHERE s.agent_id IN ({marks}) AND m.rated = 1 AND m.status != 'aborted'
+            GROUP BY s.agent_id, s.version""", ids)
+    return {agent: count for agent, version, count in rows if versions.get(agent) == version}
+
+
+async def ladder_ends_since(db: aiosqlite.Connection, since: float) -> list[tuple[str, float, tuple[int, ...]]]:
+    """``(game, finished_at, agent ids)`` of every rated match finished after ``since``, oldest first."""
+    rows = await db.execute_fetchall(
+        "SELECT m.game, m.finished_at, group_concat(s.agent_id) FROM matches m JOIN match_seats s ON s.match_id = m.id "
+        "WHERE m.rated = 1 AND m.status = 'finished' AND m.finished_at > ? GROUP BY m.id ORDER BY m.finished_at",
+        (since,))
+    return [(game, finished_at, tuple(int(a) for a in str(agents).split(","))) for game, finished_at, agents in rows]

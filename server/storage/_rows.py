@@ -163,7 +163,7 @@ def _decode_step(match_id: int, text: str) -> StepRecord:
             for t in raw.get("timing", [])
         ]
         return StepRecord(step=raw["step"], actions=raw["actions"], statuses=raw["statuses"],
-                          rewards=raw["rewards"], state=raw["state"], timing=timing)
+                          rewards=raw["rewards"], state=raw["state"], timing=timing, time=raw.get("time"))
     except (ProtocolError, KeyError, TypeError, AttributeError) as exc:
         raise StorageError(f"a stored step of match {match_id} is malformed: {exc!r}") from exc
 

@@ -8,7 +8,7 @@ Python values. List calls page with an opaque cursor: ``(items, next_cursor_or_N
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -267,6 +267,15 @@ class Storage(Protocol):
 
     async def leaderboard(self, game: str) -> list[dict[str, JSON]]:
         """Every agent of ``game``, best rating first: ``rank``, its rating and its standings."""
+        ...
+
+    async def ladder_matches_of_versions(self, versions: Mapping[int, int]) -> dict[int, int]:
+        """For each ``agent id -> version``, the rated matches that version played or is playing
+        (not aborted); an agent without any is left out."""
+        ...
+
+    async def ladder_ends_since(self, since: float) -> list[tuple[str, float, tuple[int, ...]]]:
+        """``(game, finished_at, agent ids)`` of every rated match finished after ``since``, oldest first."""
         ...
 
     # seat logs (a bot's print output and its error), readable by the owner only

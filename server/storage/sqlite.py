@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -538,6 +538,16 @@ class SqliteStorage:
         """Every agent of ``game``, best rating first, with its standings; see ``_ratings.leaderboard``."""
         async with self._read(f"compute the leaderboard of {game}") as db:
             return await _ratings.leaderboard(db, game)
+
+    async def ladder_matches_of_versions(self, versions: Mapping[int, int]) -> dict[int, int]:
+        """Rated matches per ``agent id -> version`` (see ``_ratings.ladder_matches_of_versions``)."""
+        async with self._read("count the ladder matches of agent versions") as db:
+            return await _ratings.ladder_matches_of_versions(db, versions)
+
+    async def ladder_ends_since(self, since: float) -> list[tuple[str, float, tuple[int, ...]]]:
+        """``(game, finished_at, agent ids)`` of the rated matches finished after ``since``, oldest first."""
+        async with self._read("read the ladder's recent matches") as db:
+            return await _ratings.ladder_ends_since(db, since)
 
     # -- seat logs ---------------------------------------------------------------------------------
 

@@ -35,5 +35,17 @@ def test_table_renders_rows_ratios_and_failures() -> None:
     markdown = suite.markdown_table(results)
     assert "| events stored | 2.00 | 1.00-3.00 | events/s | >= 50,000 |" in markdown
     assert "| kaggle | n/a | pip failed | episodes/s |" in markdown
-    assert set(suite.AREAS) == {"startup", "moves", "kaggle", "spectators", "storage", "memory", "documents"}
+    assert set(suite.AREAS) == {"startup", "moves", "kaggle", "spectators", "storage", "memory", "documents", "ladder"}
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+
+
+async def test_the_full_path_returns_figures() -> None:
+    """A few ConnectX matches through the public API and through the ladder, on a real bench server."""
+    from scripts.bench._procs import bench_server
+    from scripts.bench.ladder import full_path
+
+    for via_ladder in (False, True):
+        async with bench_server("websockets-sansio", False, ladder_slots=2 if via_ladder else 0) as server:
+            figures = await full_path(server.port, 4, 2, via_ladder=via_ladder)
+        assert figures["matches_per_s"] > 0 and figures["server_ms"] > 0, figures
+        assert all(math.isfinite(value) for value in figures.values()), figures

@@ -49,7 +49,7 @@ def make_step(i: int, rng: random.Random | None = None) -> StepRecord:
 
 def as_event(seq: int, r: StepRecord) -> Event:
     return Event(seq=seq, step=r.step, actions=r.actions, statuses=r.statuses, rewards=r.rewards, state=r.state,
-                 timing=r.timing)
+                 timing=r.timing, time=r.time)
 
 
 # -- one encoding, shared ---------------------------------------------------------------------------

@@ -72,13 +72,17 @@ async def set_disabled(client: httpx.AsyncClient, owner: User, agent_ids: Sequen
 
 async def settle_ladder(client: httpx.AsyncClient, owners: dict[User, list[int]], game: str,
                         timeout_s: float = 60) -> list[JSON]:
-    """Disable these agents, wait until no match is pending or live and every finished rated
-    match of ``game`` is rated; returns the finished rated matches, oldest first."""
+    """Disable these agents, wait until none of them is in a pending or live match and every
+    finished rated match of ``game`` is rated; returns the finished rated matches, oldest first.
+    (Other agents' ladder matches go on: the ladder starts the next one as soon as one ends.)"""
     for owner, agent_ids in owners.items():
         await set_disabled(client, owner, agent_ids, True)
+    settled = [agent_id for agent_ids in owners.values() for agent_id in agent_ids]
     with anyio.fail_after(timeout_s):
         while True:
-            if not any(m["status"] in ("pending", "live") for m in await all_matches(client)):
+            playing = [m for agent_id in settled for m in await all_matches(client, agent=agent_id)
+                       if m["status"] in ("pending", "live")]
+            if not playing:
                 break
             await anyio.sleep(0.05)
         finished = reversed(await all_matches(client, status="finished"))

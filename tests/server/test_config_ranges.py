@@ -140,7 +140,7 @@ async def test_games_state_the_ranges_and_the_seat_limits_they_imply(tmp_path: P
 
 
 async def test_the_ladder_plays_the_defaults(tmp_path: Path) -> None:
-    settings = quiet_settings(tmp_path, ladder=True, seed_examples=True, ladder_matches=2,
+    settings = quiet_settings(tmp_path, ladder=True, seed_examples=True, ladder_slots=2,
                               config_ranges=OPERATOR_RANGES)
     async with api_client(settings) as client:
         games = {g["name"]: g["config"] for g in (await client.get("/api/games")).json()["items"]}

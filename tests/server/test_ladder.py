@@ -9,10 +9,12 @@ import pytest
 
 from server.ladder import (
     DEFAULT_SKILL,
+    FEATURED_POOL,
     NEAREST_OPPONENTS,
     PROVISIONAL_MATCHES,
     Candidate,
     Skill,
+    choose_featured_pair,
     choose_pair,
     display_rating,
     is_rated_match,
@@ -104,7 +106,7 @@ def test_no_pair_without_two_distinct_agents() -> None:
 
 
 def test_an_agent_never_plays_itself_and_pairs_are_reproducible() -> None:
-    candidates = [Candidate(i, 900.0 + 37 * i, i % 4, last_played=float(i)) for i in range(8)]
+    candidates = [Candidate(i, 900.0 + 37 * i, 1 + i % 4, last_played=float(i)) for i in range(8)]
     pairs = []
     for seed in range(300):
         pair = choose_pair(candidates, random.Random(seed))
@@ -120,7 +122,7 @@ def test_an_agent_never_plays_itself_and_pairs_are_reproducible() -> None:
 
 def test_provisional_agents_are_paired_first() -> None:
     veterans = [Candidate(i, 1500.0, 50, last_played=0.0) for i in range(1, 6)]
-    newcomer = Candidate(99, 1000.0, 0, last_played=None)
+    newcomer = Candidate(99, 1000.0, 1, last_played=10.0)  # one rated match so far
     firsts = Counter()
     rng = random.Random(7)
     for _ in range(2000):
@@ -166,3 +168,26 @@ def test_the_opponent_is_close_in_rating() -> None:
     assert set(seen) == {c.agent_id for c in nearest}
     # The closest is drawn most often.
     assert seen.most_common(1)[0][0] == nearest[0].agent_id
+
+
+def test_an_agent_that_has_not_played_goes_first_for_sure() -> None:
+    """A new agent, or a new version (no rated match of its current version), is paired first every time."""
+    rng = random.Random(1)
+    veterans = [Candidate(i, 1000.0 + i, 20, last_played=float(i)) for i in range(1, 9)]
+    newcomer = Candidate(99, 1000.0, 0, last_played=None)
+    for _ in range(50):
+        pair = choose_pair([*veterans, newcomer], rng)
+        assert pair is not None and pair[0] == newcomer
+
+
+def test_a_featured_pair_comes_from_the_best_rated() -> None:
+    rng = random.Random(2)
+    field = [Candidate(i, 900.0 + 10 * i, 15, last_played=float(i)) for i in range(30)]
+    best = {c.agent_id for c in sorted(field, key=lambda c: -c.rating)[:FEATURED_POOL]}
+    for _ in range(100):
+        pair = choose_featured_pair(field, rng)
+        assert pair is not None and {c.agent_id for c in pair} <= best
+    # Agents without a rated match yet are shown only when there are too few others.
+    unrated = [Candidate(100 + i, 2000.0, 0) for i in range(3)]
+    pair = choose_featured_pair([*field, *unrated], rng)
+    assert pair is not None and not {c.agent_id for c in pair} & {100, 101, 102}

@@ -155,7 +155,7 @@ async def test_many_failing_matches_at_once_leave_the_others_alone(broken_games:
 
 
 async def test_a_failing_scheduler_is_reported_and_the_ladder_goes_on(broken_games: None, tmp_path: Path) -> None:
-    settings = quiet_settings(tmp_path, ladder=True, ladder_matches=2, ladder_pace_s=0.0)
+    settings = quiet_settings(tmp_path, ladder=True, ladder_slots=2, ladder_featured=0)
     async with api_client(settings) as client:
         status, health = await health_of(client)
         assert status == 200 and health["status"] == "ok"

@@ -44,7 +44,7 @@ JSON = Any
 
 
 async def test_ladder_matches_move_ratings_announced_on_the_lobby(settings: Settings) -> None:
-    ladder = replace(settings, ladder=True, ladder_pace_s=0.0, ladder_matches=1)
+    ladder = replace(settings, ladder=True, ladder_slots=1, ladder_featured=0)
     async with api_client(ladder) as client:
         alice, bob = await create_user(client, "alice"), await create_user(client, "bob")
         # A remote agent: the ladder never schedules it, so it never plays.
@@ -69,7 +69,8 @@ async def test_ladder_matches_move_ratings_announced_on_the_lobby(settings: Sett
         counts = {a: 0, b: 0}
         started = {f["match"]["id"]: f["match"] for f in frames if f["type"] == "match_started"}
         ended = {f["match"]["id"]: f["match"] for f in frames if f["type"] == "match_ended"}
-        # One ladder match at a time (ladder_matches 1): rated in id order, each from the ratings before it.
+        # One ladder match at a time (one rated slot, none featured): rated in id order, each from the
+        # ratings before it.
         for match in rated:
             assert started[match["id"]]["rated"] is True and started[match["id"]]["tags"] == {"scheduled": True}
             frames_of = ratings_of(frames, match["id"])
@@ -122,7 +123,7 @@ async def test_ladder_matches_move_ratings_announced_on_the_lobby(settings: Sett
 
 
 async def test_ratings_survive_a_restart_and_no_match_is_rated_twice(settings: Settings) -> None:
-    ladder = replace(settings, ladder=True, ladder_pace_s=0.0, ladder_matches=1)
+    ladder = replace(settings, ladder=True, ladder_slots=1, ladder_featured=0)
     async with api_client(ladder) as client:
         alice, bob = await create_user(client, "alice"), await create_user(client, "bob")
         a = (await submit_agent(client, alice, "ann", "tictactoe", TICTACTOE_FIRST_FREE))["id"]
@@ -149,7 +150,7 @@ async def test_ratings_survive_a_restart_and_no_match_is_rated_twice(settings: S
 
 
 async def test_the_scheduler_plays_a_rated_ladder_between_the_example_bots(settings: Settings) -> None:
-    ladder = replace(settings, ladder=True, seed_examples=True, ladder_pace_s=0.0, ladder_matches=3)
+    ladder = replace(settings, ladder=True, seed_examples=True, ladder_slots=3, ladder_featured=0)
     async with api_client(ladder) as client, open_lobby(client) as lobby:
         frames: list[JSON] = []
         await read_until(lobby, frames, lambda fs: sum(f["type"] == "rating_changed" for f in fs) >= 8, 90)

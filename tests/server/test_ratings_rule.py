@@ -64,7 +64,7 @@ def after(frames: list[JSON], index: int, kind: str) -> list[JSON]:
 
 
 async def test_challenges_never_move_a_rating_only_the_ladder_does(settings: Settings) -> None:
-    ladder = replace(settings, ladder=True, ladder_pace_s=0.0, ladder_matches=1)
+    ladder = replace(settings, ladder=True, ladder_slots=1, ladder_featured=0)
     async with api_client(ladder) as client, open_lobby(client) as lobby:
         frames: list[JSON] = []
         carol = await start_bystander(client)  # her two rps bots are also a ladder pair
@@ -132,7 +132,7 @@ async def test_challenges_never_move_a_rating_only_the_ladder_does(settings: Set
 
 
 async def test_an_agent_against_itself_counts_once_and_is_never_paired_by_the_ladder(settings: Settings) -> None:
-    ladder = replace(settings, ladder=True, ladder_pace_s=0.0, ladder_matches=1)
+    ladder = replace(settings, ladder=True, ladder_slots=1, ladder_featured=0)
     async with api_client(ladder) as client, open_lobby(client) as lobby:
         carol = await start_bystander(client)  # her rps bots are a ladder pair
         alice, bob = await create_user(client, "alice"), await create_user(client, "bob")

@@ -12,10 +12,16 @@ def test_old_stored_step_decodes_without_allowance() -> None:
            '"timing":[{"wall_s":0.01,"cpu_s":0.002,"bank_s":9.5},null]}')
     step = _decode_step(1, old)
     assert step.timing == [SeatTiming(wall_s=0.01, cpu_s=0.002, bank_s=9.5, allowance_s=None), None]
+    assert step.time is None  # nor when it was played
+
+
+def test_a_step_keeps_when_it_was_played() -> None:
+    text = '{"step":1,"actions":[0],"statuses":["DONE"],"rewards":[1.0],"state":{},"timing":[],"time":1733600000.25}'
+    assert _decode_step(1, text).time == 1733600000.25
 
 
 def test_new_timing_round_trips() -> None:
     timing = [SeatTiming(wall_s=0.2, cpu_s=None, bank_s=1.0, allowance_s=0.25), None]
     event = Event(seq=2, step=1, actions=[0, None], statuses=["DONE", "DONE"], rewards=[1.0, -1.0], state={},
-                  timing=timing)
+                  timing=timing, time=1733600000.25)
     assert decode_spectator(encode(event)) == event

@@ -15,7 +15,7 @@ from playwright.async_api import expect
 
 from server.ladder import DEFAULT_SKILL, display_rating, rate_match
 from tests.server.conftest import api_client, create_user, quiet_settings, submit_agent
-from tests.server.ladder_client import leaderboard, settle_ladder
+from tests.server.ladder_client import leaderboard, open_lobby, read_until, settle_ladder
 from tests.web.test_pages import CHROMIUM, chromium, watched_page
 
 pytestmark = [
@@ -31,7 +31,7 @@ def agent(observation, configuration):
 
 
 async def test_the_leaderboard_marks_each_ladder_rating_change(tmp_path: Path) -> None:
-    settings = quiet_settings(tmp_path, ladder=True, ladder_pace_s=0.0, ladder_matches=1)
+    settings = quiet_settings(tmp_path, ladder=True, ladder_slots=1, ladder_featured=0)
     async with api_client(settings) as client, chromium() as browser, watched_page(browser) as page:
         await page.goto(f"{client.base_url}/")
         await expect(page.locator("#conn")).to_have_attribute("data-state", "open")  # the lobby socket is up
@@ -39,6 +39,8 @@ async def test_the_leaderboard_marks_each_ladder_rating_change(tmp_path: Path) -
         alice, bob = await create_user(client, "alice"), await create_user(client, "bob")
         alpha = (await submit_agent(client, alice, "alpha", "connectx", CONNECTX_FIRST_OPEN))["id"]
         beta = (await submit_agent(client, bob, "beta", "connectx", CONNECTX_FIRST_OPEN))["id"]
+        async with open_lobby(client) as lobby:  # a few ladder matches are rated, then the ladder rests
+            await read_until(lobby, [], lambda fs: sum(f["type"] == "rating_changed" for f in fs) >= 4)
         rated = await settle_ladder(client, {alice: [alpha], bob: [beta]}, "connectx")
         assert rated, "the ladder played no connectx match"
 
@@ -79,3 +81,29 @@ async def test_the_leaderboard_marks_each_ladder_rating_change(tmp_path: Path) -
         # A ladder match's page says it was rated.
         await page.goto(f"{client.base_url}/matches/{rated[-1]['id']}")
         await expect(page.locator("#match-meta")).to_contain_text("rated ladder match")
+
+
+async def test_the_lobby_and_the_agent_page_show_what_the_ladder_does(tmp_path: Path) -> None:
+    """The lobby's ladder panel: matches in the last hour, the slots, the selected game's queue;
+    the agent page: the agent's place in line. Featured matches lead "Live now"."""
+    settings = quiet_settings(tmp_path, ladder=True, seed_examples=True, ladder_slots=1, ladder_featured=1,
+                              ladder_pace_s=0.2)
+    async with api_client(settings) as client, chromium() as browser, watched_page(browser) as page:
+        owner = await create_user(client, "owner")
+        mine = (await submit_agent(client, owner, "mine", "connectx", CONNECTX_FIRST_OPEN))["id"]
+        await page.goto(f"{client.base_url}/#game=connectx")
+        await expect(page.locator("#ladder-rate")).to_contain_text("rated matches in the last hour")
+        await expect(page.locator("#ladder-summary")).to_contain_text("of 1 rated slots busy (unpaced)")
+        await expect(page.locator("#ladder-summary")).to_contain_text("1 featured (paced for watching)")
+        queue = page.locator("#ladder-queue li")
+        await expect(queue.first).to_be_visible()
+        names = await queue.locator("a").all_text_contents()
+        assert set(names) <= {"connectx_greedy", "connectx_random", "mine"} and names
+        featured = page.locator('#live-matches [data-featured="true"]')
+        await expect(featured.first).to_be_visible()  # a paced match lasts long enough to be seen
+        await expect(page.locator("#live-matches li").first).to_have_attribute("data-featured", "true")
+
+        await page.goto(f"{client.base_url}/agents/{mine}")
+        await expect(page.locator("#ladder-place")).to_contain_text("in line")
+        await expect(page.locator("#ladder-place")).to_contain_text("with v1")
+        await expect(page.locator("#agent-matches .match-item").first).to_be_visible()

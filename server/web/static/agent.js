@@ -40,12 +40,15 @@ function stat(label, value, extra = "") {
 async function renderStanding(agent) {
   const box = $("standing");
   let doc;
+  // Both at once, and both answered before anything shows: the page is whole once the standing is.
+  const ladder = getJSON(`/api/ladder?agent=${agent.id}`).catch(() => null);
   try {
     doc = await getJSON(`/api/leaderboard?game=${encodeURIComponent(agent.game)}`);
   } catch (error) {
     showError(box, error.message);
     return;
   }
+  const ladderDoc = await ladder;
   const row = doc.items.find((r) => r.agent_id === agent.id);
   if (!row) {
     replaceChildren(box, h("p", { class: "empty" }, "Not on the leaderboard."));
@@ -68,7 +71,25 @@ async function renderStanding(agent) {
       stat("faults", String(row.faults), row.faults ? "faults" : "")),
     h("p", { class: "muted small" }, note, `Ranked among ${doc.items.length} agents · `,
       h("a", { href: `/#game=${agent.game}` }, "full leaderboard")),
+    h("p", { class: "muted small", id: "ladder-place" }, ladderText(agent, ladderDoc)),
   );
+}
+
+/** Where the agent stands in the ladder's queue (GET /api/ladder?agent=ID), in a line; "" if unknown. */
+function ladderText(agent, doc) {
+  if (!doc) return "";
+  const place = doc.agent;
+  if (!doc.running) return "The ladder is off on this server.";
+  if (!place) {
+    return agent.remote || agent.disabled
+      ? "Not in the ladder's queue (the ladder pairs enabled agents with code)."
+      : "Not in the ladder's queue yet.";
+  }
+  const state = place.playing ? "playing now" : place.waiting_s === null ? "has not played yet"
+    : `last played ${Math.round(place.waiting_s)} s ago`;
+  return `Ladder: #${place.position} of ${place.queued} in line · ${place.version_matches} rated ` +
+    `match${place.version_matches === 1 ? "" : "es"} with v${place.version} · ${place.matches_last_hour} in the ` +
+    `last hour · ${state}`;
 }
 
 function outcomeFor(match, agent) {

@@ -18,6 +18,7 @@ export async function getJSON(path) {
     const message = body && body.error ? body.error.message : `${response.status} ${response.statusText}`;
     const error = new Error(message);
     error.status = response.status;
+    error.body = body; // a 503 health document still says what fails
     throw error;
   }
   return body;

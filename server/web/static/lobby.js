@@ -1,9 +1,12 @@
-// The lobby: live matches and recent results kept current by /ws/lobby, and the leaderboard.
+// The lobby: live matches and recent results kept current by /ws/lobby, the ladder, and the leaderboard.
 //
 // The lobby socket opens before the lists are fetched, so no match that starts or ends in
 // between is missed; frames that arrive before the fetch answers are replayed on top of it.
-// The leaderboard is ranked by rating; each rating_changed frame refetches it (one refetch per
-// burst) and marks the agent's row with the change its last rated match made.
+// The ladder's rated matches run unpaced, dozens a second: the featured ones (paced for
+// watching) stay at the top of "Live now", and both lists keep a bounded number of rows. The
+// leaderboard is ranked by rating; rating_changed frames refetch it (at most once in a while,
+// however many arrive) and mark the agent's row with the change its last rated match made. The
+// ladder panel (GET /api/ladder) shows the slots, the matches of the last hour and the queue.
 
 import {
   formatNumber, gameBadge, getJSON, h, keepSocket, loadGames, refreshTimes, relativeTime,
@@ -11,6 +14,11 @@ import {
 } from "./app.js";
 
 const RECENT_PAGE = 15;
+const LIVE_SHOWN = 20; // live rows kept: the featured ones, then the newest others
+const RECENT_SHOWN = 60; // result rows kept as new ones arrive
+const BOARD_REFRESH_MS = 1000; // the leaderboard is refetched at most this often
+const LADDER_REFRESH_MS = 10000;
+const QUEUE_SHOWN = 5;
 
 const liveList = document.getElementById("live-matches");
 const recentList = document.getElementById("recent-matches");
@@ -25,6 +33,7 @@ let isLoaded = false;
 const pending = []; // lobby frames received before the first fetch answered
 const ended = new Set(); // ids of matches seen ending, so a late "live" copy never resurrects them
 let boardTimer = null;
+let ladderDoc = null;
 const ratingMoves = new Map(); // agent id -> {delta, matchId} of its last rating_changed frame
 const justMoved = new Set(); // agent ids whose rating changed since the leaderboard was last drawn
 
@@ -61,12 +70,19 @@ function matchRow(match, { winner, sub, side }) {
   );
 }
 
+function isFeatured(match) {
+  return Boolean(match.tags && match.tags.featured);
+}
+
 function liveRow(match) {
-  return matchRow(match, {
+  const row = matchRow(match, {
     winner: null,
-    sub: h("span", { class: "muted" }, `#${match.id} · `, h("span", { class: "live-word" }, "live")),
+    sub: h("span", { class: "muted" }, `#${match.id} · `, h("span", { class: "live-word" }, "live"),
+      isFeatured(match) ? [" · ", h("span", { class: "tag featured" }, "featured")] : null),
     side: [h("span", { class: "pulse", "aria-hidden": "true" }), relativeTime(match.started_at || match.created_at, "started ")],
   });
+  row.dataset.featured = String(isFeatured(match));
+  return row;
 }
 
 function resultText(match, winner) {
@@ -99,7 +115,13 @@ function updateCounts() {
 
 function addLive(match) {
   if (ended.has(match.id) || findRow(liveList, match.id)) return;
-  liveList.prepend(liveRow(match));
+  const row = liveRow(match);
+  // Featured matches first (newest on top), then the others, newest first.
+  const firstOther = liveList.querySelector('[data-featured="false"]');
+  if (isFeatured(match)) liveList.prepend(row);
+  else liveList.insertBefore(row, firstOther);
+  const others = liveList.querySelectorAll('[data-featured="false"]');
+  for (let i = LIVE_SHOWN; i < others.length; i++) others[i].remove();
 }
 
 function addRecent(match, { atTop }) {
@@ -108,6 +130,7 @@ function addRecent(match, { atTop }) {
   const row = recentRow(match);
   if (atTop) recentList.prepend(row);
   else recentList.append(row);
+  while (atTop && recentList.children.length > RECENT_SHOWN) recentList.lastElementChild.remove();
 }
 
 function onLobbyFrame(msg) {
@@ -166,8 +189,8 @@ async function loadOlder() {
 // -- leaderboard ---------------------------------------------------------------------------------
 
 function scheduleLeaderboard() {
-  clearTimeout(boardTimer);
-  boardTimer = setTimeout(loadLeaderboard, 300); // one refresh for a burst of results
+  // At most one refetch a second, however many results arrive (the ladder rates dozens a second).
+  if (boardTimer === null) boardTimer = setTimeout(loadLeaderboard, BOARD_REFRESH_MS);
 }
 
 function selectGame(name) {
@@ -179,10 +202,12 @@ function selectGame(name) {
   }
   history.replaceState(null, "", `#game=${name}`);
   loadLeaderboard();
+  renderLadder();
 }
 
 async function loadLeaderboard() {
   clearTimeout(boardTimer); // this load supersedes a scheduled one
+  boardTimer = null;
   const game = selectedGame;
   const table = document.getElementById("leaderboard");
   table.dataset.game = game;
@@ -262,18 +287,75 @@ function buildTabs() {
   selectGame(names.includes(wanted) ? wanted : names.includes("connectx") ? "connectx" : names[0]);
 }
 
+// -- the ladder ------------------------------------------------------------------------------------
+
+async function loadLadder() {
+  try {
+    ladderDoc = await getJSON("/api/ladder");
+  } catch {
+    ladderDoc = null;
+  }
+  renderLadder();
+}
+
+function waitingText(entry) {
+  if (entry.playing) return "playing now";
+  if (entry.waiting_s === null) return "has not played yet";
+  return `waiting ${Math.round(entry.waiting_s)} s`;
+}
+
+function renderLadder() {
+  const panel = document.getElementById("ladder");
+  const doc = ladderDoc;
+  if (!doc || !doc.running) {
+    document.getElementById("ladder-rate").textContent = "";
+    document.getElementById("ladder-summary").textContent = doc ? "The ladder is off on this server." : "";
+    replaceChildren(document.getElementById("ladder-queue"));
+    document.getElementById("ladder-empty").hidden = true;
+    return;
+  }
+  panel.dataset.game = selectedGame || "";
+  document.getElementById("ladder-rate").textContent = `${formatNumber(doc.matches_last_hour, 0)} rated matches in the last hour`;
+  const game = doc.games.find((g) => g.game === selectedGame);
+  const slots = `${doc.live.rated} of ${doc.slots.rated} rated slots busy (unpaced) · ` +
+    `${doc.live.featured} of ${doc.slots.featured} featured (paced for watching)`;
+  document.getElementById("ladder-summary").textContent = game
+    ? `${slots}. ${gameTitleOf(selectedGame)}: ${game.agents} agents, ${game.matches_last_hour} matches in the last hour; next in line:`
+    : slots;
+  const queue = game ? game.queue.slice(0, QUEUE_SHOWN) : [];
+  replaceChildren(
+    document.getElementById("ladder-queue"),
+    queue.map((entry) => h(
+      "li",
+      { dataset: { agentId: entry.agent_id } },
+      h("a", { href: `/agents/${entry.agent_id}` }, entry.name),
+      h("span", { class: "muted small" },
+        ` v${entry.version} · ${entry.version_matches} rated with this version · ${waitingText(entry)}`),
+    )),
+  );
+  document.getElementById("ladder-empty").hidden = !game || queue.length > 0;
+}
+
+function gameTitleOf(name) {
+  const game = games.find((g) => g.name === name);
+  return game ? game.title : name;
+}
+
 // -- sandbox status in the footer ----------------------------------------------------------------
 
 async function loadHealth() {
+  let health;
   try {
-    const health = await getJSON("/api/health");
-    const layers = health.sandbox.layers;
-    const active = layers.filter((layer) => layer.active).length;
-    document.getElementById("sandbox-status").textContent =
-      `v${health.version} · sandbox: ${active} of ${layers.length} layers active`;
-  } catch {
-    // The footer note is optional.
+    health = await getJSON("/api/health");
+  } catch (error) {
+    health = error.body; // 503: the server still says what fails
   }
+  if (!health || !health.sandbox) return; // the footer note is optional
+  const layers = health.sandbox.layers;
+  const active = layers.filter((layer) => layer.active).length;
+  const status = health.status === "ok" ? "" : ` · status: ${health.status}`;
+  document.getElementById("sandbox-status").textContent =
+    `v${health.version} · sandbox: ${active} of ${layers.length} layers active${status}`;
 }
 
 async function main() {
@@ -293,6 +375,8 @@ async function main() {
   buildTabs();
   await loadLists();
   loadHealth();
+  loadLadder();
+  setInterval(loadLadder, LADDER_REFRESH_MS);
   refreshTimes();
 }
 
