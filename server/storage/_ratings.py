@@ -4,7 +4,8 @@ Only matches stored ``rated`` (the scheduler's ladder matches between distinct a
 ``SqliteStorage.create_match``) are ever rated: every other match is stored with
 ``rating_done = 1`` and never reaches the queue below.
 
-Rating runs inside the caller's write transaction: it reads the oldest finished matches whose
+Rating runs inside the caller's write transaction (in the database thread, like every
+function here): it reads the oldest finished matches whose
 ``rating_done`` is 0, rates each with ``server.ladder.rate_match`` from the ratings as stored
 (so matches sharing an agent are applied in order), writes the new ratings and sets
 ``rating_done = 1``, all in one commit. A crash before the commit leaves nothing half done and
@@ -14,10 +15,9 @@ the order they ended, which is the order their results became known.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import aiosqlite
 
 from server.ladder import DEFAULT_SKILL, Skill, is_rated_match, rate_match
 
@@ -49,41 +49,41 @@ _UPSERT = """
 """
 
 
-async def rate_finished(db: aiosqlite.Connection, limit: int, now: float) -> list[RatedMatch]:
+def rate_finished(db: sqlite3.Connection, limit: int, now: float) -> list[RatedMatch]:
     """Rate up to ``limit`` finished rated matches not rated yet, oldest end first; the caller commits."""
-    rows = await db.execute_fetchall(_TO_RATE, (max(1, limit),))
-    done = [await _rate_one(db, match_id, game, now) for match_id, game in rows]
-    await db.executemany("UPDATE matches SET rating_done = 1 WHERE id = ?", [(m.match_id,) for m in done])
+    rows = db.execute(_TO_RATE, (max(1, limit),)).fetchall()
+    done = [_rate_one(db, match_id, game, now) for match_id, game in rows]
+    db.executemany("UPDATE matches SET rating_done = 1 WHERE id = ?", [(m.match_id,) for m in done])
     return done
 
 
-async def _rate_one(db: aiosqlite.Connection, match_id: int, game: str, now: float) -> RatedMatch:
-    seats = list(await db.execute_fetchall(_SEATS, (match_id,)))
+def _rate_one(db: sqlite3.Connection, match_id: int, game: str, now: float) -> RatedMatch:
+    seats = db.execute(_SEATS, (match_id,)).fetchall()
     agent_ids = [row[0] for row in seats]
     if not is_rated_match(agent_ids):
         return RatedMatch(match_id, game, [])
-    before = await get_ratings(db, agent_ids)
+    before = get_ratings(db, agent_ids)
     skills = rate_match([Skill(before[a].mu, before[a].sigma) for a in agent_ids], [row[1] for row in seats])
     changes: list[RatingChange] = []
     for (agent_id, _, name, owner), skill in zip(seats, skills, strict=True):
         old = before[agent_id]
         new = RatingRecord(agent_id, old.game, skill.mu, skill.sigma, skill.rating, old.matches + 1, now, match_id)
-        await db.execute(_UPSERT, (agent_id, new.game, new.mu, new.sigma, new.rating, new.matches, now, match_id))
+        db.execute(_UPSERT, (agent_id, new.game, new.mu, new.sigma, new.rating, new.matches, now, match_id))
         changes.append(RatingChange(agent_id, name, owner, old, new))
     return RatedMatch(match_id, game, changes)
 
 
-async def get_ratings(db: aiosqlite.Connection, agent_ids: Sequence[int]) -> dict[int, RatingRecord]:
+def get_ratings(db: sqlite3.Connection, agent_ids: Sequence[int]) -> dict[int, RatingRecord]:
     """The ratings of these agents, the default for an unrated one; unknown ids are left out."""
     ids = sorted({a for a in agent_ids if _is_row_id(a)})
     if not ids:
         return {}
     marks = ", ".join("?" * len(ids))
-    rows = await db.execute_fetchall(f"{_RATINGS_SELECT} WHERE a.id IN ({marks})", ids)
+    rows = db.execute(f"{_RATINGS_SELECT} WHERE a.id IN ({marks})", ids).fetchall()
     return {row[0]: _rating(row) for row in rows}
 
 
-async def leaderboard(db: aiosqlite.Connection, game: str) -> list[dict[str, Any]]:
+def leaderboard(db: sqlite3.Connection, game: str) -> list[dict[str, Any]]:
     """Every agent of ``game``, ranked by displayed rating (more rated matches first on a tie).
 
     Unrated agents carry the default rating and rank among the others by it, so the list is
@@ -91,10 +91,11 @@ async def leaderboard(db: aiosqlite.Connection, game: str) -> list[dict[str, Any
     ``owner``, ``version``, ``rating``, ``mu``, ``sigma``, ``rated_matches``, and the
     standings' ``matches``, ``wins``, ``draws``, ``losses``, ``faults`` and ``points`` (every
     finished match, once per agent) and ``rated_wins``, ``rated_draws``, ``rated_losses`` (the
-    rated ones, which ``rated_matches`` counts once the rater has caught up).
+    rated ones, which ``rated_matches`` counts once the rater has caught up). Two statements:
+    the caller reads them in one snapshot.
     """
-    standings = await _standings(db, game)
-    rows = await db.execute_fetchall(f"{_RATINGS_SELECT} WHERE a.game = ?", (game,))
+    standings = _standings(db, game)
+    rows = db.execute(f"{_RATINGS_SELECT} WHERE a.game = ?", (game,)).fetchall()
     ratings = {row[0]: _rating(row) for row in rows}
     board: list[dict[str, Any]] = []
     for doc in standings:
@@ -116,7 +117,7 @@ def _rating(row: Any) -> RatingRecord:
     return RatingRecord(agent_id, game, mu, sigma, rating, matches, updated_at, last_match_id)
 
 
-async def ladder_matches_of_versions(db: aiosqlite.Connection, versions: Mapping[int, int]) -> dict[int, int]:
+def ladder_matches_of_versions(db: sqlite3.Connection, versions: Mapping[int, int]) -> dict[int, int]:
     """For each ``agent id -> version``, how many rated matches that version has played or is
     playing (aborted ones not counted); an agent without any is left out."""
     pairs = [(agent, version) for agent, version in versions.items() if _is_row_id(agent)]
@@ -124,17 +125,17 @@ async def ladder_matches_of_versions(db: aiosqlite.Connection, versions: Mapping
         return {}
     ids = sorted({agent for agent, _ in pairs})
     marks = ", ".join("?" * len(ids))
-    rows = await db.execute_fetchall(
+    rows = db.execute(
         f"""SELECT s.agent_id, s.version, COUNT(*) FROM match_seats s JOIN matches m ON m.id = s.match_id
             WHERE s.agent_id IN ({marks}) AND m.rated = 1 AND m.status != 'aborted'
-            GROUP BY s.agent_id, s.version""", ids)
+            GROUP BY s.agent_id, s.version""", ids).fetchall()
     return {agent: count for agent, version, count in rows if versions.get(agent) == version}
 
 
-async def ladder_ends_since(db: aiosqlite.Connection, since: float) -> list[tuple[str, float, tuple[int, ...]]]:
+def ladder_ends_since(db: sqlite3.Connection, since: float) -> list[tuple[str, float, tuple[int, ...]]]:
     """``(game, finished_at, agent ids)`` of every rated match finished after ``since``, oldest first."""
-    rows = await db.execute_fetchall(
+    rows = db.execute(
         "SELECT m.game, m.finished_at, group_concat(s.agent_id) FROM matches m JOIN match_seats s ON s.match_id = m.id "
         "WHERE m.rated = 1 AND m.status = 'finished' AND m.finished_at > ? GROUP BY m.id ORDER BY m.finished_at",
-        (since,))
+        (since,)).fetchall()
     return [(game, finished_at, tuple(int(a) for a in str(agents).split(","))) for game, finished_at, agents in rows]

@@ -1,5 +1,6 @@
 """Rows to records for the SQLite storage: the SELECTs and decoders that build records from
-rows, and the cursor paging of the list methods."""
+rows, and the cursor paging of the list methods. The queries run in the database thread
+(synchronous, on the thread's connection), inside the caller's transaction."""
 
 from __future__ import annotations
 
@@ -7,13 +8,10 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-import aiosqlite
-
 from protocol.codec import decode_json, encode
 from protocol.errors import AgentNotFound, MatchNotFound, ProtocolError, StorageError
 from protocol.messages import SeatTiming, StepRecord
 
-from ._schema import _fetchone
 from .base import MAX_ROW_ID, AgentRecord, MatchRecord, MatchStatus, SeatResult
 
 __all__ = ["MAX_PAGE"]
@@ -77,9 +75,9 @@ _STANDINGS = """
 """
 
 
-async def _standings(db: aiosqlite.Connection, game: str) -> list[dict[str, Any]]:
+def _standings(db: sqlite3.Connection, game: str) -> list[dict[str, Any]]:
     """The standings of ``game`` (see SqliteStorage.standings), best first."""
-    rows = await db.execute_fetchall(_STANDINGS, (MatchStatus.FINISHED.value, game, game))
+    rows = db.execute(_STANDINGS, (MatchStatus.FINISHED.value, game, game)).fetchall()
     keys = ("agent_id", "name", "owner", "version", "matches", "wins", "draws", "losses", "faults",
             "rated_wins", "rated_draws", "rated_losses")
     table: list[dict[str, Any]] = []
@@ -90,7 +88,7 @@ async def _standings(db: aiosqlite.Connection, game: str) -> list[dict[str, Any]
     return table
 
 
-def _agent(row: sqlite3.Row) -> AgentRecord:
+def _agent(row: Any) -> AgentRecord:
     return AgentRecord(
         id=row[0], user_id=row[1], owner=row[2], name=row[3], game=row[4], version=row[5],
         remote=bool(row[6]), code=row[7], created_at=row[8], updated_at=row[9], disabled=bool(row[10]),
@@ -102,36 +100,37 @@ def _is_row_id(value: int) -> bool:
     return -MAX_ROW_ID - 1 <= value <= MAX_ROW_ID
 
 
-async def _load_agent(db: aiosqlite.Connection, agent_id: int) -> AgentRecord:
+def _load_agent(db: sqlite3.Connection, agent_id: int) -> AgentRecord:
     if not _is_row_id(agent_id):
         raise AgentNotFound(agent_id)
-    row = await _fetchone(db, f"{_AGENT_SELECT} WHERE a.id = ?", (agent_id,))
+    row = db.execute(f"{_AGENT_SELECT} WHERE a.id = ?", (agent_id,)).fetchone()
     if row is None:
         raise AgentNotFound(agent_id)
     return _agent(row)
 
 
-async def _match_status(db: aiosqlite.Connection, match_id: int) -> MatchStatus:
+def _match_status(db: sqlite3.Connection, match_id: int) -> MatchStatus:
     if not _is_row_id(match_id):
         raise MatchNotFound(match_id)
-    row = await _fetchone(db, "SELECT status FROM matches WHERE id = ?", (match_id,))
+    row = db.execute("SELECT status FROM matches WHERE id = ?", (match_id,)).fetchone()
     if row is None:
         raise MatchNotFound(match_id)
     return MatchStatus(row[0])
 
 
-async def _load_matches(db: aiosqlite.Connection, tail: str, params: Sequence[Any]) -> list[MatchRecord]:
-    """Matches selected by ``tail`` (WHERE/ORDER/LIMIT), with their seats, in that order."""
-    rows = list(await db.execute_fetchall(f"{_MATCH_SELECT} {tail}", params))
+def _load_matches(db: sqlite3.Connection, tail: str, params: Sequence[Any]) -> list[MatchRecord]:
+    """Matches selected by ``tail`` (WHERE/ORDER/LIMIT), with their seats, in that order: two
+    statements, so the caller reads them in one snapshot."""
+    rows = db.execute(f"{_MATCH_SELECT} {tail}", params).fetchall()
     if not rows:
         return []
     seats: dict[int, list[SeatResult]] = {row[0]: [] for row in rows}
     marks = ", ".join("?" * len(seats))
-    seat_rows = await db.execute_fetchall(
+    seat_rows = db.execute(
         "SELECT s.match_id, s.agent_id, a.name, u.name, s.version, s.status, s.reward, s.reason"
         " FROM match_seats s JOIN agents a ON a.id = s.agent_id JOIN users u ON u.id = a.user_id"
         f" WHERE s.match_id IN ({marks}) ORDER BY s.match_id, s.seat", tuple(seats),
-    )
+    ).fetchall()
     for s in seat_rows:
         seats[s[0]].append(SeatResult(*s[1:]))
     return [

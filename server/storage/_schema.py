@@ -1,24 +1,25 @@
-"""Connections and schema for the SQLite storage: opening a connection, the migrations that
-build the tables, and the two SQL primitives (``_rollback``, ``_fetchone``) every module shares.
+"""Connections, schema and transactions for the SQLite storage: opening a connection, the
+migrations that build the tables, and the transaction frames every storage call runs in.
 
 The schema version is kept in ``PRAGMA user_version``: migration ``i`` (from 1) brings a
 database to version ``i``, and ``SCHEMA_VERSION`` is the number of migrations.
+
+Everything here is synchronous and runs in a :class:`~server.storage._thread.DatabaseThread`,
+the thread that owns the connection: a storage call is one job there, its whole transaction
+framed by :func:`write_transaction` or :func:`read_snapshot`.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
-import anyio
+from typing import TypeVar, TypeVarTuple
 
 from protocol.errors import StorageError
 
-__all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION"]
+__all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "connect", "migrate", "read_snapshot", "write_transaction"]
 
 log = logging.getLogger(__name__)
 
@@ -139,31 +140,39 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
-async def _connect(path: str | Path, *, query_only: bool = False) -> aiosqlite.Connection:
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves instead of sqlite3's implicit ones
+
+def connect(path: str | Path, *, query_only: bool = False) -> sqlite3.Connection:
+    """Open a connection to ``path`` with the storage's settings; call it in the thread that will own it.
+
+    Raises:
+        StorageError: the database cannot be opened.
+    """
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves instead of sqlite3's implicit ones.
+    # check_same_thread stays on: only the owning thread may touch the connection.
     try:
-        db = await aiosqlite.connect(path, isolation_level=None)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
     try:
-        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await db.execute("PRAGMA foreign_keys = ON")
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA foreign_keys = ON")
         if query_only:
-            await db.execute("PRAGMA query_only = ON")
+            db.execute("PRAGMA query_only = ON")
         else:
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across app crashes
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across app crashes
     except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            await db.close()
+        db.close()
         if isinstance(exc, sqlite3.Error):
             raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
         raise
     return db
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
+def migrate(db: sqlite3.Connection) -> None:
     """Bring the schema to ``SCHEMA_VERSION`` (kept in ``PRAGMA user_version``), one migration per
     transaction; each re-reads the version under the write lock, so two processes can race safely.
 
@@ -172,31 +181,20 @@ async def _migrate(db: aiosqlite.Connection) -> None:
     """
     try:
         for version, script in enumerate(_MIGRATIONS, start=1):
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                current = await _user_version(db)
-                if current > SCHEMA_VERSION:
-                    raise StorageError(
-                        f"database schema version {current} is newer than this server's {SCHEMA_VERSION}"
-                    )
-                if current < version:
-                    log.info("migrating database schema to version %d", version)
-                    for statement in _statements(script):
-                        await db.execute(statement)
-                    await db.execute(f"PRAGMA user_version = {version}")
-                await db.execute("COMMIT")
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await _rollback(db)
-                raise
+            write_transaction(db, _migrate_to, version, script)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot migrate database schema: {exc}") from exc
 
 
-async def _user_version(db: aiosqlite.Connection) -> int:
-    row = await _fetchone(db, "PRAGMA user_version", ())
-    assert row is not None
-    return int(row[0])
+def _migrate_to(db: sqlite3.Connection, version: int, script: str) -> None:
+    current = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if current > SCHEMA_VERSION:
+        raise StorageError(f"database schema version {current} is newer than this server's {SCHEMA_VERSION}")
+    if current < version:
+        log.info("migrating database schema to version %d", version)
+        for statement in _statements(script):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {version}")
 
 
 def _statements(script: str) -> Iterable[str]:
@@ -211,16 +209,29 @@ def _statements(script: str) -> Iterable[str]:
         raise ValueError(f"incomplete SQL statement in migration: {buffer.strip()[:80]!r}")
 
 
-async def _rollback(db: aiosqlite.Connection) -> None:
-    # Always queue the ROLLBACK rather than test ``in_transaction`` first: after a cancelled
-    # await, the BEGIN may still be waiting in the connection's thread; the queue keeps order.
+def write_transaction(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
+    """``fn(db, *args)`` in one ``BEGIN IMMEDIATE ... COMMIT``, rolled back if anything raises."""
+    # IMMEDIATE: take the write lock now, so a read-then-write body never fails half-way on a
+    # lock another process took after our first read (it waits busy_timeout for it instead).
+    db.execute("BEGIN IMMEDIATE")
     try:
-        await db.execute("ROLLBACK")
-    except sqlite3.OperationalError as exc:
-        if "no transaction is active" not in str(exc):
-            raise
+        result = fn(db, *args)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:  # a failed COMMIT may have ended it already
+            db.execute("ROLLBACK")
+        raise
+    return result
 
 
-async def _fetchone(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
-    async with db.execute(sql, params) as cur:
-        return await cur.fetchone()
+def read_snapshot(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
+    """``fn(db, *args)`` in one read transaction: its statements see one snapshot of the database.
+
+    Only a read of several statements needs one (a match and its seats); a single statement is
+    a snapshot by itself.
+    """
+    db.execute("BEGIN")
+    try:
+        return fn(db, *args)
+    finally:
+        db.execute("ROLLBACK")  # nothing to commit: this just ends the snapshot

@@ -12,24 +12,27 @@ waiting. Every queued row has a sequence number; ``_handled_seq`` is the last on
 has dealt with, so a *barrier* is "wait until ``_handled_seq`` reaches the last row I care
 about". ``flush`` waits for every row, ``finish_match`` and ``get_steps`` for their match's
 rows; a waiting barrier makes the writer write at once instead of waiting out the window.
+So does a match's opening step (step 0, recorded as soon as the match is stored live): a
+match listed live then has its opening state durable within a trip, not a window, and a
+crash leaves every match it aborts a replay that shows at least its start.
 
 What a batch costs. The SQL of a batch is cheap (about 0.1 ms for ten rows); what costs is
-waking up: each trip to aiosqlite's connection thread wakes that thread and then the event
-loop, and the window's timer wakes the loop once more. So a batch is one trip (the whole
-transaction runs in the connection's thread, see :func:`_insert_rows`), the window is a
-plain sleep that a barrier cancels (not a timeout, which would cancel every time), and the
-window is long enough for many steps to share a commit; readers never wait it out.
+waking up: each trip to the database thread wakes that thread and then the event loop, and
+the window's timer wakes the loop once more. So a batch is one trip (one job on the storage's
+writer thread, :func:`_insert_batch`, runs the whole transaction), the window is a plain sleep
+that a barrier cancels (not a timeout, which would cancel every time), and the window is long
+enough for many steps to share a commit; readers never wait it out.
 
-Errors must not vanish. If a batch fails, it is retried match by match, so one bad match
-(a duplicate step, an unknown match id) does not sink the rows of the others. The rows that
-still fail are dropped and remembered per match: the next ``finish_match`` of that match
-raises :class:`StorageError`, the next ``flush`` reports it once, and ``close`` raises if
-nobody was told. Closing drains the queue first; rows are never left behind on exit.
+Errors must not vanish. If a batch fails, it is retried match by match in the same trip, so
+one bad match (a duplicate step, an unknown match id) does not sink the rows of the others.
+The rows that still fail are dropped and remembered per match: the next ``finish_match`` of
+that match raises :class:`StorageError`, the next ``flush`` reports it once, and ``close``
+raises if nobody was told. Closing drains the queue first; rows are never left behind on exit.
 
 All of this state lives in one :class:`StepWriter`, which
-:class:`~server.storage.sqlite.SqliteStorage` owns and delegates to. The writer commits on
-the storage's writer connection under the storage's write lock, so a batch never
-interleaves with another write transaction.
+:class:`~server.storage.sqlite.SqliteStorage` owns and delegates to. A batch is a job of the
+storage's writer thread, which runs one job at a time, so it never interleaves with another
+write transaction.
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import aiosqlite
 import anyio
 from anyio.abc import TaskStatus
 
@@ -48,6 +50,8 @@ from protocol.codec import encode
 from protocol.errors import StorageError
 from protocol.messages import StepRecord
 
+from ._schema import write_transaction
+from ._thread import DatabaseThread
 from .base import EncodedStep
 
 __all__ = ["BATCH_ROWS", "BATCH_WINDOW_S", "MAX_BATCH_ROWS", "MAX_QUEUED_ROWS", "StepWriter"]
@@ -73,16 +77,31 @@ def _row(match_id: int, step: StepRecord | EncodedStep) -> _Row:
 
 
 def _insert_rows(db: sqlite3.Connection, rows: Sequence[_Row], counts: Mapping[int, int]) -> None:
-    """One batch's transaction, run in the connection's thread in one trip."""
-    db.execute("BEGIN IMMEDIATE")
+    db.executemany("INSERT INTO match_steps (match_id, step, record) VALUES (?, ?, ?)", rows)
+    db.executemany("UPDATE matches SET steps = steps + ? WHERE id = ?", [(n, m) for m, n in counts.items()])
+
+
+def _insert_batch(db: sqlite3.Connection, batch: Sequence[_Row]) -> list[tuple[list[_Row], sqlite3.Error]]:
+    """A batch in one trip to the database thread: one transaction for every match in it, or,
+    if that fails, one per match, so one bad match does not sink the others. The rows that
+    failed, per match, with why."""
+    counts = Counter(match_id for match_id, _, _ in batch)
     try:
-        db.executemany("INSERT INTO match_steps (match_id, step, record) VALUES (?, ?, ?)", rows)
-        db.executemany("UPDATE matches SET steps = steps + ? WHERE id = ?", [(n, m) for m, n in counts.items()])
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+        write_transaction(db, _insert_rows, batch, counts)
+        return []
+    except sqlite3.Error as exc:
+        if len(counts) == 1:
+            return [(list(batch), exc)]
+    by_match: dict[int, list[_Row]] = {}
+    for row in batch:
+        by_match.setdefault(row[0], []).append(row)
+    failed: list[tuple[list[_Row], sqlite3.Error]] = []
+    for match_id, rows in by_match.items():
+        try:
+            write_transaction(db, _insert_rows, rows, {match_id: len(rows)})
+        except sqlite3.Error as exc:
+            failed.append((rows, exc))
+    return failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +122,8 @@ class _WriteFailure:
 class StepWriter:
     """The step queue, its barriers and its writer task; see the module docstring."""
 
-    def __init__(self, db: aiosqlite.Connection, write_lock: anyio.Lock) -> None:
-        self._db = db
-        self._write_lock = write_lock
+    def __init__(self, db: DatabaseThread) -> None:
+        self._db = db  # the storage's writer thread
         self._queue: list[_Row] = []
         self._seq = 0  # rows queued so far: the n-th row queued has sequence number n
         self._taken = 0  # rows the writer has taken off the queue: _queue[0] is row _taken + 1
@@ -115,6 +133,7 @@ class StepWriter:
         self._window: anyio.CancelScope | None = None  # the writer waiting out the batch window
         self._progress = anyio.Event()  # a batch was handled; replaced after each one
         self._barriers = 0  # callers waiting on the writer
+        self._opening_seq = 0  # the last opening step queued: the writer does not wait while it is queued
         self._failures: dict[int, _WriteFailure] = {}
         self._unreported: set[int] = set()  # failures neither flush nor finish_match reported yet
         self._is_closing = False
@@ -145,7 +164,10 @@ class StepWriter:
         self._seq += len(rows)
         self._last_seq[match_id] = self._seq
         self._wake.set()
-        if len(self._queue) >= BATCH_ROWS:
+        if rows[0][1] == 0:  # a match's opening step (steps come in order): see the module docstring
+            self._opening_seq = self._seq
+            self._hurry()
+        elif len(self._queue) >= BATCH_ROWS:
             self._hurry()
 
     async def flush(self) -> None:
@@ -225,13 +247,15 @@ class StepWriter:
                     self._wake = anyio.Event()
                     await self._wake.wait()
                     continue
-                if not (self._barriers or self._is_closing or len(self._queue) >= BATCH_ROWS):
+                is_urgent = self._barriers or self._is_closing or self._opening_seq > self._taken
+                if not (is_urgent or len(self._queue) >= BATCH_ROWS):
                     # A plain sleep that _hurry() may cut short: the usual case, a window run
                     # out, then costs no cancellation (a timeout would cancel every time).
                     with anyio.CancelScope() as self._window:
                         await anyio.sleep(BATCH_WINDOW_S)
                     self._window = None
-                # a batch is a few milliseconds; finish it rather than leave a transaction half done
+                # Once taken off the queue a batch must be written and its outcome recorded (a few
+                # milliseconds), or its rows would be neither handled nor failed.
                 with anyio.CancelScope(shield=True):
                     await self._write_queue()
         finally:
@@ -247,35 +271,14 @@ class StepWriter:
         if not batch:
             return
         self._taken += len(batch)
-        counts = Counter(match_id for match_id, _, _ in batch)
-        try:
-            await self._insert_steps(batch, counts)
-        except sqlite3.Error as exc:
-            if len(counts) == 1:
-                self._record_failure(batch, exc)
-            else:  # one bad match must not sink the others: retry match by match
-                by_match: dict[int, list[_Row]] = {}
-                for row in batch:
-                    by_match.setdefault(row[0], []).append(row)
-                for match_id, rows in by_match.items():
-                    try:
-                        await self._insert_steps(rows, {match_id: len(rows)})
-                    except sqlite3.Error as match_exc:
-                        self._record_failure(rows, match_exc)
+        for rows, exc in await self._db.run(_insert_batch, batch):
+            self._record_failure(rows, exc)
         self._handled_seq = self._taken
-        for match_id in counts:
+        for match_id in {match_id for match_id, _, _ in batch}:
             if self._last_seq.get(match_id, 0) <= self._handled_seq:
                 self._last_seq.pop(match_id, None)
         progress, self._progress = self._progress, anyio.Event()
         progress.set()
-
-    async def _insert_steps(self, rows: Sequence[_Row], counts: Mapping[int, int]) -> None:
-        async with self._write_lock:
-            # aiosqlite's public calls would make four trips (BEGIN, INSERT, UPDATE, COMMIT);
-            # ``_execute`` (what each of them calls) runs the whole transaction in one. A change
-            # of it in aiosqlite fails every storage test at the first batch.
-            db = self._db
-            await db._execute(_insert_rows, db._conn, rows, counts)  # type: ignore[no-untyped-call]
 
     def _record_failure(self, rows: Sequence[_Row], exc: sqlite3.Error) -> None:
         match_id = rows[0][0]

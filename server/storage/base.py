@@ -216,9 +216,10 @@ class Storage(Protocol):
 
     async def finish_match(
         self, match_id: int, status: MatchStatus, reason: str | None, seats: Sequence[SeatResult],
-        finished_at: float,
+        finished_at: float, *, logs: Sequence[str] = (),
     ) -> MatchRecord:
-        """Record the end of a match; every step appended before is durable when this returns."""
+        """Record the end of a match; every step appended before is durable when this returns.
+        ``logs`` (one per seat, or none) are stored with it, as ``save_log`` would."""
         ...
 
     async def get_match(self, match_id: int) -> MatchRecord:

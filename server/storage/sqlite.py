@@ -1,61 +1,60 @@
-"""SQLite storage on aiosqlite, with a batching writer for match steps.
+"""SQLite storage: one thread per connection, one trip per call, a batching writer for match steps.
 
 Theory of operation
 -------------------
-A file database gets two connections, each an aiosqlite worker thread: a *writer* (every
-write, serialised by ``_write_lock`` so transactions never interleave) and a *reader*
-(``query_only``). In WAL mode readers never block the writer and see only committed data;
-each read runs in its own ``BEGIN`` so a match and its seats come from one snapshot. An
-in-memory database has a single connection, so there reader and writer share one lock.
+A file database gets two :class:`~server.storage._thread.DatabaseThread` workers, each a
+thread owning one connection: a *writer* (every write) and a *reader* (``query_only``). In
+WAL mode readers never block the writer and see only committed data. An in-memory database
+has a single worker, which then serves both.
+
+Every storage call is one synchronous function run as one job in one of those threads: a
+write is framed ``BEGIN IMMEDIATE ... COMMIT`` (``ROLLBACK`` if it raises) in that job, a read
+of several statements ``BEGIN ... ROLLBACK`` so a match and its seats come from one snapshot,
+a read of one statement nothing. So a call costs one trip to a thread, whatever its SQL, and
+no transaction ever spans two jobs: a caller cancelled mid-call cannot leave one open, and
+a thread runs one job at a time, so write transactions never interleave (no lock needed).
+The bodies of the calls are in ``_accounts.py`` (users and agents), ``_matches.py``
+(matches, event and seat logs) and ``_ratings.py`` (the ladder); they raise the arena's
+errors, and here ``sqlite3`` errors become :class:`StorageError`.
 
 Steps are the hot path and do not go through ``_write``: ``append_steps`` queues them for
-the batching step writer, whose theory of operation opens ``_steps.py``. The schema and its
-migrations are in ``_schema.py``; the SELECTs that build records from rows in ``_rows.py``.
+the batching step writer, whose theory of operation opens ``_steps.py``. The schema, its
+migrations and the transaction frames are in ``_schema.py``; the SELECTs that build records
+from rows in ``_rows.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
-import aiosqlite
 import anyio
 
 from protocol.codec import encode_json
-from protocol.errors import (
-    AgentNotFound,
-    ConfigError,
-    MatchNotFound,
-    NameTaken,
-    ProtocolError,
-    StorageError,
-    UserNotFound,
-    short_reason,
-)
+from protocol.errors import AgentNotFound, MatchNotFound, ProtocolError, StorageError, UserNotFound
 from protocol.messages import StepRecord
 from server.ladder import is_rated_match
 
-from . import _ratings
+from . import _accounts, _matches, _ratings
 from ._rows import (
-    _AGENT_SELECT,
-    _agent,
     _clamp,
     _decode_step,
     _is_row_id,
     _load_agent,
     _load_matches,
-    _match_status,
     _page,
     _parse_cursor,
     _standings,
     _step_text,
 )
-from ._schema import SCHEMA_VERSION, _connect, _fetchone, _migrate, _rollback
+from ._schema import SCHEMA_VERSION, connect, migrate, read_snapshot, write_transaction
 from ._steps import BATCH_ROWS, BATCH_WINDOW_S, StepWriter
+from ._thread import DatabaseThread
 from .base import (
     JSON,
     AgentRecord,
@@ -71,6 +70,10 @@ from .base import (
 
 __all__ = ["BATCH_ROWS", "BATCH_WINDOW_S", "SCHEMA_VERSION", "SqliteStorage", "open_sqlite"]
 
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
 @asynccontextmanager
 async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
     """Open (creating or migrating) the database at ``path`` and run its step writer.
@@ -82,12 +85,13 @@ async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
             queued step could not be written and no caller was told.
     """
     is_memory = str(path) in (":memory:", "")
-    writer = await _connect(path)
+    writer = await DatabaseThread.start(functools.partial(connect, path), name="arena-db-writer")
     reader = writer
     try:
-        await _migrate(writer)
+        await writer.run(migrate)
         if not is_memory:
-            reader = await _connect(path, query_only=True)
+            reader = await DatabaseThread.start(functools.partial(connect, path, query_only=True),
+                                                name="arena-db-reader")
         storage = SqliteStorage(writer, reader)
         try:
             async with anyio.create_task_group() as tg:
@@ -109,25 +113,41 @@ async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
                 exc.__context__ = context
                 del exc, group
     finally:
-        with anyio.CancelScope(shield=True):
+        await _close_threads(writer, reader)  # done already unless opening failed
+
+
+async def _close_threads(writer: DatabaseThread, reader: DatabaseThread) -> None:
+    """Close both threads (one, in memory), each after its queued jobs.
+
+    Raises:
+        StorageError: a connection could not be closed.
+    """
+    try:
+        try:
             await writer.close()
-            await reader.close()
+        finally:
+            await reader.close()  # closing twice is harmless: in memory they are one
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot close the database: {exc}") from exc
 
 
-def _short(reason: str | None) -> str | None:
-    return None if reason is None else short_reason(reason)
+def _select_one(db: sqlite3.Connection) -> None:
+    db.execute("SELECT 1").fetchone()
 
 
 class SqliteStorage:
     """The :class:`~server.storage.base.Storage` on SQLite; make one with :func:`open_sqlite`."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
-        self._db = writer
+    def __init__(self, writer: DatabaseThread, reader: DatabaseThread) -> None:
+        self._writer = writer
         self._reader = reader
-        self._write_lock = anyio.Lock()
-        self._read_lock = self._write_lock if reader is writer else anyio.Lock()
         self._is_closed = False
-        self._steps = StepWriter(writer, self._write_lock)  # the batching step writer; see _steps.py
+        self._steps = StepWriter(writer)  # the batching step writer; see _steps.py
+
+    @property
+    def trips(self) -> int:
+        """Jobs handed to the database threads so far (one per call, one per batch of steps)."""
+        return self._writer.jobs + (self._reader.jobs if self._reader is not self._writer else 0)
 
     # -- users -------------------------------------------------------------------------------------
 
@@ -137,30 +157,16 @@ class SqliteStorage:
         Raises:
             StorageError: the name or the token hash is taken.
         """
-        now = time.time()
-        async with self._write(f"create user {name!r}") as db:
-            if await _fetchone(db, "SELECT 1 FROM users WHERE name = ?", (name,)) is not None:
-                raise NameTaken(f"user name {name!r} is taken")
-            cur = await db.execute(
-                "INSERT INTO users (name, token_hash, created_at, created_from) VALUES (?, ?, ?, ?)",
-                (name, token_hash, now, created_from),
-            )
-            assert cur.lastrowid is not None
-            return UserRecord(cur.lastrowid, name, now, created_from)
+        return await self._write(f"create user {name!r}", _accounts.create_user, name, token_hash, created_from,
+                                 time.time())
 
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
         """The user holding this token hash, if any."""
-        async with self._read("look up a token") as db:
-            row = await _fetchone(db, "SELECT id, name, created_at, created_from FROM users WHERE token_hash = ?",
-                                  (token_hash,))
-        return None if row is None else UserRecord(*row)
+        return await self._read("look up a token", _accounts.user_by, "token_hash", token_hash)
 
     async def get_user_by_name(self, name: str) -> UserRecord | None:
         """The user of that name, if any."""
-        async with self._read(f"look up user {name!r}") as db:
-            row = await _fetchone(db, "SELECT id, name, created_at, created_from FROM users WHERE name = ?",
-                                  (name,))
-        return None if row is None else UserRecord(*row)
+        return await self._read(f"look up user {name!r}", _accounts.user_by, "name", name)
 
     async def rotate_token(self, user_id: int, token_hash: str) -> None:
         """Replace the user's token hash; the old token stops working with this commit.
@@ -170,10 +176,7 @@ class SqliteStorage:
         """
         if not _is_row_id(user_id):
             raise UserNotFound(user_id)
-        async with self._write(f"rotate the token of user {user_id}") as db:
-            cur = await db.execute("UPDATE users SET token_hash = ? WHERE id = ?", (token_hash, user_id))
-            if cur.rowcount != 1:
-                raise UserNotFound(user_id)
+        await self._write(f"rotate the token of user {user_id}", _accounts.rotate_token, user_id, token_hash)
 
     # -- agents ------------------------------------------------------------------------------------
 
@@ -184,32 +187,8 @@ class SqliteStorage:
             UserNotFound: no user ``user_id``.
             ConfigError: the owner's agent of that name plays another game.
         """
-        now = time.time()
-        async with self._write(f"save agent {name!r}") as db:
-            row = await _fetchone(db, "SELECT id, game, version FROM agents WHERE user_id = ? AND name = ?",
-                                  (user_id, name))
-            if row is None:
-                if await _fetchone(db, "SELECT 1 FROM users WHERE id = ?", (user_id,)) is None:
-                    raise UserNotFound(user_id)
-                cur = await db.execute(
-                    "INSERT INTO agents (user_id, name, game, remote, version, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, 1, ?, ?)", (user_id, name, game, code is None, now, now),
-                )
-                assert cur.lastrowid is not None
-                agent_id, version = cur.lastrowid, 1
-            else:
-                agent_id, existing_game, version = row[0], row[1], row[2] + 1
-                if existing_game != game:
-                    raise ConfigError(
-                        f"agent {name!r} already exists for game {existing_game!r}, not {game!r}"
-                    )
-                await db.execute("UPDATE agents SET version = ?, remote = ?, updated_at = ? WHERE id = ?",
-                                 (version, code is None, now, agent_id))
-            await db.execute(
-                "INSERT INTO agent_versions (agent_id, version, code, created_at) VALUES (?, ?, ?, ?)",
-                (agent_id, version, code, now),
-            )
-            return await _load_agent(db, agent_id)
+        return await self._write(f"save agent {name!r}", _accounts.save_agent, user_id, name, game, code,
+                                 time.time())
 
     async def update_agent(
         self, agent_id: int, *, name: str | None = None, disabled: bool | None = None
@@ -220,18 +199,8 @@ class SqliteStorage:
             AgentNotFound: no agent ``agent_id``.
             NameTaken: the owner already has an agent of that name.
         """
-        async with self._write(f"update agent {agent_id}") as db:
-            agent = await _load_agent(db, agent_id)
-            if name is not None and name != agent.name:
-                if await _fetchone(db, "SELECT 1 FROM agents WHERE user_id = ? AND name = ?",
-                                   (agent.user_id, name)) is not None:
-                    raise NameTaken(f"you already have an agent named {name!r}")
-                await db.execute("UPDATE agents SET name = ?, updated_at = ? WHERE id = ?",
-                                 (name, time.time(), agent_id))
-            if disabled is not None and disabled != agent.disabled:
-                await db.execute("UPDATE agents SET disabled = ?, updated_at = ? WHERE id = ?",
-                                 (disabled, time.time(), agent_id))
-            return await _load_agent(db, agent_id)
+        return await self._write(f"update agent {agent_id}", _accounts.update_agent, agent_id, name, disabled,
+                                 time.time())
 
     async def get_agent(self, agent_id: int) -> AgentRecord:
         """The agent at its current version.
@@ -239,18 +208,14 @@ class SqliteStorage:
         Raises:
             AgentNotFound: no agent ``agent_id``.
         """
-        async with self._read(f"read agent {agent_id}") as db:
-            return await _load_agent(db, agent_id)
+        return await self._read(f"read agent {agent_id}", _load_agent, agent_id)
 
     async def get_agents(self, agent_ids: Sequence[int]) -> dict[int, AgentRecord]:
         """These agents at their current versions, by id, in one query; unknown ids are left out."""
         ids = sorted({a for a in agent_ids if _is_row_id(a)})
         if not ids:
             return {}
-        marks = ", ".join("?" * len(ids))
-        async with self._read(f"read {len(ids)} agents") as db:
-            rows = await db.execute_fetchall(f"{_AGENT_SELECT} WHERE a.id IN ({marks})", ids)
-        return {agent.id: agent for agent in map(_agent, rows)}
+        return await self._read(f"read {len(ids)} agents", _accounts.get_agents, ids)
 
     async def get_agent_code(self, agent_id: int, version: int) -> str | None:
         """The code of one version (``None`` for a remote agent).
@@ -260,14 +225,7 @@ class SqliteStorage:
         """
         if not _is_row_id(agent_id):
             raise AgentNotFound(agent_id)
-        async with self._read(f"read code of agent {agent_id}") as db:
-            row = await _fetchone(db, "SELECT code FROM agent_versions WHERE agent_id = ? AND version = ?",
-                                  (agent_id, version))
-            if row is None:
-                await _load_agent(db, agent_id)  # raises if the agent itself is unknown
-                raise AgentNotFound((agent_id, version))
-        code: str | None = row[0]
-        return code
+        return await self._read(f"read code of agent {agent_id}", _accounts.get_agent_code, agent_id, version)
 
     async def list_agents(
         self, *, game: str | None = None, user_id: int | None = None, cursor: str | None = None,
@@ -289,10 +247,8 @@ class SqliteStorage:
             where.append("a.user_id = ?")
             params.append(user_id)
         limit = _clamp(limit)
-        sql = f"{_AGENT_SELECT} WHERE {' AND '.join(where)} ORDER BY a.id LIMIT ?"
-        async with self._read("list agents") as db:
-            rows = await db.execute_fetchall(sql, (*params, limit + 1))
-        agents = [_agent(row) for row in rows]
+        agents = await self._read("list agents", _accounts.list_agents,
+                                  f"{' AND '.join(where)} ORDER BY a.id LIMIT ?", (*params, limit + 1))
         return _page(agents, limit)
 
     # -- matches -----------------------------------------------------------------------------------
@@ -310,28 +266,8 @@ class SqliteStorage:
         """
         config_json, tags_json = encode_json(config).decode(), encode_json(tags or {}).decode()
         is_rated = rated and is_rated_match([seat.agent_id for seat in seats])
-        now = time.time()
-        async with self._write(f"create a {game} match") as db:
-            for seat in seats:
-                if not _is_row_id(seat.agent_id):
-                    raise AgentNotFound(seat.agent_id)
-                if await _fetchone(db, "SELECT 1 FROM agent_versions WHERE agent_id = ? AND version = ?",
-                                   (seat.agent_id, seat.version)) is None:
-                    await _load_agent(db, seat.agent_id)  # raises if the agent itself is unknown
-                    raise AgentNotFound((seat.agent_id, seat.version))
-            cur = await db.execute(
-                "INSERT INTO matches (game, rules_version, status, config, seed, tags, created_at, rated, rating_done)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (game, rules_version, MatchStatus.PENDING.value, config_json, seed, tags_json, now, is_rated,
-                 not is_rated),
-            )
-            assert cur.lastrowid is not None
-            match_id = cur.lastrowid
-            await db.executemany(
-                "INSERT INTO match_seats (match_id, seat, agent_id, version) VALUES (?, ?, ?, ?)",
-                [(match_id, i, s.agent_id, s.version) for i, s in enumerate(seats)],
-            )
-            return (await _load_matches(db, "WHERE id = ?", (match_id,)))[0]
+        return await self._write(f"create a {game} match", _matches.create_match, game, rules_version, config_json,
+                                 seed, tags_json, tuple(seats), is_rated, time.time())
 
     async def set_match_live(self, match_id: int, started_at: float) -> None:
         """Mark a pending match live.
@@ -340,12 +276,7 @@ class SqliteStorage:
             MatchNotFound: no match ``match_id``.
             StorageError: the match has already ended.
         """
-        async with self._write(f"start match {match_id}") as db:
-            status = await _match_status(db, match_id)
-            if status not in (MatchStatus.PENDING, MatchStatus.LIVE):
-                raise StorageError(f"match {match_id} is {status.value}; it cannot go live")
-            await db.execute("UPDATE matches SET status = ?, started_at = ? WHERE id = ?",
-                             (MatchStatus.LIVE.value, started_at, match_id))
+        await self._write(f"start match {match_id}", _matches.set_match_live, match_id, started_at)
 
     async def append_steps(self, match_id: int, steps: Sequence[StepRecord | EncodedStep]) -> None:
         """Queue steps for the match's event log (append-only); the writer commits them shortly.
@@ -370,41 +301,29 @@ class SqliteStorage:
 
     async def finish_match(
         self, match_id: int, status: MatchStatus, reason: str | None, seats: Sequence[SeatResult],
-        finished_at: float,
+        finished_at: float, *, logs: Sequence[str] = (),
     ) -> MatchRecord:
         """Record the end of a match; every step appended before is durable when this returns.
+
+        ``logs``, one per seat (or none), are stored with the end in the same transaction, as
+        :meth:`save_log` would store them; an empty one is not stored.
 
         Raises:
             StorageError: some of the match's steps could not be stored (the end is not
                 recorded; finishing it again, e.g. as aborted, then succeeds), or the match
                 has already ended.
             MatchNotFound: no match ``match_id``.
-            ValueError: ``status`` is not an end status, or ``seats`` has the wrong length.
+            ValueError: ``status`` is not an end status, or ``seats`` (or ``logs``) has the
+                wrong length.
         """
         if status not in (MatchStatus.FINISHED, MatchStatus.ABORTED):
             raise ValueError(f"finish_match needs an end status, not {status.value!r}")
+        if logs and len(logs) != len(seats):
+            raise ValueError(f"match {match_id}: {len(logs)} logs for {len(seats)} seats")
         await self._steps.wait_match(match_id)
         self._steps.raise_failure(match_id)
-        async with self._write(f"finish match {match_id}") as db:
-            current = await _match_status(db, match_id)
-            if current not in (MatchStatus.PENDING, MatchStatus.LIVE):
-                raise StorageError(f"match {match_id} has already ended ({current.value})")
-            row = await _fetchone(db, "SELECT count(*) FROM match_seats WHERE match_id = ?", (match_id,))
-            n_seats = 0 if row is None else int(row[0])
-            if n_seats != len(seats):
-                raise ValueError(f"match {match_id} has {n_seats} seats, got {len(seats)} results")
-            # Every reason that is stored quotes a short prefix at most (whoever built it): it goes
-            # into every list of matches, lobby frame and result that names the match.
-            await db.executemany(
-                "UPDATE match_seats SET status = ?, reward = ?, reason = ? WHERE match_id = ? AND seat = ?",
-                [(s.status, s.reward, _short(s.reason), match_id, i) for i, s in enumerate(seats)],
-            )
-            await db.execute(
-                "UPDATE matches SET status = ?, reason = ?, finished_at = ?,"
-                " steps = (SELECT count(*) FROM match_steps WHERE match_id = ?) WHERE id = ?",
-                (status.value, _short(reason), finished_at, match_id, match_id),
-            )
-            return (await _load_matches(db, "WHERE id = ?", (match_id,)))[0]
+        return await self._write(f"finish match {match_id}", _matches.finish_match, match_id, status, reason,
+                                 tuple(seats), tuple(logs), finished_at)
 
     async def get_match(self, match_id: int) -> MatchRecord:
         """The match with its seats; ``steps`` counts the steps stored so far.
@@ -415,8 +334,7 @@ class SqliteStorage:
         if not _is_row_id(match_id):
             raise MatchNotFound(match_id)
         await self._steps.wait_match(match_id)
-        async with self._read(f"read match {match_id}") as db:
-            matches = await _load_matches(db, "WHERE id = ?", (match_id,))
+        matches = await self._read_snapshot(f"read match {match_id}", _load_matches, "WHERE id = ?", (match_id,))
         if not matches:
             raise MatchNotFound(match_id)
         return matches[0]
@@ -445,8 +363,8 @@ class SqliteStorage:
             params.append(agent_id)
         limit = _clamp(limit)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        async with self._read("list matches") as db:
-            matches = await _load_matches(db, f"{clause}ORDER BY id DESC LIMIT ?", (*params, limit + 1))
+        matches = await self._read_snapshot("list matches", _load_matches, f"{clause}ORDER BY id DESC LIMIT ?",
+                                            (*params, limit + 1))
         return _page(matches, limit)
 
     async def get_steps(self, match_id: int) -> list[StepRecord]:
@@ -456,11 +374,9 @@ class SqliteStorage:
             MatchNotFound: no match ``match_id``.
         """
         await self._steps.wait_match(match_id)
-        async with self._read(f"read steps of match {match_id}") as db:
-            await _match_status(db, match_id)
-            rows = await db.execute_fetchall(
-                "SELECT record FROM match_steps WHERE match_id = ? ORDER BY step", (match_id,)
-            )
+        rows = await self._read_snapshot(f"read steps of match {match_id}", _matches.step_rows, match_id,
+                                         "SELECT record FROM match_steps WHERE match_id = ? ORDER BY step",
+                                         (match_id,))
         return [_decode_step(match_id, row[0]) for row in rows]
 
     async def get_step_texts(self, match_id: int, from_step: int, limit: int) -> list[tuple[int, str]]:
@@ -472,12 +388,11 @@ class SqliteStorage:
             MatchNotFound: no match ``match_id``.
         """
         await self._steps.wait_match(match_id)
-        async with self._read(f"read steps of match {match_id}") as db:
-            await _match_status(db, match_id)
-            rows = await db.execute_fetchall(
-                "SELECT step, record FROM match_steps WHERE match_id = ? AND step >= ? ORDER BY step LIMIT ?",
-                (match_id, max(0, from_step), max(0, limit)),
-            )
+        rows = await self._read_snapshot(
+            f"read steps of match {match_id}", _matches.step_rows, match_id,
+            "SELECT step, record FROM match_steps WHERE match_id = ? AND step >= ? ORDER BY step LIMIT ?",
+            (match_id, max(0, from_step), max(0, limit)),
+        )
         return [(row[0], _step_text(match_id, row[1])) for row in rows]
 
     async def get_last_step_texts(self, match_id: int, count: int) -> list[tuple[int, str]]:
@@ -487,25 +402,16 @@ class SqliteStorage:
             MatchNotFound: no match ``match_id``.
         """
         await self._steps.wait_match(match_id)
-        async with self._read(f"read steps of match {match_id}") as db:
-            await _match_status(db, match_id)
-            rows = await db.execute_fetchall(
-                "SELECT step, record FROM match_steps WHERE match_id = ? ORDER BY step DESC LIMIT ?",
-                (match_id, max(0, count)),
-            )
-        return [(row[0], _step_text(match_id, row[1])) for row in reversed(list(rows))]
+        rows = await self._read_snapshot(
+            f"read steps of match {match_id}", _matches.step_rows, match_id,
+            "SELECT step, record FROM match_steps WHERE match_id = ? ORDER BY step DESC LIMIT ?",
+            (match_id, max(0, count)),
+        )
+        return [(row[0], _step_text(match_id, row[1])) for row in reversed(rows)]
 
     async def abort_unfinished(self, reason: str) -> int:
         """Mark every pending or live match aborted (on start-up); returns how many."""
-        async with self._write("abort unfinished matches") as db:
-            cur = await db.execute(
-                "UPDATE matches SET status = ?, reason = ?, finished_at = ?,"
-                " steps = (SELECT count(*) FROM match_steps WHERE match_id = matches.id)"
-                " WHERE status IN (?, ?)",
-                (MatchStatus.ABORTED.value, _short(reason), time.time(),
-                 MatchStatus.PENDING.value, MatchStatus.LIVE.value),
-            )
-            return cur.rowcount
+        return await self._write("abort unfinished matches", _matches.abort_unfinished, reason, time.time())
 
     async def standings(self, game: str) -> list[dict[str, JSON]]:
         """Per agent of ``game``: finished matches, wins, draws, losses and faults, best first.
@@ -518,36 +424,31 @@ class SqliteStorage:
         ``rated_wins``, ``rated_draws`` and ``rated_losses`` count the rated (ladder) matches
         alone: the results its rating was computed from.
         """
-        async with self._read(f"compute standings of {game}") as db:
-            return await _standings(db, game)
+        return await self._read(f"compute standings of {game}", _standings, game)
 
     # -- the rated ladder (the SQL is in _ratings.py, the rules in server/ladder.py) ----------------
 
     async def rate_finished(self, limit: int = 100) -> list[RatedMatch]:
         """Rate up to ``limit`` finished matches not rated yet, oldest end first, in one
         transaction that also marks them rated: each is rated exactly once, across restarts too."""
-        async with self._write("rate finished matches") as db:
-            return await _ratings.rate_finished(db, limit, time.time())
+        return await self._write("rate finished matches", _ratings.rate_finished, limit, time.time())
 
     async def get_ratings(self, agent_ids: Sequence[int]) -> dict[int, RatingRecord]:
         """The ratings of these agents (the default for an unrated one); unknown ids are left out."""
-        async with self._read("read ratings") as db:
-            return await _ratings.get_ratings(db, agent_ids)
+        return await self._read("read ratings", _ratings.get_ratings, tuple(agent_ids))
 
     async def leaderboard(self, game: str) -> list[dict[str, JSON]]:
         """Every agent of ``game``, best rating first, with its standings; see ``_ratings.leaderboard``."""
-        async with self._read(f"compute the leaderboard of {game}") as db:
-            return await _ratings.leaderboard(db, game)
+        return await self._read_snapshot(f"compute the leaderboard of {game}", _ratings.leaderboard, game)
 
     async def ladder_matches_of_versions(self, versions: Mapping[int, int]) -> dict[int, int]:
         """Rated matches per ``agent id -> version`` (see ``_ratings.ladder_matches_of_versions``)."""
-        async with self._read("count the ladder matches of agent versions") as db:
-            return await _ratings.ladder_matches_of_versions(db, versions)
+        return await self._read("count the ladder matches of agent versions", _ratings.ladder_matches_of_versions,
+                                dict(versions))
 
     async def ladder_ends_since(self, since: float) -> list[tuple[str, float, tuple[int, ...]]]:
         """``(game, finished_at, agent ids)`` of the rated matches finished after ``since``, oldest first."""
-        async with self._read("read the ladder's recent matches") as db:
-            return await _ratings.ladder_ends_since(db, since)
+        return await self._read("read the ladder's recent matches", _ratings.ladder_ends_since, since)
 
     # -- seat logs ---------------------------------------------------------------------------------
 
@@ -558,24 +459,13 @@ class SqliteStorage:
             MatchNotFound: no match ``match_id``.
             StorageError: the match has no seat ``seat``.
         """
-        async with self._write(f"save log of match {match_id} seat {seat}") as db:
-            await _match_status(db, match_id)
-            if await _fetchone(db, "SELECT 1 FROM match_seats WHERE match_id = ? AND seat = ?",
-                               (match_id, seat)) is None:
-                raise StorageError(f"match {match_id} has no seat {seat}")
-            await db.execute(
-                "INSERT INTO seat_logs (match_id, seat, text) VALUES (?, ?, ?)"
-                " ON CONFLICT (match_id, seat) DO UPDATE SET text = excluded.text", (match_id, seat, text),
-            )
+        await self._write(f"save log of match {match_id} seat {seat}", _matches.save_log, match_id, seat, text)
 
     async def get_log(self, match_id: int, seat: int) -> str | None:
         """One seat's log, if one was saved."""
         if not (_is_row_id(match_id) and _is_row_id(seat)):
             return None
-        async with self._read(f"read log of match {match_id} seat {seat}") as db:
-            row = await _fetchone(db, "SELECT text FROM seat_logs WHERE match_id = ? AND seat = ?",
-                                  (match_id, seat))
-        return None if row is None else str(row[0])
+        return await self._read(f"read log of match {match_id} seat {seat}", _matches.get_log, match_id, seat)
 
     async def ping(self) -> None:
         """A trivial read, for ``GET /api/health``.
@@ -583,71 +473,52 @@ class SqliteStorage:
         Raises:
             StorageError: the storage is closed or the database does not answer.
         """
-        async with self._read("answer a health check") as db:
-            await db.execute("SELECT 1")
+        await self._read("answer a health check", _select_one)
 
     async def close(self) -> None:
         """Write every queued step, stop the writer and close the connections.
 
         Raises:
-            StorageError: queued steps could not be stored and no caller has been told.
+            StorageError: queued steps could not be stored and no caller has been told, or a
+                connection could not be closed.
         """
         if self._steps.is_closing:
             return
         with anyio.CancelScope(shield=True):
             await self._steps.drain()
-            async with self._write_lock:
-                self._is_closed = True
-                await self._db.close()
-            if self._reader is not self._db:
-                async with self._read_lock:
-                    await self._reader.close()
+            self._is_closed = True
+            await _close_threads(self._writer, self._reader)
         self._steps.raise_unreported()
 
-    # -- transactions ------------------------------------------------------------------------------
+    # -- one trip per call -------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _write(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction on the writer connection; ``sqlite3`` errors become StorageError."""
-        async with self._write_lock:
-            if self._is_closed:
-                raise StorageError(f"cannot {what}: storage is closed")
-            db = self._db
-            try:
-                # Shielded: a BEGIN cancelled on its way (a request whose client left, a timed-out
-                # health probe) still runs in the connection's thread, and would leave it inside a
-                # transaction that nobody ends: every later BEGIN on it would fail.
-                with anyio.CancelScope(shield=True):
-                    await db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                    with anyio.CancelScope(shield=True):
-                        await db.execute("COMMIT")
-                except BaseException:
-                    with anyio.CancelScope(shield=True):
-                        await _rollback(db)
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot {what}: {exc}") from exc
-            except OverflowError as exc:  # an integer no column can hold; ids are checked before
-                raise ProtocolError(f"cannot {what}: a number does not fit 64 bits", code="out_of_range") from exc
+    async def _write(self, what: str, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
+        """``fn(db, *args)`` as one write transaction in the writer's thread: one trip."""
+        return await self._run(what, self._writer, write_transaction, fn, *args)
 
-    @asynccontextmanager
-    async def _read(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
-        """One read snapshot on the reader connection; ``sqlite3`` errors become StorageError."""
-        async with self._read_lock:
-            if self._is_closed:
-                raise StorageError(f"cannot {what}: storage is closed")
-            db = self._reader
-            try:
-                with anyio.CancelScope(shield=True):  # as in _write: never leave a transaction open
-                    await db.execute("BEGIN")
-                try:
-                    yield db
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await _rollback(db)
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot {what}: {exc}") from exc
-            except OverflowError as exc:  # an integer no column can hold; ids are checked before
-                raise ProtocolError(f"cannot {what}: a number does not fit 64 bits", code="out_of_range") from exc
+    async def _read(self, what: str, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
+        """``fn(db, *args)``, a read of one statement, in the reader's thread: one trip."""
+        return await self._run(what, self._reader, fn, *args)
+
+    async def _read_snapshot(self, what: str, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
+        """``fn(db, *args)``, a read of several statements, in one snapshot in the reader's thread: one trip."""
+        return await self._run(what, self._reader, read_snapshot, fn, *args)
+
+    async def _run(self, what: str, thread: DatabaseThread, fn: Callable[[sqlite3.Connection, *Ts], T],
+                   *args: *Ts) -> T:
+        """Run a job in ``thread``; ``sqlite3`` errors become StorageError, what ``fn`` raises passes.
+
+        Raises:
+            StorageError: the storage is closed, or SQLite failed.
+            ProtocolError: a number does not fit SQLite's 64-bit integers.
+        """
+        if self._is_closed:
+            raise StorageError(f"cannot {what}: storage is closed")
+        try:
+            return await thread.run(fn, *args)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot {what}: {exc}") from exc
+        except OverflowError as exc:  # an integer no column can hold; ids are checked before
+            raise ProtocolError(f"cannot {what}: a number does not fit 64 bits", code="out_of_range") from exc
+        except anyio.ClosedResourceError as exc:  # closed while the caller was on its way here
+            raise StorageError(f"cannot {what}: storage is closed") from exc

@@ -1,0 +1,116 @@
+"""Matches in SQLite: creating, starting and finishing them, their event logs and seat logs.
+
+Each function is the body of one storage call (see ``SqliteStorage``): it runs in the database
+thread on the thread's connection, inside the transaction the caller frames (a write, or a
+snapshot when it reads several statements). Steps are written by the batching step writer
+(``_steps.py``), not here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from protocol.errors import AgentNotFound, StorageError, short_reason
+
+from ._rows import _is_row_id, _load_agent, _load_matches, _match_status
+from .base import MatchRecord, MatchStatus, NewSeat, SeatResult
+
+__all__: list[str] = []
+
+_UPSERT_LOG = (
+    "INSERT INTO seat_logs (match_id, seat, text) VALUES (?, ?, ?)"
+    " ON CONFLICT (match_id, seat) DO UPDATE SET text = excluded.text"
+)
+
+
+def _short(reason: str | None) -> str | None:
+    # Every reason that is stored quotes a short prefix at most (whoever built it): it goes into
+    # every list of matches, lobby frame and result that names the match.
+    return None if reason is None else short_reason(reason)
+
+
+def create_match(
+    db: sqlite3.Connection, game: str, rules_version: int, config_json: str, seed: int, tags_json: str,
+    seats: Sequence[NewSeat], is_rated: bool, now: float,
+) -> MatchRecord:
+    for seat in seats:
+        if not _is_row_id(seat.agent_id):
+            raise AgentNotFound(seat.agent_id)
+        if db.execute("SELECT 1 FROM agent_versions WHERE agent_id = ? AND version = ?",
+                      (seat.agent_id, seat.version)).fetchone() is None:
+            _load_agent(db, seat.agent_id)  # raises if the agent itself is unknown
+            raise AgentNotFound((seat.agent_id, seat.version))
+    cur = db.execute(
+        "INSERT INTO matches (game, rules_version, status, config, seed, tags, created_at, rated, rating_done)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (game, rules_version, MatchStatus.PENDING.value, config_json, seed, tags_json, now, is_rated, not is_rated),
+    )
+    assert cur.lastrowid is not None
+    match_id = cur.lastrowid
+    db.executemany("INSERT INTO match_seats (match_id, seat, agent_id, version) VALUES (?, ?, ?, ?)",
+                   [(match_id, i, s.agent_id, s.version) for i, s in enumerate(seats)])
+    return _load_matches(db, "WHERE id = ?", (match_id,))[0]
+
+
+def set_match_live(db: sqlite3.Connection, match_id: int, started_at: float) -> None:
+    status = _match_status(db, match_id)
+    if status not in (MatchStatus.PENDING, MatchStatus.LIVE):
+        raise StorageError(f"match {match_id} is {status.value}; it cannot go live")
+    db.execute("UPDATE matches SET status = ?, started_at = ? WHERE id = ?",
+               (MatchStatus.LIVE.value, started_at, match_id))
+
+
+def finish_match(
+    db: sqlite3.Connection, match_id: int, status: MatchStatus, reason: str | None, seats: Sequence[SeatResult],
+    logs: Sequence[str], finished_at: float,
+) -> MatchRecord:
+    """The end of a match, with the seats' non-empty ``logs`` (one per seat, or none at all)."""
+    current = _match_status(db, match_id)
+    if current not in (MatchStatus.PENDING, MatchStatus.LIVE):
+        raise StorageError(f"match {match_id} has already ended ({current.value})")
+    n_seats = int(db.execute("SELECT count(*) FROM match_seats WHERE match_id = ?", (match_id,)).fetchone()[0])
+    if n_seats != len(seats):
+        raise ValueError(f"match {match_id} has {n_seats} seats, got {len(seats)} results")
+    db.executemany("UPDATE match_seats SET status = ?, reward = ?, reason = ? WHERE match_id = ? AND seat = ?",
+                   [(s.status, s.reward, _short(s.reason), match_id, i) for i, s in enumerate(seats)])
+    db.executemany(_UPSERT_LOG, [(match_id, seat, text) for seat, text in enumerate(logs) if text])
+    db.execute(
+        "UPDATE matches SET status = ?, reason = ?, finished_at = ?,"
+        " steps = (SELECT count(*) FROM match_steps WHERE match_id = ?) WHERE id = ?",
+        (status.value, _short(reason), finished_at, match_id, match_id),
+    )
+    return _load_matches(db, "WHERE id = ?", (match_id,))[0]
+
+
+def abort_unfinished(db: sqlite3.Connection, reason: str, now: float) -> int:
+    cur = db.execute(
+        "UPDATE matches SET status = ?, reason = ?, finished_at = ?,"
+        " steps = (SELECT count(*) FROM match_steps WHERE match_id = matches.id)"
+        " WHERE status IN (?, ?)",
+        (MatchStatus.ABORTED.value, _short(reason), now, MatchStatus.PENDING.value, MatchStatus.LIVE.value),
+    )
+    return cur.rowcount
+
+
+def step_rows(db: sqlite3.Connection, match_id: int, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of ``sql`` (a SELECT of ``match_steps``), once the match is known to exist.
+
+    Raises:
+        MatchNotFound: no match ``match_id``.
+    """
+    _match_status(db, match_id)
+    return db.execute(sql, params).fetchall()
+
+
+def save_log(db: sqlite3.Connection, match_id: int, seat: int, text: str) -> None:
+    _match_status(db, match_id)
+    if db.execute("SELECT 1 FROM match_seats WHERE match_id = ? AND seat = ?", (match_id, seat)).fetchone() is None:
+        raise StorageError(f"match {match_id} has no seat {seat}")
+    db.execute(_UPSERT_LOG, (match_id, seat, text))
+
+
+def get_log(db: sqlite3.Connection, match_id: int, seat: int) -> str | None:
+    row = db.execute("SELECT text FROM seat_logs WHERE match_id = ? AND seat = ?", (match_id, seat)).fetchone()
+    return None if row is None else str(row[0])
