@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protocol.codec import decode_json, encode_json
-from protocol.errors import ArenaError, ProtocolError
+from protocol.errors import ArenaError, LayerUnavailable, ProtocolError
 
 from . import account, connect, repro
 from .config import load_config
@@ -159,10 +159,12 @@ async def run_local(
 
     from server.matches.runner import run_match
     from server.matches.seats import open_process_seat
+    from server.sandbox import serve_seats
 
     async with AsyncExitStack() as stack:
+        launcher = await stack.enter_async_context(serve_seats())  # this match's seats, and their fork server
         links = [
-            await stack.enter_async_context(open_process_seat(code, limits, label=f"seat {seat}"))
+            await stack.enter_async_context(open_process_seat(launcher, code, limits, label=f"seat {seat}"))
             for seat, code in enumerate(codes)
         ]
         result = await run_match(spec, links, recorder)
@@ -327,7 +329,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from server.config import load_settings
-    from server.sandbox import bot_python
+    from server.sandbox import SeatLauncher, bot_python
     from server.sandbox.layers import LAYER_NAMES, sandbox_layers
 
     try:
@@ -341,10 +343,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         out(f"  {layer.name.ljust(width)}  {'active' if layer.active else 'off':<6}  {layer.reason}")
     out(f"{sum(layer.active for layer in layers)} of {len(layers)} layers active")
     out(f"bot interpreter: {bot_python()}")
-    from server.sandbox.forkserver import seat_mode_status
-
-    seats = seat_mode_status(probe=True)  # starts a fork server once to see that it works here
-    out(f"seat start-up: {seats.active} (seat_mode {seats.configured}): {seats.reason}")
+    # A launcher of its own, as the server's lifespan would start it: the fork server once, to see that it works here.
+    try:
+        launcher = SeatLauncher.launch(settings.seat_mode, limits=settings.limits, pool_size=settings.seat_pool_size)
+    except LayerUnavailable as exc:  # seat_mode "fork" where it cannot run: the server would refuse to start
+        out(f"seat start-up: unavailable (seat_mode {settings.seat_mode}): {exc}")
+    else:
+        try:
+            seats = launcher.status()
+        finally:
+            launcher.close()
+        out(f"seat start-up: {seats.active} (seat_mode {seats.configured}): {seats.reason}")
     if not args.require_layers:
         return 0
     wanted = list(LAYER_NAMES) if args.require_layers == "all" else [

@@ -17,8 +17,7 @@ import itertools
 import math
 import types
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from functools import partial
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from .http import ApiClient
 from .terminal import printable, quoted_lines
 
 if TYPE_CHECKING:
-    from server.sandbox import Limits
+    from server.sandbox import Limits, SeatLauncher
 
 __all__ = ["add_parser", "cmd_connect", "ensure_remote_agent"]
 
@@ -56,12 +55,12 @@ def cmd_connect(args: argparse.Namespace) -> int:
     if not args.token:
         raise CliError("connecting needs a token: pass --token, set ARENA_TOKEN or run arena login",
                        code="unauthorized")
+    make_player: Callable[[MatchStart], Any] | None = None  # None: the local sandbox's, made below
     if args.no_sandbox:
         code = _source(read_bot(args.bot), args.bot)
         make_player = in_process_players(code, args.bot)
     else:
         code = validated_bots([args.bot])[0]
-        make_player = sandboxed_players(code)
     api = ApiClient(args.server, args.token)
     name = args.name or Path(args.bot).stem
     agent = ensure_remote_agent(api, name, args.game)
@@ -79,9 +78,18 @@ def cmd_connect(args: argparse.Namespace) -> int:
             where = f" (match {msg.match_id})" if msg.match_id is not None else ""
             err(f"arena: server says {printable(msg.code)}{where}: {printable(msg.message)}")
 
-    remote = RemoteAgent(args.server, args.token, make_player, agents=[agent["id"]], on_event=on_event)
+    async def play_matches() -> None:
+        async with AsyncExitStack() as stack:
+            players = make_player
+            if players is None:  # the local sandbox: its seats (and their fork server) for as long as we play
+                from server.sandbox import serve_seats
+
+                players = sandboxed_players(code, await stack.enter_async_context(serve_seats()))
+            remote = RemoteAgent(args.server, args.token, players, agents=[agent["id"]], on_event=on_event)
+            await remote.run(max_matches=args.matches)
+
     try:
-        anyio.run(partial(remote.run, max_matches=args.matches))
+        anyio.run(play_matches)
     except RemoteAgentError as exc:
         raise CliError(str(exc), code=exc.code) from None
     return 0
@@ -139,14 +147,14 @@ def my_agents(api: ApiClient, user_id: int) -> list[dict[str, JSON]]:
 # -- players --------------------------------------------------------------------------------------
 
 
-def sandboxed_players(code: str) -> Callable[[MatchStart], Any]:
-    """A player factory running ``code`` in the local sandbox, one process per match."""
+def sandboxed_players(code: str, launcher: SeatLauncher) -> Callable[[MatchStart], Any]:
+    """A player factory running ``code`` in the local sandbox, one process per match, opened by ``launcher``."""
     from server.matches.seats import SeatStart, open_process_seat
 
     @asynccontextmanager
     async def make_player(start: MatchStart) -> AsyncIterator[Callable[[Any, Any], Any]]:
         label = f"match {start.match_id} seat {start.seat}"
-        async with open_process_seat(code, _limits_for(start.configuration), label=label) as seat:
+        async with open_process_seat(launcher, code, _limits_for(start.configuration), label=label) as seat:
             await seat.start(SeatStart(seat=start.seat, seed=start.seed or 0, configuration=start.configuration))
             steps = itertools.count(1)
 
@@ -183,7 +191,7 @@ def _limits_for(configuration: Any) -> Limits:
 
 def in_process_players(code: str, path: str) -> Callable[[MatchStart], Callable[[Any, Any], Any]]:
     """A player factory running ``code`` here: fresh module globals per match, Kaggle's rules."""
-    from server.sandbox.bot_runtime import arity, find_agent  # standard library only
+    from server.sandbox.seat.bot_runtime import arity, find_agent  # standard library only
 
     tree = ast.parse(code, filename=path)
     compiled = compile(tree, path, "exec", dont_inherit=True)

@@ -27,8 +27,8 @@ def add_parser(sub: Any, remote: argparse.ArgumentParser) -> None:
 def cmd_repro(args: argparse.Namespace) -> int:
     import anyio
 
-    from server.matches.repro import rerun
-    from server.sandbox import Limits
+    from server.matches.repro import ReproOutcome, rerun
+    from server.sandbox import Limits, serve_seats
 
     from .cli import err, out, out_json, validated_bots
 
@@ -51,8 +51,13 @@ def cmd_repro(args: argparse.Namespace) -> int:
             f"{printable(bundle['status'])} at step {printable(step)}: {printable(bundle['reason'])}")
         out(f"limit: {_limit_text(bundle['limit'])}")
         err(f"re-running {source} locally against the recorded moves up to step {step} ...")
+
+    async def rerun_here() -> ReproOutcome:
+        async with serve_seats() as launcher:  # this command's seats, and their fork server if it runs here
+            return await rerun(launcher, bundle, code, Limits())
+
     try:
-        outcome = anyio.run(rerun, bundle, code, Limits())
+        outcome = anyio.run(rerun_here)
     except (KeyError, TypeError, ValueError) as exc:
         raise CliError(f"the server's repro bundle is malformed: {exc!r}", code="bad_reply") from None
     if args.json:

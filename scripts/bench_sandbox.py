@@ -25,14 +25,15 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.matches.seats import SeatStart, open_process_seat  # noqa: E402
-from server.sandbox import Limits  # noqa: E402
+from server.sandbox import Limits, SeatLauncher  # noqa: E402
 from server.sandbox.isolation import Isolation, default_isolation, isolation_override  # noqa: E402
-from server.sandbox.process import RUNTIME_PATH, bot_python  # noqa: E402
+from server.sandbox.process import bot_python  # noqa: E402
+from server.sandbox.view import RUNTIME_PATH  # noqa: E402
 
 BOT = "def agent(obs, config):\n    return 0\n"
 
 
-async def one_seat(isolation: Isolation | None, moves: int) -> tuple[float, list[float]]:
+async def one_seat(launcher: SeatLauncher, isolation: Isolation | None, moves: int) -> tuple[float, list[float]]:
     """Start one seat under ``isolation``: seconds until ready, then the round trip of each move.
 
     Layer 2 is on with isolation and off without: no isolation means no layer at all.
@@ -40,7 +41,7 @@ async def one_seat(isolation: Isolation | None, moves: int) -> tuple[float, list
     limits = Limits(restricted=isolation is not None)
     with isolation_override(isolation):
         started = time.perf_counter()
-        async with open_process_seat(BOT, limits) as seat:
+        async with open_process_seat(launcher, BOT, limits) as seat:
             await seat.start(SeatStart(seat=0, seed=1, configuration={}))
             ready_s = time.perf_counter() - started
             round_trips = []
@@ -60,13 +61,14 @@ async def bench(rounds: int, moves: int) -> dict[str, dict[str, dict[str, float]
     if isolation is None:
         raise SystemExit("no isolation layer is available on this machine: see `arena doctor`")
     configs: dict[str, Isolation | None] = {"all layers": isolation, "no layers": None}
+    fresh = SeatLauncher("fresh")  # a fresh process per seat, wrapped in each configuration's layers
     starts: dict[str, list[float]] = {name: [] for name in configs}
     acts: dict[str, list[float]] = {name: [] for name in configs}
     for config in configs.values():  # warm-up: page cache, the first filter copy
-        await one_seat(config, 5)
+        await one_seat(fresh, config, 5)
     for _ in range(rounds):
         for name, config in configs.items():
-            ready_s, round_trips = await one_seat(config, moves)
+            ready_s, round_trips = await one_seat(fresh, config, moves)
             starts[name].append(ready_s)
             acts[name].append(statistics.median(round_trips))
     return {name: {"startup_s": summary(starts[name]), "move_s": summary(acts[name])} for name in configs}

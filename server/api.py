@@ -21,7 +21,6 @@ from server.health import HealthStatus, health_report
 from server.matches.games import GAMES, get_game, resolve_config
 from server.matches.manager import SeatQuota, match_document
 from server.names import check_agent_name, check_user_name
-from server.sandbox.forkserver import seat_mode_status
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.validator import check_source
 from server.state import arena_state
@@ -340,5 +339,5 @@ async def health(request: Request) -> Response:
         "version": __version__,
         "live_matches": len(state.manager.running),
         "components": components,
-        "sandbox": {"layers": layers, "seat_mode": dataclasses.asdict(seat_mode_status())},
+        "sandbox": {"layers": layers, "seat_mode": dataclasses.asdict(state.manager.launcher.status())},
     }, 200 if status is HealthStatus.OK else 503)

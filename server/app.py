@@ -18,7 +18,7 @@ from server.matches.remote import RemoteAgents
 from server.ratelimit import RateLimiter
 from server.ratings import Rater
 from server.routes import exception_handlers, routes
-from server.sandbox.forkserver import serve_seats
+from server.sandbox import serve_seats
 from server.sandbox.layers import require_layers
 from server.scheduler import LadderScheduler, seed_examples
 from server.state import ArenaState
@@ -38,9 +38,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # Probing the sandbox layers starts a sandboxed interpreter: off the event loop, once.
         await anyio.to_thread.run_sync(functools.partial(
             require_layers, settings.require_layers, settings.limits, validates=settings.validate_submissions))
-        # The fork server (if any) starts first, off the event loop, and stops after the matches.
+        # The seats' launcher and its fork server (if any) start first, off the event loop, and stop
+        # after the matches; the match manager opens every seat through it.
         seats = serve_seats(settings.seat_mode, limits=settings.limits, pool_size=settings.seat_pool_size)
-        async with seats, open_sqlite(settings.db) as storage:
+        async with seats as launcher, open_sqlite(settings.db) as storage:
             aborted = await storage.abort_unfinished("server stopped while the match was live")
             if aborted:
                 log.warning("marked %d interrupted matches aborted", aborted)
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         if ladder is not None:
                             ladder.match_finished(record)
 
-                    manager = MatchManager(storage, hub, tg, settings.limits, on_finished=finished,
+                    manager = MatchManager(storage, hub, tg, settings.limits, launcher, on_finished=finished,
                                            remotes=remotes, max_action_bytes=settings.max_action_bytes,
                                            config_ranges=settings.config_ranges)
                     await tg.start(rater.run)

@@ -39,7 +39,7 @@ class Settings:
     operators: tuple[int, ...] = ()
     require_layers: tuple[str, ...] = ()  # sandbox layers that must be active, or the server refuses to start
     # How seats start: "auto" (the fork server when every isolation layer works here, else a fresh
-    # process per seat), "fork" (the fork server or refuse to start), "fresh"; see sandbox/forkserver.py.
+    # process per seat), "fork" (the fork server or refuse to start), "fresh"; see sandbox/launch.py.
     seat_mode: str = "auto"
     seat_pool_size: int = 8  # seats the fork server keeps forked ahead of need, for ``limits``
     spectator_queue_frames: int = 256  # a spectator this far behind is dropped

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 from server.matches.games import get_game, resolve_config
 from server.matches.seats import AgentLink, SeatStart, open_process_seat
-from server.sandbox import Limits
-from server.sandbox.forkserver import DEFAULT_POOL_SIZE, seat_mode_override, serve_seats
+from server.sandbox import Limits, SeatLauncher, serve_seats
+from server.sandbox.forkserver import DEFAULT_POOL_SIZE
 from server.sandbox.isolation import isolation_override, isolation_status
-from server.sandbox.process import RUNTIME_PATH, bot_python
+from server.sandbox.process import bot_python
+from server.sandbox.view import RUNTIME_PATH
 
 from ._common import Row, Section, ratios
 
@@ -70,12 +71,13 @@ def register_seat_mode(mode: SeatMode) -> None:
 
 @asynccontextmanager
 async def _fresh_all_layers() -> AsyncIterator[SeatOpener]:
-    # open_seat_process's default isolation: every layer this machine supports, probed once per process.
+    # A fresh seat's default isolation: every layer this machine supports, probed once per process.
+    launcher = SeatLauncher("fresh")
+
     @asynccontextmanager
     async def open_seat(code: str) -> AsyncIterator[AgentLink]:
-        with seat_mode_override("fresh"):
-            async with open_process_seat(code, Limits()) as seat:
-                yield seat
+        async with open_process_seat(launcher, code, Limits()) as seat:
+            yield seat
 
     yield open_seat
 
@@ -83,24 +85,25 @@ async def _fresh_all_layers() -> AsyncIterator[SeatOpener]:
 @asynccontextmanager
 async def _forkserver() -> AsyncIterator[SeatOpener]:
     # A zygote for this session (started here, off the clock) with its pool of seats forked ahead.
-    async with serve_seats("fork", limits=Limits(), pool_size=DEFAULT_POOL_SIZE):
+    async with serve_seats("fork", limits=Limits(), pool_size=DEFAULT_POOL_SIZE) as launcher:
         @asynccontextmanager
         async def open_seat(code: str) -> AsyncIterator[AgentLink]:
-            with seat_mode_override("fork"):
-                async with open_process_seat(code, Limits()) as seat:
-                    yield seat
+            async with open_process_seat(launcher, code, Limits()) as seat:
+                yield seat
 
         yield open_seat
 
 
 @asynccontextmanager
 async def _fresh_no_layers() -> AsyncIterator[SeatOpener]:
+    launcher = SeatLauncher("fresh")
+
     @asynccontextmanager
     async def open_seat(code: str) -> AsyncIterator[AgentLink]:
         # No bubblewrap (namespaces, seccomp, filesystem) and no restricted runtime (layer 2);
         # the runtime still sets its own rlimits, which cost nothing measurable.
         with isolation_override(None):
-            async with open_process_seat(code, Limits(restricted=False)) as seat:
+            async with open_process_seat(launcher, code, Limits(restricted=False)) as seat:
                 yield seat
 
     yield open_seat

@@ -34,9 +34,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from protocol.errors import ArenaError, ConfigError, MatchOver, RateLimited, describe_error
+from protocol.errors import AgentNotFound, ArenaError, ConfigError, MatchOver, RateLimited, describe_error
 from protocol.messages import MatchEnded, MatchStarted, SeatDebug, SeatTiming, StepRecord
-from server.sandbox import Limits
+from server.sandbox import Limits, SeatLauncher
 from server.storage import AgentRecord, EncodedStep, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
 
 from .games import ConfigRanges, get_game, resolve_config
@@ -130,7 +130,7 @@ class MatchManager:
     """Runs matches in the app's task group; one per server process."""
 
     def __init__(
-        self, storage: Storage, hub: Hub, task_group: TaskGroup, limits: Limits,
+        self, storage: Storage, hub: Hub, task_group: TaskGroup, limits: Limits, launcher: SeatLauncher,
         on_finished: Callable[[MatchRecord], Any] | None = None, remotes: RemoteAgents | None = None,
         max_action_bytes: int = DEFAULT_MAX_ACTION_BYTES, config_ranges: ConfigRanges | None = None,
     ) -> None:
@@ -143,6 +143,7 @@ class MatchManager:
         self.hub = hub
         self.task_group = task_group
         self.limits = limits
+        self.launcher = launcher  # opens the seats of every match (the lifespan owns it and its fork server)
         self.on_finished = on_finished
         self.remotes = remotes if remotes is not None else RemoteAgents()
         self.running: dict[int, MatchRecord] = {}
@@ -180,7 +181,11 @@ class MatchManager:
                     "when one of their matches has ended")
             self._held_seats[quota.holder] = held + len(agent_ids)
         try:
-            agents = [await self.storage.get_agent(agent_id) for agent_id in agent_ids]
+            found = await self.storage.get_agents(agent_ids)  # one query, each at its current version
+            missing = [agent_id for agent_id in agent_ids if agent_id not in found]
+            if missing:
+                raise AgentNotFound(missing[0])
+            agents = [found[agent_id] for agent_id in agent_ids]
             for agent in agents:
                 if agent.game != game:
                     raise ConfigError(f"agent {agent.id} ({agent.name!r}) plays {agent.game}, not {game}")
@@ -287,15 +292,13 @@ class MatchManager:
             log.info("match %s stopped: %s", record.id, stop.reason)
             return await self._store_abort(record, stop.reason or "stopped")
         result, logs = played
-        for seat, text in enumerate(logs):
-            if text:
-                await self.storage.save_log(record.id, seat, text)
         seats = [
             SeatResult(s.agent_id, s.agent_name, s.owner, s.version, o.status, o.reward, o.reason)
             for s, o in zip(record.seats, result.seats, strict=True)
         ]
-        # finish_match makes every step durable first: only then is the end announced.
-        return await self.storage.finish_match(record.id, MatchStatus.FINISHED, None, seats, time.time())
+        # finish_match makes every step durable first: only then is the end announced. The seats'
+        # logs are stored in the same transaction.
+        return await self.storage.finish_match(record.id, MatchStatus.FINISHED, None, seats, time.time(), logs=logs)
 
     async def _play(
         self, spec: MatchSpec, agents: list[AgentRecord], feed: MatchFeed
@@ -307,9 +310,10 @@ class MatchManager:
                 if agent.remote:
                     links.append(stack.enter_context(self.remotes.open_seat(spec.match_id, seat, agent)))
                 else:
-                    code = await self.storage.get_agent_code(agent.id, agent.version) or ""
+                    code = agent.code or ""  # the code of the version stored with the match (read with it)
                     label = f"match {spec.match_id} seat {seat}"
-                    links.append(await stack.enter_async_context(open_process_seat(code, self.limits, label=label)))
+                    seat_link = open_process_seat(self.launcher, code, self.limits, label=label)
+                    links.append(await stack.enter_async_context(seat_link))
             started_at = time.time()
             await self.storage.set_match_live(spec.match_id, started_at)
             feed.match = {**feed.match, "status": MatchStatus.LIVE.value, "started_at": started_at}

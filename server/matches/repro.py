@@ -18,7 +18,7 @@ from typing import Any
 
 from protocol.errors import AgentInvalid, ProtocolError
 from protocol.messages import StepRecord
-from server.sandbox import Limits
+from server.sandbox import Limits, SeatLauncher
 from server.storage import MatchRecord
 
 from .games import get_game
@@ -146,8 +146,8 @@ class _Steps:
         self.steps.append(record)
 
 
-async def rerun(bundle: Mapping[str, JSON], code: str, limits: Limits) -> ReproOutcome:
-    """Play ``code`` at the bundle's seat against the recorded moves, up to the failing step.
+async def rerun(launcher: SeatLauncher, bundle: Mapping[str, JSON], code: str, limits: Limits) -> ReproOutcome:
+    """Play ``code`` at the bundle's seat (opened by ``launcher``) against the recorded moves, up to the failing step.
 
     Raises:
         ArenaError: the bundle names an unknown game or a bad configuration.
@@ -165,7 +165,7 @@ async def rerun(bundle: Mapping[str, JSON], code: str, limits: Limits) -> ReproO
         links: list[AgentLink] = []
         for index in range(num_seats):
             if index == seat:
-                links.append(await stack.enter_async_context(open_process_seat(code, limits, label="repro")))
+                links.append(await stack.enter_async_context(open_process_seat(launcher, code, limits, label="repro")))
             else:
                 links.append(ScriptedSeat(index, moves))
         result = await run_match(spec, links, recorder)

@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from protocol import codec
 from protocol.errors import AgentCrashed, AgentInvalid, ProtocolError
 from protocol.messages import PROTOCOL_VERSION, Act, Init, SeatAction, SeatFailure, SeatReady
-from server.sandbox import Limits, SeatProcess, open_seat_process
+from server.sandbox import Limits, SeatLauncher, SeatProcess
 
 __all__ = ["AgentLink", "NetworkLink", "ProcessSeat", "Reply", "SeatStart", "open_process_seat"]
 
@@ -136,7 +136,14 @@ class ProcessSeat:
 
 
 @asynccontextmanager
-async def open_process_seat(code: str, limits: Limits, *, label: str = "seat") -> AsyncIterator[ProcessSeat]:
-    """Start a sandboxed process for ``code``; it is killed and reaped when the block exits."""
-    async with open_seat_process(limits, label=label) as process:
+async def open_process_seat(
+    launcher: SeatLauncher, code: str, limits: Limits, *, label: str = "seat"
+) -> AsyncIterator[ProcessSeat]:
+    """Start a sandboxed process for ``code`` (forked or fresh, as ``launcher`` does); it is killed
+    and reaped when the block exits.
+
+    Raises:
+        LayerUnavailable: the launcher's mode is "fork" and its fork server cannot run the seat.
+    """
+    async with launcher.open_seat(limits, label=label) as process:
         yield ProcessSeat(process, code, limits)

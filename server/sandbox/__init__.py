@@ -1,10 +1,13 @@
-"""The sandbox: static validation, the bot runtime, process isolation and limits."""
+"""The sandbox: static validation, launching seats (fresh or forked), isolation and limits.
 
-from .forkserver import SeatMode, SeatModeStatus, seat_mode_status, serve_seats
+What runs inside a seat lives in ``seat/`` (copied into its filesystem view, standard library
+only); everything else here is the server's side.
+"""
+
+from .launch import SeatLauncher, SeatMode, SeatModeStatus, serve_seats
 from .limits import Limits
-from .process import SeatProcess, bot_python, open_seat_process
+from .process import SeatProcess, bot_python
 
 __all__ = [
-    "Limits", "SeatMode", "SeatModeStatus", "SeatProcess", "bot_python", "open_seat_process", "seat_mode_status",
-    "serve_seats",
+    "Limits", "SeatLauncher", "SeatMode", "SeatModeStatus", "SeatProcess", "bot_python", "serve_seats",
 ]  # fmt: skip

@@ -105,7 +105,8 @@ def _pipe_file(fd: int, mode: str) -> IO[bytes]:
 
 
 class ForkSeatProcess(SeatProcess):
-    """A running seat forked by the fork server. Get one with ``open_seat_process``."""
+    """A running seat forked by the fork server. Get one from ``ForkServer.open_seat`` (a seat
+    launcher in fork or auto mode does: ``launch.SeatLauncher.open_seat``)."""
 
     mode = "fork"
 

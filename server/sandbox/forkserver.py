@@ -1,6 +1,6 @@
 """The fork server: seats forked from one warm zygote instead of a fresh sandboxed process each.
 
-Theory of operation. A fresh seat (``process.py``) costs a bubblewrap sandbox and an interpreter
+Theory of operation. A fresh seat (``fresh.py``) costs a bubblewrap sandbox and an interpreter
 start per seat, tens of milliseconds. The fork server starts one zygote (``zygote.py``) per
 server, in bubblewrap with the outer layers (the filesystem view, no network, PID, IPC, UTS and
 cgroup namespaces, a user namespace, uid 65534, a seccomp filter), with the bot runtime and layer
@@ -28,25 +28,19 @@ a pool of ``pool_size`` seats per server, with the server's default limits, wait
 taking one sends the request for its replacement at once, and the zygote forks it while the
 match plays: the pool refills in the background with no task or thread of the server's.
 
-Lifetime and ownership. One zygote serves every event loop of the process: the zygote's socket
-and the pool are plain descriptors, and each seat's streams are made in the loop that opens it.
-The app's lifespan owns one (:func:`serve_seats`, started off the event loop, stopped when the
-lifespan ends); elsewhere (``arena play``, tests, benchmarks) the first seat starts a
-process-wide one, stopped at interpreter exit (``atexit``). The zygote lives exactly as long as
-its socket: the server closing it, or dying, makes it kill its seats and exit.
-
-Modes (``Settings.seat_mode``): ``auto`` (the default) uses the fork server when every
-isolation layer is active and the zygote starts, else fresh processes; ``fork`` requires it;
-``fresh`` never uses it. Seats with a non-default interpreter or isolation (the test-only
-``isolation_override``) always start fresh.
+Lifetime and ownership. A :class:`ForkServer` is a resource with an owner: whoever runs
+matches starts one through a seat launcher (``launch.py``: ``serve_seats`` in the app's lifespan,
+``arena play``, tests, benchmarks), and it stops when that owner's block ends. Nothing in this
+module is process-wide. One zygote can serve several event loops: its socket and the pool are
+plain descriptors, and each seat's streams are made in the loop that opens it. The zygote lives
+exactly as long as its socket: the server closing it, or dying, makes it kill its seats and
+exit. Which seats fork and which start fresh (the seat modes) is the launcher's choice.
 """
 
 from __future__ import annotations
 
-import atexit
 import base64
 import dataclasses
-import enum
 import json
 import logging
 import os
@@ -55,10 +49,8 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -67,39 +59,20 @@ from protocol.errors import LayerUnavailable, SandboxError
 
 from ._forkseat import ForkSeatProcess, PendingSeat
 from ._seccomp import seat_seccomp_template, zygote_seccomp_program
-from .isolation import Isolation, default_isolation, numpy_view
+from .isolation import Isolation, default_isolation
 from .limits import Limits
-from .process import CLEAN_ENV, RUNTIME_PATH, bot_python
+from .process import CLEAN_ENV, bot_python
+from .view import RUNTIME_PATH, ZYGOTE_PATH, numpy_view
 
-__all__ = [
-    "DEFAULT_POOL_SIZE", "ForkSeatProcess", "ForkServer", "SeatMode", "SeatModeStatus", "acquire_fork_server",
-    "fork_server_pids", "is_explicit", "resolve_mode", "seat_mode_override", "seat_mode_status", "serve_seats",
-]  # fmt: skip
+__all__ = ["DEFAULT_POOL_SIZE", "ForkSeatProcess", "ForkServer"]
 
 log = logging.getLogger(__name__)
 
-ZYGOTE_PATH = RUNTIME_PATH.with_name("zygote.py")
 DEFAULT_POOL_SIZE = 8
 _START_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 5.0
 _RESTART_INTERVAL_S = 10.0  # at most one restart of a dead zygote per interval
 _MESSAGE_BYTES = 1 << 16
-
-
-class SeatMode(enum.StrEnum):
-    AUTO = "auto"  # the fork server when it can run here, else fresh
-    FORK = "fork"  # the fork server, or refuse
-    FRESH = "fresh"  # a fresh sandboxed process per seat
-
-
-@dataclass(frozen=True, slots=True)
-class SeatModeStatus:
-    """How seats start in this process: for ``/api/health`` and ``arena doctor``."""
-
-    configured: str
-    active: str  # "fork" or "fresh"
-    reason: str
-    pool_size: int = 0
 
 
 def _runtime_key(limits: Limits) -> tuple[Any, ...]:
@@ -341,155 +314,3 @@ def _stop_process(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-# -- the process's fork server and seat mode --------------------------------------------------------
-
-
-@dataclass
-class _Seats:
-    """How seats start, as one owner (the app's lifespan, or the process by default) set it."""
-
-    mode: SeatMode
-    server: ForkServer | None
-    reason: str  # why seats start fresh, when they do
-    is_lazy: bool = False  # the process-wide default: its server starts with the first seat
-
-
-_state_lock = threading.Lock()
-_installed: list[_Seats] = []  # the app lifespans' settings, innermost last
-_default = _Seats(SeatMode.AUTO, None, "the fork server starts with the first seat", is_lazy=True)
-_lazy_tried = False
-
-
-_override: ContextVar[SeatMode | None] = ContextVar("arena_seat_mode_override", default=None)
-
-
-@contextmanager
-def seat_mode_override(mode: str) -> Iterator[None]:
-    """Seats opened in this context (this task and those it starts) use ``mode``: for benchmarks
-    that compare modes side by side, and tests.
-
-    Raises:
-        ValueError: not a seat mode.
-    """
-    token = _override.set(SeatMode(mode))
-    try:
-        yield
-    finally:
-        _override.reset(token)
-
-
-def is_explicit(mode: str | None) -> bool:
-    """Whether the caller or the context (:func:`seat_mode_override`) chose the mode, not the process."""
-    return mode is not None or _override.get() is not None
-
-
-def resolve_mode(mode: str | None) -> SeatMode:
-    """``mode`` as a :class:`SeatMode`; when None, the context's override, else this process's setting.
-
-    Raises:
-        ValueError: not a seat mode.
-    """
-    if mode is not None:
-        return SeatMode(mode)
-    return _override.get() or (_installed[-1] if _installed else _default).mode
-
-
-def _start_lazy() -> None:
-    global _lazy_tried
-    with _state_lock:
-        if _lazy_tried:
-            return
-        _lazy_tried = True
-        try:
-            _default.server = ForkServer.launch()
-        except LayerUnavailable as exc:
-            _default.reason = str(exc)
-            log.warning("seats start as fresh processes: %s", exc)
-            return
-        atexit.register(_default.server.close)
-        _default.reason = ""
-
-
-async def acquire_fork_server(mode: SeatMode) -> ForkServer | None:
-    """The fork server seats in ``mode`` use, started if need be (off the event loop); None: fresh.
-
-    Raises:
-        LayerUnavailable: ``mode`` is FORK and the fork server cannot run here.
-    """
-    if mode is SeatMode.FRESH:
-        return None
-    seats = _installed[-1] if _installed else _default
-    if seats.server is None and (seats.is_lazy or mode is SeatMode.FORK):
-        seats = _default
-        if not _lazy_tried:
-            await anyio.to_thread.run_sync(_start_lazy)
-    server = seats.server
-    if server is not None and not server.is_alive:
-        await anyio.to_thread.run_sync(server.restart_if_dead)
-    if server is not None and server.is_alive:
-        return server
-    if mode is SeatMode.FORK:
-        raise LayerUnavailable(f"the fork server is unavailable: {seats.reason or (server and server.failure)}")
-    return None
-
-
-@asynccontextmanager
-async def serve_seats(
-    mode: str = "auto", *, limits: Limits | None = None, pool_size: int = DEFAULT_POOL_SIZE
-) -> AsyncIterator[SeatModeStatus]:
-    """Seats of this process start in ``mode`` in the block; the fork server, if any, runs for it.
-
-    For the app's lifespan: the zygote starts here, off the event loop, with a pool for
-    ``limits``, and stops when the block ends (after the matches, whose seats it forked).
-
-    Raises:
-        LayerUnavailable: ``mode`` is "fork" and the fork server cannot run here.
-        ValueError: not a seat mode.
-    """
-    chosen = SeatMode(mode)
-    seats = _Seats(chosen, None, "seat_mode is 'fresh'")
-    if chosen is not SeatMode.FRESH:
-        try:
-            seats.server = await anyio.to_thread.run_sync(
-                lambda: ForkServer.launch(pool_size=pool_size, pool_limits=limits))
-        except LayerUnavailable as exc:
-            if chosen is SeatMode.FORK:
-                raise
-            seats.reason = str(exc)
-            log.warning("seats start as fresh processes: %s", exc)
-    _installed.append(seats)
-    try:
-        yield seat_mode_status()
-    finally:
-        _installed.remove(seats)
-        if seats.server is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(seats.server.close)
-
-
-def seat_mode_status(*, probe: bool = False) -> SeatModeStatus:
-    """How seats start here now; ``probe``: start the process's fork server if not yet tried (blocks)."""
-    seats = _installed[-1] if _installed else _default
-    if probe and seats is _default and not _lazy_tried:
-        _start_lazy()
-    server = seats.server
-    if seats.mode is SeatMode.FRESH:
-        return SeatModeStatus(seats.mode.value, "fresh", seats.reason)
-    if server is not None and server.is_alive:
-        info = server.info
-        reason = (f"seats forked from a zygote under bubblewrap (Python {info.get('python')}), layers applied "
-                  f"per seat (session, rlimits, not dumpable, Landlock ABI {info.get('landlock_abi')}, seccomp "
-                  f"with the seat's pid); {server.pool_size} kept ready"
-                  f"{'; numpy preloaded (allow_numpy)' if server.has_numpy else ''}")
-        return SeatModeStatus(seats.mode.value, "fork", reason, server.pool_size)
-    if seats.is_lazy and not _lazy_tried:
-        return SeatModeStatus(seats.mode.value, "fork", "the fork server starts with the first seat")
-    why = (server.failure if server is not None else None) or seats.reason
-    return SeatModeStatus(seats.mode.value, "fresh", f"fork server unavailable: {why}")
-
-
-def fork_server_pids() -> set[int]:
-    """bubblewrap's pid of every running fork server of this process (tests account for them)."""
-    return {s.server.pid for s in (*_installed, _default) if s.server is not None and s.server.pid is not None}

@@ -20,14 +20,10 @@ the sandbox and then execs ``python3 -I -S /arena/bot_runtime.py`` in it:
   program allows the two ``prctl`` calls that installing it takes (``PR_SET_NO_NEW_PRIVS``,
   then ``PR_SET_SECCOMP`` with a filter) and no other;
 * filesystem (layer 8): an empty read-only root holding only what the interpreter maps and
-  imports (found once by running it), the runtime copied in read-only through a descriptor (so
-  the sandbox needs no access to the project's directory), ``/dev/null``, ``/dev/zero``,
-  ``/dev/urandom`` and, with a PID namespace, a ``/proc`` of that namespace only. Not ``/etc``,
-  ``/home``, ``/root``, ``/tmp``, the project, the database, other submissions. A seat whose
-  limits allow numpy (the operator's opt-in) also gets numpy's package directory, alone in its
-  site directory, the libraries it loads and the links the loader follows to them (Debian's
-  ``/etc/alternatives/libblas.so.3-*`` and kin: those links, not ``/etc``), found once by
-  importing numpy (:func:`numpy_view`); other seats' views do not hold them.
+  imports, the seat folder's files (``server/sandbox/seat/``) copied in read-only through
+  descriptors at ``/arena``, the devices the interpreter needs and, with a PID namespace, a
+  ``/proc`` of that namespace only; numpy's files only for seats allowed it. What the view
+  holds, and how it is found, is ``view.py``'s; this module puts it on bwrap's command line.
 
 When the server runs as root, bwrap itself runs as uid/gid 65534 (:func:`as_user`: util-linux's
 ``setpriv`` drops them and execs bwrap, or else ``subprocess`` drops them in C between fork and
@@ -43,16 +39,11 @@ leaving its orphaned reaper for PID 1 to collect.
 
 from __future__ import annotations
 
-import atexit
 import functools
-import json
 import logging
 import os
-import posixpath
 import shutil
-import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -63,6 +54,8 @@ from typing import Any, Final
 from protocol.errors import LayerUnavailable
 
 from ._seccomp import ALLOWED_SYSCALLS, CONDITIONAL_SYSCALLS, seccomp_program
+from .seat import NOBODY
+from .view import filesystem_view, numpy_view, seat_contents, seat_paths
 
 _seccomp_program = seccomp_program  # its name before it moved to _seccomp.py
 
@@ -70,29 +63,17 @@ __all__ = [
     "ALLOWED_SYSCALLS",
     "Isolation",
     "LayerState",
-    "RUNTIME_COMPANIONS",
-    "SANDBOX_RUNTIME_PATH",
     "as_user",
     "build_isolation",
     "default_isolation",
     "isolation_overridden",
     "isolation_override",
     "isolation_status",
-    "numpy_view",
-    "others_may_read",
-    "readable_runtime",
     "sandbox_process_groups",
 ]
 
 log = logging.getLogger(__name__)
 
-NOBODY: Final = 65534
-SANDBOX_RUNTIME_PATH: Final = "/arena/bot_runtime.py"
-# Copied into the sandbox next to the runtime: the modules it loads by path from its own directory,
-# and the fork server's zygote (``zygote.py``), which loads the runtime by path in turn.
-RUNTIME_COMPANIONS: Final = (
-    "restricted.py", "_guards.py", "_stdlib_guards.py", "_numpy_guards.py", "zygote.py",
-)  # fmt: skip
 SANDBOX_PID: Final = 2  # the command's PID inside a bwrap PID namespace: bwrap's reaper is 1
 _PROBE_TIMEOUT_S = 20.0
 
@@ -103,41 +84,6 @@ _PROBE = (
     "json, math, os, random, re, statistics, string, time, typing\n"
     "print('arena-probe-ok', os.getuid(), os.getpid())\n"
 )
-# Run once outside the sandbox: which files the interpreter maps and where its library lives.
-_DISCOVER = (
-    "import sys, json, math, random, collections, itertools, functools, heapq, bisect, statistics, string, re, "
-    "time, typing, dataclasses, enum, copy, decimal, fractions\n"
-    "maps = set()\n"
-    "for line in open('/proc/self/maps'):\n"
-    "    parts = line.split(None, 5)\n"
-    "    if len(parts) == 6 and parts[5].startswith('/'):\n"
-    "        maps.add(parts[5].strip())\n"
-    "print(json.dumps({'executable': sys.executable, 'path': sys.path, 'maps': sorted(maps)}))\n"
-)
-# Run once outside the sandbox when a seat may use numpy: the runtime (argv[1]) imports it as in a
-# seat; then what the process maps, and every library by the path the loader opened it under.
-_DISCOVER_NUMPY = r"""
-import ctypes, importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("bot_runtime", sys.argv[1])
-runtime = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(runtime)
-runtime.enable_numpy()
-maps = set()
-for line in open("/proc/self/maps"):
-    parts = line.split(None, 5)
-    if len(parts) == 6 and parts[5].startswith("/"):
-        maps.add(parts[5].strip())
-class Info(ctypes.Structure):
-    _fields_ = [("addr", ctypes.c_void_p), ("name", ctypes.c_char_p)]
-opened = []
-def found(info, size, data):
-    opened.append((info.contents.name or b"").decode())
-    return 0
-ctypes.CDLL(None).dl_iterate_phdr(ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(Info), ctypes.c_size_t, ctypes.c_void_p)(found), None)
-package = sys.modules["numpy"].__path__[0]
-print(json.dumps({"package": package, "maps": sorted(maps), "opened": [p for p in opened if p.startswith("/")]}))
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,25 +118,20 @@ class Isolation:
     ) -> tuple[list[str], list[int]]:
         """The bwrap command line that runs ``argv`` in the sandbox, and the descriptors to pass it.
 
-        ``argv`` is the command as it would run unsandboxed; ``python`` (its interpreter),
-        ``runtime_path`` and its companions in it are mapped to their paths inside. The caller passes the returned
-        descriptors to the child (``pass_fds``) and closes them once it has started.
-        ``die_with_parent``: the sandbox dies with the thread that started it (bwrap's
+        ``argv`` is the command as it would run unsandboxed; ``python`` (its interpreter) and the
+        files of ``runtime_path``'s folder (the seat folder) are mapped to their paths inside. The
+        caller passes the returned descriptors to the child (``pass_fds``) and closes them once it
+        has started. ``die_with_parent``: the sandbox dies with the thread that started it (bwrap's
         ``--die-with-parent``); the fork server's zygote dies with its socket instead. ``numpy``:
-        the view holds numpy too (:func:`numpy_view`; it runs ``python`` the first time).
+        the view holds numpy too (:func:`~server.sandbox.view.numpy_view`; it runs ``python`` the
+        first time).
 
         Raises:
-            OSError: the runtime cannot be read or a descriptor cannot be made.
+            OSError: the seat folder cannot be read or a descriptor cannot be made.
         """
-        # Without the filesystem view the host's tree is the sandbox's, runtime included (a copy
-        # where bwrap's user could not read the original).
-        if self.filesystem:
-            inside_runtime = SANDBOX_RUNTIME_PATH
-        else:
-            inside_runtime = str(readable_runtime(runtime_path) if self.run_as_nobody else runtime_path)
-        mapped = {python: os.path.realpath(python), str(runtime_path): inside_runtime}
-        for name in RUNTIME_COMPANIONS:
-            mapped[str(runtime_path.with_name(name))] = posixpath.join(posixpath.dirname(inside_runtime), name)
+        seat_dir = runtime_path.parent
+        mapped = {python: os.path.realpath(python),
+                  **seat_paths(seat_dir, has_view=self.filesystem, as_nobody=self.run_as_nobody)}
         command = [mapped.get(arg, arg) for arg in argv]
         fds: list[int] = []
         try:
@@ -209,14 +150,9 @@ class Isolation:
             if self.namespaces:
                 cmd += ["--proc", "/proc"]  # this PID namespace's own
             if self.filesystem:
-                runtime_fd = _data_fd("arena-runtime", runtime_path.read_bytes())
-                fds.append(runtime_fd)
-                cmd += ["--perms", "0444", "--ro-bind-data", str(runtime_fd), SANDBOX_RUNTIME_PATH]
-                for name in RUNTIME_COMPANIONS:
-                    companion_fd = _data_fd("arena-runtime", runtime_path.with_name(name).read_bytes())
-                    fds.append(companion_fd)
-                    inside = posixpath.join(posixpath.dirname(SANDBOX_RUNTIME_PATH), name)
-                    cmd += ["--perms", "0444", "--ro-bind-data", str(companion_fd), inside]
+                for inside, data in seat_contents(seat_dir):  # copied: the sandbox cannot read the project
+                    fds.append(_data_fd("arena-runtime", data))
+                    cmd += ["--perms", "0444", "--ro-bind-data", str(fds[-1]), inside]
                 cmd += ["--remount-ro", "/"]
             cmd += ["--chdir", "/", "--clearenv"]
             for key, value in (env or {}).items():
@@ -230,35 +166,6 @@ class Isolation:
                 os.close(fd)
             raise
         return [*cmd, "--", *command], fds
-
-
-@functools.cache
-def readable_runtime(runtime_path: Path) -> Path:
-    """``runtime_path`` if uid 65534 may read it and its companions, else a copy that it may.
-
-    Without the filesystem view, bwrap (started as 65534) runs the runtime from the host's tree:
-    a checkout under a directory only root may enter (``mktemp -d`` makes one) is out of its
-    reach. The copy sits in a directory of its own under the system's temporary directory,
-    owned by root, read-only for everyone else, removed when this process exits.
-    """
-    files = [runtime_path, *(runtime_path.with_name(name) for name in RUNTIME_COMPANIONS)]
-    if all(others_may_read(path) for path in files):
-        return runtime_path
-    copy = Path(tempfile.mkdtemp(prefix="arena-runtime-"))
-    atexit.register(shutil.rmtree, copy, ignore_errors=True)
-    for path in files:
-        shutil.copyfile(path, copy / path.name)
-        (copy / path.name).chmod(0o444)
-    copy.chmod(0o755)
-    return copy / runtime_path.name
-
-
-def others_may_read(path: Path) -> bool:
-    """Whether a user neither owning nor in the group of ``path`` or its directories may read it."""
-    resolved = path.resolve()
-    if not os.stat(resolved).st_mode & stat.S_IROTH:
-        return False
-    return all(os.stat(parent).st_mode & stat.S_IXOTH for parent in resolved.parents)
 
 
 SETPRIV: Final = shutil.which("setpriv", path="/usr/bin:/bin")  # util-linux
@@ -291,106 +198,6 @@ def _data_fd(name: str, data: bytes) -> int:
         os.close(fd)
         raise
     return fd
-
-
-# -- the filesystem view --------------------------------------------------------------------------
-
-
-@functools.cache
-def _filesystem_view(python: str) -> tuple[str, ...]:
-    """bwrap arguments for a root that holds only what ``python`` maps and imports.
-
-    Raises:
-        LayerUnavailable: the interpreter could not be run to find out.
-    """
-    args = ["--ro-bind", os.path.realpath(python), os.path.realpath(python)]
-    for d in _view_directories(python):
-        args += ["--ro-bind", d, d]
-    for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):  # merged-/usr links
-        link = f"/{top}"
-        if os.path.islink(link):
-            args += ["--symlink", os.readlink(link), link]
-    args += ["--dir", "/dev"]
-    for dev in ("null", "zero", "urandom"):
-        args += ["--dev-bind", f"/dev/{dev}", f"/dev/{dev}"]
-    return tuple(args)
-
-
-@functools.cache
-def _view_directories(python: str) -> tuple[str, ...]:
-    """The directories the view binds for ``python``: what it maps and imports from, outermost only.
-
-    Raises:
-        LayerUnavailable: the interpreter could not be run to find out.
-    """
-    try:
-        found = subprocess.run(
-            [python, "-I", "-S", "-c", _DISCOVER], capture_output=True, env={}, cwd="/",
-            timeout=_PROBE_TIMEOUT_S, check=True,
-        )
-        facts = json.loads(found.stdout)
-    except (OSError, subprocess.SubprocessError, ValueError) as exc:
-        raise LayerUnavailable(f"could not inspect the bot interpreter {python}: {exc}") from exc
-    executable = os.path.realpath(python)
-    dirs = {os.path.realpath(p) for p in facts["path"] if os.path.isdir(p)}
-    dirs |= {os.path.dirname(os.path.realpath(p)) for p in facts["maps"] if os.path.realpath(p) != executable}
-    # The ELF interpreter is named by a fixed path (/lib64/ld-linux-x86-64.so.2): keep its directory.
-    dirs |= {d for d in ("/lib64", "/usr/lib64", "/lib32", "/usr/lib32") if os.path.isdir(d) and not os.path.islink(d)}
-    kept: list[str] = []
-    for d in sorted(dirs):  # a directory inside one already bound comes with it
-        if d != "/" and not _is_under(d, kept):
-            kept.append(d)
-    return tuple(kept)
-
-
-def _is_under(path: str, directories: Sequence[str]) -> bool:
-    return any(path == d or path.startswith(d + "/") for d in directories)
-
-
-@functools.cache
-def numpy_view(python: str) -> tuple[str, ...]:
-    """bwrap arguments that add numpy to ``python``'s view; () when it cannot import numpy.
-
-    numpy's package directory is bound alone at its path (its site directory holds nothing
-    else in the view), then the directories of the libraries it maps that the view lacks,
-    then, for every library, the links the loader followed that lie outside the view (Debian
-    picks its BLAS through ``/etc/alternatives``): as links, with their targets.
-    """
-    try:
-        found = subprocess.run(
-            [python, "-I", "-S", "-c", _DISCOVER_NUMPY, str(Path(__file__).with_name("bot_runtime.py"))],
-            capture_output=True, env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}, cwd="/",
-            timeout=_PROBE_TIMEOUT_S,
-        )
-        facts = json.loads(found.stdout) if found.returncode == 0 else None
-        why = (found.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {found.returncode}"])[-1]
-    except (OSError, subprocess.SubprocessError, ValueError) as exc:
-        facts, why = None, str(exc)
-    if facts is None:
-        log.warning("the bot interpreter %s cannot import numpy, so seats allowed numpy will fail to load: %s",
-                    python, why)
-        return ()
-    inside = list(_view_directories(python))
-    package = os.path.realpath(facts["package"])
-    args = ["--ro-bind", package, os.path.normpath(facts["package"])]
-    inside.append(package)
-    executable = os.path.realpath(python)
-    mapped = {os.path.realpath(p) for p in facts["maps"]} - {executable}
-    for directory in sorted({os.path.dirname(p) for p in mapped} - {"/"}):
-        if not _is_under(directory, inside):
-            args += ["--ro-bind", directory, directory]
-            inside.append(directory)
-    links: dict[str, str] = {}
-    for path in facts["opened"]:
-        hops = 0
-        while os.path.islink(path) and hops < 40:  # the kernel's own limit on a chain of links
-            target = os.readlink(path)
-            if not _is_under(os.path.realpath(os.path.dirname(path)), inside):
-                links[path] = target
-            path, hops = os.path.normpath(os.path.join(os.path.dirname(path), target)), hops + 1
-    for path, target in sorted(links.items()):
-        args += ["--symlink", target, path]
-    return tuple(args)
 
 
 # -- detection ------------------------------------------------------------------------------------
@@ -429,7 +236,7 @@ def build_isolation(
         raise LayerUnavailable(f"{bwrap} is too old (0.5 or later needed): it lacks {lacking}")
     return Isolation(
         bwrap=bwrap, namespaces=namespaces, seccomp=seccomp, filesystem=filesystem,
-        view=_filesystem_view(python) if filesystem else (),
+        view=filesystem_view(python) if filesystem else (),
         seccomp_program=seccomp_program(self_pid) if seccomp else None,
         run_as_nobody=os.geteuid() == 0,
         disable_userns="--disable-userns" in options,

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import os
 import resource
 from dataclasses import dataclass
+from pathlib import Path
 
 from protocol.errors import LayerUnavailable
 
 from .isolation import isolation_status
 from .limits import Limits
-from .process import RUNTIME_PATH, bot_python
+from .process import bot_python
+from .view import RUNTIME_PATH, SEAT_DIR
 
 __all__ = ["LAYER_NAMES", "Layer", "require_layers", "sandbox_layers"]
-
-# Layer 2: without these files no bot starts.
-RESTRICTED_PATHS = tuple(
-    RUNTIME_PATH.with_name(name) for name in ("restricted.py", "_guards.py", "_stdlib_guards.py", "_numpy_guards.py"))
 
 LAYER_NAMES = (
     "static_analysis",
@@ -46,7 +46,7 @@ def sandbox_layers(limits: Limits | None = None, *, validates: bool = True) -> l
     runtime_ok = os.access(python, os.X_OK) and RUNTIME_PATH.is_file()
     limits_ok = hasattr(resource, "RLIMIT_AS") and hasattr(resource, "RLIMIT_NPROC")
     isolation = isolation_status(python, RUNTIME_PATH)  # probed once per process
-    missing = [str(path) for path in RESTRICTED_PATHS if not path.is_file()]
+    missing = [str(path) for path in layer_2_files() if not path.is_file()]
     if missing:
         restricted = Layer("restricted_runtime", False, f"{', '.join(missing)} missing: no bot can start")
     elif not limits.restricted:
@@ -83,3 +83,24 @@ def require_layers(names: tuple[str, ...], limits: Limits | None = None, *, vali
         detail = "; ".join(f"{layer.name} ({layer.reason})" for layer in missing)
         raise LayerUnavailable(f"required sandbox layers inactive: {detail}")
     return layers
+
+
+@functools.cache
+def layer_2_files(directory: Path = SEAT_DIR) -> tuple[Path, ...]:
+    """The files of layer 2, without which no bot starts: ``restricted.py`` and every file of the
+    seat folder it imports, directly or through another (read from their import statements once)."""
+    found: list[Path] = []
+    todo = ["restricted"]
+    while todo:
+        path = directory / f"{todo.pop()}.py"
+        if path in found:
+            continue
+        found.append(path)
+        try:
+            tree = ast.parse(path.read_bytes(), str(path))
+        except (OSError, SyntaxError):
+            continue  # reported missing (or failing at load) all the same
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo.append(node.module or "__init__")  # ``from . import NAME``: the package's own
+    return tuple(found)

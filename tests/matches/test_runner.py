@@ -27,8 +27,7 @@ from server.bots import example_bots
 from server.matches.games import get_game, resolve_config
 from server.matches.runner import DEFAULT_MAX_ACTION_BYTES, MatchResult, MatchSpec, run_match
 from server.matches.seats import open_process_seat
-from server.sandbox import Limits
-from server.sandbox.forkserver import fork_server_pids
+from server.sandbox import Limits, SeatLauncher
 
 NOBODY = 65534
 MATCH_LIMIT_S = 20.0  # no single match here may take longer: a hang fails fast
@@ -100,6 +99,7 @@ def source(name_or_code: str) -> str:
 
 
 async def play(
+    launcher: SeatLauncher,
     game: str,
     bots: Sequence[str],
     config: Mapping[str, object] | None = None,
@@ -109,7 +109,8 @@ async def play(
     pace_s: float = 0.0,
     max_action_bytes: int = DEFAULT_MAX_ACTION_BYTES,
 ) -> tuple[MatchResult, list[StepRecord], list[str]]:
-    """Play one match between bot sources (or example bot names): result, steps, seat logs.
+    """Play one match between bot sources (or example bot names), seats opened by ``launcher``:
+    result, steps, seat logs.
 
     Also checks that when the match ends nothing but the seat processes themselves lives in
     their sessions: no bot managed to leave a process behind.
@@ -122,7 +123,7 @@ async def play(
         async with AsyncExitStack() as stack:
             links = []
             for bot, seat_limits in zip(bots, limits, strict=True):
-                link = await stack.enter_async_context(open_process_seat(source(bot), seat_limits))
+                link = await stack.enter_async_context(open_process_seat(launcher, source(bot), seat_limits))
                 _seat_pids.append(link.process.pid)
                 links.append(link)
             result = await run_match(spec, links, recorder)
@@ -162,7 +163,7 @@ def seat_timing(steps: list[StepRecord], seat: int) -> list[SeatTiming]:
 
 
 @pytest.fixture(autouse=True)
-def every_process_reaped() -> Iterator[None]:
+def every_process_reaped(launcher: SeatLauncher) -> Iterator[None]:
     """After each test: no child of this process (not even a zombie) and no seat process is left.
 
     Also collects garbage, so a pipe or transport a seat left open fails the test that leaked
@@ -173,7 +174,8 @@ def every_process_reaped() -> Iterator[None]:
     gc.collect()
     me = os.getpid()
     left = processes()
-    assert [p for p in left if p.ppid == me and p.pid not in fork_server_pids()] == []  # the zygote's bwrap stays
+    fork_server = {launcher.server.pid} if launcher.server is not None else set()
+    assert [p for p in left if p.ppid == me and p.pid not in fork_server] == []  # the zygote's bwrap stays
     sessions = set(_seat_pids)
     assert [p for p in left if p.session in sessions or (p.pid in sessions and p.uid == NOBODY)] == []
 
@@ -261,8 +263,8 @@ def returns(expr: str) -> str:
 # -- faulty bots ----------------------------------------------------------------------------------
 
 
-async def test_exception_is_error_with_bot_traceback_in_log() -> None:
-    result, steps, logs = await play("tictactoe", [RAISES, "tictactoe_random"])
+async def test_exception_is_error_with_bot_traceback_in_log(launcher: SeatLauncher) -> None:
+    result, steps, logs = await play(launcher, "tictactoe", [RAISES, "tictactoe_random"])
     reason = assert_forfeit(result, steps, 0, "ERROR", "ValueError: boom", "step 1")
     assert reason == "raised at step 1: ValueError: boom"
     log = logs[0]
@@ -278,20 +280,20 @@ async def test_exception_is_error_with_bot_traceback_in_log() -> None:
 
 
 @pytest.mark.parametrize("bot", [SPINS, SLEEPS_FOREVER], ids=["spins", "sleeps"])
-async def test_never_answering_is_timeout(bot: str) -> None:
+async def test_never_answering_is_timeout(launcher: SeatLauncher, bot: str) -> None:
     config = {"actTimeout": 0.2, "remainingOverageTime": 0.05}
     started = time.monotonic()
-    result, steps, logs = await play("tictactoe", [FIRST_FREE, bot], config)
+    result, steps, logs = await play(launcher, "tictactoe", [FIRST_FREE, bot], config)
     assert time.monotonic() - started < 2.0
     reason = assert_forfeit(result, steps, 1, "TIMEOUT", "no move within 0.25 s at step 2", "actTimeout 0.2 s")
     assert "[arena] " + reason in logs[1]  # the seat's owner learns why it was stopped
     assert seat_timing(steps, 1)[-1].bank_s == 0.0
 
 
-async def test_simultaneous_seats_each_keep_their_own_deadline() -> None:
+async def test_simultaneous_seats_each_keep_their_own_deadline(launcher: SeatLauncher) -> None:
     """rps asks both seats at once: the silent one times out, the other's move and timing are kept."""
     config = {"actTimeout": 0.2, "remainingOverageTime": 0.05}
-    result, steps, _ = await play("rps", [returns("1"), SLEEPS_FOREVER], config)
+    result, steps, _ = await play(launcher, "rps", [returns("1"), SLEEPS_FOREVER], config)
     assert_forfeit(result, steps, 1, "TIMEOUT", "no move within 0.25 s at step 1")
     assert steps[-1].actions == [1, None]
     mover, silent = steps[-1].timing
@@ -299,7 +301,7 @@ async def test_simultaneous_seats_each_keep_their_own_deadline() -> None:
     assert mover.wall_s < silent.wall_s and silent.bank_s == 0.0
 
 
-async def test_cancelling_a_simultaneous_step_stops_both_asks() -> None:
+async def test_cancelling_a_simultaneous_step_stops_both_asks(launcher: SeatLauncher) -> None:
     """A match cancelled from outside while both rps seats think ends there, every seat reaped."""
     spec = MatchSpec("rps", resolve_config(get_game("rps"), {"actTimeout": 60, "runTimeout": 120}), seed=1)
     recorder = ListRecorder()
@@ -307,7 +309,7 @@ async def test_cancelling_a_simultaneous_step_stops_both_asks() -> None:
         async with AsyncExitStack() as stack:
             links = []
             for _ in range(2):
-                link = await stack.enter_async_context(open_process_seat(source(SLEEPS_FOREVER), Limits()))
+                link = await stack.enter_async_context(open_process_seat(launcher, source(SLEEPS_FOREVER), Limits()))
                 _seat_pids.append(link.process.pid)
                 links.append(link)
             with anyio.move_on_after(1.0) as scope:
@@ -316,9 +318,9 @@ async def test_cancelling_a_simultaneous_step_stops_both_asks() -> None:
     assert [s.step for s in recorder.steps] == [0]  # nothing recorded for the step that never finished
 
 
-async def test_slow_moves_spend_the_bank_then_time_out() -> None:
+async def test_slow_moves_spend_the_bank_then_time_out(launcher: SeatLauncher) -> None:
     config = {"actTimeout": 0.1, "remainingOverageTime": 0.5, "episodeSteps": 20}
-    result, steps, logs = await play("rps", [SLOW_MOVES, "rps_random"], config)
+    result, steps, logs = await play(launcher, "rps", [SLOW_MOVES, "rps_random"], config)
     timing = seat_timing(steps, 0)
     moves = seat_actions(steps, 0)
     assert len(moves) >= 2  # 0.25 s moves fit while the bank lasts
@@ -382,14 +384,14 @@ def agent(obs, config):
         "huge-int", "deep-nest", "repr-raises",
     ],
 )
-async def test_illegal_or_malformed_action_is_invalid(bot: str, facts: list[str]) -> None:
-    result, steps, logs = await play("tictactoe", [FIRST_FREE, bot])
+async def test_illegal_or_malformed_action_is_invalid(launcher: SeatLauncher, bot: str, facts: list[str]) -> None:
+    result, steps, logs = await play(launcher, "tictactoe", [FIRST_FREE, bot])
     assert_forfeit(result, steps, 1, "INVALID", *facts)
     assert result.steps == 2  # seat 0's first move stands; seat 1's forfeit is step 2
     assert "bot_runtime" not in logs[1]
 
 
-async def test_match_time_limit_is_timeout() -> None:
+async def test_match_time_limit_is_timeout(launcher: SeatLauncher) -> None:
     slow = """
     import time
 
@@ -399,7 +401,7 @@ async def test_match_time_limit_is_timeout() -> None:
     """
     config = {"actTimeout": 1.0, "runTimeout": 0.5, "episodeSteps": 50}
     started = time.monotonic()
-    result, steps, _ = await play("rps", [slow, "rps_random"], config)
+    result, steps, _ = await play(launcher, "rps", [slow, "rps_random"], config)
     assert time.monotonic() - started < 1.0
     assert_forfeit(result, steps, 0, "TIMEOUT", "match time limit reached (runTimeout 0.5 s)")
     assert 3 <= result.steps <= 4  # two or three moves of 0.15 s fit, then the forfeit step
@@ -415,49 +417,49 @@ async def test_match_time_limit_is_timeout() -> None:
     ],
     ids=["sys-exit", "os-exit", "segfault"],
 )
-async def test_bot_that_dies_is_error(bot: str, facts: list[str]) -> None:
+async def test_bot_that_dies_is_error(launcher: SeatLauncher, bot: str, facts: list[str]) -> None:
     # These bots use modules the restricted runtime refuses: turn it off to reach the process layers.
-    result, steps, _ = await play("tictactoe", [bot, FIRST_FREE], limits=[Limits(restricted=False), Limits()])
+    result, steps, _ = await play(launcher, "tictactoe", [bot, FIRST_FREE], limits=[Limits(restricted=False), Limits()])
     assert_forfeit(result, steps, 0, "ERROR", *facts)
 
 
-async def test_reply_longer_than_limit_is_invalid() -> None:
+async def test_reply_longer_than_limit_is_invalid(launcher: SeatLauncher) -> None:
     limits = Limits(reply_bytes=4096)
-    result, steps, _ = await play(
+    result, steps, _ = await play(launcher, 
         "tictactoe", [FIRST_FREE, returns("list(range(10000))")], limits=[Limits(), limits]
     )
     assert_forfeit(result, steps, 1, "INVALID", "reply longer than 4096 bytes")
 
 
-async def test_an_action_over_the_size_bound_is_invalid_and_not_recorded() -> None:
+async def test_an_action_over_the_size_bound_is_invalid_and_not_recorded(launcher: SeatLauncher) -> None:
     """A 1,000,000-character move fits one reply line, but it is refused before the rules look
     at it: INVALID with a short reason, and the step records null rather than a megabyte."""
-    result, steps, _ = await play("rps", [returns("'x' * 1_000_000"), "rps_random"], {"episodeSteps": 10})
+    result, steps, _ = await play(launcher, "rps", [returns("'x' * 1_000_000"), "rps_random"], {"episodeSteps": 10})
     reason = assert_forfeit(result, steps, 0, "INVALID", "action of 1000002 bytes at step 1",
                             f"exceeds the limit of {DEFAULT_MAX_ACTION_BYTES} bytes")
     assert len(reason) <= MAX_REASON_CHARS + 1
     assert steps[-1].actions[0] is None
     # The bound is the operator's: a smaller one applies to the same code path.
-    result, steps, _ = await play("rps", [returns("'x' * 100"), "rps_random"], {"episodeSteps": 10},
+    result, steps, _ = await play(launcher, "rps", [returns("'x' * 100"), "rps_random"], {"episodeSteps": 10},
                                   max_action_bytes=64)
     assert_forfeit(result, steps, 0, "INVALID", "action of 102 bytes at step 1 exceeds the limit of 64 bytes")
 
 
-async def test_every_reason_quotes_a_short_prefix() -> None:
+async def test_every_reason_quotes_a_short_prefix(launcher: SeatLauncher) -> None:
     """Whatever a reason is about (an illegal move under the size bound, an exception's
     message) it quotes at most MAX_REASON_CHARS characters of it, with an ellipsis."""
     illegal = returns("'y' * 60_000")
-    result, steps, _ = await play("rps", [illegal, "rps_random"], {"episodeSteps": 10})
+    result, steps, _ = await play(launcher, "rps", [illegal, "rps_random"], {"episodeSteps": 10})
     reason = assert_forfeit(result, steps, 0, "INVALID", "illegal action at step 1", "yyyy")
     assert len(reason) == MAX_REASON_CHARS + 1 and reason.endswith("…")
     assert steps[-1].actions[0] == "y" * 60_000  # within the bound: stored as played
     crash = "def agent(obs, config):\n    raise ValueError('z' * 100_000)\n"
-    result, steps, _ = await play("rps", [crash, "rps_random"], {"episodeSteps": 10})
+    result, steps, _ = await play(launcher, "rps", [crash, "rps_random"], {"episodeSteps": 10})
     reason = assert_forfeit(result, steps, 0, "ERROR", "raised at step 1: ValueError: zzz")
     assert len(reason) == MAX_REASON_CHARS + 1 and reason.endswith("…")
 
 
-async def test_output_flood_is_cut_off_and_memory_stays_bounded() -> None:
+async def test_output_flood_is_cut_off_and_memory_stays_bounded(launcher: SeatLauncher) -> None:
     limits = Limits()
     peak = baseline = rss_bytes()
     done = anyio.Event()
@@ -471,7 +473,7 @@ async def test_output_flood_is_cut_off_and_memory_stays_bounded() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(sample_rss)
         started = time.monotonic()
-        result, steps, logs = await play("tictactoe", [FLOOD, FIRST_FREE])
+        result, steps, logs = await play(launcher, "tictactoe", [FLOOD, FIRST_FREE])
         elapsed = time.monotonic() - started
         done.set()
     assert_forfeit(result, steps, 0, "ERROR", "output limit exceeded", f"more than {limits.output_bytes} bytes")
@@ -483,16 +485,17 @@ async def test_output_flood_is_cut_off_and_memory_stays_bounded() -> None:
 
 
 @pytest.mark.parametrize(("bot", "where"), [(HOG, "at step 1"), (HOG_AT_LOAD, "at start-up")], ids=["move", "load"])
-async def test_memory_hog_is_error(bot: str, where: str) -> None:
-    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE])
+async def test_memory_hog_is_error(launcher: SeatLauncher, bot: str, where: str) -> None:
+    result, steps, logs = await play(launcher, "tictactoe", [bot, FIRST_FREE])
     assert_forfeit(result, steps, 0, "ERROR", f"memory limit exceeded {where}", "MemoryError")
     assert "MemoryError" in logs[0]
 
 
 @pytest.mark.parametrize("bot", [FORKS, SUBPROCESS], ids=["fork", "subprocess"])
-async def test_spawning_a_process_is_error(bot: str) -> None:
+async def test_spawning_a_process_is_error(launcher: SeatLauncher, bot: str) -> None:
     # The restricted runtime would refuse ``import os`` at load: turn it off to reach the process limits.
-    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE], limits=[Limits(restricted=False), Limits()])
+    result, steps, logs = await play(launcher, "tictactoe", [bot, FIRST_FREE],
+                                     limits=[Limits(restricted=False), Limits()])
     assert_forfeit(result, steps, 0, "ERROR", "raised at step 1")
     # seccomp refuses the fork (EPERM) where it is active, else RLIMIT_NPROC does (EAGAIN).
     refusals = ("PermissionError: [Errno 1] Operation not permitted", "BlockingIOError: [Errno 11]")
@@ -502,17 +505,19 @@ async def test_spawning_a_process_is_error(bot: str) -> None:
     assert result.steps == 1  # the forfeit, in place of the first move
 
 
-async def test_cpu_limit_kills_a_spinning_bot() -> None:
+async def test_cpu_limit_kills_a_spinning_bot(launcher: SeatLauncher) -> None:
     config = {"actTimeout": 5.0, "remainingOverageTime": 0.001}
     started = time.monotonic()
-    result, steps, _ = await play("tictactoe", [SPINS, FIRST_FREE], config, limits=[Limits(cpu_s=1), Limits()])
+    result, steps, _ = await play(launcher, "tictactoe", [SPINS, FIRST_FREE], config,
+                                  limits=[Limits(cpu_s=1), Limits()])
     assert time.monotonic() - started < 4.0  # well before the 5 s deadline
     assert_forfeit(result, steps, 0, "ERROR", "CPU time limit exceeded (1 s)")
 
 
-async def test_deadline_stops_a_spinning_bot_below_its_cpu_limit() -> None:
+async def test_deadline_stops_a_spinning_bot_below_its_cpu_limit(launcher: SeatLauncher) -> None:
     config = {"actTimeout": 0.2, "remainingOverageTime": 0.001}
-    result, steps, _ = await play("tictactoe", [SPINS, FIRST_FREE], config, limits=[Limits(cpu_s=60), Limits()])
+    result, steps, _ = await play(launcher, "tictactoe", [SPINS, FIRST_FREE], config,
+                                  limits=[Limits(cpu_s=60), Limits()])
     assert_forfeit(result, steps, 0, "TIMEOUT", "no move within 0.201 s at step 1")
 
 
@@ -526,9 +531,9 @@ async def test_deadline_stops_a_spinning_bot_below_its_cpu_limit() -> None:
     ],
     ids=["syntax-error", "no-agent", "raises-at-import", "slow-load"],
 )
-async def test_start_up_failure(bot: str, status: str, facts: list[str]) -> None:
+async def test_start_up_failure(launcher: SeatLauncher, bot: str, status: str, facts: list[str]) -> None:
     started = time.monotonic()
-    result, steps, _ = await play("tictactoe", [FIRST_FREE, bot], {"agentTimeout": 0.5})
+    result, steps, _ = await play(launcher, "tictactoe", [FIRST_FREE, bot], {"agentTimeout": 0.5})
     assert time.monotonic() - started < 1.5
     assert_forfeit(result, steps, 1, status, *facts)
     assert result.steps == 1  # the forfeit is the only step after the initial state
@@ -537,8 +542,8 @@ async def test_start_up_failure(bot: str, status: str, facts: list[str]) -> None
     assert steps[1].actions == [None, None] and steps[1].state == steps[0].state
 
 
-async def test_syntax_error_reason_is_one_line_naming_the_line() -> None:
-    result, steps, logs = await play("tictactoe", [FIRST_FREE, SYNTAX_ERROR])
+async def test_syntax_error_reason_is_one_line_naming_the_line(launcher: SeatLauncher) -> None:
+    result, steps, logs = await play(launcher, "tictactoe", [FIRST_FREE, SYNTAX_ERROR])
     reason = assert_forfeit(result, steps, 1, "ERROR", "failed to load at start-up: SyntaxError: ")
     assert reason.endswith("(bot.py, line 2)") and "\n" not in reason
     # The log keeps the full picture: the file, the line, the source and the caret.
@@ -549,7 +554,7 @@ async def test_syntax_error_reason_is_one_line_naming_the_line() -> None:
 # -- all at once ----------------------------------------------------------------------------------
 
 
-async def test_faulty_matches_run_alongside_a_good_one() -> None:
+async def test_faulty_matches_run_alongside_a_good_one(launcher: SeatLauncher) -> None:
     fast = {"actTimeout": 0.2, "remainingOverageTime": 0.05}
     faulty: dict[str, tuple[str, list[str], dict[str, Any], list[Limits] | None, str]] = {
         "raises": ("tictactoe", [RAISES, "tictactoe_random"], {}, None, "ERROR"),
@@ -573,7 +578,7 @@ async def test_faulty_matches_run_alongside_a_good_one() -> None:
     results: dict[str, MatchResult] = {}
 
     async def run(name: str, game: str, bots: list[str], config: dict[str, Any], limits: list[Limits] | None) -> None:
-        results[name] = (await play(game, bots, config, limits=limits))[0]
+        results[name] = (await play(launcher, game, bots, config, limits=limits))[0]
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run, "good", "connectx", ["connectx_greedy", "connectx_random"], {}, None)
@@ -591,7 +596,7 @@ async def test_faulty_matches_run_alongside_a_good_one() -> None:
 # -- Kaggle-style bots ----------------------------------------------------------------------------
 
 
-async def test_connectx_bot_uses_attribute_access() -> None:
+async def test_connectx_bot_uses_attribute_access(launcher: SeatLauncher) -> None:
     bot = """
     def agent(obs, config):
         assert obs.mark == 1
@@ -600,12 +605,12 @@ async def test_connectx_bot_uses_attribute_access() -> None:
         assert obs.remainingOverageTime > 0
         return [c for c in range(config.columns) if obs.board[c] == 0][0]
     """
-    result, steps, _ = await play("connectx", [bot, "connectx_random"])
+    result, steps, _ = await play(launcher, "connectx", [bot, "connectx_random"])
     assert result.termination != "forfeit" and [s.status for s in result.seats] == ["DONE", "DONE"]
     assert seat_actions(steps, 0)[0] == 0
 
 
-async def test_last_top_level_function_is_the_agent() -> None:
+async def test_last_top_level_function_is_the_agent(launcher: SeatLauncher) -> None:
     bot = """
     COLUMNS = 7
 
@@ -615,13 +620,13 @@ async def test_last_top_level_function_is_the_agent() -> None:
     def last_open(obs, config):
         return open_columns(obs.board, config.columns)[-1]
     """
-    result, steps, _ = await play("connectx", [bot, FIRST_FREE_COLUMN])
+    result, steps, _ = await play(launcher, "connectx", [bot, FIRST_FREE_COLUMN])
     assert [s.status for s in result.seats] == ["DONE", "DONE"]
     assert seat_actions(steps, 0)[:3] == [6, 6, 6]
     assert seat_actions(steps, 1)[:3] == [0, 0, 0]
 
 
-async def test_rps_bot_keeps_module_state_between_moves() -> None:
+async def test_rps_bot_keeps_module_state_between_moves(launcher: SeatLauncher) -> None:
     bot = """
     counter = 0
 
@@ -631,12 +636,12 @@ async def test_rps_bot_keeps_module_state_between_moves() -> None:
         counter += 1
         return action
     """
-    result, steps, _ = await play("rps", [bot, "rps_random"], {"episodeSteps": 10})
+    result, steps, _ = await play(launcher, "rps", [bot, "rps_random"], {"episodeSteps": 10})
     assert [s.status for s in result.seats] == ["DONE", "DONE"]
     assert seat_actions(steps, 0) == [0, 1, 2, 0, 1, 2, 0, 1, 2]
 
 
-async def test_rps_bot_sees_the_opponents_last_action() -> None:
+async def test_rps_bot_sees_the_opponents_last_action(launcher: SeatLauncher) -> None:
     copycat = """
     def agent(obs, config):
         assert obs.step == len(history)
@@ -645,7 +650,7 @@ async def test_rps_bot_sees_the_opponents_last_action() -> None:
 
     history = []
     """
-    result, steps, _ = await play("rps", [copycat, "rps_random"], {"episodeSteps": 20})
+    result, steps, _ = await play(launcher, "rps", [copycat, "rps_random"], {"episodeSteps": 20})
     assert [s.status for s in result.seats] == ["DONE", "DONE"]
     mine, theirs = seat_actions(steps, 0), seat_actions(steps, 1)
     assert mine == [0, *theirs[:-1]]
@@ -660,8 +665,8 @@ async def test_rps_bot_sees_the_opponents_last_action() -> None:
     ],
     ids=["one-arg", "no-arg", "varargs"],
 )
-async def test_agent_arity(bot: str, expected: list[int]) -> None:
-    result, steps, _ = await play("rps", [bot, "rps_random"], {"episodeSteps": 6})
+async def test_agent_arity(launcher: SeatLauncher, bot: str, expected: list[int]) -> None:
+    result, steps, _ = await play(launcher, "rps", [bot, "rps_random"], {"episodeSteps": 6})
     assert [s.status for s in result.seats] == ["DONE", "DONE"]
     assert seat_actions(steps, 0) == expected
 
@@ -674,11 +679,11 @@ def agent(obs, config):
 """
 
 
-async def test_random_is_seeded_by_the_match() -> None:
+async def test_random_is_seeded_by_the_match(launcher: SeatLauncher) -> None:
     config = {"episodeSteps": 50}
 
     async def actions(seed: int) -> list[int]:
-        _, steps, _ = await play("rps", [RANDOM_CHOICE, RANDOM_CHOICE], config, seed=seed)
+        _, steps, _ = await play(launcher, "rps", [RANDOM_CHOICE, RANDOM_CHOICE], config, seed=seed)
         return seat_actions(steps, 0)
 
     first, again, other = await actions(1), await actions(1), await actions(2)
@@ -686,7 +691,7 @@ async def test_random_is_seeded_by_the_match() -> None:
     assert first == again
     assert first != other
     # Each seat gets a stream of its own.
-    _, steps, _ = await play("rps", [RANDOM_CHOICE, RANDOM_CHOICE], config, seed=1)
+    _, steps, _ = await play(launcher, "rps", [RANDOM_CHOICE, RANDOM_CHOICE], config, seed=1)
     assert seat_actions(steps, 0) != seat_actions(steps, 1)
 
 
@@ -702,28 +707,28 @@ async def test_random_is_seeded_by_the_match() -> None:
     ],
     ids=["connectx", "tictactoe", "rps"],
 )
-async def test_same_seed_same_match(game: str, bots: list[str], config: dict[str, Any]) -> None:
+async def test_same_seed_same_match(launcher: SeatLauncher, game: str, bots: list[str], config: dict[str, Any]) -> None:
     def replay(steps: list[StepRecord]) -> list[tuple[Any, ...]]:
         return [(s.step, s.actions, s.statuses, s.rewards, s.state) for s in steps]
 
-    first_result, first, _ = await play(game, bots, config, seed=123)
-    second_result, second, _ = await play(game, bots, config, seed=123)
+    first_result, first, _ = await play(launcher, game, bots, config, seed=123)
+    second_result, second, _ = await play(launcher, game, bots, config, seed=123)
     assert replay(first) == replay(second)
     assert first_result == second_result
 
 
-async def test_pace_shorter_than_a_move_is_harmless() -> None:
+async def test_pace_shorter_than_a_move_is_harmless(launcher: SeatLauncher) -> None:
     """A step slower than the pace must not make the pacing sleep negative (it once raised
     ValueError and took the whole server's task group down)."""
     slow = "from time import sleep\n\ndef agent(obs, config):\n    sleep(0.03)\n    return 0\n"
-    result, steps, _ = await play("rps", [slow, slow], {"episodeSteps": 6}, pace_s=0.001)
+    result, steps, _ = await play(launcher, "rps", [slow, slow], {"episodeSteps": 6}, pace_s=0.001)
     assert [s.status for s in result.seats] == ["DONE", "DONE"]
     assert len(steps) == 6
 
 
-async def test_pace_spaces_the_steps() -> None:
+async def test_pace_spaces_the_steps(launcher: SeatLauncher) -> None:
     started = time.monotonic()
-    result, steps, _ = await play("rps", ["rps_random", "rps_random"], {"episodeSteps": 6}, pace_s=0.05)
+    result, steps, _ = await play(launcher, "rps", ["rps_random", "rps_random"], {"episodeSteps": 6}, pace_s=0.05)
     assert [s.status for s in result.seats] == ["DONE", "DONE"]
     # Five paced steps take at least four pace intervals (no upper bound: shared machines are noisy).
     assert time.monotonic() - started >= 4 * 0.05

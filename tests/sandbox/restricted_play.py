@@ -14,7 +14,7 @@ from server.bots import example_bots
 from server.matches.games import get_game, resolve_config
 from server.matches.runner import MatchResult, MatchSpec, run_match
 from server.matches.seats import open_process_seat
-from server.sandbox import Limits
+from server.sandbox import Limits, SeatLauncher
 
 MATCH_LIMIT_S = 20.0
 MARKER = "PWNED"
@@ -32,16 +32,16 @@ class ListRecorder:
 
 
 async def play(
-    game: str, bots: Sequence[str], config: Mapping[str, object] | None = None, *,
+    launcher: SeatLauncher, game: str, bots: Sequence[str], config: Mapping[str, object] | None = None, *,
     limits: Sequence[Limits] | None = None,
 ) -> tuple[MatchResult, list[StepRecord], list[str]]:
-    """One match between bot sources (or example bot names): result, steps, seat logs."""
+    """One match between bot sources (or example bot names), seats opened by ``launcher``: result, steps, seat logs."""
     spec = MatchSpec(game, resolve_config(get_game(game), config), seed=3)
     recorder = ListRecorder()
     with anyio.fail_after(MATCH_LIMIT_S):
         async with AsyncExitStack() as stack:
             links = [
-                await stack.enter_async_context(open_process_seat(EXAMPLES.get(bot, bot), seat_limits))
+                await stack.enter_async_context(open_process_seat(launcher, EXAMPLES.get(bot, bot), seat_limits))
                 for bot, seat_limits in zip(bots, limits or [Limits()] * len(bots), strict=True)
             ]
             result = await run_match(spec, links, recorder)

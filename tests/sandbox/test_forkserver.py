@@ -1,7 +1,8 @@
-"""The fork server (``server/sandbox/forkserver.py``, ``zygote.py``): seats forked from one zygote.
+"""The fork server (``server/sandbox/forkserver.py``, ``seat/zygote.py``): seats forked from one zygote.
 
-Real zygotes under bubblewrap, real seats. The process-wide fork server (started by the first
-seat) serves most tests; those that break a fork server on purpose start one of their own. The
+Real zygotes under bubblewrap, real seats. The test session's fork server (``tests/conftest.py``,
+started by the first test that opens seats) serves most tests; those that break a fork server on
+purpose start one of their own. The
 isolation between forked seats (one seat against another) is proven in
 ``tests/security/test_seat_isolation.py``; the attack suite runs against both modes.
 """
@@ -25,12 +26,14 @@ import pytest
 from protocol.errors import AgentCrashed, ConfigError, LayerUnavailable
 from server.config import load_settings
 from server.matches.seats import ProcessSeat, SeatStart, open_process_seat
-from server.sandbox import Limits, forkserver
+from server.sandbox import Limits, SeatLauncher, forkserver
 from server.sandbox._forkseat import ForkSeatProcess, PendingSeat
 from server.sandbox._seccomp import SeccompTemplate, seat_seccomp_template, seccomp_program
-from server.sandbox.forkserver import ForkServer, SeatMode, seat_mode_override, seat_mode_status
+from server.sandbox.forkserver import ForkServer
+from server.sandbox.fresh import FreshSeatProcess
 from server.sandbox.isolation import default_isolation, isolation_override
-from server.sandbox.process import RUNTIME_PATH, FreshSeatProcess, bot_python
+from server.sandbox.process import bot_python
+from server.sandbox.view import RUNTIME_PATH
 from tests.sandbox.test_isolation import KILLERS, PRELUDE, assert_killers_failed, outcomes, run_boxed
 from tests.server.conftest import (
     RPS_ROCK,
@@ -61,14 +64,15 @@ def status_field(pid: int, name: str) -> str:
     return match.group(1)
 
 
-async def run_forked(code: str, limits: Limits | None = None) -> dict[str, str]:
-    """A forked seat for ``PRELUDE + code`` (layer 2 off: the bot imports ``os`` to reach the layers)."""
-    with seat_mode_override("fork"):
-        async with open_process_seat(PRELUDE + textwrap.dedent(code), limits or Limits(restricted=False)) as seat:
-            assert isinstance(seat.process, ForkSeatProcess)
-            with anyio.fail_after(20):
-                await seat.start(START)
-                assert (await seat.act(1, {})).action == 0
+async def run_forked(launcher: SeatLauncher, code: str, limits: Limits | None = None) -> dict[str, str]:
+    """A seat forked by ``launcher`` (in fork mode) for ``PRELUDE + code`` (layer 2 off: the bot
+    imports ``os`` to reach the layers)."""
+    code = PRELUDE + textwrap.dedent(code)
+    async with open_process_seat(launcher, code, limits or Limits(restricted=False)) as seat:
+        assert isinstance(seat.process, ForkSeatProcess)
+        with anyio.fail_after(20):
+            await seat.start(START)
+            assert (await seat.act(1, {})).action == 0
     return outcomes(seat.log_text())
 
 
@@ -85,24 +89,25 @@ async def private_fork_server(pool_size: int = 0) -> AsyncIterator[ForkServer]:
 # -- the mode ---------------------------------------------------------------------------------------
 
 
-async def test_seats_are_forked_by_default_here() -> None:
-    async with open_process_seat(BOT, Limits()) as seat:
+async def test_seats_are_forked_by_default_here(launcher: SeatLauncher) -> None:
+    async with open_process_seat(launcher, BOT, Limits()) as seat:
         assert isinstance(seat.process, ForkSeatProcess) and seat.process.mode == "fork"
         await seat.start(START)
-    status = seat_mode_status()
+    status = launcher.status()
     assert (status.configured, status.active, status.pool_size) == ("auto", "fork", forkserver.DEFAULT_POOL_SIZE)
     assert "Landlock ABI" in status.reason
 
 
-async def test_fresh_mode_and_test_overrides_start_fresh_processes() -> None:
-    with seat_mode_override("fresh"):
-        async with open_process_seat(BOT, Limits()) as seat:
-            assert isinstance(seat.process, FreshSeatProcess)
+async def test_fresh_mode_and_test_overrides_start_fresh_processes(
+    launcher: SeatLauncher, fork_launcher: SeatLauncher
+) -> None:
+    async with open_process_seat(SeatLauncher("fresh"), BOT, Limits()) as seat:
+        assert isinstance(seat.process, FreshSeatProcess)
     with isolation_override(default_isolation(bot_python(), RUNTIME_PATH)):  # a test's layers: always fresh
-        async with open_process_seat(BOT, Limits()) as seat:
+        async with open_process_seat(launcher, BOT, Limits()) as seat:
             assert isinstance(seat.process, FreshSeatProcess)
-        with seat_mode_override("fork"), pytest.raises(LayerUnavailable, match="default interpreter and isolation"):
-            async with open_process_seat(BOT, Limits()):
+        with pytest.raises(LayerUnavailable, match="default interpreter and isolation"):
+            async with open_process_seat(fork_launcher, BOT, Limits()):
                 pass
 
 
@@ -144,8 +149,8 @@ attempt("parent", lambda: open(f"/proc/{os.getppid()}/cmdline").read())
 """
 
 
-async def test_a_forked_seat_applies_every_layer_to_itself() -> None:
-    seen = await run_forked(SELF, Limits(restricted=False, cpu_s=7, open_files=32))
+async def test_a_forked_seat_applies_every_layer_to_itself(fork_launcher: SeatLauncher) -> None:
+    seen = await run_forked(fork_launcher, SELF, Limits(restricted=False, cpu_s=7, open_files=32))
     assert seen["ids"] == "OK (65534, 65534, 'arena')"
     assert seen["session"] == "OK True"
     assert seen["no new privs"] == "OK '1'"
@@ -163,8 +168,8 @@ async def test_a_forked_seat_applies_every_layer_to_itself() -> None:
         assert seen[name] == "PermissionError errno=13", (name, seen)
 
 
-async def test_a_forked_seat_can_neither_exec_nor_fork_nor_signal_others() -> None:
-    seen = await run_forked("""
+async def test_a_forked_seat_can_neither_exec_nor_fork_nor_signal_others(fork_launcher: SeatLauncher) -> None:
+    seen = await run_forked(fork_launcher, """
         import ctypes, signal, sys
         libc = ctypes.CDLL(None, use_errno=True)
         attempt("execv", lambda: os.execv(sys.executable, [sys.executable, "-c", "pass"]))
@@ -186,19 +191,18 @@ def test_forks_and_signals_fail_in_a_forked_seat_in_an_outer_box() -> None:
 # -- its process, as the server sees it ---------------------------------------------------------------
 
 
-async def test_the_seat_is_a_child_of_the_zygote_in_the_servers_pid_namespace() -> None:
-    with seat_mode_override("fork"):
-        async with open_process_seat(BOT, Limits()) as seat:
-            await seat.start(START)
-            pid = seat.process.pid
-            inner = status_field(pid, "NSpid").split()
-            assert len(inner) == 2 and inner[0] == str(pid)  # ours, then the sandbox's own number
-            zygote = int(status_field(pid, "PPid"))
-            assert "/arena/zygote.py" in cmdline(zygote)
-            assert status_field(pid, "Uid").split()[0] == "65534"
-            seat.stop("test stops it")
-            with anyio.fail_after(5):
-                await seat.process.wait()
+async def test_the_seat_is_a_child_of_the_zygote_in_the_servers_pid_namespace(fork_launcher: SeatLauncher) -> None:
+    async with open_process_seat(fork_launcher, BOT, Limits()) as seat:
+        await seat.start(START)
+        pid = seat.process.pid
+        inner = status_field(pid, "NSpid").split()
+        assert len(inner) == 2 and inner[0] == str(pid)  # ours, then the sandbox's own number
+        zygote = int(status_field(pid, "PPid"))
+        assert "/arena/zygote.py" in cmdline(zygote)
+        assert status_field(pid, "Uid").split()[0] == "65534"
+        seat.stop("test stops it")
+        with anyio.fail_after(5):
+            await seat.process.wait()
     assert seat.process.exit_status == -signal.SIGKILL
     assert not alive(pid)  # reaped by the zygote, not a zombie
     assert "[arena] test stops it" in seat.log_text()
@@ -210,11 +214,12 @@ async def test_the_seat_is_a_child_of_the_zygote_in_the_servers_pid_namespace() 
      "killed by signal SIGSEGV"),
     (PRELUDE + "os._exit(7)\n", Limits(restricted=False), "exited with code 7"),
 ], ids=["cpu-limit", "signals-itself", "exit-code"])
-async def test_exit_statuses_are_reported_as_for_a_fresh_process(code: str, limits: Limits, reason: str) -> None:
-    with seat_mode_override("fork"):
-        async with open_process_seat(code, limits) as seat:
-            with anyio.fail_after(20), pytest.raises(AgentCrashed, match=reason):
-                await seat.start(START)
+async def test_exit_statuses_are_reported_as_for_a_fresh_process(
+    fork_launcher: SeatLauncher, code: str, limits: Limits, reason: str
+) -> None:
+    async with open_process_seat(fork_launcher, code, limits) as seat:
+        with anyio.fail_after(20), pytest.raises(AgentCrashed, match=reason):
+            await seat.start(START)
 
 
 def children(pid: int) -> list[int]:
@@ -298,15 +303,17 @@ async def test_auto_mode_falls_back_to_fresh_when_the_fork_server_is_gone(monkey
     async with private_fork_server() as server:
         server.close()
 
-        async def dead(mode: SeatMode) -> ForkServer:
+        async def dead() -> ForkServer:
             return server
 
-        monkeypatch.setattr(forkserver, "acquire_fork_server", dead)
-        async with open_process_seat(BOT, Limits()) as seat:
+        auto, fork = SeatLauncher("auto", server), SeatLauncher("fork", server)
+        for launcher in (auto, fork):  # as if it died after the launcher's check that it runs
+            monkeypatch.setattr(launcher, "fork_server", dead)
+        async with open_process_seat(auto, BOT, Limits()) as seat:
             assert isinstance(seat.process, FreshSeatProcess)
             await seat.start(START)
-        with seat_mode_override("fork"), pytest.raises(LayerUnavailable, match="not running"):
-            async with open_process_seat(BOT, Limits()):
+        with pytest.raises(LayerUnavailable, match="not running"):
+            async with open_process_seat(fork, BOT, Limits()):
                 pass
 
 

@@ -33,10 +33,8 @@ from server.bots import example_bots
 from server.matches.games import get_game, resolve_config
 from server.matches.runner import MatchSpec, run_match
 from server.matches.seats import SeatStart, open_process_seat
-from server.sandbox import Limits
-from server.sandbox.forkserver import seat_mode_override
+from server.sandbox import Limits, SeatLauncher
 from server.sandbox.isolation import (
-    RUNTIME_COMPANIONS,
     Isolation,
     LayerUnavailable,
     as_user,
@@ -44,12 +42,11 @@ from server.sandbox.isolation import (
     default_isolation,
     isolation_override,
     isolation_status,
-    others_may_read,
-    readable_runtime,
     sandbox_process_groups,
 )
 from server.sandbox.layers import sandbox_layers
-from server.sandbox.process import RUNTIME_PATH, bot_python
+from server.sandbox.process import bot_python
+from server.sandbox.view import RUNTIME_PATH, others_may_read, readable_runtime, seat_files
 from tests.sandbox_box import ATTEMPT_PRELUDE, outer_box
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -76,10 +73,12 @@ async def run_bot(code: str, isolation: Isolation | None, limits: Limits | None 
     """Start a seat for ``PRELUDE + code`` with ``isolation``, ask one move, return its attempts.
 
     The restricted runtime (layer 2) is off unless ``limits`` say otherwise: these bots import
-    ``os`` and ``socket`` on purpose, to reach the layers under test.
+    ``os`` and ``socket`` on purpose, to reach the layers under test. The seat is fresh: the
+    fork server runs seats with every layer only.
     """
+    code = PRELUDE + textwrap.dedent(code)
     with isolation_override(isolation):
-        async with open_process_seat(PRELUDE + textwrap.dedent(code), limits or Limits(restricted=False)) as seat:
+        async with open_process_seat(SeatLauncher("fresh"), code, limits or Limits(restricted=False)) as seat:
             assert seat.process.is_sandboxed == (isolation is not None)
             with anyio.fail_after(20):
                 await seat.start(SeatStart(seat=0, seed=1, configuration={}))
@@ -89,19 +88,20 @@ async def run_bot(code: str, isolation: Isolation | None, limits: Limits | None 
 
 BOXED = """
 import json, sys, anyio
+from contextlib import AsyncExitStack
 from server.matches.seats import SeatStart, open_process_seat
-from server.sandbox import Limits
-from server.sandbox.forkserver import seat_mode_override
+from server.sandbox import Limits, SeatLauncher, serve_seats
 from server.sandbox.isolation import build_isolation, isolation_override
 from server.sandbox.process import bot_python
 
 async def main(code, layers, fork):
-    if fork:  # a seat forked by the fork server, which has every layer
-        context = seat_mode_override("fork")
-    else:
-        context = isolation_override(build_isolation(python=bot_python(), **layers))
-    with context:
-        async with open_process_seat(code, Limits(restricted=False)) as seat:
+    async with AsyncExitStack() as stack:
+        if fork:  # a seat forked by a fork server of the box's own, which has every layer
+            launcher = await stack.enter_async_context(serve_seats("fork"))
+        else:
+            launcher = SeatLauncher("fresh")
+            stack.enter_context(isolation_override(build_isolation(python=bot_python(), **layers)))
+        async with open_process_seat(launcher, code, Limits(restricted=False)) as seat:
             with anyio.fail_after(20):
                 await seat.start(SeatStart(seat=0, seed=1, configuration={}))
                 action = (await seat.act(1, {})).action
@@ -170,7 +170,7 @@ def test_missing_pieces_are_reported_with_their_reason(monkeypatch: pytest.Monke
         module._seccomp_program.__wrapped__(2)
 
 
-async def test_example_bots_play_a_whole_match_in_the_sandbox() -> None:
+async def test_example_bots_play_a_whole_match_in_the_sandbox(launcher: SeatLauncher) -> None:
     bots = dict(example_bots()["connectx"])
     spec = MatchSpec("connectx", resolve_config(get_game("connectx"), {}), seed=3)
     steps: list[StepRecord] = []
@@ -179,8 +179,8 @@ async def test_example_bots_play_a_whole_match_in_the_sandbox() -> None:
         async def record_step(self, record: StepRecord) -> None:
             steps.append(record)
 
-    async with open_process_seat(bots["connectx_greedy"], Limits()) as a, open_process_seat(
-        bots["connectx_random"], Limits()
+    async with open_process_seat(launcher, bots["connectx_greedy"], Limits()) as a, open_process_seat(
+        launcher, bots["connectx_random"], Limits()
     ) as b:
         assert a.process.is_sandboxed and b.process.is_sandboxed
         with anyio.fail_after(30):
@@ -298,15 +298,15 @@ def test_all_layers_stop_forks_and_signals_in_an_outer_box() -> None:
     assert_killers_failed(run_boxed(KILLERS, namespaces=True, seccomp=True, filesystem=True))
 
 
-async def test_a_bot_may_still_signal_itself() -> None:
+async def test_a_bot_may_still_signal_itself(launcher: SeatLauncher) -> None:
     code = PRELUDE + "import signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"
-    async with open_process_seat(code, Limits(restricted=False)) as seat:
+    async with open_process_seat(launcher, code, Limits(restricted=False)) as seat:
         with anyio.fail_after(20), pytest.raises(AgentCrashed, match="killed by signal SIGSEGV"):
             await seat.start(SeatStart(seat=0, seed=1, configuration={}))
 
 
-async def test_cpu_limit_is_reported_through_bubblewrap() -> None:
-    async with open_process_seat("while True:\n    pass\n", Limits(cpu_s=1)) as seat:
+async def test_cpu_limit_is_reported_through_bubblewrap(launcher: SeatLauncher) -> None:
+    async with open_process_seat(launcher, "while True:\n    pass\n", Limits(cpu_s=1)) as seat:
         with anyio.fail_after(20), pytest.raises(AgentCrashed, match=r"CPU time limit exceeded \(1 s\)"):
             await seat.start(SeatStart(seat=0, seed=1, configuration={}))
 
@@ -333,20 +333,20 @@ def test_no_runtime_filter_without_the_seccomp_layer() -> None:
     assert only(namespaces=True, filesystem=True).runtime_seccomp_program is None
 
 
-async def test_without_the_runtimes_filter_exec_gets_through() -> None:
+async def test_without_the_runtimes_filter_exec_gets_through(launcher: SeatLauncher) -> None:
     """bwrap's filter must allow execve (it execs the interpreter): only the runtime's second filter stops it."""
     isolation = dataclasses.replace(default_isolation(PYTHON, RUNTIME_PATH), runtime_seccomp_program=None)
     with isolation_override(isolation):
-        async with open_process_seat(PRELUDE + EXEC, Limits(restricted=False)) as seat:
+        async with open_process_seat(launcher, PRELUDE + EXEC, Limits(restricted=False)) as seat:
             with anyio.fail_after(20), pytest.raises(AgentCrashed, match="exited with code 0"):
                 await seat.start(SeatStart(seat=0, seed=1, configuration={}))
     assert "EXECED" in seat.log_text()  # the interpreter ran again, without the runtime
 
 
-async def test_the_runtime_fails_closed_when_its_filter_cannot_be_installed() -> None:
+async def test_the_runtime_fails_closed_when_its_filter_cannot_be_installed(launcher: SeatLauncher) -> None:
     isolation = dataclasses.replace(default_isolation(PYTHON, RUNTIME_PATH), runtime_seccomp_program=b"\0" * 7)
     with isolation_override(isolation):
-        async with open_process_seat(PRELUDE + "print('LOADED')\n", Limits(restricted=False)) as seat:
+        async with open_process_seat(launcher, PRELUDE + "print('LOADED')\n", Limits(restricted=False)) as seat:
             with anyio.fail_after(20), pytest.raises(AgentCrashed, match="exited with code 3"):
                 await seat.start(SeatStart(seat=0, seed=1, configuration={}))
     assert "could not install its seccomp filter" in seat.log_text() and "LOADED" not in seat.log_text()
@@ -430,22 +430,21 @@ def alive(pid: int) -> bool:
 
 async def test_killing_a_seat_leaves_nothing_behind() -> None:
     # A fresh seat: bubblewrap, its reaper, the bot (a forked seat: tests/sandbox/test_forkserver.py).
-    with seat_mode_override("fresh"):
-        async with open_process_seat(PRELUDE, Limits(grace_s=0.2, restricted=False)) as seat:
-            with anyio.fail_after(20):
-                await seat.start(SeatStart(seat=0, seed=1, configuration={}))
-            bwrap = seat.process.pid
-            inner = sandbox_process_groups(bwrap)
-            assert len(inner) == 1 and alive(inner[0])  # bwrap's reaper, PID 1 of the sandbox
-            bot = sandbox_process_groups(inner[0])  # the reaper's one child: the bot
-            assert len(bot) == 1 and alive(bot[0])
-            seat.stop("test stops it")
-            with anyio.fail_after(5):
-                await seat.process.proc.wait()
-        assert seat.process.proc.returncode == 128 + 9  # bubblewrap reaped its child and passed on its SIGKILL
-        assert seat.process.exit_status == -9
-        assert not alive(bwrap) and not alive(inner[0]) and not alive(bot[0])
-        assert "[arena] test stops it" in seat.log_text()
+    async with open_process_seat(SeatLauncher("fresh"), PRELUDE, Limits(grace_s=0.2, restricted=False)) as seat:
+        with anyio.fail_after(20):
+            await seat.start(SeatStart(seat=0, seed=1, configuration={}))
+        bwrap = seat.process.pid
+        inner = sandbox_process_groups(bwrap)
+        assert len(inner) == 1 and alive(inner[0])  # bwrap's reaper, PID 1 of the sandbox
+        bot = sandbox_process_groups(inner[0])  # the reaper's one child: the bot
+        assert len(bot) == 1 and alive(bot[0])
+        seat.stop("test stops it")
+        with anyio.fail_after(5):
+            await seat.process.proc.wait()
+    assert seat.process.proc.returncode == 128 + 9  # bubblewrap reaped its child and passed on its SIGKILL
+    assert seat.process.exit_status == -9
+    assert not alive(bwrap) and not alive(inner[0]) and not alive(bot[0])
+    assert "[arena] test stops it" in seat.log_text()
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="only a root server starts bubblewrap as another user")
@@ -456,10 +455,10 @@ async def test_a_root_server_starts_bubblewrap_as_nobody_without_groups() -> Non
     argv, switch = as_user(["bwrap", "--x"], 65534)
     assert argv[-2:] == ["bwrap", "--x"] and (switch == {} or switch["user"] == 65534)
     config = resolve_config(get_game("tictactoe"), None)
-    with seat_mode_override("fresh"):
-        async with open_process_seat("def agent(obs, config):\n    return 0\n", Limits()) as seat:
-            await seat.start(SeatStart(seat=0, seed=1, configuration=config))
-            status = await anyio.Path(f"/proc/{seat.process.pid}/status").read_text()
+    bot = "def agent(obs, config):\n    return 0\n"
+    async with open_process_seat(SeatLauncher("fresh"), bot, Limits()) as seat:
+        await seat.start(SeatStart(seat=0, seed=1, configuration=config))
+        status = await anyio.Path(f"/proc/{seat.process.pid}/status").read_text()
     ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines()
            if line.startswith(("Uid:", "Gid:", "Groups:"))}
     assert ids == {"Uid": ["65534"] * 4, "Gid": ["65534"] * 4, "Groups": []}
@@ -477,7 +476,7 @@ def _check_runtime_copies(top: Path) -> None:
     for mode in (0o700, 0o755):
         home = top / f"checkout-{mode:o}"
         home.mkdir()
-        for name in ("bot_runtime.py", *RUNTIME_COMPANIONS):
+        for name in seat_files():
             (home / name).write_text(f"# {name}\n")
             (home / name).chmod(0o644)
         home.chmod(mode)
@@ -486,6 +485,6 @@ def _check_runtime_copies(top: Path) -> None:
             assert runtime == home / "bot_runtime.py"
             continue
         assert runtime.parent != home and others_may_read(runtime)
-        for name in ("bot_runtime.py", *RUNTIME_COMPANIONS):
+        for name in seat_files():
             assert (runtime.parent / name).read_text() == f"# {name}\n"
             assert (runtime.parent / name).stat().st_mode & 0o777 == 0o444

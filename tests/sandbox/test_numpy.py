@@ -34,11 +34,12 @@ from server.config import load_settings
 from server.matches.games import get_game, resolve_config
 from server.matches.runner import MatchResult, MatchSpec, run_match
 from server.matches.seats import ProcessSeat, SeatStart, open_process_seat
-from server.sandbox import Limits, restricted
-from server.sandbox.bot_runtime import NUMPY_IMPORTS
-from server.sandbox.forkserver import seat_mode_override, serve_seats
-from server.sandbox.isolation import isolation_status, numpy_view
-from server.sandbox.process import bot_python, open_seat_process
+from server.sandbox import Limits, SeatLauncher, serve_seats
+from server.sandbox.isolation import isolation_status
+from server.sandbox.process import bot_python
+from server.sandbox.seat import restricted
+from server.sandbox.seat.bot_runtime import NUMPY_IMPORTS
+from server.sandbox.view import numpy_view
 from tests.sandbox.test_isolation import PRELUDE, outcomes
 from tests.server.conftest import api_client, create_user, start_match, submit_agent, wait_finished
 
@@ -87,14 +88,13 @@ def every_layer_and_numpy() -> None:
 
 
 @asynccontextmanager
-async def seats_in(mode: str, pool_limits: Limits = NUMPY) -> AsyncIterator[None]:
-    """Seats opened in the block start in ``mode``; "fork" with a fork server of ``pool_limits``."""
+async def seats_in(mode: str, pool_limits: Limits = NUMPY) -> AsyncIterator[SeatLauncher]:
+    """A launcher of seats in ``mode`` for the block; "fork" with a fork server of ``pool_limits``."""
     if mode == "fork":
-        async with serve_seats("fork", limits=pool_limits, pool_size=2):
-            yield
+        async with serve_seats("fork", limits=pool_limits, pool_size=2) as launcher:
+            yield launcher
     else:
-        with seat_mode_override("fresh"):
-            yield
+        yield SeatLauncher("fresh")
 
 
 async def play(
@@ -103,10 +103,10 @@ async def play(
     """One ConnectX match of ``bots`` under ``limits``, seats started in ``mode``."""
     spec = MatchSpec("connectx", resolve_config(get_game("connectx"), {}), seed=seed)
     recorder = Recorder()
-    async with seats_in(mode):
+    async with seats_in(mode) as launcher:
         with anyio.fail_after(MATCH_LIMIT_S):
             async with AsyncExitStack() as stack:
-                seats = [await stack.enter_async_context(open_process_seat(code, seat_limits))
+                seats = [await stack.enter_async_context(open_process_seat(launcher, code, seat_limits))
                          for code, seat_limits in zip(bots, limits, strict=True)]
                 result = await run_match(spec, seats, recorder)
     assert [seat.process.mode for seat in seats] == [mode, mode]
@@ -162,16 +162,16 @@ async def test_the_same_bot_fails_at_load_under_the_default_limits(mode: str) ->
 
 
 async def test_a_fork_server_without_numpy_never_forks_a_numpy_seat() -> None:
-    async with serve_seats("fork", limits=Limits(), pool_size=1):
-        with seat_mode_override("fork"), pytest.raises(LayerUnavailable, match="the fork server has no numpy"):
-            async with open_process_seat(NUMPY_BOT, NUMPY):
+    async with serve_seats("fork", limits=Limits(), pool_size=1) as launcher:
+        with pytest.raises(LayerUnavailable, match="the fork server has no numpy"):
+            async with open_process_seat(launcher, NUMPY_BOT, NUMPY):
                 pass
-        with seat_mode_override("auto"):
-            async with open_process_seat(NUMPY_BOT, NUMPY) as seat:  # auto: a fresh seat instead
-                assert seat.process.mode == "fresh"
-                with anyio.fail_after(MATCH_LIMIT_S):
-                    await seat.start(SeatStart(seat=0, seed=1, configuration={"rows": 6, "columns": 7}))
-                    reply = await seat.act(1, {"board": [0] * 42, "step": 1})
+        auto = SeatLauncher("auto", launcher.server)  # the same fork server, in auto mode
+        async with open_process_seat(auto, NUMPY_BOT, NUMPY) as seat:  # auto: a fresh seat instead
+            assert seat.process.mode == "fresh"
+            with anyio.fail_after(MATCH_LIMIT_S):
+                await seat.start(SeatStart(seat=0, seed=1, configuration={"rows": 6, "columns": 7}))
+                reply = await seat.act(1, {"board": [0] * 42, "step": 1})
         assert reply.action in range(7)
 
 
@@ -257,7 +257,7 @@ async def test_the_view_holds_numpy_only_for_seats_that_may_use_it(mode: str) ->
         # Layer 2 off (a test-only switch) so that the bot can look around with os; in fork mode
         # the first fork server allows numpy, the second does not.
         limits = Limits(restricted=False, allow_numpy=allow)
-        async with seats_in(mode, pool_limits=limits), open_process_seat(code, limits) as seat:
+        async with seats_in(mode, pool_limits=limits) as launcher, open_process_seat(launcher, code, limits) as seat:
             assert seat.process.mode == mode and seat.process.is_sandboxed
             with anyio.fail_after(MATCH_LIMIT_S):
                 await seat.start(SeatStart(seat=0, seed=1, configuration={}))
@@ -296,7 +296,7 @@ async def test_numpy_allowed_but_missing_fails_at_load_saying_why() -> None:
     if importlib.util.find_spec("numpy") is not None:
         pytest.skip(f"{sys.executable} has numpy: no interpreter without it to run the seat")
     limits = Limits(allow_numpy=True)
-    async with open_seat_process(limits, python=sys.executable, isolation=None) as process:
+    async with SeatLauncher("fresh").open_seat(limits, python=sys.executable, isolation=None) as process:
         seat = ProcessSeat(process, NUMPY_BOT, limits)
         with anyio.fail_after(MATCH_LIMIT_S), pytest.raises(AgentCrashed) as failure:
             await seat.start(SeatStart(seat=0, seed=1, configuration={}))

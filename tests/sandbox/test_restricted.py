@@ -26,11 +26,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from server.sandbox import Limits
-from server.sandbox._guards import HIDDEN_CLASSES, SafeType
-from server.sandbox._stdlib_guards import forward_ref_without_code
+from server.sandbox import Limits, SeatLauncher
 from server.sandbox.isolation import isolation_override
 from server.sandbox.layers import sandbox_layers
+from server.sandbox.seat._guards import HIDDEN_CLASSES, SafeType
+from server.sandbox.seat._stdlib_guards import forward_ref_without_code
 from server.sandbox.validator import validate_source
 from tests.sandbox.restricted_play import (
     FIRST_FREE,
@@ -301,8 +301,8 @@ ATTACKS = [
 
 
 @pytest.mark.parametrize(("bot", "fact"), [(bot, fact) for _, bot, fact in ATTACKS], ids=[a[0] for a in ATTACKS])
-async def test_attack_fails(bot: str, fact: str) -> None:
-    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE])
+async def test_attack_fails(launcher: SeatLauncher, bot: str, fact: str) -> None:
+    result, steps, logs = await play(launcher, "tictactoe", [bot, FIRST_FREE])
     attacker, opponent = result.seats
     assert (attacker.status, attacker.reward, opponent.status) == ("ERROR", -1.0, "DONE"), result
     assert attacker.reason is not None and fact in attacker.reason, attacker.reason
@@ -314,9 +314,9 @@ def test_there_are_enough_attacks() -> None:
     assert len(ATTACKS) >= 25
 
 
-async def test_refusal_names_line_and_column() -> None:
+async def test_refusal_names_line_and_column(launcher: SeatLauncher) -> None:
     bot = "import random\n\ndef agent(obs, config):\n    return obs.__class__\n"
-    result, _, logs = await play("tictactoe", [bot, FIRST_FREE])
+    result, _, logs = await play(launcher, "tictactoe", [bot, FIRST_FREE])
     reason = result.seats[0].reason
     assert reason == (
         "failed to load at start-up: RestrictedError: attribute '__class__' is not allowed: names starting "
@@ -352,33 +352,34 @@ CONTROLS = {
 
 
 @pytest.mark.parametrize("bot", list(CONTROLS.values()), ids=list(CONTROLS))
-async def test_without_layer_2_the_attack_gets_through(bot: str) -> None:
-    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE], limits=[UNRESTRICTED, Limits()])
+async def test_without_layer_2_the_attack_gets_through(launcher: SeatLauncher, bot: str) -> None:
+    result, steps, logs = await play(launcher, "tictactoe", [bot, FIRST_FREE], limits=[UNRESTRICTED, Limits()])
     assert result.seats[0].status == "DONE" and actions_of(steps, 0)[0] == 0
     assert MARKER in logs[0]
 
 
-async def test_without_layer_2_a_bot_reads_a_file() -> None:
+async def test_without_layer_2_a_bot_reads_a_file(launcher: SeatLauncher) -> None:
     bot = in_agent("x = open('/etc/hostname').read()")
     hostname = await anyio.Path("/etc/hostname").read_text()
-    _, _, logs = await play("tictactoe", [bot, FIRST_FREE], limits=[UNRESTRICTED, Limits()])
+    _, _, logs = await play(launcher, "tictactoe", [bot, FIRST_FREE], limits=[UNRESTRICTED, Limits()])
     assert f"{MARKER} {hostname!r}"[:200] in logs[0]
-    result, _, logs = await play("tictactoe", [bot, FIRST_FREE])
+    result, _, logs = await play(launcher, "tictactoe", [bot, FIRST_FREE])
     assert result.seats[0].reason == "raised at step 1: NameError: name 'open' is not defined"
     assert MARKER not in logs[0]
 
 
-async def test_numpy_is_the_operators_opt_in() -> None:
+async def test_numpy_is_the_operators_opt_in(launcher: SeatLauncher) -> None:
     """Allowed, numpy plays (it must be installed: scripts/test installs it); by default it is refused.
 
     With every layer and in both seat modes: ``test_numpy.py``; attacks through it:
     ``tests/security/test_numpy_attacks.py``.
     """
     bot = "import numpy as np\n\ndef agent(obs, config):\n    return np.flatnonzero(np.array(obs.board) == 0)[0]\n"
-    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE], limits=[Limits(allow_numpy=True), Limits()])
+    result, steps, logs = await play(launcher, "tictactoe", [bot, FIRST_FREE],
+                                     limits=[Limits(allow_numpy=True), Limits()])
     assert result.seats[0].status == "DONE", (result.seats[0], logs[0])
     assert actions_of(steps, 0)[0] == 0
-    result, _, _ = await play("tictactoe", [bot, FIRST_FREE])
+    result, _, _ = await play(launcher, "tictactoe", [bot, FIRST_FREE])
     assert result.seats[0].status == "ERROR"
     assert "import of 'numpy' is not allowed in the arena: numpy is off" in (result.seats[0].reason or "")
 
@@ -400,11 +401,11 @@ def test_layers_report_the_restricted_runtime() -> None:
     ],
     ids=["connectx", "tictactoe", "rps"],
 )
-async def test_example_bots_play(game: str, bots: list[str], config: dict[str, object]) -> None:
-    result, _, logs = await play(game, bots, config)
+async def test_example_bots_play(launcher: SeatLauncher, game: str, bots: list[str], config: dict[str, object]) -> None:
+    result, _, logs = await play(launcher, game, bots, config)
     assert [s.status for s in result.seats] == ["DONE", "DONE"], result
     assert result.termination != "forfeit" and logs == ["", ""]
-    off, _, _ = await play(game, bots, config, limits=[UNRESTRICTED, UNRESTRICTED])
+    off, _, _ = await play(launcher, game, bots, config, limits=[UNRESTRICTED, UNRESTRICTED])
     assert off == result  # the same seed gives the same match with layer 2 on or off
 
 
@@ -523,12 +524,12 @@ def agent(observation, configuration):
 '''
 
 
-async def test_kaggle_style_bot_plays_with_layer_2_on() -> None:
-    result, steps, logs = await play("rps", [KAGGLE_BOT, "rps_random"], {"episodeSteps": 20})
+async def test_kaggle_style_bot_plays_with_layer_2_on(launcher: SeatLauncher) -> None:
+    result, steps, logs = await play(launcher, "rps", [KAGGLE_BOT, "rps_random"], {"episodeSteps": 20})
     assert [s.status for s in result.seats] == ["DONE", "DONE"], (result, logs[0])
     assert logs[0] == "Strategy(signs=3, calls=0) 3.14 3 PAPER True\n"
     assert len(actions_of(steps, 0)) == 19
-    off, off_steps, _ = await play("rps", [KAGGLE_BOT, "rps_random"], {"episodeSteps": 20},
+    off, off_steps, _ = await play(launcher, "rps", [KAGGLE_BOT, "rps_random"], {"episodeSteps": 20},
                                    limits=[UNRESTRICTED, Limits()])
     assert actions_of(off_steps, 0) == actions_of(steps, 0)  # layer 2 changes nothing for a fair bot
 
@@ -639,17 +640,17 @@ def agent(observation, configuration):
 '''
 
 
-async def test_a_bot_using_private_attributes_of_its_own_plays() -> None:
-    result, steps, logs = await play("rps", [PRIVATE_ATTRIBUTES_BOT, "rps_random"], {"episodeSteps": 30})
+async def test_a_bot_using_private_attributes_of_its_own_plays(launcher: SeatLauncher) -> None:
+    result, steps, logs = await play(launcher, "rps", [PRIVATE_ATTRIBUTES_BOT, "rps_random"], {"episodeSteps": 30})
     assert [s.status for s in result.seats] == ["DONE", "DONE"], (result, logs[0])
     assert logs[0] == "1 0 0 1\n"
-    off, off_steps, _ = await play("rps", [PRIVATE_ATTRIBUTES_BOT, "rps_random"], {"episodeSteps": 30},
+    off, off_steps, _ = await play(launcher, "rps", [PRIVATE_ATTRIBUTES_BOT, "rps_random"], {"episodeSteps": 30},
                                    limits=[UNRESTRICTED, Limits()])
     assert actions_of(off_steps, 0) == actions_of(steps, 0) and len(actions_of(steps, 0)) == 29
     assert validate_source(PRIVATE_ATTRIBUTES_BOT) == []  # layer 1 agrees
 
 
-async def test_module_proxies_behave_like_modules() -> None:
+async def test_module_proxies_behave_like_modules(launcher: SeatLauncher) -> None:
     bot = '''
 import math
 import math as again
@@ -666,7 +667,7 @@ def agent(obs, config):
     print(repr(math), sqrt(9))
     return obs.board.index(0)
 '''
-    result, _, logs = await play("tictactoe", [bot, FIRST_FREE])
+    result, _, logs = await play(launcher, "tictactoe", [bot, FIRST_FREE])
     assert result.seats[0].status == "DONE", result
     assert logs[0].startswith("<module 'math' (arena)> 3.0\n")
 
@@ -718,10 +719,11 @@ def agent(obs, config):
 '''
 
 
-async def test_a_bot_with_string_type_hints_plays() -> None:
-    result, steps, logs = await play("connectx", [TYPED_BOT, "connectx_random"])
+async def test_a_bot_with_string_type_hints_plays(launcher: SeatLauncher) -> None:
+    result, steps, logs = await play(launcher, "connectx", [TYPED_BOT, "connectx_random"])
     assert [s.status for s in result.seats] == ["DONE", "DONE"], (result, logs[0])
-    off, off_steps, _ = await play("connectx", [TYPED_BOT, "connectx_random"], limits=[UNRESTRICTED, Limits()])
+    off, off_steps, _ = await play(launcher, "connectx", [TYPED_BOT, "connectx_random"],
+                                   limits=[UNRESTRICTED, Limits()])
     assert actions_of(off_steps, 0) == actions_of(steps, 0)
     assert validate_source(TYPED_BOT) == []  # layer 1 agrees
 
@@ -776,7 +778,7 @@ def test_the_seat_installs_the_forward_ref_guard() -> None:
         "refs = [o for o in gc.get_objects() if isinstance(o, typing.ForwardRef)]\n"
         "print(type(before).__name__, after, [ref for ref in refs if ref.__forward_code__ is not None])\n"
     )
-    runtime_dir = Path(__file__).resolve().parents[2] / "server" / "sandbox"
+    runtime_dir = Path(__file__).resolve().parents[2] / "server" / "sandbox" / "seat"
     done = subprocess.run([sys.executable, "-I", "-S", "-c", check, str(runtime_dir)], capture_output=True,
                           text=True, timeout=30, check=True)
     assert done.stdout == "code [None, None] []\n", done.stderr
@@ -787,13 +789,13 @@ def test_layer_2_loads_from_a_directory_only_root_may_read(tmp_path: Path) -> No
     """Without bubblewrap the runtime reads layer 2 from the project's directory, and becomes an
     unprivileged user when it applies its limits: it must read those files first (a checkout in a
     0700 directory, as ``mktemp -d`` makes, once failed every bot with PermissionError)."""
-    from server.sandbox.bot_runtime import RESTRICTED_MODULES
-    from server.sandbox.process import CLEAN_ENV, RUNTIME_PATH, bot_python
+    from server.sandbox.process import CLEAN_ENV, bot_python
+    from server.sandbox.view import RUNTIME_PATH, seat_files
 
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    for name in ("bot_runtime", *RESTRICTED_MODULES):
-        shutil.copy(RUNTIME_PATH.with_name(f"{name}.py"), private)
+    for name in seat_files():
+        shutil.copy(RUNTIME_PATH.with_name(name), private)
     init = {"type": "init", "protocol_version": 1, "seat": 0, "seed": 1, "code": FIRST_FREE,
             "configuration": {}, "limits": Limits().for_runtime()}
     done = subprocess.run([bot_python(), "-I", "-S", str(private / "bot_runtime.py")], input=json.dumps(init) + "\n",

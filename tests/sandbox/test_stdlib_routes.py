@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from server.sandbox import Limits
+from server.sandbox import Limits, SeatLauncher
 from server.sandbox.isolation import isolation_override
 from tests.sandbox.restricted_play import FIRST_FREE, MARKER, UNRESTRICTED, actions_of, at_load, in_agent, play
 
-RUNTIME_DIR = Path(__file__).resolve().parents[2] / "server" / "sandbox"
+RUNTIME_DIR = Path(__file__).resolve().parents[2] / "server" / "sandbox" / "seat"
 U = "u = chr(95) * 2\nq = chr(39)\n"  # dunders built at run time, as from the observation: no static check sees them
 # The reported escape: a field renamed after its class was checked, so that dataclasses writes
 # the name into the source of a subclass's ``__eq__``: ``(self.x, hits.append(<real os>.getpid()),)``.
@@ -200,8 +200,8 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(("bot", "fact"), [(bot, fact) for _, bot, fact in REFUSED], ids=[r[0] for r in REFUSED])
-async def test_route_is_refused(bot: str, fact: str) -> None:
-    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE])
+async def test_route_is_refused(launcher: SeatLauncher, bot: str, fact: str) -> None:
+    result, steps, logs = await play(launcher, "tictactoe", [bot, FIRST_FREE])
     attacker, opponent = result.seats
     assert (attacker.status, attacker.reward, opponent.status) == ("ERROR", -1.0, "DONE"), (result, logs[0])
     assert attacker.reason is not None and fact in attacker.reason, attacker.reason
@@ -269,8 +269,8 @@ HARMLESS = [
 
 
 @pytest.mark.parametrize(("bot", "printed"), [(b, p) for _, b, p in HARMLESS], ids=[h[0] for h in HARMLESS])
-async def test_harmless_route_plays_on(bot: str, printed: str) -> None:
-    result, steps, logs = await play("tictactoe", [bot, FIRST_FREE])
+async def test_harmless_route_plays_on(launcher: SeatLauncher, bot: str, printed: str) -> None:
+    result, steps, logs = await play(launcher, "tictactoe", [bot, FIRST_FREE])
     assert result.seats[0].status == "DONE", (result.seats[0], logs[0])
     assert printed in logs[0], logs[0]
     assert actions_of(steps, 0)[0] == 0
@@ -333,10 +333,10 @@ def agent(obs, config):
 """
 
 
-async def test_the_stores_a_bot_makes_still_work() -> None:
+async def test_the_stores_a_bot_makes_still_work(launcher: SeatLauncher) -> None:
     """Its own objects, classes and functions, frozen dataclasses (their own error), the
     observation's entries and decimal's precision: every store a fair bot makes."""
-    result, steps, logs = await play("tictactoe", [STORES_A_BOT_MAKES, FIRST_FREE])
+    result, steps, logs = await play(launcher, "tictactoe", [STORES_A_BOT_MAKES, FIRST_FREE])
     assert result.seats[0].status == "DONE", (result.seats[0], logs[0])
     assert "FACTS [1, 1, True, True, 1, '0.333333', 'mine', 1]" in logs[0], logs[0]
     assert "FACTS [2, 2, True, True, 1, '0.333333', 'mine', 1]" in logs[0], logs[0]
@@ -344,11 +344,11 @@ async def test_the_stores_a_bot_makes_still_work() -> None:
 
 # -- controls: the routes are real ----------------------------------------------------------------
 
-async def test_without_layer_2_the_field_rename_runs_its_payload() -> None:
+async def test_without_layer_2_the_field_rename_runs_its_payload(launcher: SeatLauncher) -> None:
     """The reported escape, as written: without layer 2 ``dataclasses`` compiles the renamed field
     into a subclass's ``__eq__``, which hands the bot a real ``os``. With layer 2 the rename is
     refused (:data:`REFUSED`, ``field-rename``)."""
-    result, _, logs = await play("tictactoe", [at_load(ESCAPE), FIRST_FREE], limits=[UNRESTRICTED, Limits()])
+    result, _, logs = await play(launcher, "tictactoe", [at_load(ESCAPE), FIRST_FREE], limits=[UNRESTRICTED, Limits()])
     assert result.seats[0].status == "DONE", (result.seats[0], logs[0])
     assert re.search(rf"^{MARKER} \[\d+, \d+\]$", logs[0], re.M), logs[0]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from protocol.errors import Finding, ValidationFailed
-from server.sandbox import restricted
+from server.sandbox.seat import restricted
 from server.sandbox.validator import (
     ALLOWED_MODULES,
     MAX_SOURCE_BYTES,

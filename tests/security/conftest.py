@@ -69,10 +69,12 @@ GOOD_MATCH = ("rps", ["rps_counter", "rps_random"], {"episodeSteps": 30, "actTim
 # Where a created file would land: the bots' candidate paths all name files ``arena-pwned-*``.
 WATCHED_DIRS = (
     Path("/"), Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"), Path("/run"), Path("/dev"), Path.home(),
-    PROJECT, PROJECT / "server", PROJECT / "server" / "sandbox", PROJECT / "server" / "bots",
+    PROJECT, PROJECT / "server", PROJECT / "server" / "sandbox", PROJECT / "server" / "sandbox" / "seat",
+    PROJECT / "server" / "bots",
 )  # fmt: skip
 # Files an attack appends ``arena-pwned`` to, if it can.
-APPEND_TARGETS = (PROJECT / "server" / "sandbox" / "bot_runtime.py", PROJECT / "server" / "bots" / "rps_random.py")
+APPEND_TARGETS = (PROJECT / "server" / "sandbox" / "seat" / "bot_runtime.py",
+                  PROJECT / "server" / "bots" / "rps_random.py")
 _HEADER = re.compile(r"^#\s*([a-z]+):\s*(.*?)\s*$")
 
 

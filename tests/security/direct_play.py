@@ -28,7 +28,7 @@ from server.bots import example_bots
 from server.matches.games import get_game, resolve_config
 from server.matches.runner import MatchSpec, run_match
 from server.matches.seats import ProcessSeat, open_process_seat
-from server.sandbox import Limits, bot_python
+from server.sandbox import Limits, SeatLauncher, bot_python
 from server.sandbox.isolation import build_isolation, isolation_override
 from tests.sandbox_box import outer_box
 
@@ -83,9 +83,11 @@ def _sessions_members(leaders: set[int]) -> list[int]:
 
 
 async def play_direct(
-    code: str, *, limits: Limits, layers: Layers | None, config: dict[str, JSON] | None = None, seed: int = 1
+    launcher: SeatLauncher, code: str, *, limits: Limits, layers: Layers | None, config: dict[str, JSON] | None = None,
+    seed: int = 1,
 ) -> Played:
-    """Play rock-paper-scissors: ``code`` (under ``limits``) against a good bot, both seats wrapped in ``layers``."""
+    """Play rock-paper-scissors: ``code`` (under ``limits``) against a good bot, both seats wrapped in
+    ``layers`` (fresh seats, opened by ``launcher``)."""
     isolation = None if layers is None else build_isolation(python=bot_python(), **layers)
     spec = MatchSpec("rps", resolve_config(get_game("rps"), {"episodeSteps": 3, **(config or {})}), seed=seed)
     recorder = _Steps()
@@ -93,7 +95,7 @@ async def play_direct(
     with isolation_override(isolation), anyio.fail_after(MATCH_LIMIT_S):
         async with AsyncExitStack() as stack:
             for source, seat_limits in ((code, limits), (OPPONENT, Limits())):
-                seats.append(await stack.enter_async_context(open_process_seat(source, seat_limits)))
+                seats.append(await stack.enter_async_context(open_process_seat(launcher, source, seat_limits)))
             result = await run_match(spec, seats, recorder)
     pids = [seat.process.pid for seat in seats]
     return Played(
@@ -110,13 +112,14 @@ _BOXED = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import anyio
-from server.sandbox import Limits
+from server.sandbox import Limits, SeatLauncher
 from tests.security.direct_play import play_direct
 from dataclasses import asdict
 
 args = json.loads(sys.stdin.read())
-played = anyio.run(lambda: play_direct(args["code"], limits=Limits(**args["limits"]), layers=args["layers"],
-                                       config=args["config"]))
+# Fresh seats: the layers under test choose them (the fork server runs seats with every layer only).
+played = anyio.run(lambda: play_direct(SeatLauncher("fresh"), args["code"], limits=Limits(**args["limits"]),
+                                       layers=args["layers"], config=args["config"]))
 print(json.dumps(asdict(played)))
 """
 

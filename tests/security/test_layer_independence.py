@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from server.sandbox import Limits
+from server.sandbox import Limits, SeatLauncher
 from tests.sandbox_box import ATTEMPT_PRELUDE
 from tests.security.conftest import AttackBot, load_bots
 from tests.security.direct_play import Played, play_boxed, play_direct
@@ -76,11 +76,11 @@ def assert_cleaned_up(played: Played) -> None:
 
 
 @pytest.mark.parametrize("bot", RUNTIME_BOTS, ids=[bot.name for bot in RUNTIME_BOTS])
-async def test_layer_2_alone_stops_the_runtime_attacks(bot: AttackBot) -> None:
+async def test_layer_2_alone_stops_the_runtime_attacks(launcher: SeatLauncher, bot: AttackBot) -> None:
     code = bot.source(listener_port=9, server_port=9)  # these bots use no port
-    without = await play_direct(code, limits=Limits(restricted=False), layers=NO_ISOLATION)
+    without = await play_direct(launcher, code, limits=Limits(restricted=False), layers=NO_ISOLATION)
     assert bot.marker in without.logs[0], f"{bot.name} did not reach its target without layer 2:\n{without.logs[0]}"
-    alone = await play_direct(code, limits=Limits(), layers=NO_ISOLATION)
+    alone = await play_direct(launcher, code, limits=Limits(), layers=NO_ISOLATION)
     assert bot.marker not in alone.logs[0] + repr(alone.actions), alone.logs[0]
     assert alone.statuses[0] in bot.expect, alone
     assert alone.statuses[1] == "DONE", alone
@@ -135,9 +135,9 @@ def open_directory() -> Iterator[Path]:
         path.rmdir()
 
 
-async def test_layer_4_alone_stops_writing_to_a_file(open_directory: Path) -> None:
+async def test_layer_4_alone_stops_writing_to_a_file(launcher: SeatLauncher, open_directory: Path) -> None:
     target = open_directory / "written"
-    played = await play_direct(PRELUDE + f"""
+    played = await play_direct(launcher, PRELUDE + f"""
 file = open({str(target)!r}, "w")
 attempt("write", lambda: (file.write("x" * 4096), file.flush()))
 attempt("close", file.close)
@@ -152,8 +152,8 @@ attempt("append", lambda: open({str(target)!r}, "a").write("y"))
     assert_cleaned_up(played)
 
 
-async def test_layer_4_alone_stops_a_cpu_spin() -> None:
-    played = await play_direct("""
+async def test_layer_4_alone_stops_a_cpu_spin(launcher: SeatLauncher) -> None:
+    played = await play_direct(launcher, """
 def agent(observation, configuration):
     while True:
         pass
@@ -181,10 +181,13 @@ def agent(observation, configuration):
     ("", {"agentTimeout": 20.0, "actTimeout": 0.3, "remainingOverageTime": 0.01},
      r"no move within 0\.3\d* s at step 1 "),
 ], ids=["at-start-up", "in-a-move"])
-async def test_layer_5_alone_stops_a_bot_that_never_answers(where: str, config: dict[str, float], reason: str) -> None:
+async def test_layer_5_alone_stops_a_bot_that_never_answers(
+    launcher: SeatLauncher, where: str, config: dict[str, float], reason: str
+) -> None:
     # It sleeps, so the CPU limit never fires; it ignores SIGTERM, so the grace period ends in SIGKILL.
     played = await play_direct(
-        DEAF.format(where=where), limits=Limits(restricted=False, grace_s=0.2), layers=NO_ISOLATION, config=config
+        launcher, DEAF.format(where=where), limits=Limits(restricted=False, grace_s=0.2), layers=NO_ISOLATION,
+        config=config,
     )
     status, got, _log = played.attacker
     assert status == "TIMEOUT" and re.match(reason, got or ""), played

@@ -29,8 +29,7 @@ from protocol.messages import StepRecord
 from server.matches.games import get_game, resolve_config
 from server.matches.runner import MatchResult, MatchSpec, run_match
 from server.matches.seats import ProcessSeat, open_process_seat
-from server.sandbox import Limits
-from server.sandbox.forkserver import seat_mode_override, serve_seats
+from server.sandbox import Limits, SeatLauncher, serve_seats
 from server.sandbox.isolation import isolation_override
 
 NUMPY = Limits(allow_numpy=True)
@@ -194,14 +193,15 @@ def layers(alone: bool) -> Iterator[None]:
 
 
 async def play(
-    bot: str, limits: Limits, *, alone: bool = True
+    launcher: SeatLauncher, bot: str, limits: Limits, *, alone: bool = True
 ) -> tuple[MatchResult, list[object], str, list[ProcessSeat]]:
-    """The attacker against a good bot: the result, the attacker's moves and log, the seats."""
+    """The attacker against a good bot, seats opened by ``launcher``: the result, the attacker's
+    moves and log, the seats."""
     spec = MatchSpec("tictactoe", resolve_config(get_game("tictactoe"), {}), seed=3)
     recorder = Recorder()
     with anyio.fail_after(MATCH_LIMIT_S), layers(alone):
         async with AsyncExitStack() as stack:
-            seats = [await stack.enter_async_context(open_process_seat(code, seat_limits))
+            seats = [await stack.enter_async_context(open_process_seat(launcher, code, seat_limits))
                      for code, seat_limits in ((bot, limits), (FIRST_FREE, Limits()))]
             result = await run_match(spec, seats, recorder)
     return result, recorder.moves, seats[0].log_text(), seats
@@ -217,15 +217,15 @@ def assert_stopped(result: MatchResult, moves: list[object], log: str, seats: li
 
 
 @pytest.mark.parametrize(("bot", "reason"), [a[1:] for a in ATTACKS], ids=[a[0] for a in ATTACKS])
-async def test_layer_2_alone_refuses_the_attack(bot: str, reason: str) -> None:
-    result, moves, log, seats = await play(bot, NUMPY)
+async def test_layer_2_alone_refuses_the_attack(launcher: SeatLauncher, bot: str, reason: str) -> None:
+    result, moves, log, seats = await play(launcher, bot, NUMPY)
     assert_stopped(result, moves, log, seats, reason)
 
 
 @pytest.mark.parametrize("name", CONTROLS)
-async def test_without_layer_2_the_attack_gets_through(name: str) -> None:
+async def test_without_layer_2_the_attack_gets_through(launcher: SeatLauncher, name: str) -> None:
     bot = dict((a[0], a[1]) for a in ATTACKS)[name]
-    result, _, log, _ = await play(bot, UNRESTRICTED)
+    result, _, log, _ = await play(launcher, bot, UNRESTRICTED)
     assert MARKER in log, log
     assert result.seats[0].status == "DONE", result
 
@@ -238,13 +238,12 @@ def test_every_control_is_an_attack() -> None:
 
 
 @asynccontextmanager
-async def full_sandbox(mode: str) -> AsyncIterator[None]:
+async def full_sandbox(mode: str) -> AsyncIterator[SeatLauncher]:
     if mode == "fork":
-        async with serve_seats("fork", limits=NUMPY, pool_size=1):
-            yield
+        async with serve_seats("fork", limits=NUMPY, pool_size=1) as launcher:
+            yield launcher
     else:
-        with seat_mode_override("fresh"):
-            yield
+        yield SeatLauncher("fresh")
 
 
 EVERY_LAYER = ["ndarray-buffer", "resize-dynamic", "data-setattr", "bitgen-capsule-dynamic", "bmat-frame"]
@@ -253,10 +252,10 @@ EVERY_LAYER = ["ndarray-buffer", "resize-dynamic", "data-setattr", "bitgen-capsu
 @pytest.mark.parametrize("mode", ["fresh", "fork"])
 async def test_every_layer_refuses_them_in_both_seat_modes(mode: str) -> None:
     attacks = {a[0]: a[1:] for a in ATTACKS}
-    async with full_sandbox(mode):
+    async with full_sandbox(mode) as launcher:
         for name in EVERY_LAYER:
             bot, reason = attacks[name]
-            result, moves, log, seats = await play(bot, NUMPY, alone=False)
+            result, moves, log, seats = await play(launcher, bot, NUMPY, alone=False)
             assert [seat.process.mode for seat in seats] == [mode, mode]
             assert all(seat.process.is_sandboxed for seat in seats)
             assert_stopped(result, moves, log, seats, reason)

@@ -20,7 +20,7 @@ from protocol.messages import StepRecord
 from server.matches.games import ConfigRanges, get_game, resolve_config
 from server.matches.runner import MatchSpec, run_match
 from server.matches.seats import open_process_seat
-from server.sandbox import Limits
+from server.sandbox import Limits, SeatLauncher
 from server.sandbox.limits import seat_cpu_s
 from tests.server.conftest import (
     RPS_CYCLE,
@@ -60,13 +60,16 @@ class Steps:
         self.steps.append(record)
 
 
-async def test_a_fixed_cpu_budget_below_the_time_controls_kills_a_bot_that_keeps_its_time() -> None:
+async def test_a_fixed_cpu_budget_below_the_time_controls_kills_a_bot_that_keeps_its_time(
+    launcher: SeatLauncher,
+) -> None:
     """The hazard: the same bot and time controls under a budget set apart from them."""
     spec = MatchSpec("rps", resolve_config(get_game("rps"), CONFIG), seed=1)
     with anyio.fail_after(60):
         async with AsyncExitStack() as stack:
-            links = [await stack.enter_async_context(open_process_seat(THINKER, Limits(cpu_s=OLD_FIXED_BUDGET_S))),
-                     await stack.enter_async_context(open_process_seat(RPS_CYCLE, Limits()))]
+            thinker = open_process_seat(launcher, THINKER, Limits(cpu_s=OLD_FIXED_BUDGET_S))
+            links = [await stack.enter_async_context(thinker),
+                     await stack.enter_async_context(open_process_seat(launcher, RPS_CYCLE, Limits()))]
             result = await run_match(spec, links, Steps())
     assert result.seats[0].status == "ERROR"
     assert result.seats[0].reason is not None and "CPU time limit exceeded (2 s)" in result.seats[0].reason

@@ -12,7 +12,7 @@ import pytest
 from protocol.errors import IllegalAction
 from server.bots import example_bots
 from server.matches.games import Game, get_game, resolve_config
-from server.sandbox.bot_runtime import Struct  # what a seat passes its bot
+from server.sandbox.seat.bot_runtime import Struct  # what a seat passes its bot
 
 BOTS = example_bots()
 ALL_BOTS = [(game, name, source) for game, bots in BOTS.items() for name, source in bots]

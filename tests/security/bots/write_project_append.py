@@ -4,7 +4,7 @@
 # expect: ERROR|DONE
 MARK = "PWNED" + "-write_project_append"
 LINE = "\n# arena-pwned: appended by an attack bot\n"
-TARGETS = ["/work/main/server/sandbox/bot_runtime.py", "/work/main/server/bots/rps_random.py",
+TARGETS = ["/work/main/server/sandbox/seat/bot_runtime.py", "/work/main/server/bots/rps_random.py",
            "/arena/bot_runtime.py", "/arena/restricted.py", "/usr/lib/python3.11/json/__init__.py",
            "/proc/self/cwd/arena.db"]
 

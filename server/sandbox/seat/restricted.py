@@ -2,9 +2,9 @@
 
 Theory of operation
 -------------------
-The bot runtime loads this file and its companion ``_guards.py`` by path (standard library
-only, nothing of the project) and runs the bot through an :class:`Environment`. It holds on
-its own, without the validator.
+The bot runtime loads this file and the guards it imports by path (standard library only,
+nothing of the project but this folder) and runs the bot through an :class:`Environment`. It
+holds on its own, without the validator.
 
 1. Compile time. The bot's syntax tree is checked, then compiled: no attribute or name
    starting with ``__`` but a read of ``__name__`` (nor frame, code and traceback attributes

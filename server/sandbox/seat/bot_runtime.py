@@ -14,11 +14,12 @@ pipes. The runtime
 3. compiles and runs the bot's module, finds ``agent`` (or the last top-level function),
    answers ``ready``, then answers every ``act`` line with one ``action`` line.
 
+:func:`serve` reads as those steps, one function each.
+
 Unless the limits turn it off (a test-only switch), the bot's module is compiled and run by
-the restricted runtime (``restricted.py``, ``_guards.py``, ``_stdlib_guards.py`` and
-``_numpy_guards.py``, layer 2,
-loaded by path from this directory): checked syntax, whitelisted builtins and modules only. It
-fails closed: without those files no bot runs.
+the restricted runtime (``restricted.py`` and the modules it imports: layer 2, loaded by path
+from this directory): checked syntax, whitelisted builtins and modules only. It fails closed:
+without those files no bot runs.
 
 When the limits allow numpy (the operator's opt-in), the runtime imports it before the bot's
 code runs (:func:`enable_numpy`: ``-S`` left every site directory off ``sys.path``, and only
@@ -30,14 +31,17 @@ zygote loaded this module and layer 2 once, and the forked seat applied its limi
 seccomp filter before ``init`` (``serve(..., applied_limits=...)``), having run the load path
 once on a sample bot (:func:`warm_up`) while it waited in the pool.
 
-It uses the standard library only and imports nothing of the project: it runs under the
-bot interpreter, not the server's environment. One JSON object per line in both directions.
+It uses the standard library and this folder only: it runs under the bot interpreter, not the
+server's environment. Run by path (a seat), it first makes its folder a package
+(:class:`SeatFolder`, PEP 366) so that it imports its neighbours as it does in the server's
+package. One JSON object per line in both directions.
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import importlib
 import inspect
 import json
 import linecache
@@ -49,17 +53,76 @@ import time
 import traceback
 import types
 from collections.abc import Callable
+from importlib.machinery import ModuleSpec
 from typing import Any, BinaryIO
 
-BOT_FILENAME = "bot.py"
-SECCOMP_OPTION = "--seccomp"
-PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS, SECCOMP_MODE_FILTER = 22, 38, 2
-BPF_INSTRUCTION_BYTES = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
-# Layer 2, next to this file (in the sandbox too), in import order: restricted imports the others.
-RESTRICTED_PACKAGE = "arena_sandbox"
-RESTRICTED_MODULES = ("_guards", "_stdlib_guards", "_numpy_guards", "restricted")
-NUMPY_IMPORTS = ("numpy", "numpy.fft", "numpy.linalg", "numpy.random")  # restricted.NUMPY_MODULES
-NOBODY = 65534
+SEAT_PACKAGE = "arena_sandbox"  # this folder's name as a package in a seat's process
+
+
+class SeatFolder:
+    """This file's folder as the package ``arena_sandbox``, for a process that runs the file by path.
+
+    ``python -I -S`` puts no directory on ``sys.path``. On ``sys.meta_path``, this finds the
+    package (``__init__.py``) and its modules (``NAME.py``) in the folder that holds this file,
+    wherever it is, and compiles each from its source (no bytecode cache is read or written):
+    what a module imports relatively is loaded when it does, so no list of modules or of their
+    order is kept here. Modules are read when first imported: layer 2's files before the runtime
+    gives root up (:func:`load_layer_2`), since without the view the folder may be one only root
+    can read.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
+        package, _, module = name.rpartition(".")
+        if name == SEAT_PACKAGE:
+            module = "__init__"
+        elif package != SEAT_PACKAGE or not module.isidentifier():
+            return None
+        origin = os.path.join(self.directory, f"{module}.py")
+        # This object is the loader by protocol (create_module, exec_module): subclassing
+        # importlib.abc.Loader would cost every seat an import of some 20 ms.
+        return ModuleSpec(name, self, origin=origin, is_package=name == SEAT_PACKAGE)  # type: ignore[arg-type]
+
+    def create_module(self, spec: ModuleSpec) -> None:
+        return None  # an ordinary module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """Run the module's source in it.
+
+        Raises:
+            OSError: the file is missing or unreadable (no bot runs then: the caller's to report).
+        """
+        assert module.__spec__ is not None and module.__spec__.origin is not None
+        path = module.__spec__.origin
+        with open(path, "rb") as file:
+            source = file.read()
+        module.__file__ = path
+        exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
+
+
+def enter_seat_folder() -> str:
+    """Make this file's folder the package ``arena_sandbox`` (once per process): its name."""
+    if SEAT_PACKAGE not in sys.modules:
+        sys.meta_path.append(SeatFolder(os.path.dirname(os.path.abspath(__file__))))
+        importlib.import_module(SEAT_PACKAGE)
+    return SEAT_PACKAGE
+
+
+if not __package__:  # run by path (a seat, the zygote): its relative imports below resolve in the folder's package
+    __package__ = enter_seat_folder()
+
+# After the package exists: these imports are why it is made.
+from . import BOT_FILENAME, BOT_MODULE, NOBODY, SECCOMP_OPTION  # noqa: E402
+from ._native import install_seccomp, native  # noqa: E402
+from ._numpy_support import NUMPY_IMPORTS, enable_numpy, plain, seed_numpy  # noqa: E402
+
+__all__ = [
+    "NUMPY_IMPORTS", "SEAT_PACKAGE", "Channel", "SeatFolder", "Struct", "apply_limits", "arity", "enable_numpy",
+    "enter_seat_folder", "find_agent", "load_bot", "load_restricted", "main", "native", "open_channel", "serve",
+    "warm_up",
+]  # fmt: skip
 
 
 class Struct(dict[str, Any]):
@@ -96,169 +159,13 @@ def apply_limits(limits: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
 
 
-class Native:
-    """The few libc calls the runtime makes (``prctl``, ``syscall``), through ``_ctypes``.
-
-    ``_ctypes`` is the C half of ``ctypes``: importing all of ``ctypes`` costs a seat some 2 ms,
-    this about a fifth of that. The bot's code never sees it: the restricted runtime imports none
-    of it. Built once per process (the fork server's zygote builds it before it forks seats).
-    """
-
-    def __init__(self) -> None:
-        import _ctypes
-
-        class ULong(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_ulong
-            _type_ = "L"
-
-        class Long(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_long
-            _type_ = "l"
-
-        class UShort(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_ushort
-            _type_ = "H"
-
-        class CharPointer(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_char_p
-            _type_ = "z"
-
-        class Fprog(_ctypes.Structure):  # struct sock_fprog
-            _fields_ = [("len", UShort), ("filter", CharPointer)]
-
-        class Function(_ctypes.CFuncPtr):  # a libc function returning long, with errno kept
-            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-            _restype_ = Long
-
-        libc = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]  # the program itself, libc included
-        self._ctypes = _ctypes
-        self._prctl = Function(_ctypes.dlsym(libc, "prctl"))
-        self._syscall = Function(_ctypes.dlsym(libc, "syscall"))
-        self._ulong, self._pointer, self._fprog = ULong, CharPointer, Fprog
-
-    def _checked(self, result: int, what: str) -> int:
-        if result < 0:
-            code = self._ctypes.get_errno()
-            raise OSError(code, f"{what} failed: {os.strerror(code)}")
-        return result
-
-    def prctl(self, option: int, *args: int) -> int:
-        """``prctl(option, *args)``, the unused arguments 0.
-
-        Raises:
-            OSError: the kernel refused.
-        """
-        padded = (option, *args, 0, 0, 0, 0)[:5]
-        return self._checked(int(self._prctl(*(self._ulong(a) for a in padded))), f"prctl({option})")
-
-    def syscall(self, number: int, *args: int | bytes) -> int:
-        """A raw system call; ``bytes`` arguments pass as pointers to their data.
-
-        Raises:
-            OSError: the kernel refused.
-        """
-        converted = [self._pointer(a) if isinstance(a, bytes) else self._ulong(a) for a in args]
-        return self._checked(int(self._syscall(self._ulong(number), *converted)), f"syscall({number})")
-
-    def install_seccomp(self, program: bytes) -> None:
-        """``PR_SET_NO_NEW_PRIVS``, then ``PR_SET_SECCOMP`` with ``program`` (libseccomp's export), for good.
-
-        Raises:
-            OSError: the kernel refused (or the sandbox's first filter did).
-            ValueError: ``program`` is not a whole number of instructions.
-        """
-        count, rest = divmod(len(program), BPF_INSTRUCTION_BYTES)
-        if rest or not 0 < count <= 0xFFFF:
-            raise ValueError(f"a seccomp program of {len(program)} bytes is not whole BPF instructions")
-        fprog = self._fprog(count, program)  # keeps program alive and points into it
-        self.prctl(PR_SET_NO_NEW_PRIVS, 1)
-        self.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self._ctypes.addressof(fprog))
-
-
-_native: Native | None = None
-
-
-def native() -> Native:
-    """The process's :class:`Native`, made at first use."""
-    global _native
-    if _native is None:
-        _native = Native()
-    return _native
-
-
-def install_seccomp(program: bytes) -> None:
-    """Install a seccomp BPF program on this process (it has one thread), for good.
-
-    Raises:
-        OSError: the kernel refused (or the sandbox's first filter did).
-        ValueError: ``program`` is not a whole number of instructions.
-    """
-    native().install_seccomp(program)
-
-
-def enable_numpy() -> None:
-    """Import numpy and the submodules a bot may import, from the site directory that holds it.
-
-    ``python -I -S`` puts no site directory on ``sys.path``: the first of the interpreter's that
-    holds numpy joins it (in the sandbox's view it holds numpy alone). Runs before the bot's code.
-
-    Raises:
-        ImportError: numpy is not installed for this interpreter, or fails to import.
-    """
-    if "numpy" not in sys.modules:
-        import site  # with -S importing it adds nothing to sys.path; its list of directories is all we use
-
-        for directory in site.getsitepackages():
-            if os.path.isfile(os.path.join(directory, "numpy", "__init__.py")):
-                if directory not in sys.path:
-                    sys.path.append(directory)
-                break
-        else:
-            raise ImportError(f"numpy is not installed for {sys.executable} (Debian: apt-get install python3-numpy)")
-    import importlib
-
-    for name in NUMPY_IMPORTS:
-        importlib.import_module(name)
-
-
-def seed_numpy(seed: str) -> None:
-    """Seed numpy's global generator (``numpy.random.rand``...) from ``seed``, as ``random`` is."""
-    numpy = sys.modules["numpy"]
-    numpy.random.seed(random.Random(f"{seed}:numpy").getrandbits(32))
-
-
-def plain(value: Any) -> Any:
-    """``json.dumps``'s ``default``: numpy's scalars and arrays as Python values, nothing else."""
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        # The base classes' own methods: a subclass of the bot's cannot run code here.
-        if isinstance(value, numpy.generic):
-            return numpy.generic.item(value)
-        if isinstance(value, numpy.ndarray):
-            return numpy.ndarray.tolist(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 def load_restricted() -> Any:
-    """The restricted runtime module, loaded by path: ``python -I`` puts no directory on sys.path.
+    """The restricted runtime's module (layer 2), with the modules it imports; loaded once per process.
 
-    Its modules join a package of their own (with nothing to find on disk) so that their
-    relative imports work here as they do in the server's package. Loaded once per process.
+    Raises:
+        OSError: one of its files is missing or unreadable.
     """
-    loaded = sys.modules.get(f"{RESTRICTED_PACKAGE}.{RESTRICTED_MODULES[-1]}")
-    if loaded is not None:  # the fork server's zygote loaded it before forking this seat
-        return loaded
-    directory = os.path.dirname(os.path.abspath(__file__))
-    package = types.ModuleType(RESTRICTED_PACKAGE)
-    package.__path__ = []
-    sys.modules[RESTRICTED_PACKAGE] = package
-    module = package
-    for name in RESTRICTED_MODULES:
-        path = os.path.join(directory, f"{name}.py")
-        with open(path, "rb") as file:
-            source = file.read()
-        module = types.ModuleType(f"{RESTRICTED_PACKAGE}.{name}")
-        module.__file__, module.__package__ = path, RESTRICTED_PACKAGE
-        sys.modules[module.__name__] = module
-        exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
-        setattr(package, name, module)
-    return module
+    return importlib.import_module(f"{__package__}.restricted")
 
 
 def load_bot(code: str, limits: dict[str, Any], *, is_sample: bool = False) -> tuple[ast.Module, dict[str, Any]]:
@@ -269,7 +176,7 @@ def load_bot(code: str, limits: dict[str, Any], *, is_sample: bool = False) -> t
     the sample ``is_sample`` bot of :func:`warm_up`), layer 2 arms its check of the source the
     standard library generates, for the rest of the process.
     """
-    module = types.ModuleType("bot")
+    module = types.ModuleType(BOT_MODULE)
     namespace = module.__dict__
     if limits.get("restricted", True):
         # The observation and configuration are plain dicts with attribute access: the bot may set their entries.
@@ -283,7 +190,7 @@ def load_bot(code: str, limits: dict[str, Any], *, is_sample: bool = False) -> t
         tree = ast.parse(code, BOT_FILENAME)
         # dont_inherit: the bot gets none of this file's __future__ imports (string annotations).
         code_object = compile(tree, BOT_FILENAME, "exec", dont_inherit=True)
-    sys.modules["bot"] = module
+    sys.modules[BOT_MODULE] = module
     exec(code_object, namespace)
     return tree, namespace
 
@@ -395,7 +302,15 @@ def warm_up(limits: dict[str, Any]) -> None:
     if agent is not None:
         json.dumps({"type": "action", "step": 1, "action": agent(*(observation, configuration)[:arity(agent)])},
                    separators=(",", ":")).encode()
-    sys.modules.pop("bot", None)
+    sys.modules.pop(BOT_MODULE, None)
+
+
+class SeatExit(Exception):
+    """A step of :func:`serve` ended the seat, having said why (in its log, or as a protocol error)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status  # the process's exit status
 
 
 def serve(
@@ -406,60 +321,122 @@ def serve(
     ``applied_limits``: the limits (and seccomp filter) this process already applied to itself
     before ``init`` (a seat forked by the fork server); ``init`` must ask for exactly those.
     """
+    try:
+        init = receive_init(channel)
+        limits: dict[str, Any] = init["limits"]
+        load_layer_2(channel, limits)
+        restrict_self(limits, seccomp_program, applied_limits)
+        import_numpy(channel, limits)
+        seed_generators(f"arena:{init['seed']}:{init['seat']}", limits)
+        configuration = _struct(init["configuration"])
+        agent = load_agent(channel, init["code"], limits)
+    except SeatExit as end:
+        return end.status
+    n_args = arity(agent)
+    channel.send({"type": "ready"})
+    return answer_moves(channel, agent, n_args, configuration)
+
+
+def receive_init(channel: Channel) -> dict[str, Any]:
+    """The ``init`` message.
+
+    Raises:
+        SeatExit: the first line is not one (status 2), or there is none.
+    """
     init = channel.receive()
     if init is None or init.get("type") != "init":
-        return 2
-    if init["limits"].get("restricted", True):
-        # Layer 2's files are read now, before this process becomes an unprivileged user: without
-        # the filesystem view they are the project's own, whose directory that user may not read.
-        try:
-            load_restricted()
-        except OSError as exc:  # the arena's fault, not the bot's: no bot runs without layer 2
-            fail(channel, "load", f"arena: the restricted runtime could not be loaded: {exc}")
-            return 3
+        raise SeatExit(2)
+    return init
+
+
+def load_layer_2(channel: Channel, limits: dict[str, Any]) -> None:
+    """Read the restricted runtime's files, unless the limits turn layer 2 off.
+
+    They are read now, before this process becomes an unprivileged user: without the filesystem
+    view they are the project's own, whose directory that user may not read.
+
+    Raises:
+        SeatExit: they could not be read (status 3: the arena's fault; no bot runs without layer 2).
+    """
+    if not limits.get("restricted", True):
+        return
+    try:
+        load_restricted()
+    except OSError as exc:
+        fail(channel, "load", f"arena: the restricted runtime could not be loaded: {exc}")
+        raise SeatExit(3) from None
+
+
+def restrict_self(limits: dict[str, Any], seccomp_program: bytes | None, applied_limits: dict[str, Any] | None) -> None:
+    """Apply the limits (or check those a forked seat applied before ``init``), then the seccomp filter.
+
+    Raises:
+        SeatExit: the limits differ from those applied, or the filter could not be installed
+            (status 3: the arena's fault; no bot runs without them).
+    """
     if applied_limits is None:
-        apply_limits(init["limits"])
-    elif {k: init["limits"].get(k) for k in applied_limits} != applied_limits:
-        sys.stderr.write(f"arena: this seat was prepared with limits {applied_limits}, not {init['limits']}\n")
-        return 3
+        apply_limits(limits)
+    elif {k: limits.get(k) for k in applied_limits} != applied_limits:
+        sys.stderr.write(f"arena: this seat was prepared with limits {applied_limits}, not {limits}\n")
+        raise SeatExit(3)
     if seccomp_program is not None:
         try:
             install_seccomp(seccomp_program)
-        except (OSError, ValueError) as exc:  # the arena's fault, not the bot's: no bot runs without it
+        except (OSError, ValueError) as exc:
             sys.stderr.write(f"arena: the bot runtime could not install its seccomp filter: {exc}\n")
-            return 3
-    if init["limits"].get("allow_numpy"):
-        try:
-            enable_numpy()  # under every layer of a fresh seat; a forked seat's zygote did it already
-        except BaseException as exc:  # the operator's setting, not the bot's fault: say why
-            detail = [line.strip() for line in str(exc).splitlines() if line.strip()]  # numpy's run long
-            fail(channel, "load", f"numpy is allowed here but cannot be imported: {type(exc).__name__}: "
-                                  f"{detail[-1] if detail else repr(exc)}")
-            return 1
-    seed, seat = init["seed"], init["seat"]
-    random.seed(f"arena:{seed}:{seat}")
-    if init["limits"].get("allow_numpy"):
-        seed_numpy(f"arena:{seed}:{seat}")
-    configuration = _struct(init["configuration"])
+            raise SeatExit(3) from None
 
-    code: str = init["code"]
+
+def import_numpy(channel: Channel, limits: dict[str, Any]) -> None:
+    """Import numpy when the limits allow it: under every layer of a fresh seat (a forked seat's zygote did it).
+
+    Raises:
+        SeatExit: it cannot be imported (status 1: the operator's setting, not the bot's fault; said why).
+    """
+    if not limits.get("allow_numpy"):
+        return
+    try:
+        enable_numpy()
+    except BaseException as exc:
+        detail = [line.strip() for line in str(exc).splitlines() if line.strip()]  # numpy's run long
+        fail(channel, "load", f"numpy is allowed here but cannot be imported: {type(exc).__name__}: "
+                              f"{detail[-1] if detail else repr(exc)}")
+        raise SeatExit(1) from None
+
+
+def seed_generators(seed: str, limits: dict[str, Any]) -> None:
+    """Seed ``random`` (and numpy's global generator, when allowed) from the match's seed and the seat."""
+    random.seed(seed)
+    if limits.get("allow_numpy"):
+        seed_numpy(seed)
+
+
+def load_agent(channel: Channel, code: str, limits: dict[str, Any]) -> Callable[..., Any]:
+    """Run the bot's module: its agent.
+
+    Raises:
+        SeatExit: the module failed (status 1: the bot's fault, whatever it raised, reported) or
+            has no agent.
+    """
     # Lets tracebacks show the bot's own source lines.
     linecache.cache[BOT_FILENAME] = (len(code), None, code.splitlines(True), BOT_FILENAME)
     try:
-        tree, namespace = load_bot(code, init["limits"])
+        tree, namespace = load_bot(code, limits)
     except MemoryError as exc:
         fail(channel, "memory", exc)
-        return 1
+        raise SeatExit(1) from None
     except BaseException as exc:  # the bot's fault, whatever it raised: report it, never crash silently
         fail(channel, "load", exc)
-        return 1
+        raise SeatExit(1) from None
     agent = find_agent(namespace, tree)
     if agent is None:
         fail(channel, "no_agent", "no function named 'agent' and no top-level function in bot.py")
-        return 1
-    n_args = arity(agent)
-    channel.send({"type": "ready"})
+        raise SeatExit(1)
+    return agent
 
+
+def answer_moves(channel: Channel, agent: Callable[..., Any], n_args: int, configuration: Struct) -> int:
+    """Answer every ``act`` with one ``action`` until EOF (0), or until the bot fails a move (1, reported)."""
     while (msg := channel.receive()) is not None:
         step = msg["step"]
         observation = _struct(msg["observation"])

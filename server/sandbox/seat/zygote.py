@@ -7,11 +7,11 @@ PID, IPC, UTS and cgroup namespaces, a user namespace, uid 65534, the zygote's s
 
 1. reads its configuration (the runtime's seccomp program with a stand-in pid, and where to
    write a seat's pid into it; whether the server allows numpy), loads ``bot_runtime.py`` by
-   path, compiles layer 2 (``restricted.py`` and its ``_guards.py``, ``_stdlib_guards.py``,
-   ``_numpy_guards.py``), imports every module a bot may import (numpy too when allowed: the
-   view then holds it), freezes the garbage collector's view of all that (so that forked seats
-   share those pages) and answers
-   ``ready``; it never sees a bot's code: that goes straight from the server to a seat;
+   path (which loads its neighbours in this folder as it needs them), compiles layer 2
+   (``restricted.py`` and the modules it imports), imports every module a bot may import (numpy
+   too when allowed: the view then holds it), freezes the garbage collector's view of all that
+   (so that forked seats share those pages) and answers ``ready``; it never sees a bot's code:
+   that goes straight from the server to a seat;
 2. per request (the seat's limits, with four descriptors: the seat's stdin, stdout and stderr
    pipes, which the server made, and a socket of the seat's own) forks a seat, sends the seat's
    pidfd back on the seat's socket (the server signals and identifies the seat through it, in its
@@ -31,7 +31,8 @@ to, or abstract sockets of, anything outside its own domain), and installs the r
 filter with its own pid (signals to itself only; no exec, fork, ptrace, socket...). Then it waits
 for ``init`` like a fresh seat. The server keeps a few such seats ready ahead of need.
 
-Standard library only; it imports nothing of the project but the runtime, by path.
+Standard library only; it imports nothing of the project but the runtime, by path, and what
+the runtime imports from this folder.
 """
 
 from __future__ import annotations
@@ -63,7 +64,11 @@ _PATH_BENEATH = struct.Struct("=Qi")  # struct landlock_path_beneath_attr (packe
 
 
 def load_runtime() -> Any:
-    """``bot_runtime.py``, next to this file, as a module (``python -I`` puts no directory on sys.path)."""
+    """``bot_runtime.py``, next to this file, as a module (``python -I`` puts no directory on sys.path).
+
+    Run by path, the runtime makes this folder a package and imports its neighbours from it: its
+    file name (``seat.RUNTIME``) is the one name of the folder the zygote must know before that.
+    """
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bot_runtime.py")
     with open(path, "rb") as file:
         source = file.read()
@@ -126,7 +131,7 @@ class Zygote:
     def __init__(self, control: socket.socket, config: dict[str, Any]) -> None:
         self.control = control
         self.runtime = load_runtime()
-        self.runtime.load_restricted()
+        self.restricted = self.runtime.load_restricted()
         self.native = self.runtime.native()
         program = config.get("seccomp")
         self.seccomp = None if program is None else bytes(base64.b64decode(program))
@@ -140,8 +145,7 @@ class Zygote:
 
     def preload(self) -> None:
         """Import every module a bot may import, so that no seat pays for it."""
-        restricted = sys.modules["arena_sandbox.restricted"]
-        for name in sorted(restricted.ALLOWED_MODULES):
+        for name in sorted(self.restricted.ALLOWED_MODULES):
             importlib.import_module(name)
         if self.numpy:  # measured: +40 ms and +19 MB here once (shared); else ~43 ms and ~19 MB private per seat
             self.runtime.enable_numpy()
@@ -239,7 +243,7 @@ def become_seat(zygote: Zygote, stdin: int, stdout: int, stderr: int, limits: di
         channel = runtime.open_channel()
         runtime.apply_limits(limits)
         native.prctl(PR_SET_DUMPABLE, 0)
-        native.prctl(runtime.PR_SET_NO_NEW_PRIVS, 1)
+        native.set_no_new_privs()
         if zygote.landlock.abi and zygote.use_landlock:
             zygote.landlock.restrict()
         if zygote.seccomp is not None:

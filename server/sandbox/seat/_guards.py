@@ -50,13 +50,14 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import BOT_MODULE
+
 __all__ = [
-    "BOT_MODULE", "FORMAT_METHODS", "HIDDEN_CLASSES", "STAND_INS", "RestrictedError", "SafeModule", "SafeType",
-    "caught", "exact", "format_attribute", "is_bot_class", "is_bot_function", "is_private", "private_attribute",
-    "store_rule", "writable",
+    "FORMAT_METHODS", "HIDDEN_CLASSES", "STAND_INS", "RestrictedError", "SafeModule", "SafeType", "caught", "exact",
+    "format_attribute", "is_bot_class", "is_bot_function", "is_private", "private_attribute", "store_rule",
+    "writable",
 ]  # fmt: skip
 
-BOT_MODULE = "bot"  # the bot's module name: its classes have this __module__, no other class can
 FORMAT_METHODS = frozenset({"format", "format_map"})
 # Private names the stdlib's metaclasses put in a class of the bot's: object.__new__ (an
 # instance of any class, its __init__ skipped) and the ABC machinery's state.
