@@ -5,8 +5,7 @@ Two measurements, each on a real server in a process of its own:
 * **Ladder throughput**: a server on its default settings (examples seeded, the ladder on, a
   fresh database) runs for a warm-up, then ``window`` seconds: the ladder matches that finished
   in the window (``GET /api/matches``, tag ``scheduled``), extrapolated to an hour, all games and
-  per game. With ``--baseline REF`` the code at that git revision runs the same way, alternating
-  rounds with this checkout: the before and after of issue 11 in one run.
+  per game.
 * **The full path**: ConnectX, random against random, ``total`` matches, ``in_flight`` at once,
   each created through ``POST /api/matches`` by a client on one keep-alive connection, its end
   read from ``/ws/lobby`` (storage, the feed, the lobby, the rating task included); and the same
@@ -15,6 +14,11 @@ Two measurements, each on a real server in a process of its own:
   server, the seats: from ``/bench/stats``) and the machine's (``/proc/stat``, the client
   included); beside the bare runner's (``kaggle.arena_connectx``: the runner and the seats in
   this process, no HTTP, storage or lobby), measured in the same rounds.
+
+With ``--baseline REF`` the code at that git revision runs both the same way, alternating with
+this checkout in each round (the benchmark's own server and client are this checkout's): before
+and after in one run. The full path needs a revision whose settings have ``ladder_slots`` (from
+the ladder that rates at full speed on).
 """
 
 from __future__ import annotations
@@ -74,33 +78,60 @@ anyio.run(main)
 
 
 class Api:
-    """A client of the public HTTP API on one keep-alive connection (no extra dependency)."""
+    """A client of the public HTTP API on one keep-alive connection (no extra dependency).
 
-    def __init__(self, stream: SocketStream) -> None:
-        self.stream = stream
+    The server closes a connection idle for its keep-alive timeout (uvicorn's 5 s: the ladder's
+    run waits that long between calls): a request that finds it closed is sent once more on a
+    new one.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stream: SocketStream | None = None
         self.buffer = b""
+
+    async def aclose(self) -> None:
+        if self.stream is not None:
+            await self.stream.aclose()
+            self.stream = None
 
     async def call(self, method: str, path: str, body: JSON = None, token: str | None = None) -> tuple[int, JSON]:
         """``method path`` with a JSON body: the status and the JSON answer."""
         data = b"" if body is None else orjson.dumps(body)
         auth = f"Authorization: Bearer {token}\r\n" if token else ""
-        await self.stream.send(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json"
-                               f"\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json"
+                   f"\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        for attempt in (1, 2):
+            if self.stream is None:
+                self.stream = await anyio.connect_tcp("127.0.0.1", self.port)
+            try:
+                return await self._exchange(self.stream, request)
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                await self.aclose()
+                if attempt == 2 or self.buffer:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, stream: SocketStream, request: bytes) -> tuple[int, JSON]:
+        await stream.send(request)
         while b"\r\n\r\n" not in self.buffer:
-            self.buffer += await self.stream.receive()
+            self.buffer += await stream.receive()
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
         lines = head.decode("latin-1").split("\r\n")
         length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
         while len(self.buffer) < length:
-            self.buffer += await self.stream.receive()
+            self.buffer += await stream.receive()
         payload, self.buffer = self.buffer[:length], self.buffer[length:]
         return int(lines[0].split(" ", 2)[1]), orjson.loads(payload) if payload else None
 
 
 @asynccontextmanager
 async def api(port: int) -> AsyncIterator[Api]:
-    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
-        yield Api(stream)
+    client = Api(port)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 async def _stats(client: Api) -> JSON:
@@ -234,6 +265,22 @@ async def run(quick: bool, baseline: str | None = None) -> Section:
     rounds = 2 if quick else 3
     total, in_flight = (60, 8) if quick else (300, 16)
     warmup_s, window_s = (5.0, 15.0) if quick else (10.0, 45.0)
+    with baseline_tree(baseline) if baseline else nullcontext() as base:
+        trees = [("this checkout", ROOT)]
+        if base is not None:
+            trees.append((f"[{_short_rev(baseline or '')}]", base))
+        await _full_paths(section, trees, rounds, total, in_flight)
+        await _ladder_rates(section, trees, 1 if quick else 2, warmup_s, window_s)
+    section.notes.append(f"full path: ConnectX random vs random, {total} matches per reading, {rounds} rounds; "
+                         "the bare runner (this checkout) in the same rounds")
+    section.notes.append(f"ladder: {warmup_s:g} s warm-up, then matches finished within {window_s:g} s, scaled to "
+                         f"an hour; {os.cpu_count()} cores")
+    return section
+
+
+async def _full_paths(section: Section, trees: list[tuple[str, Path]], rounds: int, total: int,
+                      in_flight: int) -> None:
+    """The full path on each tree, through the API and through the ladder, beside the bare runner."""
     paths: dict[str, dict[str, list[float]]] = {}
     bare_ms: list[float] = []
     bare_rate: list[float] = []
@@ -244,11 +291,13 @@ async def run(quick: bool, baseline: str | None = None) -> Section:
             bare_rate.append(await arena_connectx(open_seat, in_flight, total))
             after = _cpu_s()
         bare_ms.append((after[0] - before[0] + after[1] - before[1]) / total * 1e3)
-        for label, via_ladder in (("POST /api/matches", False), ("the ladder's scheduler", True)):
-            async with bench_server("websockets-sansio", False, ladder_slots=in_flight if via_ladder else 0) as server:
-                result = await full_path(server.port, total, in_flight, via_ladder=via_ladder)
-            for key, value in result.items():
-                paths.setdefault(label, {}).setdefault(key, []).append(value)
+        for tree, root in trees:
+            for label, via_ladder in (("POST /api/matches", False), ("the ladder's scheduler", True)):
+                slots = in_flight if via_ladder else 0
+                async with bench_server("websockets-sansio", False, root=root, ladder_slots=slots) as server:
+                    result = await full_path(server.port, total, in_flight, via_ladder=via_ladder)
+                for key, value in result.items():
+                    paths.setdefault(f"{label}, {tree}", {}).setdefault(key, []).append(value)
     section.add(Row(f"bare runner, {in_flight} in flight (runner + seats, no API)", "matches/s", bare_rate))
     section.add(Row("bare runner: CPU per match (server + sandbox)", "ms", bare_ms))
     for label, values in paths.items():
@@ -260,28 +309,23 @@ async def run(quick: bool, baseline: str | None = None) -> Section:
         whole = [s + b for s, b in zip(values["server_ms"], values["sandbox_ms"], strict=True)]
         section.add(Row(f"full path via {label} / bare runner: CPU per match (server + sandbox)", "x",
                         ratios(whole, bare_ms), "<= 1.25x", is_ratio=True))
-    section.notes.append(f"full path: ConnectX random vs random, {total} matches per reading, {rounds} rounds; "
-                         "the bare runner in the same rounds")
-    trees = [("this checkout", ROOT)]
+
+
+async def _ladder_rates(section: Section, trees: list[tuple[str, Path]], rounds: int, warmup_s: float,
+                        window_s: float) -> None:
+    """Ladder matches per hour on default settings, each tree in turn, all games and per game."""
     per_hour: dict[str, list[float]] = {}
-    with baseline_tree(baseline) if baseline else nullcontext() as base:
-        if base is not None:
-            trees.append((f"[{_short_rev(baseline or '')}]", base))
-        for _ in range(1 if quick else 2):
-            for label, root in trees:
-                result = await ladder_per_hour(root, warmup_s, window_s)
-                for game, value in result.items():
-                    per_hour.setdefault(f"{label}|{game}", []).append(value)
+    for _ in range(rounds):
+        for label, root in trees:
+            result = await ladder_per_hour(root, warmup_s, window_s)
+            for game, value in result.items():
+                per_hour.setdefault(f"{label}|{game}", []).append(value)
     for key, hourly in per_hour.items():
         label, game = key.split("|")
         what = "all games" if game == "all" else game
         section.add(Row(f"ladder matches per hour, default settings, {what}: {label}", "/h", hourly))
-    if baseline:
-        mine = per_hour.get("this checkout|all", [])
-        theirs = per_hour.get(f"[{_short_rev(baseline)}]|all", [])
+    for label, _root in trees[1:]:
+        mine, theirs = per_hour.get(f"{trees[0][0]}|all", []), per_hour.get(f"{label}|all", [])
         if mine and theirs:
-            section.add(Row(f"ladder matches per hour: this checkout / [{_short_rev(baseline)}]", "x",
-                            ratios(mine, theirs), is_ratio=True))
-    section.notes.append(f"ladder: {warmup_s:g} s warm-up, then matches finished within {window_s:g} s, scaled to "
-                         f"an hour; {os.cpu_count()} cores")
-    return section
+            section.add(Row(f"ladder matches per hour: this checkout / {label}", "x", ratios(mine, theirs),
+                            is_ratio=True))
