@@ -11,11 +11,10 @@ from .config import save_config
 from .connect import my_agents
 from .errors import CliError
 from .http import ApiClient
+from .output import err, out, out_json
 from .terminal import printable
 
 __all__ = ["add_parsers", "cmd_abort", "cmd_agents", "cmd_login", "cmd_logs", "resolve_agent"]
-
-JSON = Any
 
 
 def add_parsers(sub: Any, remote: argparse.ArgumentParser) -> None:
@@ -46,8 +45,6 @@ def _api(args: argparse.Namespace, what: str) -> ApiClient:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    from .cli import out
-
     me = _api(args, "logging in").get("/api/users/me")
     path = save_config({"server": args.server, "token": args.token})
     out(f"logged in to {printable(args.server)} as {printable(me.get('name'))} (user {printable(me.get('user_id'))}); "
@@ -56,8 +53,6 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    from .cli import out, out_json
-
     api = _api(args, "listing your agents")
     me = api.get("/api/users/me")
     agents = my_agents(api, int(me["user_id"]))
@@ -94,8 +89,6 @@ def resolve_agent(api: ApiClient, ref: str) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from .cli import err, out, out_json
-
     api = _api(args, "reading logs")
     agent_id = resolve_agent(api, args.agent)
     doc = api.get(f"/api/agents/{agent_id}/logs?match={args.match}")
@@ -111,8 +104,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
-    from .cli import out, out_json
-
     doc = _api(args, "stopping a match").post(f"/api/matches/{args.match}/abort", {})
     if args.json:
         out_json(doc)

@@ -3,7 +3,8 @@
 Each command is one ``cmd_*`` function taking the parsed arguments and returning the exit
 status; ``watch`` lives in :mod:`client.watch`, ``connect`` in :mod:`client.connect`,
 ``login``, ``agents`` and ``logs`` in :mod:`client.account`, ``repro`` in
-:mod:`client.repro`. Server commands take ``--server`` and ``--token`` from the flags, else
+:mod:`client.repro`; they print through :mod:`client.output` and read bot files with
+:mod:`client.botfiles`. Server commands take ``--server`` and ``--token`` from the flags, else
 ``ARENA_SERVER`` and ``ARENA_TOKEN``, else the config file ``arena login`` wrote
 (:mod:`client.config`). Server parts (games, runner, sandbox, the app) are imported inside
 the commands that need them, so ``arena validate`` does not load uvicorn and ``arena watch``
@@ -15,108 +16,38 @@ stderr; with ``--json`` also the ``{"error": ...}`` document on stdout), 2 a usa
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import random
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from protocol.codec import decode_json, encode_json
+from protocol.codec import decode_json
 from protocol.errors import ArenaError, LayerUnavailable, ProtocolError
+from protocol.messages import JSON
 
 from . import account, connect, repro
+from .botfiles import finding_lines, read_bot, validated_bots
 from .config import load_config
 from .errors import CliError
 from .http import ApiClient
+from .output import err, out, out_json
 from .render import render_result, render_state, render_step, winner_of
 from .terminal import printable, quoted_lines
 from .watch import watch_match
 
 if TYPE_CHECKING:
     from protocol.messages import StepRecord
+    from server.matches.recorder import StepLog
     from server.matches.runner import MatchResult, MatchSpec
     from server.sandbox import Limits
 
 __all__ = ["main"]
 
-JSON = Any
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-def out(text: str = "") -> None:
-    """A line of the command's own output, on stdout. Values others chose are escaped where
-    they are put into ``text`` (``client/terminal.py``); here, as a backstop, every control
-    character but the line breaks is escaped too."""
-    sys.stdout.write(printable(text, multiline=True) + "\n")
-    sys.stdout.flush()
-
-
-def err(text: str) -> None:
-    """A line for the user on stderr (errors, progress, findings), escaped as ``out`` does."""
-    sys.stderr.write(printable(text, multiline=True) + "\n")
-    sys.stderr.flush()
-
-
-def out_json(value: JSON) -> None:
-    sys.stdout.buffer.write(encode_json(value) + b"\n")
-    sys.stdout.buffer.flush()
-
-
-# -- reading bots -------------------------------------------------------------------------------
-
-
-def read_bot(path: str) -> bytes:
-    """The bytes of a bot file.
-
-    Raises:
-        CliError: missing or unreadable.
-    """
-    file = Path(path)
-    if not file.exists():
-        raise CliError(f"bot file {path!r} not found", code="not_found", file=path)
-    if not file.is_file():
-        raise CliError(f"bot file {path!r} is not a file", code="bad_input", file=path)
-    try:
-        return file.read_bytes()
-    except OSError as exc:
-        raise CliError(f"cannot read {path!r}: {exc.strerror}", code="bad_input", file=path) from None
-
-
-def finding_lines(findings: Sequence[Mapping[str, JSON]], path: str) -> str:
-    """``path:line:col: rule: message`` lines, as compilers print them."""
-    return "\n".join(f"{printable(path)}:{printable(f.get('line'))}:{printable(f.get('col'))}: "
-                     f"{printable(f.get('rule'))}: {printable(f.get('message'))}" for f in findings)
-
-
-def validated_bots(paths: Sequence[str], *, allow_numpy: bool = False) -> list[str]:
-    """The bots' sources once the static validator accepts every one of them (numpy imports too
-    with ``allow_numpy``).
-
-    Raises:
-        CliError: a file missing or unreadable, or rejected (findings of every rejected
-            file go to stderr; the error carries those of the first).
-    """
-    from server.sandbox.validator import validate_source
-
-    sources = [read_bot(path) for path in paths]
-    rejected: list[CliError] = []
-    for path, source in zip(paths, sources, strict=True):
-        findings = validate_source(source, path, allow_numpy=allow_numpy)
-        if findings:
-            docs = [{"line": f.line, "col": f.col, "rule": f.rule, "message": f.message} for f in findings]
-            err(finding_lines(docs, path))
-            plural = "s" if len(docs) > 1 else ""
-            rejected.append(CliError(f"{path} rejected by the validator ({len(docs)} finding{plural})",
-                                     code="validation_failed", findings=docs, file=path))
-    if len(rejected) > 1:
-        rejected[0].message = "; ".join(e.message for e in rejected)
-    if rejected:
-        raise rejected[0]
-    return [source.decode("utf-8-sig") for source in sources]
 
 
 def parse_config(items: Sequence[str]) -> dict[str, str]:
@@ -137,36 +68,16 @@ def parse_config(items: Sequence[str]) -> dict[str, str]:
 # -- play ---------------------------------------------------------------------------------------
 
 
-class _Recorder:
-    """Keeps every step and shows it as it happens. A local game keeps no wall-clock ``time``
-    per step: with ``--seed`` two runs print the same document (``timing`` aside)."""
-
-    def __init__(self, on_step: Callable[[StepRecord], None]) -> None:
-        self.steps: list[StepRecord] = []
-        self.on_step = on_step
-
-    async def record_step(self, record: StepRecord) -> None:
-        record = dataclasses.replace(record, time=None)
-        self.steps.append(record)
-        self.on_step(record)
-
-
 async def run_local(
-    spec: MatchSpec, codes: Sequence[str], recorder: _Recorder, limits: Limits
+    spec: MatchSpec, codes: Sequence[str], recorder: StepLog, limits: Limits
 ) -> tuple[MatchResult, list[str]]:
     """Play one match here, each bot in its own sandboxed process; the result and the logs."""
-    from contextlib import AsyncExitStack
-
     from server.matches.runner import run_match
-    from server.matches.seats import open_process_seat
+    from server.matches.seats import open_links
     from server.sandbox import serve_seats
 
-    async with AsyncExitStack() as stack:
-        launcher = await stack.enter_async_context(serve_seats())  # this match's seats, and their fork server
-        links = [
-            await stack.enter_async_context(open_process_seat(launcher, code, limits, label=f"seat {seat}"))
-            for seat, code in enumerate(codes)
-        ]
+    # This match's seats, and their fork server if it runs here.
+    async with serve_seats() as launcher, open_links(launcher, codes, limits) as links:
         result = await run_match(spec, links, recorder)
         return result, [link.log_text() for link in links]
 
@@ -175,6 +86,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     import anyio
 
     from server.matches.games import get_game, resolve_config
+    from server.matches.recorder import StepLog
     from server.matches.replay import replay_document
     from server.matches.runner import MatchSpec
 
@@ -192,7 +104,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     if not args.json:
         out(f"{game_cls.name}: {' vs '.join(map(printable, names))}, seed {seed}")
 
-    def show(record: StepRecord) -> None:
+    async def show(record: StepRecord) -> None:
         if args.json:
             return
         if args.render:
@@ -203,7 +115,9 @@ def cmd_play(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
     spec = MatchSpec(game_cls.name, config, seed, pace_s=max(0.0, args.delay))
-    recorder = _Recorder(show)
+    # A local game keeps no wall-clock time per step: with --seed two runs print the same
+    # document (timing aside).
+    recorder = StepLog(show, keep_time=False)
     from server.sandbox import Limits
     from server.sandbox.limits import seat_cpu_s
 
@@ -224,8 +138,8 @@ def cmd_play(args: argparse.Namespace) -> int:
         out(render_state(game_cls.name, recorder.steps[-1].state if recorder.steps else None))
     out(f"{len(recorder.steps) - 1} steps, ended by {result.termination}")
     out(render_result(seats, result.winner, names))
-    for name, seat, log in zip(names, seats, logs, strict=True):
-        if log and (args.logs or seat["status"] != "DONE"):
+    for name, outcome, log in zip(names, result.seats, logs, strict=True):
+        if log and (args.logs or outcome.status.is_fault):
             err(f"--- log of {printable(name)} ---\n{quoted_lines(log)}")
     return 0
 

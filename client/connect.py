@@ -21,18 +21,18 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from protocol.messages import AgentServerMsg, ErrorFrame, MatchEnd, MatchStart, Welcome
+from protocol.messages import JSON, AgentServerMsg, ErrorFrame, MatchEnd, MatchStart, Welcome
 
+from .botfiles import read_bot, validated_bots
 from .errors import CliError
 from .http import ApiClient
+from .output import err, out
 from .terminal import printable, quoted_lines
 
 if TYPE_CHECKING:
     from server.sandbox import Limits, SeatLauncher
 
 __all__ = ["add_parser", "cmd_connect", "ensure_remote_agent"]
-
-JSON = Any
 
 
 def add_parser(sub: Any, remote: argparse.ArgumentParser) -> None:
@@ -49,7 +49,6 @@ def add_parser(sub: Any, remote: argparse.ArgumentParser) -> None:
 def cmd_connect(args: argparse.Namespace) -> int:
     import anyio
 
-    from .cli import err, out, read_bot, validated_bots
     from .sdk import RemoteAgent, RemoteAgentError
 
     if not args.token:
@@ -167,8 +166,6 @@ def sandboxed_players(code: str, launcher: SeatLauncher) -> Callable[[MatchStart
             finally:
                 log = seat.log_text()
                 if log.strip():
-                    from .cli import err
-
                     err(f"--- log of match {start.match_id} ---\n{quoted_lines(log)}")
 
     return make_player

@@ -10,18 +10,17 @@ chose (names, actions, reasons, scores, a state of unknown shape) goes through
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from protocol.codec import encode_json
+from protocol.messages import JSON
+from protocol.status import is_fault
 
 from .terminal import printable
 
 __all__ = ["describe_moves", "render_result", "render_state", "render_step", "winner_of"]
 
-JSON = Any
 MARKS = {0: ".", 1: "X", 2: "O"}  # tictactoe and connectx: seat 0 plays mark 1 (X)
 SIGN_NAMES = ("Rock", "Paper", "Scissors", "Spock", "Lizard")
-FAULTS = ("TIMEOUT", "ERROR", "INVALID")
 
 
 def render_state(game: str, state: Mapping[str, JSON] | None) -> str:
@@ -111,7 +110,7 @@ def describe_moves(game: str, record: Mapping[str, JSON], names: Sequence[str]) 
         else:
             parts.append(f"{name} plays {printable(encode_json(action).decode())}")
     for seat, status in enumerate(statuses):
-        if status in FAULTS:
+        if is_fault(status):
             parts.append(f"{_name(names, seat)} is out: {status}")
     what = ", ".join(parts) if parts else "initial state"
     return f"step {printable(record.get('step'))}: {what}"

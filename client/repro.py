@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from protocol.messages import JSON
+
+from .botfiles import validated_bots
 from .errors import CliError
 from .http import ApiClient
+from .output import err, out, out_json
 from .terminal import printable, quoted_lines
 
 __all__ = ["add_parser", "cmd_repro"]
-
-JSON = Any
 
 
 def add_parser(sub: Any, remote: argparse.ArgumentParser) -> None:
@@ -29,8 +31,6 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
     from server.matches.repro import ReproOutcome, rerun
     from server.sandbox import Limits, serve_seats
-
-    from .cli import err, out, out_json, validated_bots
 
     if not args.token:
         raise CliError("repro needs a token: pass --token, set ARENA_TOKEN or run arena login", code="unauthorized")

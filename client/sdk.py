@@ -64,7 +64,6 @@ __all__ = ["Player", "RemoteAgent", "RemoteAgentError", "Struct", "agent_url", "
 
 log = logging.getLogger(__name__)
 
-JSON = Any
 Player = Callable[[Any, Any], Any]
 #: Close codes after which reconnecting cannot help: a wrong or revoked token, someone
 #: else's agent, a protocol the server does not speak, too many connections.

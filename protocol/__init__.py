@@ -14,12 +14,15 @@ from .codec import (
 )
 from .errors import ArenaError, ProtocolError
 from .messages import PROTOCOL_VERSION
+from .status import FaultLimit, SeatStatus
 
 __all__ = [
     "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "ArenaError",
+    "FaultLimit",
     "ProtocolError",
+    "SeatStatus",
     "decode_agent_client",
     "decode_agent_server",
     "decode_body",

@@ -9,7 +9,7 @@ Every error the arena raises on purpose derives from :class:`ArenaError`::
     │   ├── ConfigError          a configuration key or value the game does not accept
     │   │   └── ConfigOutOfRange a value outside its range, or not a finite number (has .key, .low, .high)
     │   └── IllegalAction        a well-formed action the rules forbid
-    ├── AgentFault               an agent's own fault; ends its seat with .status
+    ├── AgentFault               an agent's own fault; ends its seat with .status (and .limit)
     │   ├── AgentTimeout         TIMEOUT: start-up or move deadline, overage bank spent
     │   ├── AgentCrashed         ERROR: exception, bad start-up, killed, limit hit
     │   └── AgentInvalid         INVALID: malformed or illegal reply
@@ -29,7 +29,7 @@ Every error the arena raises on purpose derives from :class:`ArenaError`::
         └── NameTaken            a user name that is already registered
 
 Errors that are an agent's fault become seat statuses and never escape a match; the
-others map to HTTP statuses and close codes in ``server/routes.py``. A reason stored or shown
+others map to HTTP statuses and close codes in ``server/http/errors.py``. A reason stored or shown
 for one (a seat's, a match's) quotes at most a short prefix of it: :func:`short_reason`.
 """
 
@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .status import FaultLimit, SeatStatus
 
 __all__ = [
     "MAX_REASON_CHARS",
@@ -139,25 +141,33 @@ class IllegalAction(GameError):
 
 
 class AgentFault(ArenaError):
-    """The agent at a seat broke the rules of play; its seat ends with ``status``."""
+    """The agent at a seat broke the rules of play; its seat ends with ``status``, and ``limit``
+    says what fired, as the code that found the fault knows it."""
 
-    status: str = "ERROR"
+    status: SeatStatus = SeatStatus.ERROR
     code = "agent_fault"
+
+    def __init__(self, message: str, *, limit: FaultLimit) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class AgentTimeout(AgentFault):
-    status = "TIMEOUT"
+    status = SeatStatus.TIMEOUT
     code = "timeout"
 
 
 class AgentCrashed(AgentFault):
-    status = "ERROR"
+    status = SeatStatus.ERROR
     code = "crashed"
 
 
 class AgentInvalid(AgentFault):
-    status = "INVALID"
+    status = SeatStatus.INVALID
     code = "invalid_action"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, limit=FaultLimit.RULES)  # an INVALID seat broke the rules, always
 
 
 class SandboxError(ArenaError):

@@ -80,7 +80,12 @@ class SeatTiming:
 
 @dataclass(frozen=True, slots=True)
 class StepRecord:
-    """One step of a match as stored and streamed; ``steps[0]`` is the initial state."""
+    """One step of a match as stored and streamed; ``steps[0]`` is the initial state.
+
+    ``statuses`` are ``SeatStatus`` values. ``faults`` is set in a forfeit step only: per seat,
+    the ``FaultLimit`` that ended it (``None`` for a seat that did not fault). Every other step,
+    and a step stored before it was kept, has none. Both are plain strings on the wire.
+    """
 
     step: int
     actions: list[JSON]
@@ -89,6 +94,7 @@ class StepRecord:
     state: dict[str, JSON]
     timing: list[SeatTiming | None] = field(default_factory=list)
     time: float | None = None  # when the step was played (Unix time); None in steps stored before it was kept
+    faults: list[str | None] = field(default_factory=list)
 
 
 # -- seat pipe: runner -> bot runtime ---------------------------------------------------------------
@@ -277,6 +283,7 @@ class Event:
     state: dict[str, JSON]
     timing: list[SeatTiming | None] = field(default_factory=list)
     time: float | None = None
+    faults: list[str | None] = field(default_factory=list)
     kind: str = "step"
     type: Literal["event"] = "event"
 

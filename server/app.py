@@ -10,21 +10,25 @@ from contextlib import asynccontextmanager
 import anyio
 from starlette.applications import Starlette
 
+from server.bots import example_bots
 from server.config import Settings
 from server.health import Health
+from server.http.auth import hash_token, new_token
+from server.http.errors import exception_handlers
+from server.http.names import EXAMPLES_USER
+from server.http.ratelimit import RateLimiter
+from server.http.routes import routes
+from server.ladder.ratings import Rater
+from server.ladder.scheduler import LadderScheduler
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.matches.remote import RemoteAgents
-from server.ratelimit import RateLimiter
-from server.ratings import Rater
-from server.routes import exception_handlers, routes
 from server.sandbox import serve_seats
 from server.sandbox.layers import require_layers
-from server.scheduler import LadderScheduler, seed_examples
 from server.state import ArenaState
-from server.storage import MatchRecord, open_sqlite
+from server.storage import AgentRecord, MatchRecord, Storage, open_sqlite
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "seed_examples"]
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +93,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         log.exception("could not mark the unfinished matches aborted at shutdown")
 
     return Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
+
+
+async def seed_examples(storage: Storage) -> list[AgentRecord]:
+    """Store every example bot under the ``arena`` user (a new version only if its code changed)."""
+    user = await storage.get_user_by_name(EXAMPLES_USER)
+    if user is None:
+        # Nobody holds this token: the examples' owner never signs in.
+        user = await storage.create_user(EXAMPLES_USER, hash_token(new_token()))
+    existing, _ = await storage.list_agents(user_id=user.id, limit=200)
+    by_name = {a.name: a for a in existing}
+    stored = []
+    for game, bots in example_bots().items():
+        for name, code in bots:
+            agent = by_name.get(name)
+            if agent is None or agent.code != code:
+                agent = await storage.save_agent(user.id, name, game, code)
+            stored.append(agent)
+    return stored

@@ -12,6 +12,7 @@ from protocol.errors import ConfigError
 from server.matches.games import GAMES, ConfigRanges
 from server.matches.runner import DEFAULT_MAX_ACTION_BYTES
 from server.sandbox import Limits
+from server.sandbox.layers import LAYER_NAMES
 from server.sandbox.limits import seat_cpu_s
 
 __all__ = ["Settings", "load_settings"]
@@ -24,7 +25,7 @@ class Settings:
     db: Path = Path("arena.db")
     ladder: bool = True  # keep matches between seeded agents running
     seed_examples: bool = True  # store the built-in example bots on start
-    # The ladder (server/scheduler.py): rated matches run unpaced, ladder_slots at once (0: as many
+    # The ladder (server/ladder/scheduler.py): rated matches run unpaced, ladder_slots at once (0: as many
     # as the CPUs this process may use); a few featured ones are paced for people to watch.
     ladder_slots: int = 0
     ladder_featured: int = 2
@@ -132,8 +133,6 @@ def _user_ids(value: list[Any]) -> tuple[int, ...]:
 
 
 def _layer_names(value: Any) -> tuple[str, ...]:
-    from server.sandbox.layers import LAYER_NAMES
-
     names = list(LAYER_NAMES) if value == "all" else value
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]

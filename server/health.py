@@ -24,11 +24,11 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
 from protocol.errors import describe_error as describe
+from protocol.messages import JSON
 from server.matches.manager import MatchManager
 from server.storage import Storage
 
@@ -36,7 +36,6 @@ __all__ = ["Component", "ComponentFailure", "Health", "HealthStatus", "describe"
 
 log = logging.getLogger(__name__)
 
-JSON = Any
 STORAGE_PING_S = 2.0  # a storage that cannot answer a trivial read within this is failing
 
 

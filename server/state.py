@@ -8,11 +8,11 @@ from starlette.requests import HTTPConnection
 
 from server.config import Settings
 from server.health import Health
+from server.http.ratelimit import RateLimiter
+from server.http.sessions import Sessions
+from server.ladder.scheduler import LadderScheduler
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
-from server.ratelimit import RateLimiter
-from server.scheduler import LadderScheduler
-from server.sessions import Sessions
 from server.storage import Storage
 
 __all__ = ["ArenaState", "arena_state"]

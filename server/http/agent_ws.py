@@ -19,7 +19,7 @@ connection, nor touches another one. A client that stops reading is dropped (clo
 4008) and its seats wait for it to reconnect. The connection runs in a ``Session`` of its
 token, so rotating the token closes it at once. Errors that end the connection (bad token,
 not one's agent, too many connections) are raised as ``ArenaError`` and turned into an
-``error`` frame and a close code in ``server/routes.py``.
+``error`` frame and a close code in ``server/http/errors.py``.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from protocol import codec
 from protocol.errors import Forbidden, MatchNotFound, ProtocolError, Unauthorized
 from protocol.messages import PROTOCOL_VERSION, ActionFrame, AgentError, ErrorFrame, Hello, Pong, Welcome
-from server.auth import parse_bearer
-from server.matches.remote import AgentConnection, RemoteSeat
-from server.sessions import authenticate
+from server.http.auth import parse_bearer
+from server.http.errors import CLOSE_NORMAL, CLOSE_TOO_SLOW, close_socket
+from server.http.sessions import authenticate
+from server.matches.remote import AgentConnection, Refusal, RefusalCode, RemoteSeat
 from server.state import ArenaState, arena_state
 from server.storage import MatchStatus, UserRecord
-from server.ws import CLOSE_NORMAL, CLOSE_TOO_SLOW, close_socket
 
 __all__ = ["MAX_HELLO_AGENTS", "serve_agent"]
 
@@ -250,20 +250,19 @@ async def _route(state: ArenaState, conn: AgentConnection, msg: ActionFrame | Ag
         if refused is not None:
             conn.offer(ErrorFrame(code="wrong_step", message=refused, match_id=msg.match_id))
         return
-    code, message = found
-    if code == "unknown_match":
-        code, message = await _unknown_match(state, msg.match_id)
-    conn.offer(ErrorFrame(code=code, message=message, match_id=msg.match_id))
+    if found.code is RefusalCode.UNKNOWN_MATCH:
+        found = await _unknown_match(state, msg.match_id)
+    conn.offer(ErrorFrame(code=found.code.value, message=found.message, match_id=msg.match_id))
 
 
-async def _unknown_match(state: ArenaState, match_id: int) -> tuple[str, str]:
+async def _unknown_match(state: ArenaState, match_id: int) -> Refusal:
     """Why a match without live remote seats takes no frames: over, someone else's, or unknown."""
     if match_id in state.manager.running:
-        return "not_your_seat", f"match {match_id} has no seat this connection plays"
+        return Refusal(RefusalCode.NOT_YOUR_SEAT, f"match {match_id} has no seat this connection plays")
     try:
         match = await state.storage.get_match(match_id)
     except MatchNotFound:
-        return "unknown_match", f"match {match_id} not found"
+        return Refusal(RefusalCode.UNKNOWN_MATCH, f"match {match_id} not found")
     if match.status in (MatchStatus.FINISHED, MatchStatus.ABORTED):
-        return "match_over", f"match {match_id} is over ({match.status.value})"
-    return "not_your_seat", f"match {match_id} has no seat this connection plays"
+        return Refusal(RefusalCode.MATCH_OVER, f"match {match_id} is over ({match.status.value})")
+    return Refusal(RefusalCode.NOT_YOUR_SEAT, f"match {match_id} has no seat this connection plays")

@@ -1,30 +1,29 @@
 """HTTP API handlers (JSON in, JSON out). Errors are raised as ``ArenaError`` and mapped to
-statuses in ``server/routes.py``."""
+statuses in ``server/http/errors.py``."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from functools import partial
-from typing import Any
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from protocol import codec
-from protocol.errors import ConfigError, Forbidden, NotFound, ProtocolError, Unauthorized
-from protocol.messages import NewAgent, NewMatch, NewUser
+from protocol.errors import ConfigError, Forbidden, NotFound, ProtocolError
+from protocol.messages import JSON, NewAgent, NewMatch, NewUser
 from server import __version__
-from server.auth import hash_token, new_token, parse_bearer
 from server.health import HealthStatus, health_report
+from server.http.auth import hash_token, new_token
+from server.http.names import check_agent_name, check_user_name
+from server.http.requests import client_address, int_param, json_response, optional_user, read_body, require_user
+from server.matches.documents import match_document
 from server.matches.games import GAMES, get_game, resolve_config
-from server.matches.manager import SeatQuota, match_document
-from server.names import check_agent_name, check_user_name
+from server.matches.manager import SeatQuota
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.validator import check_source
 from server.state import arena_state
-from server.storage import MAX_ROW_ID, AgentRecord, MatchStatus, RatingRecord, UserRecord
+from server.storage import MAX_ROW_ID, AgentRecord, MatchStatus, RatingRecord
 
 __all__ = [
     "create_agent",
@@ -34,7 +33,6 @@ __all__ = [
     "get_agent_logs",
     "get_match",
     "health",
-    "json_response",
     "ladder",
     "leaderboard",
     "list_agents",
@@ -43,63 +41,8 @@ __all__ = [
     "rating_of",
 ]
 
-JSON = Any
-_INTEGER_RE = re.compile(r"-?[0-9]{1,19}")  # wider than 64 bits cannot name a row: refused, not looked up
-
-
-def json_response(data: JSON, status: int = 200) -> Response:
-    return Response(codec.encode_json(data), status_code=status, media_type="application/json")
-
-
-async def _body(request: Request, cls: type[Any]) -> Any:
-    limit = arena_state(request).settings.max_body_bytes
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ProtocolError(f"request body exceeds {limit} bytes", code="too_large")
-    return codec.decode_body(body, cls)
-
-
-async def _user(request: Request) -> UserRecord:
-    token = parse_bearer(request.headers.get("authorization"))
-    if token is None:
-        raise Unauthorized("this call needs 'Authorization: Bearer TOKEN'")
-    user = await arena_state(request).storage.user_by_token_hash(hash_token(token))
-    if user is None:
-        raise Unauthorized("unknown or revoked token")
-    return user
-
-
-async def _optional_user(request: Request) -> UserRecord | None:
-    if request.headers.get("authorization") is None:
-        return None
-    return await _user(request)
-
-
-def client_address(request: Request) -> str:
-    """The address the request came from: the ASGI client, which uvicorn takes from
-    X-Forwarded-For only for the proxies in ``forwarded_allow_ips`` (none by default)."""
-    return request.client.host if request.client is not None else "unknown"
-
-
-def _int_param(request: Request, name: str, *, default: int | None = None) -> int | None:
-    """An integer query parameter (an id, a seat, a limit) that fits 64 bits, or ``default``.
-
-    Raises:
-        ProtocolError: not a decimal integer, or out of the 64-bit range (400).
-    """
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if _INTEGER_RE.fullmatch(raw) is None or not -MAX_ROW_ID - 1 <= (value := int(raw)) <= MAX_ROW_ID:
-        shown = raw if len(raw) <= 40 else f"{raw[:40]}..."
-        raise ProtocolError(f"query parameter {name!r} must be a 64-bit integer, got {shown!r}", field=name)
-    return value
-
-
 def _page(request: Request) -> tuple[str | None, int]:
-    limit = _int_param(request, "limit", default=50)
+    limit = int_param(request, "limit", default=50)
     assert limit is not None
     if not 1 <= limit <= 200:
         raise ProtocolError(f"limit must be within 1..200, got {limit}", field="limit")
@@ -141,14 +84,14 @@ async def rating_of(request: Request, agent: AgentRecord) -> RatingRecord:
 async def create_user(request: Request) -> Response:
     """``POST /api/users {"name"}``: a new account, at most ``signups_per_address_hour`` made from
     one client address (checked first, before any other work; a refused request is not counted),
-    with its name's rules (``server/names.py``); the address is kept with the user for the
+    with its name's rules (``server/http/names.py``); the address is kept with the user for the
     per-address seat bound."""
     state = arena_state(request)
     address = client_address(request)
     key = f"signup:{address}"
     state.limiter.check(key, state.settings.signups_per_address_hour, "new accounts per address")
     try:
-        body: NewUser = await _body(request, NewUser)
+        body: NewUser = await read_body(request, NewUser)
         check_user_name(body.name)
         token = new_token()
         user = await state.storage.create_user(body.name, hash_token(token), created_from=address)
@@ -162,11 +105,11 @@ async def create_user(request: Request) -> Response:
 
 
 async def create_agent(request: Request) -> Response:
-    user = await _user(request)
+    user = await require_user(request)
     state = arena_state(request)
     # First: a user over the limit must not cost a full validation of their code.
     state.limiter.check(f"submit:{user.id}", state.settings.submissions_per_user_hour, "submissions")
-    body: NewAgent = await _body(request, NewAgent)
+    body: NewAgent = await read_body(request, NewAgent)
     check_agent_name(body.name)
     get_game(body.game)
     if body.remote:
@@ -197,7 +140,7 @@ async def list_agents(request: Request) -> Response:
         get_game(game)
     storage = arena_state(request).storage
     agents, next_cursor = await storage.list_agents(
-        game=game, user_id=_int_param(request, "user"), cursor=cursor, limit=limit
+        game=game, user_id=int_param(request, "user"), cursor=cursor, limit=limit
     )
     ratings = await storage.get_ratings([a.id for a in agents])
     items = [agent_document(a, ratings[a.id], with_code=False) for a in agents]
@@ -206,18 +149,18 @@ async def list_agents(request: Request) -> Response:
 
 async def get_agent(request: Request) -> Response:
     agent = await arena_state(request).storage.get_agent(request.path_params["agent_id"])
-    user = await _optional_user(request)
+    user = await optional_user(request)
     is_owner = user is not None and user.id == agent.user_id
     return json_response(agent_document(agent, await rating_of(request, agent), with_code=is_owner))
 
 
 async def get_agent_logs(request: Request) -> Response:
-    user = await _user(request)
+    user = await require_user(request)
     storage = arena_state(request).storage
     agent = await storage.get_agent(request.path_params["agent_id"])
     if agent.user_id != user.id:
         raise Forbidden(f"the logs of agent {agent.id} are its owner's only")
-    match_id = _int_param(request, "match")
+    match_id = int_param(request, "match")
     if match_id is None:
         raise ProtocolError("query parameter 'match' is required", code="missing_field", field="match")
     match = await storage.get_match(match_id)
@@ -237,9 +180,9 @@ async def get_agent_logs(request: Request) -> Response:
 
 
 async def create_match(request: Request) -> Response:
-    user = await _user(request)
+    user = await require_user(request)
     state = arena_state(request)
-    body: NewMatch = await _body(request, NewMatch)
+    body: NewMatch = await read_body(request, NewMatch)
     state.limiter.check(f"match:{user.id}", state.settings.matches_per_user_hour, "matches")
     mine = sum(1 for m in state.manager.running.values() if m.tags.get("user_id") == user.id)
     if mine >= state.settings.concurrent_matches_per_user:
@@ -250,7 +193,7 @@ async def create_match(request: Request) -> Response:
     # free); an account from before addresses were kept counts against where it calls from.
     holder = user.created_from or client_address(request)
     quota = SeatQuota(f"address:{holder}", state.settings.live_seats_per_address)
-    # A challenge: never rated (only the ladder's own matches are; see server/ladder.py).
+    # A challenge: never rated (only the ladder's own matches are; see server/ladder/rules.py).
     record = await state.manager.start_match(
         body.game, body.agents, body.config, seed=body.seed, tags={"started_by": user.name, "user_id": user.id},
         rated=False, quota=quota,
@@ -269,7 +212,7 @@ async def list_matches(request: Request) -> Response:
             known = ", ".join(s.value for s in MatchStatus)
             raise ProtocolError(f"status must be one of {known}, got {raw_status!r}", field="status") from None
     matches, next_cursor = await arena_state(request).storage.list_matches(
-        status=status, agent_id=_int_param(request, "agent"), cursor=cursor, limit=limit
+        status=status, agent_id=int_param(request, "agent"), cursor=cursor, limit=limit
     )
     return json_response({"items": [match_document(m) for m in matches], "next": next_cursor})
 
@@ -304,7 +247,7 @@ async def list_games(request: Request) -> Response:
 
 async def leaderboard(request: Request) -> Response:
     """``GET /api/leaderboard?game=``: every agent of the game, best rating first (see
-    ``server/ladder.py``), each with its ``rank``, rating and win/draw/loss standings."""
+    ``server/ladder/rules.py``), each with its ``rank``, rating and win/draw/loss standings."""
     game = request.query_params.get("game")
     if game is None:
         raise ProtocolError("query parameter 'game' is required", code="missing_field", field="game")
@@ -314,14 +257,14 @@ async def leaderboard(request: Request) -> Response:
 
 
 async def ladder(request: Request) -> Response:
-    """``GET /api/ladder[?agent=ID]``: what the ladder is doing (``server/scheduler.py``): its slots,
+    """``GET /api/ladder[?agent=ID]``: what the ladder is doing (``server/ladder/scheduler.py``): its slots,
     per game the live matches, the matches of the last hour and the queue; with ``agent``, that
     agent's place in its game's queue (null when the ladder does not pair it)."""
     state = arena_state(request)
     if state.ladder is None:
         return json_response({"running": False, "slots": None, "live": None, "matches_last_hour": 0, "games": [],
                               "agent": None})
-    return json_response({"running": True, **state.ladder.status(_int_param(request, "agent"))})
+    return json_response({"running": True, **state.ladder.status(int_param(request, "agent"))})
 
 
 async def health(request: Request) -> Response:

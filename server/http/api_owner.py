@@ -1,7 +1,7 @@
 """Owner-only HTTP calls: who am I, rotating one's token, renaming or disabling one's agent,
 the repro bundle of one's failed seat, and stopping a match one has a seat in (or any match,
-for an operator). Errors are raised as ``ArenaError`` and mapped to
-statuses in ``server/routes.py``, like those of ``server/api.py`` whose helpers these share."""
+for an operator). Errors are raised as ``ArenaError`` and mapped to statuses in
+``server/http/errors.py``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from starlette.responses import Response
 
 from protocol.errors import Forbidden, ProtocolError
 from protocol.messages import AgentPatch
-from server.api import _body, _int_param, _user, agent_document, json_response, rating_of
-from server.auth import hash_token, new_token, parse_bearer
-from server.matches.manager import match_document
+from server.http.api import agent_document, rating_of
+from server.http.auth import hash_token, new_token, parse_bearer
+from server.http.names import check_agent_name
+from server.http.requests import int_param, json_response, read_body, require_seat_owner, require_user
+from server.matches.documents import match_document
 from server.matches.repro import repro_bundle
-from server.names import check_agent_name
 from server.state import arena_state
 
 __all__ = ["abort_match", "current_user", "get_repro", "rotate_token", "update_agent"]
@@ -22,16 +23,16 @@ __all__ = ["abort_match", "current_user", "get_repro", "rotate_token", "update_a
 
 async def current_user(request: Request) -> Response:
     """``GET /api/users/me``: the user the token belongs to."""
-    user = await _user(request)
+    user = await require_user(request)
     return json_response({"user_id": user.id, "name": user.name, "created_at": user.created_at})
 
 
 async def rotate_token(request: Request) -> Response:
     """``POST /api/users/me/tokens/rotate``: a new token, shown once; the old one is revoked at
     once, on HTTP and on every socket opened with it."""
-    user = await _user(request)
+    user = await require_user(request)
     old = parse_bearer(request.headers.get("authorization"))
-    assert old is not None  # _user checked it
+    assert old is not None  # require_user checked it
     state = arena_state(request)
     token = new_token()
     await state.storage.rotate_token(user.id, hash_token(token))
@@ -41,14 +42,14 @@ async def rotate_token(request: Request) -> Response:
 
 async def update_agent(request: Request) -> Response:
     """``PATCH /api/agents/{id} {"name"?, "disabled"?}``: the owner renames or (dis)ables an agent."""
-    user = await _user(request)
+    user = await require_user(request)
     state = arena_state(request)
     agent = await state.storage.get_agent(request.path_params["agent_id"])
     if agent.user_id != user.id:
         raise Forbidden(f"agent {agent.id} is not yours: only its owner may change it")
-    body: AgentPatch = await _body(request, AgentPatch)
+    body: AgentPatch = await read_body(request, AgentPatch)
     if body.name is not None:
-        check_agent_name(body.name)  # the same rules as a new agent's name (server/names.py)
+        check_agent_name(body.name)  # the same rules as a new agent's name (server/http/names.py)
     updated = await state.storage.update_agent(agent.id, name=body.name, disabled=body.disabled)
     if state.ladder is not None:
         state.ladder.wake()  # a disabled agent leaves the ladder's queue, an enabled one joins it
@@ -57,18 +58,13 @@ async def update_agent(request: Request) -> Response:
 
 async def get_repro(request: Request) -> Response:
     """``GET /api/matches/{id}/repro?seat=N``: the owner's repro bundle of a failed seat."""
-    user = await _user(request)
+    user = await require_user(request)
     state = arena_state(request)
     match_id = request.path_params["match_id"]
-    seat = _int_param(request, "seat")
+    seat = int_param(request, "seat")
     if seat is None:
         raise ProtocolError("query parameter 'seat' is required", code="missing_field", field="seat")
-    match = await state.storage.get_match(match_id)
-    if not 0 <= seat < len(match.seats):
-        raise ProtocolError(f"match {match_id} has no seat {seat}", field="seat")
-    agent = await state.storage.get_agent(match.seats[seat].agent_id)
-    if agent.user_id != user.id:
-        raise Forbidden(f"seat {seat} of match {match_id} is not yours: its repro bundle is its owner's only")
+    match = await require_seat_owner(state.storage, user, match_id, seat, "its repro bundle")
     steps = await state.storage.get_steps(match_id)
     return json_response(repro_bundle(match, steps, seat, state.settings.limits))
 
@@ -83,7 +79,7 @@ async def abort_match(request: Request) -> Response:
         MatchNotFound: no such match.
         MatchOver: the match has ended already (409).
     """
-    user = await _user(request)
+    user = await require_user(request)
     state = arena_state(request)
     match = await state.storage.get_match(request.path_params["match_id"])
     owned: list[int] = []

@@ -1,6 +1,5 @@
 """A match's stored game over HTTP: the whole replay document, streamed, and its events a page
-at a time. Errors are raised as ``ArenaError`` and mapped to statuses in ``server/routes.py``,
-like those of ``server/api.py`` whose helpers these share.
+at a time. Errors are raised as ``ArenaError`` and mapped to statuses in ``server/http/errors.py``.
 
 Both read the event log from storage in pages and never hold a whole long match in memory or
 on the event loop (see ``server/matches/replay.py``). ``/events`` is how a spectator gets what
@@ -14,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from protocol.errors import ProtocolError
-from server.api import _int_param
+from server.http.requests import int_param
 from server.matches.hub import event_frame
 from server.matches.replay import replay_chunks
 from server.state import arena_state
@@ -27,7 +26,7 @@ MAX_REPLAY_PAGE = 10_000  # steps per page of ``/replay?limit=``
 
 
 def _bounded_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    value = _int_param(request, name, default=default)
+    value = int_param(request, name, default=default)
     assert value is not None
     if not low <= value <= high:
         raise ProtocolError(f"{name} must be within {low}..{high}, got {value}", field=name)

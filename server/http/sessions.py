@@ -4,7 +4,7 @@ A socket that authenticated with a token (a remote agent on ``/ws/agent``, an ow
 view on ``/ws/matches/{id}?seat=N``) runs inside ``Sessions.open(token_hash)``: its work runs
 in the session's cancel scope. Rotating the token calls ``revoke(old_hash)``, which cancels
 every such scope; the handler then sees ``session.is_revoked`` and raises ``Unauthorized``,
-which ``server/routes.py`` turns into an ``error`` frame and close code 4401.
+which ``server/http/errors.py`` turns into an ``error`` frame and close code 4401.
 
 A revoked hash is also remembered, for the race where a socket looked its token up just
 before the rotation committed and registers just after it.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from protocol.errors import Unauthorized
-from server.auth import hash_token
+from server.http.auth import hash_token
 from server.storage import Storage, UserRecord
 
 __all__ = ["Session", "Sessions", "authenticate"]

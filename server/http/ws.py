@@ -6,13 +6,14 @@ frames, then ``end``; a finished match is served the same way from storage, as i
 after its end. Spectator sockets are read-only: anything a spectator
 sends gets an ``error`` frame. Each socket's task sends, at each wake-up, every frame of the
 feed it has not sent yet (``Subscription.stream`` in ``server/matches/hub.py``). A spectator
-that falls too far behind (see there) is closed with ``CLOSE_TOO_SLOW``.
+that falls too far behind (see there) is closed with ``CLOSE_TOO_SLOW`` (close codes and errors
+are mapped in ``server/http/errors.py``).
 
 The owner of a seat may open ``/ws/matches/{id}?seat=N`` with their token in the
 ``Authorization`` header: besides the public stream they get that seat's ``seat_debug``
 frames (its log lines, per-move wall and CPU time and bank), the recent ones right after
 the snapshot. Anyone else is refused (``Forbidden``, mapped to close code 4403 in
-``server/routes.py``). The view runs in a ``Session`` of the token: rotating it closes the view.
+``server/http/errors.py``). The view runs in a ``Session`` of the token: rotating it closes the view.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol import codec
-from protocol.errors import ArenaError, Forbidden, ProtocolError, Unauthorized
-from protocol.messages import End, ErrorFrame, SeatDebug
-from server.auth import parse_bearer
+from protocol.errors import ProtocolError, Unauthorized
+from protocol.messages import End, SeatDebug
+from server.http.auth import parse_bearer
+from server.http.errors import CLOSE_NORMAL, CLOSE_TOO_SLOW, close_socket, error_text
+from server.http.requests import require_seat_owner
+from server.http.sessions import authenticate
+from server.matches.documents import match_document, result_document
 from server.matches.hub import (
     SEND_TIMEOUT_S,
     LobbySubscription,
@@ -34,27 +39,19 @@ from server.matches.hub import (
     recent_frames,
     snapshot_frame,
 )
-from server.matches.manager import match_document, result_document
-from server.sessions import authenticate
 from server.state import ArenaState, arena_state
 from server.storage import MatchStatus
 
-__all__ = ["CLOSE_NORMAL", "CLOSE_NOT_FOUND", "CLOSE_TOO_SLOW", "close_socket", "lobby", "spectate"]
+__all__ = ["lobby", "spectate"]
 
-CLOSE_NORMAL = 1000
-CLOSE_TOO_SLOW = 4008  # the peer fell too far behind (or its socket stalled) and was dropped
-CLOSE_NOT_FOUND = 4404
 _FEED_WAIT_S = 2.0  # a just-created match opens its feed within moments
-
-
-def error_text(code: str, message: str) -> str:
-    return codec.encode(ErrorFrame(code=code, message=message)).decode()
 
 
 async def spectate(ws: WebSocket) -> None:
     """Stream one match; with ``?seat=N`` and the seat owner's token, that seat's debug frames too.
 
     Raises:
+        MatchNotFound: no such match.
         ProtocolError, Unauthorized, Forbidden: a debug view asked with a bad seat, without a
             valid token, or by someone who does not own the seat.
     """
@@ -80,12 +77,7 @@ async def _owned_seat(ws: WebSocket, state: ArenaState, match_id: int) -> tuple[
     except ValueError:
         raise ProtocolError(f"query parameter 'seat' must be an integer, got {raw!r}", field="seat") from None
     user, token_hash = await authenticate(state.storage, parse_bearer(ws.headers.get("authorization")))
-    match = await state.storage.get_match(match_id)
-    if not 0 <= seat < len(match.seats):
-        raise ProtocolError(f"match {match_id} has no seat {seat}", field="seat")
-    agent = await state.storage.get_agent(match.seats[seat].agent_id)
-    if agent.user_id != user.id:
-        raise Forbidden(f"seat {seat} of match {match_id} is not yours: its debug view is its owner's only")
+    await require_seat_owner(state.storage, user, match_id, seat, "its debug view")
     return seat, token_hash
 
 
@@ -96,12 +88,7 @@ async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int |
         if feed is not None:
             await _stream(ws, feed.subscribe_seat(seat))  # the subscription owns its snapshot until sent
             return
-        try:
-            match = await state.storage.get_match(match_id)
-        except ArenaError as exc:
-            await ws.send_text(error_text(exc.code, str(exc)))
-            await ws.close(CLOSE_NOT_FOUND)
-            return
+        match = await state.storage.get_match(match_id)  # no such match: an error frame and 4404
         if match.status in (MatchStatus.FINISHED, MatchStatus.ABORTED) or anyio.current_time() > deadline:
             break
         await anyio.sleep(0.02)  # pending: its feed opens as soon as its task runs
@@ -161,16 +148,8 @@ async def _refuse_input(ws: WebSocket, scope: anyio.CancelScope) -> None:
     scope.cancel()
 
 
-async def close_socket(ws: WebSocket, code: int) -> None:
-    """Close with ``code``, giving up after a second (also on any WebSocket of the app)."""
-    with anyio.move_on_after(1.0):
-        try:
-            await ws.close(code)
-        except (RuntimeError, WebSocketDisconnect):
-            pass  # already closed by the peer
-
-
 async def lobby(ws: WebSocket) -> None:
+    """Stream the lobby: matches starting and ending, ratings changing."""
     state = arena_state(ws)
     await ws.accept()
     await _stream(ws, state.hub.subscribe_lobby())

@@ -6,14 +6,14 @@ One task, started in the app's task group, does all the rating. The match manage
 ``Rater.match_finished`` (its ``on_finished`` callback) once it has published a finished
 match's ``match_ended``; that only wakes the task, so it can neither block nor fail the
 match. The task asks storage to rate every finished ladder match (``MatchRecord.rated``; the
-scheduler's matches between distinct agents, see ``server/ladder.py``) not rated yet, a batch at a time,
+scheduler's matches between distinct agents, see ``server/ladder/rules.py``) not rated yet, a batch at a time,
 and publishes one ``rating_changed`` per rated seat, so they follow that match's
 ``match_ended``. Storage marks a match rated in the same transaction that stores its new
 ratings (``server/storage/_ratings.py``): a match is rated exactly once whatever happens, and
 the task's first pass at start-up rates what a crash left unrated (or a database from before
 ratings). A failure is logged, recorded for ``GET /api/health`` (``server/health.py``)
 and retried after a pause, never fatal to the server; the next pass that succeeds clears it.
-The rules themselves (model, displayed number, who counts) are in ``server/ladder.py``.
+The rules themselves (model, displayed number, who counts) are in ``server/ladder/rules.py``.
 """
 
 from __future__ import annotations

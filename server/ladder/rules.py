@@ -11,7 +11,7 @@ What people see is one conservative number, ``rating = 1000 + 40 * (mu - 3 * sig
 climbs only as the ladder grows sure of it. The same number is stored, sent in
 ``rating_changed`` frames and ranked on the leaderboard.
 
-Only the ladder's own matches are rated: those the scheduler starts (``server/scheduler.py``),
+Only the ladder's own matches are rated: those the scheduler starts (``server/ladder/scheduler.py``),
 once finished (not aborted), and only when their seats are distinct agents; an agent playing
 itself learns nothing about its skill. Challenges (``POST /api/matches``) are never rated:
 anyone may start one between any agents, so a rating they moved would be anyone's to move.

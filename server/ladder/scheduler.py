@@ -1,4 +1,4 @@
-"""Seeding the example bots, and the ladder's scheduler: rate at full speed, show at watching speed.
+"""The ladder's scheduler: rate at full speed, show at watching speed.
 
 Theory of operation
 -------------------
@@ -21,7 +21,7 @@ second otherwise.
    match running even when the slots are full (then it runs beyond them), so that matches far
    longer than the others (a thousand steps of slow rock-paper-scissors, holding the slots they
    took while their game was alone) never keep another game off the ladder.
-2. The pair (``server.ladder``): the agent most in need of a match first (one that has not
+2. The pair (``server.ladder.rules``): the agent most in need of a match first (one that has not
    played with its current version, a new agent or a new version, for sure; then the fewest
    such matches; then the longest wait; an agent in a live match counts as playing now),
    against one of the agents closest to it in rating.
@@ -30,7 +30,7 @@ Each agent's count of ladder matches with its current version comes from storage
 version; the scheduler counts the matches it starts after that itself. The agents of a game
 are read again after a wake-up, or every few seconds. Only enabled agents with code are
 scheduled; remote agents play when challenged. Every match it starts is ``rated``: the ladder's
-matches are the only ones ``server/ratings.py`` rates, and an agent is never paired with itself.
+matches are the only ones ``server/ladder/ratings.py`` rates, and an agent is never paired with itself.
 
 A pass that fails, for whatever reason, is logged and recorded in ``health`` (so that ``GET
 /api/health`` says which game's ladder fails, and why); that game is tried again after a pause
@@ -53,45 +53,24 @@ import anyio
 import anyio.lowlevel
 
 from protocol.errors import ArenaError
-from server.auth import hash_token, new_token
-from server.bots import example_bots
+from protocol.messages import JSON
 from server.config import Settings
 from server.health import Component, Health, describe
-from server.ladder import Candidate, choose_featured_pair, choose_pair, need
+from server.ladder.rules import Candidate, choose_featured_pair, choose_pair, need
 from server.matches.games import game_names
 from server.matches.manager import MatchManager
-from server.names import EXAMPLES_USER
-from server.storage import AgentRecord, MatchRecord, Storage
+from server.storage import AgentRecord, MatchRecord
 
-__all__ = ["EXAMPLES_USER", "LadderScheduler", "SlotKind", "ladder_slots", "seed_examples"]
+__all__ = ["LadderScheduler", "SlotKind", "ladder_slots"]
 
 log = logging.getLogger(__name__)
 
-JSON = Any
 _POLL_S = 0.25  # how often a full ladder looks for a free slot without being woken
 _AGENTS_TTL_S = 5.0  # the agents of a game are read again at least this often
 _RETRY_MIN_S = 1.0
 _RETRY_MAX_S = 60.0
 _HOUR_S = 3600.0
 _QUEUE_SHOWN = 10  # agents of each game listed in the ladder's status
-
-
-async def seed_examples(storage: Storage) -> list[AgentRecord]:
-    """Store every example bot under the ``arena`` user (a new version only if its code changed)."""
-    user = await storage.get_user_by_name(EXAMPLES_USER)
-    if user is None:
-        # Nobody holds this token: the examples' owner never signs in.
-        user = await storage.create_user(EXAMPLES_USER, hash_token(new_token()))
-    existing, _ = await storage.list_agents(user_id=user.id, limit=200)
-    by_name = {a.name: a for a in existing}
-    stored = []
-    for game, bots in example_bots().items():
-        for name, code in bots:
-            agent = by_name.get(name)
-            if agent is None or agent.code != code:
-                agent = await storage.save_agent(user.id, name, game, code)
-            stored.append(agent)
-    return stored
 
 
 def ladder_slots(settings: Settings) -> int:
@@ -265,7 +244,7 @@ class LadderScheduler:
 
     @staticmethod
     def _candidate(entrant: _Entrant, busy: set[int], now: float) -> Candidate:
-        """``entrant`` for ``server.ladder``: one in a live match (``busy``) counts as playing ``now``."""
+        """``entrant`` for ``server.ladder.rules``: one in a live match (``busy``) counts as playing ``now``."""
         playing = entrant.agent.id in busy
         return Candidate(entrant.agent.id, entrant.rating, entrant.version_matches,
                          now if playing else entrant.last_played)

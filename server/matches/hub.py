@@ -50,12 +50,12 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import anyio
 
 from protocol import codec
-from protocol.messages import End, Event, LobbyMsg, SeatDebug, StepRecord
+from protocol.messages import JSON, End, Event, LobbyMsg, SeatDebug, StepRecord
 from server.storage import EncodedStep
 
 __all__ = [
@@ -75,7 +75,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-JSON = Any
 _T = TypeVar("_T")
 DEFAULT_QUEUE_FRAMES = 256
 # A snapshot carries this many recent events at most (a board drawing its last moves needs a

@@ -27,7 +27,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,87 +34,21 @@ import anyio
 from anyio.abc import TaskGroup
 
 from protocol.errors import AgentNotFound, ArenaError, ConfigError, MatchOver, RateLimited, describe_error
-from protocol.messages import MatchEnded, MatchStarted, SeatDebug, SeatTiming, StepRecord
+from protocol.messages import JSON, MatchEnded, MatchStarted
 from server.sandbox import Limits, SeatLauncher
-from server.storage import AgentRecord, EncodedStep, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
+from server.storage import AgentRecord, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
 
+from .documents import match_document, result_document
 from .games import ConfigRanges, get_game, resolve_config
 from .hub import Hub, MatchFeed
+from .recorder import SeatDebugFeed, StepLog, store_and_publish
 from .remote import RemoteAgents, RemoteSeat
 from .runner import DEFAULT_MAX_ACTION_BYTES, MatchResult, MatchSpec, run_match
-from .seats import AgentLink, open_process_seat
+from .seats import SeatSource, open_links
 
-__all__ = ["MatchManager", "SeatQuota", "match_document", "result_document", "seat_document"]
+__all__ = ["MatchManager", "SeatQuota"]
 
 log = logging.getLogger(__name__)
-
-JSON = Any
-
-
-def match_document(record: MatchRecord) -> dict[str, JSON]:
-    """The public JSON form of a match (``GET /api/matches/{id}``)."""
-    return {
-        "id": record.id,
-        "game": record.game,
-        "status": record.status.value,
-        "reason": record.reason,
-        "config": record.config,
-        "seed": record.seed,
-        "rules_version": record.rules_version,
-        "seats": [seat_document(s) for s in record.seats],
-        "steps": record.steps,
-        "created_at": record.created_at,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "tags": record.tags,
-        "rated": record.rated,
-    }
-
-
-def seat_document(seat: SeatResult) -> dict[str, JSON]:
-    return {
-        "agent_id": seat.agent_id,
-        "name": seat.agent_name,
-        "owner": seat.owner,
-        "version": seat.version,
-        "status": seat.status,
-        "reward": seat.reward,
-        "reason": seat.reason,
-    }
-
-
-class _Recorder:
-    """Sends every step to storage (batched) and to the live feed, and each seat's debug frame."""
-
-    def __init__(self, storage: Storage, match_id: int, feed: MatchFeed, links: list[AgentLink]) -> None:
-        self.storage = storage
-        self.match_id = match_id
-        self.feed = feed
-        self.links = links
-        self.log_sent = [0] * len(links)  # characters of each seat's log already published
-        self.step = 0
-
-    async def record_step(self, record: StepRecord) -> None:
-        step = EncodedStep.of(record)  # once: storage keeps this text, spectators get it in a frame
-        await self.storage.append_steps(self.match_id, [step])
-        self.feed.publish_step(step)
-        self.step = record.step
-        for seat in range(len(self.links)):
-            timing = record.timing[seat] if seat < len(record.timing) else None
-            self.publish_debug(seat, timing)
-
-    def publish_debug(self, seat: int, timing: SeatTiming | None) -> None:
-        """What the seat logged since its last frame, with its timing of this step (if it moved).
-
-        A print of the move just made may still be in the pipe the log drains from: it then
-        comes with the next frame (the last one is published after the match).
-        """
-        text = self.links[seat].log_text()
-        delta, self.log_sent[seat] = text[self.log_sent[seat]:], len(text)
-        if delta or timing is not None:
-            self.feed.publish_seat_debug(
-                SeatDebug(seq=self.feed.seq, seat=seat, step=self.step, log=delta, timing=timing)
-            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,27 +236,25 @@ class MatchManager:
     async def _play(
         self, spec: MatchSpec, agents: list[AgentRecord], feed: MatchFeed
     ) -> tuple[MatchResult, list[str]]:
-        assert spec.match_id is not None
-        async with AsyncExitStack() as stack:
-            links: list[AgentLink] = []
-            for seat, agent in enumerate(agents):
-                if agent.remote:
-                    links.append(stack.enter_context(self.remotes.open_seat(spec.match_id, seat, agent)))
-                else:
-                    code = agent.code or ""  # the code of the version stored with the match (read with it)
-                    label = f"match {spec.match_id} seat {seat}"
-                    seat_link = open_process_seat(self.launcher, code, self.limits, label=label)
-                    links.append(await stack.enter_async_context(seat_link))
+        match_id = spec.match_id
+        assert match_id is not None
+        # A remote agent's seat, or the code of the version stored with the match (read with it).
+        seats: list[SeatSource] = [
+            self.remotes.open_seat(match_id, seat, agent) if agent.remote else agent.code or ""
+            for seat, agent in enumerate(agents)
+        ]
+        async with open_links(self.launcher, seats, self.limits, label=f"match {match_id}") as links:
             started_at = time.time()
-            await self.storage.set_match_live(spec.match_id, started_at)
+            await self.storage.set_match_live(match_id, started_at)
             feed.match = {**feed.match, "status": MatchStatus.LIVE.value, "started_at": started_at}
             self.hub.publish_lobby(MatchStarted(match=feed.match))
-            recorder = _Recorder(self.storage, spec.match_id, feed, links)
+            debug = SeatDebugFeed(feed, links)
+            recorder = StepLog(store_and_publish(self.storage, match_id, feed), debug.after_step, keep=False)
             result = await run_match(spec, links, recorder)
-            for seat, link in enumerate(links):
-                recorder.publish_debug(seat, None)  # what was still in the pipes
+            debug.publish_rest()
+            for link in links:
                 if isinstance(link, RemoteSeat):
-                    link.finish({"match_id": spec.match_id, "status": MatchStatus.FINISHED.value, **result.to_json()})
+                    link.finish({"match_id": match_id, "status": MatchStatus.FINISHED.value, **result.to_json()})
             return result, [link.log_text() for link in links]
 
     async def _store_abort(self, record: MatchRecord, reason: str) -> MatchRecord:
@@ -347,18 +278,3 @@ class _Stop:
         self.reason: str | None = None
         self.is_playing = True  # until the result is being stored
         self.done = anyio.Event()
-
-
-def result_document(record: MatchRecord) -> dict[str, JSON]:
-    """The ``result`` of an ``end`` frame: the seats as in a replay, and the winner if any."""
-    rewards = [s.reward for s in record.seats]
-    best = max((r for r in rewards if r is not None), default=None)
-    leaders = [i for i, r in enumerate(rewards) if r is not None and r == best]
-    return {
-        "match_id": record.id,
-        "status": record.status.value,
-        "reason": record.reason,
-        "seats": [seat_document(s) for s in record.seats],
-        "steps": record.steps,
-        "winner": leaders[0] if len(leaders) == 1 and len(set(rewards)) > 1 else None,
-    }

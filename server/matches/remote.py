@@ -5,7 +5,7 @@ Theory of operation. A match with a remote agent gets a ``RemoteSeat`` for it, a
 cancel scopes (``actTimeout`` plus the overage bank), and stops it. A seat is *bound* to one
 live ``AgentConnection`` of its agent's owner at a time; everything it has to say (``match_start``,
 ``turn``, ``match_end``) goes into that connection's outbox, which the socket handler
-(``server/agent_ws.py``) drains. Nothing here waits on a socket, so a slow or dead client
+(``server/http/agent_ws.py``) drains. Nothing here waits on a socket, so a slow or dead client
 never stalls a match: its seat simply gets no answer and the runner's deadline decides.
 
 * ``start`` waits until a connection of the owner that plays the agent is there (the runner
@@ -27,6 +27,7 @@ gains it at most the cap.
 
 from __future__ import annotations
 
+import enum
 import logging
 import secrets
 import statistics
@@ -35,22 +36,21 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
 from protocol import codec
 from protocol.errors import AgentCrashed, RateLimited
-from protocol.messages import MatchEnd, MatchStart, Ping, Turn
+from protocol.messages import JSON, MatchEnd, MatchStart, Ping, Turn
+from protocol.status import FaultLimit
 from server.storage import AgentRecord
 
 from .seats import Reply, SeatStart
 
-__all__ = ["AgentConnection", "RemoteAgents", "RemoteSeat"]
+__all__ = ["AgentConnection", "Refusal", "RefusalCode", "RemoteAgents", "RemoteSeat"]
 
 log = logging.getLogger(__name__)
 
-JSON = Any
 RTT_SAMPLES = 5  # the allowance is the median of this many latest round trips
 _OUTSTANDING_PINGS = 8  # nonces remembered per connection; older pings count as lost
 _REMEMBERED_MATCHES = 10_000  # finished match ids kept to tell "match over" from "unknown match"
@@ -135,6 +135,23 @@ class AgentConnection:
         self.outbox.close()
 
 
+class RefusalCode(enum.StrEnum):
+    """Why a frame about a match is refused; the ``code`` of the ``error`` frame that says so."""
+
+    UNKNOWN_MATCH = "unknown_match"  # no remote seat of the match is live here
+    MATCH_OVER = "match_over"
+    NOT_YOUR_SEAT = "not_your_seat"
+    SEAT_REQUIRED = "seat_required"  # the connection plays several seats of the match: name one
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A frame refused: its error frame's code and message."""
+
+    code: RefusalCode
+    message: str
+
+
 @dataclass(eq=False, slots=True)
 class _PendingTurn:
     step: int
@@ -205,7 +222,9 @@ class RemoteSeat:
         finally:
             self._turn = None
         if turn.failure is not None:
-            raise AgentCrashed(f"the remote agent reported an error at step {step}: {turn.failure}")
+            # Whatever failed on the agent's machine (its bot raised, or crashed there) is its report.
+            raise AgentCrashed(f"the remote agent reported an error at step {step}: {turn.failure}",
+                               limit=FaultLimit.CRASH)
         return Reply(action=turn.action, cpu_s=None)
 
     def stop(self, reason: str) -> None:
@@ -386,30 +405,28 @@ class RemoteAgents:
         """Whether remote seats of this match existed and the match is over (recently)."""
         return match_id in self._finished
 
-    def agent_seat(
-        self, conn: AgentConnection, match_id: int, seat: int | None, step: int
-    ) -> RemoteSeat | tuple[str, str]:
-        """The seat a frame from ``conn`` about ``match_id`` is for, or an error ``(code, message)``.
+    def agent_seat(self, conn: AgentConnection, match_id: int, seat: int | None, step: int) -> RemoteSeat | Refusal:
+        """The seat a frame from ``conn`` about ``match_id`` is for, or why the frame is refused.
 
-        ``unknown_match`` means no remote seat of this match is live here (the caller tells a
+        ``UNKNOWN_MATCH`` means no remote seat of this match is live here (the caller tells a
         finished or foreign match apart).
         """
         seats = self.seats_of(match_id)
         if not seats:
             if self.is_finished(match_id):
-                return "match_over", f"match {match_id} is over"
-            return "unknown_match", f"no live match {match_id} has a remote seat"
+                return Refusal(RefusalCode.MATCH_OVER, f"match {match_id} is over")
+            return Refusal(RefusalCode.UNKNOWN_MATCH, f"no live match {match_id} has a remote seat")
         mine = [s for s in seats if s.user_id == conn.user_id and conn.plays(s.agent_id)]
         if seat is not None:
             mine = [s for s in mine if s.seat == seat]
         if not mine:
             where = f"seat {seat} of match {match_id}" if seat is not None else f"any seat of match {match_id}"
-            return "not_your_seat", f"this connection does not play {where}"
+            return Refusal(RefusalCode.NOT_YOUR_SEAT, f"this connection does not play {where}")
         if all(s.is_finished for s in mine):  # ended, and its seats are being closed
-            return "match_over", f"match {match_id} is over"
+            return Refusal(RefusalCode.MATCH_OVER, f"match {match_id} is over")
         if len(mine) > 1:
             pending = [s for s in mine if s.pending_step() == step]
             if len(pending) != 1:
-                return "seat_required", f"you play several seats of match {match_id}: name the seat"
+                return Refusal(RefusalCode.SEAT_REQUIRED, f"you play several seats of match {match_id}: name the seat")
             mine = pending
         return mine[0]

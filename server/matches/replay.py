@@ -17,19 +17,19 @@ waits on the socket).
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from protocol.codec import encode_json
 from protocol.errors import ArenaError, IllegalAction
+from protocol.messages import JSON
+from protocol.status import is_fault
 from server.storage import MatchRecord, Storage
 
-from .games import get_game
+from .games import get_game, new_game
 
 __all__ = [
-    "FAULT_STATUSES",
     "REPLAY_PAGE_STEPS",
     "VerifyReport",
     "replay_chunks",
@@ -38,8 +38,6 @@ __all__ = [
     "verify_replay",
 ]
 
-JSON = Any
-FAULT_STATUSES = frozenset({"TIMEOUT", "ERROR", "INVALID"})
 # Steps per page of a streamed replay: about 0.4 MB of rps, one read of the database (a few
 # milliseconds), so the event loop is never held longer than that.
 REPLAY_PAGE_STEPS = 1000
@@ -131,7 +129,7 @@ def verify_replay(doc: Mapping[str, JSON]) -> VerifyReport:
     try:
         game_cls = get_game(str(doc["game"]))
         steps: list[Mapping[str, JSON]] = list(doc["steps"])
-        game = game_cls(doc["config"], random.Random(int(doc["seed"])))
+        game = new_game(str(doc["game"]), doc["config"], int(doc["seed"]))
     except (KeyError, TypeError, ValueError, ArenaError) as exc:
         return VerifyReport(False, 0, [f"not a replay document: {exc}"])
     stored_version = doc.get("rules_version")
@@ -151,7 +149,7 @@ def verify_replay(doc: Mapping[str, JSON]) -> VerifyReport:
         if record.get("step") != index:
             problems.append(f"step {index}: numbered {record.get('step')!r}")
         statuses = record.get("statuses", [])
-        if any(s in FAULT_STATUSES for s in statuses):
+        if any(is_fault(s) for s in statuses):
             # A forfeit step: the faulty seat's action was not applied.
             if record.get("state") != game.state():
                 problems.append(f"step {index}: state changed in a forfeit step")

@@ -3,32 +3,29 @@
 ``repro_bundle`` builds, from a stored match, everything needed to replay a seat's failure:
 the game, configuration and seed, every recorded step's actions up to the failing one, the
 observation the seat got at that step (recomputed through the rules from the seed and the
-recorded actions), and the limit that fired. ``rerun`` plays the game again with the owner's
-bot in the sandbox at that seat and every other seat replaying its recorded moves
-(``ScriptedSeat``), up to the failing step, and says whether the same failure happens.
+recorded actions), and the limit that fired, as the failing step recorded it. ``rerun`` plays
+the game again with the owner's bot in the sandbox at that seat and every other seat replaying
+its recorded moves (``ScriptedSeat``), up to the failing step, and says whether the same
+failure happens.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
 
 from protocol.errors import AgentInvalid, ProtocolError
-from protocol.messages import StepRecord
+from protocol.messages import JSON, StepRecord
+from protocol.status import FaultLimit, SeatStatus, is_fault
 from server.sandbox import Limits, SeatLauncher
 from server.storage import MatchRecord
 
-from .games import get_game
-from .replay import FAULT_STATUSES
+from .games import get_game, new_game
+from .recorder import StepLog
 from .runner import MatchSpec, run_match
-from .seats import AgentLink, Reply, SeatStart, open_process_seat
+from .seats import Reply, SeatSource, SeatStart, open_links
 
 __all__ = ["ReproOutcome", "ScriptedSeat", "repro_bundle", "rerun"]
-
-JSON = Any
 
 
 def repro_bundle(match: MatchRecord, steps: Sequence[StepRecord], seat: int, limits: Limits) -> dict[str, JSON]:
@@ -40,7 +37,7 @@ def repro_bundle(match: MatchRecord, steps: Sequence[StepRecord], seat: int, lim
     if not 0 <= seat < len(match.seats):
         raise ProtocolError(f"match {match.id} has no seat {seat}", field="seat")
     result = match.seats[seat]
-    if result.status not in FAULT_STATUSES:
+    if result.status is None or not is_fault(result.status):
         state = result.status or match.status.value
         raise ProtocolError(f"seat {seat} of match {match.id} did not fail ({state}): nothing to reproduce",
                             code="not_failed", field="seat")
@@ -48,8 +45,10 @@ def repro_bundle(match: MatchRecord, steps: Sequence[StepRecord], seat: int, lim
     failing_step = last.step
     timing = last.timing[seat] if seat < len(last.timing) else None
     phase = "start" if timing is None and failing_step == 1 else "move"
+    recorded = last.faults[seat] if seat < len(last.faults) else None
+    fired = None if recorded is None else FaultLimit(recorded)
     config = match.config
-    game = get_game(match.game)(config, random.Random(match.seed))
+    game = new_game(match.game, config, match.seed)
     bank_s = float(config["remainingOverageTime"])
     for record in steps[1:-1]:
         game.apply({s: game.parse_action(s, record.actions[s]) for s in game.to_act()})
@@ -75,28 +74,33 @@ def repro_bundle(match: MatchRecord, steps: Sequence[StepRecord], seat: int, lim
         "failing_step": failing_step,
         "phase": phase,
         "observation": observation,
-        "limit": _limit(result.status or "", result.reason or "", phase, config, bank_s, limits),
+        "limit": _limit(fired, SeatStatus(result.status), result.reason or "", phase, config, bank_s, limits),
         "timing": None if timing is None else {"wall_s": timing.wall_s, "cpu_s": timing.cpu_s,
                                                "bank_s": timing.bank_s, "allowance_s": timing.allowance_s},
         "moves": [{"step": r.step, "actions": r.actions} for r in steps[1:]],
     }
 
 
-def _limit(status: str, reason: str, phase: str, config: Mapping[str, JSON], bank_s: float,
-           limits: Limits) -> dict[str, JSON]:
-    """The limit that fired, as far as the status and the reason tell it."""
-    if status == "TIMEOUT":
-        if "runTimeout" in reason:
-            return {"name": "runTimeout", "seconds": config["runTimeout"]}
-        if phase == "start":
-            return {"name": "agentTimeout", "seconds": config["agentTimeout"]}
-        return {"name": "actTimeout + overage bank", "actTimeout": config["actTimeout"], "bank_s": bank_s}
-    if status == "INVALID":
-        return {"name": "rules", "detail": "an illegal or malformed action"}
-    for key, name in (("CPU", "cpu_s"), ("memory", "memory_mb"), ("output", "output_bytes")):
-        if key in reason:
-            return {"name": name, "value": getattr(limits, name)}
-    return {"name": "exception" if "raised" in reason else "crash", "detail": reason}
+def _limit(fired: FaultLimit | None, status: SeatStatus, reason: str, phase: str, config: Mapping[str, JSON],
+           bank_s: float, limits: Limits) -> dict[str, JSON]:
+    """The limit that fired, with its value. A step stored before faults were recorded names
+    none: then the status and the phase tell what they can (a crash stands for any ERROR)."""
+    if fired is None:
+        if status is SeatStatus.TIMEOUT:
+            fired = FaultLimit.AGENT_TIMEOUT if phase == "start" else FaultLimit.ACT_TIMEOUT
+        else:
+            fired = FaultLimit.RULES if status is SeatStatus.INVALID else FaultLimit.CRASH
+    match fired:
+        case FaultLimit.RUN_TIMEOUT | FaultLimit.AGENT_TIMEOUT:
+            return {"name": fired.value, "seconds": config[fired.value]}
+        case FaultLimit.ACT_TIMEOUT:
+            return {"name": "actTimeout + overage bank", "actTimeout": config["actTimeout"], "bank_s": bank_s}
+        case FaultLimit.RULES:
+            return {"name": "rules", "detail": "an illegal or malformed action"}
+        case FaultLimit.CPU | FaultLimit.MEMORY | FaultLimit.OUTPUT:
+            return {"name": fired.value, "value": getattr(limits, fired.value)}
+        case _:  # the bot raised or crashed: the reason says how
+            return {"name": fired.value, "detail": reason}
 
 
 class ScriptedSeat:
@@ -127,7 +131,7 @@ class ReproOutcome:
     """What the re-run did: the seat's status there, and where it left the recorded game."""
 
     reproduced: bool
-    status: str
+    status: SeatStatus
     reason: str | None
     step: int  # the last step played
     diverged_at: int | None  # the first step where the bot moved differently from the recording
@@ -136,14 +140,6 @@ class ReproOutcome:
     def to_json(self) -> dict[str, JSON]:
         return {"reproduced": self.reproduced, "status": self.status, "reason": self.reason, "step": self.step,
                 "diverged_at": self.diverged_at, "log": self.log}
-
-
-class _Steps:
-    def __init__(self) -> None:
-        self.steps: list[StepRecord] = []
-
-    async def record_step(self, record: StepRecord) -> None:
-        self.steps.append(record)
 
 
 async def rerun(launcher: SeatLauncher, bundle: Mapping[str, JSON], code: str, limits: Limits) -> ReproOutcome:
@@ -160,14 +156,9 @@ async def rerun(launcher: SeatLauncher, bundle: Mapping[str, JSON], code: str, l
     config = {**bundle["config"], "episodeSteps": min(failing_step + 1, int(bundle["config"]["episodeSteps"]))}
     spec = MatchSpec(str(bundle["game"]), config, int(bundle["seed"]))
     num_seats = get_game(spec.game).num_seats  # raises UnknownGame before any process starts
-    recorder = _Steps()
-    async with AsyncExitStack() as stack:
-        links: list[AgentLink] = []
-        for index in range(num_seats):
-            if index == seat:
-                links.append(await stack.enter_async_context(open_process_seat(launcher, code, limits, label="repro")))
-            else:
-                links.append(ScriptedSeat(index, moves))
+    seats: list[SeatSource] = [code if index == seat else ScriptedSeat(index, moves) for index in range(num_seats)]
+    recorder = StepLog()
+    async with open_links(launcher, seats, limits, label="repro") as links:
         result = await run_match(spec, links, recorder)
         log = links[seat].log_text()
     mine = result.seats[seat]

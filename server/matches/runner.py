@@ -7,10 +7,11 @@ past the whole match's ``runTimeout``), parses the replies with the rules and ap
 Time a move takes beyond ``actTimeout`` is taken from the bank; a move that does not arrive
 within its budget is a TIMEOUT. A remote seat (``NetworkLink``) also gets its measured
 network allowance added to each move's budget, not charged to the bank, and recorded in the
-timing. A seat that breaks the rules of play (TIMEOUT, ERROR, INVALID) ends the match at
-once: it gets the losing reward and its opponents the winning one. Every step, including the
-initial state (step 0) and the final one, is handed to the ``Recorder`` as a ``StepRecord``;
-the runner itself stores nothing.
+timing. Each seat's share of this is one ``SeatClock`` (``clock.py``). A seat that breaks the
+rules of play (TIMEOUT, ERROR, INVALID) ends the match at once: it gets the losing reward and
+its opponents the winning one, and the forfeit step records what fired (``StepRecord.faults``).
+Every step, including the initial state (step 0) and the final one, is handed to the
+``Recorder`` (``recorder.StepLog``) as a ``StepRecord``; the runner itself stores nothing.
 
 What an agent says is bounded here, for every kind of seat (sandboxed or remote) alike: an
 action larger than ``max_action_bytes`` as JSON is INVALID before the rules look at it, and
@@ -23,19 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 
 from protocol.codec import encode
 from protocol.errors import AgentFault, AgentInvalid, AgentTimeout, IllegalAction, short_reason
-from protocol.messages import SeatTiming, StepRecord
+from protocol.messages import JSON, SeatTiming, StepRecord
+from protocol.status import FaultLimit, SeatStatus
 
-from .games import Game, get_game
+from .clock import SeatClock
+from .games import Game, new_game
 from .seats import AgentLink, NetworkLink, Reply, SeatStart
 
 __all__ = [
@@ -44,14 +46,13 @@ __all__ = [
     "MatchSpec",
     "Recorder",
     "SeatOutcome",
-    "create_game",
     "run_match",
 ]
 
 log = logging.getLogger(__name__)
 
-JSON = Any
-ACTIVE, INACTIVE, DONE = "ACTIVE", "INACTIVE", "DONE"
+# Read on every step: a module global is several times quicker to reach than an enum's member.
+_ACTIVE, _INACTIVE, _DONE = SeatStatus.ACTIVE, SeatStatus.INACTIVE, SeatStatus.DONE
 # Generous: a move of any built-in game is a few bytes, a chess move or an OpenSpiel action a
 # few dozen; the bound is for what gets stored and streamed to every spectator.
 DEFAULT_MAX_ACTION_BYTES = 64 << 10
@@ -71,9 +72,12 @@ class MatchSpec:
 
 @dataclass(frozen=True, slots=True)
 class SeatOutcome:
-    status: str
+    """How one seat ended: ``limit`` is what fired when its status is a fault."""
+
+    status: SeatStatus
     reward: float
     reason: str | None = None
+    limit: FaultLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,21 +102,14 @@ class Recorder(Protocol):
     async def record_step(self, record: StepRecord) -> None: ...
 
 
-def create_game(spec: MatchSpec) -> Game:
-    """The rules object for a spec, with the RNG seeded from the match seed."""
-    return get_game(spec.game)(spec.config, random.Random(spec.seed))
-
-
 async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recorder) -> MatchResult:
     """Play a whole match; a faulty seat loses, nothing an agent does raises out of here."""
-    game = create_game(spec)
+    game = new_game(spec.game, spec.config, spec.seed)
     config = spec.config
-    act_s = float(config["actTimeout"])
-    banks = [float(config["remainingOverageTime"])] * game.num_seats
     run_deadline = time.monotonic() + float(config["runTimeout"])
     n = game.num_seats
-    # Which seats are remote (probed once: a runtime protocol check is too slow for every move).
-    network = [link if isinstance(link, NetworkLink) else None for link in links]
+    # Which seats are remote is probed once: a runtime protocol check is too slow for every move.
+    clocks = [SeatClock(config, run_deadline, link if isinstance(link, NetworkLink) else None) for link in links]
 
     await recorder.record_step(_record(game, [None] * n, _statuses(game), [0.0] * n, []))
 
@@ -122,7 +119,7 @@ async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recor
     next_step_at = time.monotonic()
     while not faults and game.outcome() is None and game.step < int(config["episodeSteps"]):
         seats = game.to_act()
-        replies = await _ask_all(game, links, network, seats, banks, act_s, run_deadline)
+        replies = await _ask_all(game, links, clocks, seats)
         actions: dict[int, JSON] = {}
         raw: list[JSON] = [None] * n
         timing: list[SeatTiming | None] = [None] * n
@@ -147,9 +144,9 @@ async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recor
         game.apply(actions)
         outcome = game.outcome()
         if outcome is not None:
-            await recorder.record_step(_record(game, raw, [DONE] * n, list(outcome.rewards), timing))
+            await recorder.record_step(_record(game, raw, [_DONE] * n, list(outcome.rewards), timing))
         elif game.step >= int(config["episodeSteps"]):
-            await recorder.record_step(_record(game, raw, [DONE] * n, [game.draw_reward] * n, timing))
+            await recorder.record_step(_record(game, raw, [_DONE] * n, [game.draw_reward] * n, timing))
         else:
             await recorder.record_step(_record(game, raw, _statuses(game), [0.0] * n, timing))
         if spec.pace_s > 0:
@@ -187,8 +184,8 @@ def _result(game: Game, faults: Mapping[int, AgentFault]) -> MatchResult:
     if faults:
         rewards = game.forfeit_rewards(set(faults))
         seats = [
-            SeatOutcome(faults[s].status, rewards[s], short_reason(str(faults[s]))) if s in faults
-            else SeatOutcome(DONE, rewards[s], None)
+            SeatOutcome(faults[s].status, rewards[s], short_reason(str(faults[s])), faults[s].limit) if s in faults
+            else SeatOutcome(_DONE, rewards[s], None)
             for s in range(n)
         ]
         winners = [s for s in range(n) if s not in faults]
@@ -196,32 +193,36 @@ def _result(game: Game, faults: Mapping[int, AgentFault]) -> MatchResult:
         return MatchResult(seats, game.step + 1, "forfeit", winners[0] if len(winners) == 1 else None)
     outcome = game.outcome()
     if outcome is None:  # episodeSteps ran out before the rules decided
-        return MatchResult([SeatOutcome(DONE, game.draw_reward) for _ in range(n)], game.step, "steps", None)
-    seats = [SeatOutcome(DONE, r) for r in outcome.rewards]
+        return MatchResult([SeatOutcome(_DONE, game.draw_reward) for _ in range(n)], game.step, "steps", None)
+    seats = [SeatOutcome(_DONE, r) for r in outcome.rewards]
     return MatchResult(seats, game.step, outcome.termination.value, outcome.winner)
 
 
 def _statuses(game: Game) -> list[str]:
     acting = set(game.to_act())
-    return [ACTIVE if s in acting else INACTIVE for s in range(game.num_seats)]
+    return [_ACTIVE if s in acting else _INACTIVE for s in range(game.num_seats)]
 
 
 def _forfeit_record(
     game: Game, faults: Mapping[int, AgentFault], actions: list[JSON], timing: list[SeatTiming | None]
 ) -> StepRecord:
-    """The last step of a forfeited match: numbered as the next step, the state unchanged."""
-    statuses = [faults[s].status if s in faults else DONE for s in range(game.num_seats)]
+    """The last step of a forfeited match: numbered as the next step, the state unchanged, and
+    what fired for each faulty seat."""
+    seats = range(game.num_seats)
+    statuses: list[str] = [faults[s].status if s in faults else _DONE for s in seats]
     rewards = list(game.forfeit_rewards(set(faults)))
-    return _record(game, actions, statuses, rewards, timing, step=game.step + 1)
+    limits: list[str | None] = [faults[s].limit if s in faults else None for s in seats]
+    return _record(game, actions, statuses, rewards, timing, step=game.step + 1, faults=limits)
 
 
 def _record(
     game: Game, actions: list[JSON], statuses: list[str], rewards: list[float],
-    timing: list[SeatTiming | None], step: int | None = None,
+    timing: list[SeatTiming | None], step: int | None = None, faults: list[str | None] | None = None,
 ) -> StepRecord:
     return StepRecord(
         step=game.step if step is None else step, actions=actions, statuses=statuses,
         rewards=[float(r) for r in rewards], state=game.state(), timing=timing, time=round(time.time(), 3),
+        faults=[] if faults is None else faults,
     )
 
 
@@ -236,7 +237,8 @@ async def _start_all(spec: MatchSpec, links: Sequence[AgentLink], budget_s: floa
             except AgentFault as exc:
                 faults[seat] = exc
         if scope.cancelled_caught:
-            faults[seat] = AgentTimeout(f"not ready within agentTimeout ({budget_s:g} s)")
+            faults[seat] = AgentTimeout(f"not ready within agentTimeout ({budget_s:g} s)",
+                                        limit=FaultLimit.AGENT_TIMEOUT)
             links[seat].stop(str(faults[seat]))
 
     async with anyio.create_task_group() as tg:
@@ -246,14 +248,13 @@ async def _start_all(spec: MatchSpec, links: Sequence[AgentLink], budget_s: floa
 
 
 async def _ask_all(
-    game: Game, links: Sequence[AgentLink], network: Sequence[NetworkLink | None], seats: Sequence[int],
-    banks: list[float], act_s: float, run_deadline: float,
+    game: Game, links: Sequence[AgentLink], clocks: Sequence[SeatClock], seats: Sequence[int],
 ) -> dict[int, tuple[Reply | AgentFault, SeatTiming]]:
     """Ask every acting seat for its move, each under its own deadline."""
     replies: dict[int, tuple[Reply | AgentFault, SeatTiming]] = {}
 
     async def ask_one(seat: int) -> None:
-        replies[seat] = await _ask(game, links[seat], network[seat], seat, banks, act_s, run_deadline)
+        replies[seat] = await _ask(game, links[seat], clocks[seat], seat)
 
     if len(seats) == 1:  # turn-based games: no task group on the hot path
         await ask_one(seats[0])
@@ -267,37 +268,20 @@ async def _ask_all(
     return replies
 
 
-async def _ask(
-    game: Game, link: AgentLink, network: NetworkLink | None, seat: int, banks: list[float], act_s: float,
-    run_deadline: float,
-) -> tuple[Reply | AgentFault, SeatTiming]:
+async def _ask(game: Game, link: AgentLink, clock: SeatClock, seat: int) -> tuple[Reply | AgentFault, SeatTiming]:
     step = game.step + 1
     observation = game.observation(seat)
-    observation["remainingOverageTime"] = banks[seat]
-    # A remote seat's measured network allowance: more time for this move, never charged to the bank.
-    allowance_s = network.move_allowance_s() if network is not None else None
-    extra_s = allowance_s or 0.0
-    started = time.monotonic()
-    budget_s = min(act_s + extra_s + banks[seat], run_deadline - started)
+    observation["remainingOverageTime"] = clock.bank_s
+    budget_s = clock.start_move(time.monotonic())
     result: Reply | AgentFault
     with anyio.move_on_after(budget_s) as scope:
         try:
             result = await link.act(step, observation)
         except AgentFault as exc:
             result = exc
-    wall_s = time.monotonic() - started
+    wall_s = clock.stop_move(time.monotonic())
     if scope.cancelled_caught:
-        if started + budget_s >= run_deadline:
-            result = AgentTimeout(f"match time limit reached (runTimeout {game.config['runTimeout']:g} s)")
-        else:
-            credit = f" + network allowance {extra_s:.3g} s" if allowance_s is not None else ""
-            result = AgentTimeout(
-                f"no move within {budget_s:.3g} s at step {step} (actTimeout {act_s:g} s + overage bank{credit})"
-            )
-        banks[seat] = 0.0
+        result = clock.time_out(step)
         link.stop(str(result))
-    else:
-        banks[seat] = max(0.0, banks[seat] - max(0.0, wall_s - act_s - extra_s))
     cpu_s = result.cpu_s if isinstance(result, Reply) else None
-    allowance = None if allowance_s is None else round(allowance_s, 6)
-    return result, SeatTiming(wall_s=round(wall_s, 6), cpu_s=cpu_s, bank_s=round(banks[seat], 6), allowance_s=allowance)
+    return result, clock.timing(wall_s, cpu_s)

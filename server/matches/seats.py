@@ -4,23 +4,27 @@
 log. ``ProcessSeat`` drives a sandboxed bot runtime over its pipes; a remote agent on a
 WebSocket (``remote.RemoteSeat``) implements the same protocol, and ``NetworkLink`` too.
 Deadlines are not enforced here: the runner wraps every call in a cancel scope.
+
+:func:`open_links` opens the seats of one match, whatever each is: the one way the server,
+``arena play`` and ``arena repro`` assemble a match before ``run_match``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from protocol import codec
 from protocol.errors import AgentCrashed, AgentInvalid, ProtocolError
-from protocol.messages import PROTOCOL_VERSION, Act, Init, SeatAction, SeatFailure, SeatReady
+from protocol.messages import JSON, PROTOCOL_VERSION, Act, Init, SeatAction, SeatFailure, SeatReady
+from protocol.status import FaultLimit
 from server.sandbox import Limits, SeatLauncher, SeatProcess
 
-__all__ = ["AgentLink", "NetworkLink", "ProcessSeat", "Reply", "SeatStart", "open_process_seat"]
-
-JSON = Any
+__all__ = [
+    "AgentLink", "NetworkLink", "ProcessSeat", "Reply", "SeatSource", "SeatStart", "open_links", "open_process_seat",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,8 @@ _FAILURE_KIND = {
     "memory": "memory limit exceeded",
     "unserializable": "invalid action",
 }
+# What fired, by the runtime's failure kind (an unknown kind is a crash); "unserializable" is INVALID.
+_FAILURE_LIMIT = {"exception": FaultLimit.EXCEPTION, "memory": FaultLimit.MEMORY}
 
 
 class ProcessSeat:
@@ -124,7 +130,7 @@ class ProcessSeat:
             where = "at start-up" if step is None else f"at step {step}"
             if msg.kind == "unserializable":
                 raise AgentInvalid(f"{what} {where}: {msg.message}")
-            raise AgentCrashed(f"{what} {where}: {msg.message}")
+            raise AgentCrashed(f"{what} {where}: {msg.message}", limit=_FAILURE_LIMIT.get(msg.kind, FaultLimit.CRASH))
         return msg
 
     def stop(self, reason: str) -> None:
@@ -147,3 +153,33 @@ async def open_process_seat(
     """
     async with launcher.open_seat(limits, label=label) as process:
         yield ProcessSeat(process, code, limits)
+
+
+SeatSource = str | AgentLink | AbstractContextManager[AgentLink]
+"""One seat of a match to open: a bot's code (run in a sandboxed process), a link's context
+manager (a remote seat: ``RemoteAgents.open_seat``), or a link that needs no opening."""
+
+
+@asynccontextmanager
+async def open_links(
+    launcher: SeatLauncher, seats: Sequence[SeatSource], limits: Limits, *, label: str | None = None
+) -> AsyncIterator[list[AgentLink]]:
+    """The links of a match's seats, in seat order, open for the block; at its end every seat
+    opened here is closed (a process killed and reaped, a remote agent told), in reverse order.
+
+    Code runs in a process ``launcher`` starts, under ``limits``, labelled ``"{label} seat N"``.
+
+    Raises:
+        LayerUnavailable: the launcher's mode is "fork" and its fork server cannot run a seat.
+    """
+    async with AsyncExitStack() as stack:
+        links: list[AgentLink] = []
+        for index, seat in enumerate(seats):
+            if isinstance(seat, str):
+                name = f"{label} seat {index}" if label else f"seat {index}"
+                links.append(await stack.enter_async_context(open_process_seat(launcher, seat, limits, label=name)))
+            elif isinstance(seat, AbstractContextManager):
+                links.append(stack.enter_context(seat))
+            else:
+                links.append(seat)
+        yield links

@@ -61,7 +61,7 @@ from ._forkseat import ForkSeatProcess, PendingSeat
 from ._seccomp import seat_seccomp_template, zygote_seccomp_program
 from .isolation import Isolation, default_isolation
 from .limits import Limits
-from .process import CLEAN_ENV, bot_python
+from .process import CLEAN_ENV, bot_python, run_seat
 from .view import RUNTIME_PATH, ZYGOTE_PATH, numpy_view
 
 __all__ = ["DEFAULT_POOL_SIZE", "ForkSeatProcess", "ForkServer"]
@@ -295,14 +295,8 @@ class ForkServer:
             pending.discard()
             raise
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(seat.drain_log)
-                tg.start_soon(seat.watch_exit)
-                try:
-                    yield seat
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await seat.close()
+            async with run_seat(seat, seat.watch_exit):
+                yield seat
         finally:
             with anyio.CancelScope(shield=True):
                 await seat.release()

@@ -25,7 +25,7 @@ import anyio
 
 from .isolation import Isolation, as_user, default_isolation, sandbox_process_groups
 from .limits import Limits
-from .process import CLEAN_ENV, SeatProcess, bot_python
+from .process import CLEAN_ENV, SeatProcess, bot_python, run_seat
 from .seat import SECCOMP_OPTION
 from .view import RUNTIME_PATH, numpy_view
 
@@ -137,13 +137,8 @@ async def open_fresh_seat(
             os.close(fd)
     seat = FreshSeatProcess(proc, limits, label, is_sandboxed=isolation is not None)
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(seat.drain_log)
-            try:
-                yield seat
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await seat.close()
+        async with run_seat(seat):
+            yield seat
     finally:
         if proc.returncode is None:  # only when the task group itself failed
             seat.kill()

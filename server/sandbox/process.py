@@ -8,6 +8,8 @@ per seat (``fresh.py``) or one forked by the fork server (``forkserver.py``, ``_
 time, keeps the first ``log_bytes`` for the owner and cuts the seat off once it has written
 ``output_bytes``, so a bot that floods its output never makes the server buffer it. Closing
 always ends in SIGKILL and a reaped child; :func:`describe_exit` says in words how it ended.
+Both kinds run the same way, :func:`run_seat`: that task beside the block that uses the seat,
+then the seat closed.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import anyio
 
 from protocol.errors import AgentCrashed, AgentFault, AgentInvalid
+from protocol.status import FaultLimit
 
 from .limits import Limits
 
-__all__ = ["CLEAN_ENV", "SeatProcess", "bot_python", "describe_exit"]
+__all__ = ["CLEAN_ENV", "SeatProcess", "bot_python", "describe_exit", "run_seat"]
 
 # The BLAS under numpy (OpenBLAS, or an OpenMP one) would start a thread per core at import: the
 # seat's seccomp filter and RLIMIT_NPROC refuse threads, and a fork server's zygote must have none.
@@ -137,7 +143,7 @@ class SeatProcess:
             await self.wait()
         if self.fault is not None:
             return self.fault
-        return AgentCrashed(describe_exit(self.exit_status, self.limits))
+        return AgentCrashed(describe_exit(self.exit_status, self.limits), limit=_exit_limit(self.exit_status))
 
     async def drain_log(self) -> None:
         """Read the child's output until EOF, keeping the head and enforcing ``output_bytes``."""
@@ -149,7 +155,8 @@ class SeatProcess:
             if len(chunk) > room:
                 self._log_truncated = True
             if self._output_bytes > self.limits.output_bytes and self.fault is None:
-                self.fault = AgentCrashed(f"output limit exceeded: more than {self.limits.output_bytes} bytes printed")
+                self.fault = AgentCrashed(f"output limit exceeded: more than {self.limits.output_bytes} bytes printed",
+                                          limit=FaultLimit.OUTPUT)
                 self.kill()
 
     def kill(self) -> None:
@@ -184,6 +191,24 @@ class SeatProcess:
                 pass
 
 
+SeatT = TypeVar("SeatT", bound=SeatProcess)
+
+
+@asynccontextmanager
+async def run_seat(seat: SeatT, *watchers: Callable[[], Coroutine[object, object, None]]) -> AsyncIterator[SeatT]:
+    """Run a started seat for the block: its log drained, and ``watchers`` run, in a task group of
+    their own; at the end, even when cancelled, close it (killed and reaped)."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(seat.drain_log)
+        for watch in watchers:
+            tg.start_soon(watch)
+        try:
+            yield seat
+        finally:
+            with anyio.CancelScope(shield=True):
+                await seat.close()
+
+
 def describe_exit(returncode: int | None, limits: Limits) -> str:
     """Say in words why a seat's process ended."""
     if returncode is None:
@@ -196,3 +221,11 @@ def describe_exit(returncode: int | None, limits: Limits) -> str:
     if sig == signal.SIGKILL:
         return "killed by SIGKILL (CPU or memory limit, or stopped by the arena)"
     return f"killed by signal {signal.Signals(sig).name}"
+
+
+def _exit_limit(returncode: int | None) -> FaultLimit:
+    """What ended a seat's process that stopped talking: RLIMIT_CPU sends SIGXCPU, then SIGKILL
+    at its hard limit (a seat the arena stops for a deadline is a TIMEOUT, not asked here)."""
+    if returncode is not None and -returncode in (signal.SIGXCPU, signal.SIGKILL):
+        return FaultLimit.CPU
+    return FaultLimit.CRASH

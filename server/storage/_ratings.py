@@ -6,7 +6,7 @@ Only matches stored ``rated`` (the scheduler's ladder matches between distinct a
 
 Rating runs inside the caller's write transaction (in the database thread, like every
 function here): it reads the oldest finished matches whose
-``rating_done`` is 0, rates each with ``server.ladder.rate_match`` from the ratings as stored
+``rating_done`` is 0, rates each with ``server.ladder.rules.rate_match`` from the ratings as stored
 (so matches sharing an agent are applied in order), writes the new ratings and sets
 ``rating_done = 1``, all in one commit. A crash before the commit leaves nothing half done and
 the matches are picked again on the next call; after it they never are. Matches are taken in
@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from server.ladder import DEFAULT_SKILL, Skill, is_rated_match, rate_match
+from server.ladder.rules import DEFAULT_SKILL, Skill, is_rated_match, rate_match
 
 from ._rows import _is_row_id, _standings
 from .base import RatedMatch, RatingChange, RatingRecord

@@ -161,21 +161,23 @@ def _decode_step(match_id: int, text: str) -> StepRecord:
             else SeatTiming(wall_s=t["wall_s"], cpu_s=t["cpu_s"], bank_s=t["bank_s"], allowance_s=t.get("allowance_s"))
             for t in raw.get("timing", [])
         ]
+        # faults are newer than some stored steps: absent means no seat faulted in the step.
         return StepRecord(step=raw["step"], actions=raw["actions"], statuses=raw["statuses"],
-                          rewards=raw["rewards"], state=raw["state"], timing=timing, time=raw.get("time"))
+                          rewards=raw["rewards"], state=raw["state"], timing=timing, time=raw.get("time"),
+                          faults=raw.get("faults", []))
     except (ProtocolError, KeyError, TypeError, AttributeError) as exc:
         raise StorageError(f"a stored step of match {match_id} is malformed: {exc!r}") from exc
 
 
 def _step_text(match_id: int, text: str) -> str:
     """A stored step's text as this version encodes a ``StepRecord``: rows stored before
-    ``SeatTiming.allowance_s`` existed are decoded and encoded again (the rest, nearly all,
-    go out as stored).
+    ``StepRecord.faults`` existed (and so before ``SeatTiming.allowance_s``) are decoded and
+    encoded again, so every step served has every field; the rest go out as stored.
 
     Raises:
         StorageError: an old row that is not a step.
     """
-    if '"wall_s"' in text and '"allowance_s"' not in text:
+    if '"faults"' not in text:
         return encode(_decode_step(match_id, text)).decode()
     return text
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from protocol.codec import encode
-from protocol.messages import StepRecord
+from protocol.messages import JSON, StepRecord
 
 __all__ = [
     "MAX_ROW_ID",
@@ -29,8 +29,6 @@ __all__ = [
     "Storage",
     "UserRecord",
 ]
-
-JSON = Any
 
 # The largest id (and integer) a row can hold: SQLite's INTEGER is 64-bit signed. A larger id
 # names nothing, so lookups answer "not found" instead of overflowing the driver.
@@ -127,7 +125,7 @@ class MatchRecord:
 class RatingRecord:
     """An agent's ladder rating in its game (across its versions); an agent without a rated
     match has the model's default (``matches == 0``, ``updated_at`` and ``last_match_id`` None).
-    ``rating`` is the displayed, conservative number (see ``server/ladder.py``)."""
+    ``rating`` is the displayed, conservative number (see ``server/ladder/rules.py``)."""
 
     agent_id: int
     game: str

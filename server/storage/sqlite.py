@@ -1,46 +1,38 @@
-"""SQLite storage: one thread per connection, one trip per call, a batching writer for match steps.
+"""SQLite storage: the storage calls, one trip each, and a batching writer for match steps.
 
 Theory of operation
 -------------------
-A file database gets two :class:`~server.storage._thread.DatabaseThread` workers, each a
-thread owning one connection: a *writer* (every write) and a *reader* (``query_only``). In
-WAL mode readers never block the writer and see only committed data. An in-memory database
-has a single worker, which then serves both.
+:class:`SqliteStorage` checks each call's arguments and runs its body as one job on the
+database (``_database.py``: a writer thread and a reader thread, each owning its connection;
+one trip per call, framed as a write or a snapshot; ``sqlite3`` errors become
+:class:`StorageError`). The bodies of the calls are in ``_accounts.py`` (users and agents),
+``_matches.py`` (matches, event and seat logs) and ``_ratings.py`` (the ladder); they raise
+the arena's errors.
 
-Every storage call is one synchronous function run as one job in one of those threads: a
-write is framed ``BEGIN IMMEDIATE ... COMMIT`` (``ROLLBACK`` if it raises) in that job, a read
-of several statements ``BEGIN ... ROLLBACK`` so a match and its seats come from one snapshot,
-a read of one statement nothing. So a call costs one trip to a thread, whatever its SQL, and
-no transaction ever spans two jobs: a caller cancelled mid-call cannot leave one open, and
-a thread runs one job at a time, so write transactions never interleave (no lock needed).
-The bodies of the calls are in ``_accounts.py`` (users and agents), ``_matches.py``
-(matches, event and seat logs) and ``_ratings.py`` (the ladder); they raise the arena's
-errors, and here ``sqlite3`` errors become :class:`StorageError`.
-
-Steps are the hot path and do not go through ``_write``: ``append_steps`` queues them for
-the batching step writer, whose theory of operation opens ``_steps.py``. The schema, its
-migrations and the transaction frames are in ``_schema.py``; the SELECTs that build records
-from rows in ``_rows.py``.
+Steps are the hot path and do not go through a write of their own: ``append_steps`` queues
+them for the batching step writer, whose theory of operation opens ``_steps.py``. The schema,
+its migrations and the transaction frames are in ``_schema.py``; the SELECTs that build
+records from rows in ``_rows.py``.
 """
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar, TypeVarTuple
+from typing import Any
 
 import anyio
 
 from protocol.codec import encode_json
-from protocol.errors import AgentNotFound, MatchNotFound, ProtocolError, StorageError, UserNotFound
-from protocol.messages import StepRecord
-from server.ladder import is_rated_match
+from protocol.errors import AgentNotFound, MatchNotFound, UserNotFound
+from protocol.messages import JSON, StepRecord
+from server.ladder.rules import is_rated_match
 
 from . import _accounts, _matches, _ratings
+from ._database import Database, open_database
 from ._rows import (
     _clamp,
     _decode_step,
@@ -52,11 +44,9 @@ from ._rows import (
     _standings,
     _step_text,
 )
-from ._schema import SCHEMA_VERSION, connect, migrate, read_snapshot, write_transaction
+from ._schema import SCHEMA_VERSION
 from ._steps import BATCH_ROWS, BATCH_WINDOW_S, StepWriter
-from ._thread import DatabaseThread
 from .base import (
-    JSON,
     AgentRecord,
     EncodedStep,
     MatchRecord,
@@ -70,10 +60,6 @@ from .base import (
 
 __all__ = ["BATCH_ROWS", "BATCH_WINDOW_S", "SCHEMA_VERSION", "SqliteStorage", "open_sqlite"]
 
-T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
-
-
 @asynccontextmanager
 async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
     """Open (creating or migrating) the database at ``path`` and run its step writer.
@@ -84,15 +70,8 @@ async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
         StorageError: the file cannot be opened, its schema is newer than this code, or a
             queued step could not be written and no caller was told.
     """
-    is_memory = str(path) in (":memory:", "")
-    writer = await DatabaseThread.start(functools.partial(connect, path), name="arena-db-writer")
-    reader = writer
-    try:
-        await writer.run(migrate)
-        if not is_memory:
-            reader = await DatabaseThread.start(functools.partial(connect, path, query_only=True),
-                                                name="arena-db-reader")
-        storage = SqliteStorage(writer, reader)
+    async with open_database(path) as db:
+        storage = SqliteStorage(db)
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(storage._steps.run)
@@ -112,23 +91,6 @@ async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
             finally:
                 exc.__context__ = context
                 del exc, group
-    finally:
-        await _close_threads(writer, reader)  # done already unless opening failed
-
-
-async def _close_threads(writer: DatabaseThread, reader: DatabaseThread) -> None:
-    """Close both threads (one, in memory), each after its queued jobs.
-
-    Raises:
-        StorageError: a connection could not be closed.
-    """
-    try:
-        try:
-            await writer.close()
-        finally:
-            await reader.close()  # closing twice is harmless: in memory they are one
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot close the database: {exc}") from exc
 
 
 def _select_one(db: sqlite3.Connection) -> None:
@@ -138,16 +100,14 @@ def _select_one(db: sqlite3.Connection) -> None:
 class SqliteStorage:
     """The :class:`~server.storage.base.Storage` on SQLite; make one with :func:`open_sqlite`."""
 
-    def __init__(self, writer: DatabaseThread, reader: DatabaseThread) -> None:
-        self._writer = writer
-        self._reader = reader
-        self._is_closed = False
-        self._steps = StepWriter(writer)  # the batching step writer; see _steps.py
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._steps = StepWriter(db.writer)  # the batching step writer; see _steps.py
 
     @property
     def trips(self) -> int:
         """Jobs handed to the database threads so far (one per call, one per batch of steps)."""
-        return self._writer.jobs + (self._reader.jobs if self._reader is not self._writer else 0)
+        return self._db.trips
 
     # -- users -------------------------------------------------------------------------------------
 
@@ -157,16 +117,16 @@ class SqliteStorage:
         Raises:
             StorageError: the name or the token hash is taken.
         """
-        return await self._write(f"create user {name!r}", _accounts.create_user, name, token_hash, created_from,
-                                 time.time())
+        return await self._db.write(f"create user {name!r}", _accounts.create_user, name, token_hash, created_from,
+                                    time.time())
 
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
         """The user holding this token hash, if any."""
-        return await self._read("look up a token", _accounts.user_by, "token_hash", token_hash)
+        return await self._db.read("look up a token", _accounts.user_by, "token_hash", token_hash)
 
     async def get_user_by_name(self, name: str) -> UserRecord | None:
         """The user of that name, if any."""
-        return await self._read(f"look up user {name!r}", _accounts.user_by, "name", name)
+        return await self._db.read(f"look up user {name!r}", _accounts.user_by, "name", name)
 
     async def rotate_token(self, user_id: int, token_hash: str) -> None:
         """Replace the user's token hash; the old token stops working with this commit.
@@ -176,7 +136,7 @@ class SqliteStorage:
         """
         if not _is_row_id(user_id):
             raise UserNotFound(user_id)
-        await self._write(f"rotate the token of user {user_id}", _accounts.rotate_token, user_id, token_hash)
+        await self._db.write(f"rotate the token of user {user_id}", _accounts.rotate_token, user_id, token_hash)
 
     # -- agents ------------------------------------------------------------------------------------
 
@@ -187,8 +147,8 @@ class SqliteStorage:
             UserNotFound: no user ``user_id``.
             ConfigError: the owner's agent of that name plays another game.
         """
-        return await self._write(f"save agent {name!r}", _accounts.save_agent, user_id, name, game, code,
-                                 time.time())
+        return await self._db.write(f"save agent {name!r}", _accounts.save_agent, user_id, name, game, code,
+                                    time.time())
 
     async def update_agent(
         self, agent_id: int, *, name: str | None = None, disabled: bool | None = None
@@ -199,8 +159,8 @@ class SqliteStorage:
             AgentNotFound: no agent ``agent_id``.
             NameTaken: the owner already has an agent of that name.
         """
-        return await self._write(f"update agent {agent_id}", _accounts.update_agent, agent_id, name, disabled,
-                                 time.time())
+        return await self._db.write(f"update agent {agent_id}", _accounts.update_agent, agent_id, name, disabled,
+                                    time.time())
 
     async def get_agent(self, agent_id: int) -> AgentRecord:
         """The agent at its current version.
@@ -208,14 +168,14 @@ class SqliteStorage:
         Raises:
             AgentNotFound: no agent ``agent_id``.
         """
-        return await self._read(f"read agent {agent_id}", _load_agent, agent_id)
+        return await self._db.read(f"read agent {agent_id}", _load_agent, agent_id)
 
     async def get_agents(self, agent_ids: Sequence[int]) -> dict[int, AgentRecord]:
         """These agents at their current versions, by id, in one query; unknown ids are left out."""
         ids = sorted({a for a in agent_ids if _is_row_id(a)})
         if not ids:
             return {}
-        return await self._read(f"read {len(ids)} agents", _accounts.get_agents, ids)
+        return await self._db.read(f"read {len(ids)} agents", _accounts.get_agents, ids)
 
     async def get_agent_code(self, agent_id: int, version: int) -> str | None:
         """The code of one version (``None`` for a remote agent).
@@ -225,7 +185,7 @@ class SqliteStorage:
         """
         if not _is_row_id(agent_id):
             raise AgentNotFound(agent_id)
-        return await self._read(f"read code of agent {agent_id}", _accounts.get_agent_code, agent_id, version)
+        return await self._db.read(f"read code of agent {agent_id}", _accounts.get_agent_code, agent_id, version)
 
     async def list_agents(
         self, *, game: str | None = None, user_id: int | None = None, cursor: str | None = None,
@@ -247,8 +207,8 @@ class SqliteStorage:
             where.append("a.user_id = ?")
             params.append(user_id)
         limit = _clamp(limit)
-        agents = await self._read("list agents", _accounts.list_agents,
-                                  f"{' AND '.join(where)} ORDER BY a.id LIMIT ?", (*params, limit + 1))
+        agents = await self._db.read("list agents", _accounts.list_agents,
+                                     f"{' AND '.join(where)} ORDER BY a.id LIMIT ?", (*params, limit + 1))
         return _page(agents, limit)
 
     # -- matches -----------------------------------------------------------------------------------
@@ -266,8 +226,8 @@ class SqliteStorage:
         """
         config_json, tags_json = encode_json(config).decode(), encode_json(tags or {}).decode()
         is_rated = rated and is_rated_match([seat.agent_id for seat in seats])
-        return await self._write(f"create a {game} match", _matches.create_match, game, rules_version, config_json,
-                                 seed, tags_json, tuple(seats), is_rated, time.time())
+        return await self._db.write(f"create a {game} match", _matches.create_match, game, rules_version, config_json,
+                                    seed, tags_json, tuple(seats), is_rated, time.time())
 
     async def set_match_live(self, match_id: int, started_at: float) -> None:
         """Mark a pending match live.
@@ -276,7 +236,7 @@ class SqliteStorage:
             MatchNotFound: no match ``match_id``.
             StorageError: the match has already ended.
         """
-        await self._write(f"start match {match_id}", _matches.set_match_live, match_id, started_at)
+        await self._db.write(f"start match {match_id}", _matches.set_match_live, match_id, started_at)
 
     async def append_steps(self, match_id: int, steps: Sequence[StepRecord | EncodedStep]) -> None:
         """Queue steps for the match's event log (append-only); the writer commits them shortly.
@@ -322,8 +282,8 @@ class SqliteStorage:
             raise ValueError(f"match {match_id}: {len(logs)} logs for {len(seats)} seats")
         await self._steps.wait_match(match_id)
         self._steps.raise_failure(match_id)
-        return await self._write(f"finish match {match_id}", _matches.finish_match, match_id, status, reason,
-                                 tuple(seats), tuple(logs), finished_at)
+        return await self._db.write(f"finish match {match_id}", _matches.finish_match, match_id, status, reason,
+                                    tuple(seats), tuple(logs), finished_at)
 
     async def get_match(self, match_id: int) -> MatchRecord:
         """The match with its seats; ``steps`` counts the steps stored so far.
@@ -334,7 +294,7 @@ class SqliteStorage:
         if not _is_row_id(match_id):
             raise MatchNotFound(match_id)
         await self._steps.wait_match(match_id)
-        matches = await self._read_snapshot(f"read match {match_id}", _load_matches, "WHERE id = ?", (match_id,))
+        matches = await self._db.read_snapshot(f"read match {match_id}", _load_matches, "WHERE id = ?", (match_id,))
         if not matches:
             raise MatchNotFound(match_id)
         return matches[0]
@@ -363,8 +323,8 @@ class SqliteStorage:
             params.append(agent_id)
         limit = _clamp(limit)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        matches = await self._read_snapshot("list matches", _load_matches, f"{clause}ORDER BY id DESC LIMIT ?",
-                                            (*params, limit + 1))
+        matches = await self._db.read_snapshot("list matches", _load_matches, f"{clause}ORDER BY id DESC LIMIT ?",
+                                               (*params, limit + 1))
         return _page(matches, limit)
 
     async def get_steps(self, match_id: int) -> list[StepRecord]:
@@ -374,9 +334,9 @@ class SqliteStorage:
             MatchNotFound: no match ``match_id``.
         """
         await self._steps.wait_match(match_id)
-        rows = await self._read_snapshot(f"read steps of match {match_id}", _matches.step_rows, match_id,
-                                         "SELECT record FROM match_steps WHERE match_id = ? ORDER BY step",
-                                         (match_id,))
+        rows = await self._db.read_snapshot(f"read steps of match {match_id}", _matches.step_rows, match_id,
+                                            "SELECT record FROM match_steps WHERE match_id = ? ORDER BY step",
+                                            (match_id,))
         return [_decode_step(match_id, row[0]) for row in rows]
 
     async def get_step_texts(self, match_id: int, from_step: int, limit: int) -> list[tuple[int, str]]:
@@ -388,7 +348,7 @@ class SqliteStorage:
             MatchNotFound: no match ``match_id``.
         """
         await self._steps.wait_match(match_id)
-        rows = await self._read_snapshot(
+        rows = await self._db.read_snapshot(
             f"read steps of match {match_id}", _matches.step_rows, match_id,
             "SELECT step, record FROM match_steps WHERE match_id = ? AND step >= ? ORDER BY step LIMIT ?",
             (match_id, max(0, from_step), max(0, limit)),
@@ -402,7 +362,7 @@ class SqliteStorage:
             MatchNotFound: no match ``match_id``.
         """
         await self._steps.wait_match(match_id)
-        rows = await self._read_snapshot(
+        rows = await self._db.read_snapshot(
             f"read steps of match {match_id}", _matches.step_rows, match_id,
             "SELECT step, record FROM match_steps WHERE match_id = ? ORDER BY step DESC LIMIT ?",
             (match_id, max(0, count)),
@@ -411,7 +371,7 @@ class SqliteStorage:
 
     async def abort_unfinished(self, reason: str) -> int:
         """Mark every pending or live match aborted (on start-up); returns how many."""
-        return await self._write("abort unfinished matches", _matches.abort_unfinished, reason, time.time())
+        return await self._db.write("abort unfinished matches", _matches.abort_unfinished, reason, time.time())
 
     async def standings(self, game: str) -> list[dict[str, JSON]]:
         """Per agent of ``game``: finished matches, wins, draws, losses and faults, best first.
@@ -424,31 +384,31 @@ class SqliteStorage:
         ``rated_wins``, ``rated_draws`` and ``rated_losses`` count the rated (ladder) matches
         alone: the results its rating was computed from.
         """
-        return await self._read(f"compute standings of {game}", _standings, game)
+        return await self._db.read(f"compute standings of {game}", _standings, game)
 
-    # -- the rated ladder (the SQL is in _ratings.py, the rules in server/ladder.py) ----------------
+    # -- the rated ladder (the SQL is in _ratings.py, the rules in server/ladder/rules.py) ----------------
 
     async def rate_finished(self, limit: int = 100) -> list[RatedMatch]:
         """Rate up to ``limit`` finished matches not rated yet, oldest end first, in one
         transaction that also marks them rated: each is rated exactly once, across restarts too."""
-        return await self._write("rate finished matches", _ratings.rate_finished, limit, time.time())
+        return await self._db.write("rate finished matches", _ratings.rate_finished, limit, time.time())
 
     async def get_ratings(self, agent_ids: Sequence[int]) -> dict[int, RatingRecord]:
         """The ratings of these agents (the default for an unrated one); unknown ids are left out."""
-        return await self._read("read ratings", _ratings.get_ratings, tuple(agent_ids))
+        return await self._db.read("read ratings", _ratings.get_ratings, tuple(agent_ids))
 
     async def leaderboard(self, game: str) -> list[dict[str, JSON]]:
         """Every agent of ``game``, best rating first, with its standings; see ``_ratings.leaderboard``."""
-        return await self._read_snapshot(f"compute the leaderboard of {game}", _ratings.leaderboard, game)
+        return await self._db.read_snapshot(f"compute the leaderboard of {game}", _ratings.leaderboard, game)
 
     async def ladder_matches_of_versions(self, versions: Mapping[int, int]) -> dict[int, int]:
         """Rated matches per ``agent id -> version`` (see ``_ratings.ladder_matches_of_versions``)."""
-        return await self._read("count the ladder matches of agent versions", _ratings.ladder_matches_of_versions,
-                                dict(versions))
+        return await self._db.read("count the ladder matches of agent versions", _ratings.ladder_matches_of_versions,
+                                   dict(versions))
 
     async def ladder_ends_since(self, since: float) -> list[tuple[str, float, tuple[int, ...]]]:
         """``(game, finished_at, agent ids)`` of the rated matches finished after ``since``, oldest first."""
-        return await self._read("read the ladder's recent matches", _ratings.ladder_ends_since, since)
+        return await self._db.read("read the ladder's recent matches", _ratings.ladder_ends_since, since)
 
     # -- seat logs ---------------------------------------------------------------------------------
 
@@ -459,13 +419,13 @@ class SqliteStorage:
             MatchNotFound: no match ``match_id``.
             StorageError: the match has no seat ``seat``.
         """
-        await self._write(f"save log of match {match_id} seat {seat}", _matches.save_log, match_id, seat, text)
+        await self._db.write(f"save log of match {match_id} seat {seat}", _matches.save_log, match_id, seat, text)
 
     async def get_log(self, match_id: int, seat: int) -> str | None:
         """One seat's log, if one was saved."""
         if not (_is_row_id(match_id) and _is_row_id(seat)):
             return None
-        return await self._read(f"read log of match {match_id} seat {seat}", _matches.get_log, match_id, seat)
+        return await self._db.read(f"read log of match {match_id} seat {seat}", _matches.get_log, match_id, seat)
 
     async def ping(self) -> None:
         """A trivial read, for ``GET /api/health``.
@@ -473,7 +433,7 @@ class SqliteStorage:
         Raises:
             StorageError: the storage is closed or the database does not answer.
         """
-        await self._read("answer a health check", _select_one)
+        await self._db.read("answer a health check", _select_one)
 
     async def close(self) -> None:
         """Write every queued step, stop the writer and close the connections.
@@ -486,39 +446,5 @@ class SqliteStorage:
             return
         with anyio.CancelScope(shield=True):
             await self._steps.drain()
-            self._is_closed = True
-            await _close_threads(self._writer, self._reader)
+            await self._db.close()
         self._steps.raise_unreported()
-
-    # -- one trip per call -------------------------------------------------------------------------
-
-    async def _write(self, what: str, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
-        """``fn(db, *args)`` as one write transaction in the writer's thread: one trip."""
-        return await self._run(what, self._writer, write_transaction, fn, *args)
-
-    async def _read(self, what: str, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
-        """``fn(db, *args)``, a read of one statement, in the reader's thread: one trip."""
-        return await self._run(what, self._reader, fn, *args)
-
-    async def _read_snapshot(self, what: str, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
-        """``fn(db, *args)``, a read of several statements, in one snapshot in the reader's thread: one trip."""
-        return await self._run(what, self._reader, read_snapshot, fn, *args)
-
-    async def _run(self, what: str, thread: DatabaseThread, fn: Callable[[sqlite3.Connection, *Ts], T],
-                   *args: *Ts) -> T:
-        """Run a job in ``thread``; ``sqlite3`` errors become StorageError, what ``fn`` raises passes.
-
-        Raises:
-            StorageError: the storage is closed, or SQLite failed.
-            ProtocolError: a number does not fit SQLite's 64-bit integers.
-        """
-        if self._is_closed:
-            raise StorageError(f"cannot {what}: storage is closed")
-        try:
-            return await thread.run(fn, *args)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot {what}: {exc}") from exc
-        except OverflowError as exc:  # an integer no column can hold; ids are checked before
-            raise ProtocolError(f"cannot {what}: a number does not fit 64 bits", code="out_of_range") from exc
-        except anyio.ClosedResourceError as exc:  # closed while the caller was on its way here
-            raise StorageError(f"cannot {what}: storage is closed") from exc

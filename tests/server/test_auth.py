@@ -14,8 +14,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.auth import TOKEN_PREFIX, new_token
 from server.config import Settings
+from server.http.auth import TOKEN_PREFIX, new_token
 from tests.server.agent_client import action, first_free, open_agent, play, recv, register_remote, rps_cycle
 from tests.server.conftest import (
     FAULTY,

@@ -19,8 +19,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.agent_ws import MAX_HELLO_AGENTS
 from server.config import Settings
+from server.http.agent_ws import MAX_HELLO_AGENTS
 from tests.server.agent_client import hello, open_agent, recv, register_remote
 from tests.server.bystander import check_bystander, start_bystander
 from tests.server.conftest import RPS_ROCK, TICTACTOE_FIRST_FREE, api_client, create_user, submit_agent, ws_url

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from server.ladder import (
+from server.ladder.rules import (
     DEFAULT_SKILL,
     FEATURED_POOL,
     NEAREST_OPPONENTS,

@@ -18,7 +18,7 @@ import httpx
 
 from server.bots import example_bots
 from server.config import Settings
-from server.scheduler import ladder_slots
+from server.ladder.scheduler import ladder_slots
 from tests.server.conftest import api_client, create_user, quiet_settings, submit_agent, wait_finished
 from tests.server.ladder_client import all_matches
 

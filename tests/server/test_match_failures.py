@@ -25,9 +25,9 @@ from websockets.asyncio.client import connect
 import server.matches.games as games
 from server.app import create_app
 from server.health import Component, Health
+from server.ladder.ratings import Rater
 from server.matches.games import RockPaperScissors
 from server.matches.hub import Hub
-from server.ratings import Rater
 from server.storage import RatedMatch, SqliteStorage, open_sqlite
 from tests.security.processes import descendants, describe
 from tests.server.conftest import (

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from server.config import Settings
-from server.names import EXAMPLES_USER, skeleton
+from server.http.names import EXAMPLES_USER, skeleton
 from tests.server.bystander import check_bystander, start_bystander
 from tests.server.conftest import TICTACTOE_FIRST_FREE, api_client, create_user, submit_agent
 

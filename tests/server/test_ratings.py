@@ -16,8 +16,8 @@ from protocol.codec import decode_lobby
 from protocol.errors import StorageError
 from protocol.messages import LobbyMsg, RatingChanged
 from server.config import Settings
+from server.ladder.ratings import Rater
 from server.matches.hub import Hub
-from server.ratings import Rater
 from server.storage import MatchStatus, NewSeat, RatedMatch, SeatResult, SqliteStorage, Storage, open_sqlite
 from tests.server.agent_client import register_remote
 from tests.server.conftest import (

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from server.config import Settings
-from server.ladder import DEFAULT_SKILL, Skill, display_rating, rate_match
+from server.ladder.rules import DEFAULT_SKILL, Skill, display_rating, rate_match
 from server.storage._schema import _MIGRATIONS, _statements
 from tests.server.agent_client import register_remote
 from tests.server.bystander import check_bystander, start_bystander

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from server.ladder import DEFAULT_SKILL, Skill, rate_match
+from server.ladder.rules import DEFAULT_SKILL, Skill, rate_match
 from server.storage import AgentRecord, MatchStatus, NewSeat, RatedMatch, SeatResult, SqliteStorage, open_sqlite
 from server.storage._schema import _MIGRATIONS, _statements
 from server.storage.sqlite import SCHEMA_VERSION

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from server.ladder import DEFAULT_SKILL, display_rating, rate_match
+from server.ladder.rules import DEFAULT_SKILL, display_rating, rate_match
 from tests.server.conftest import api_client, create_user, quiet_settings, submit_agent
 from tests.server.ladder_client import leaderboard, open_lobby, read_until, settle_ladder
 from tests.web.test_pages import CHROMIUM, chromium, watched_page

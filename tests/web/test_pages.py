@@ -344,6 +344,23 @@ async def test_rps_board_has_one_cell_per_seat_and_faults_show_in_the_result(set
             await expect(page.locator("#moves .fault")).to_contain_text("crash: ERROR")
 
 
+async def test_the_result_shows_which_limit_a_faulty_seat_hit(settings: Settings) -> None:
+    """Read from the forfeit step (its ``faults``), never from the words of the reason."""
+    async with api_client(settings) as client, chromium() as browser:
+        user = await create_user(client, "alice")
+        crash = await submit_agent(client, user, "crash", "rps", FAULTY)
+        rock = await submit_agent(client, user, "rock", "rps", RPS_ROCK)
+        faulty = await start_match(client, user, "rps", [crash["id"], rock["id"]])
+        await wait_finished(client, faulty["id"])
+
+        async with watched_page(browser) as page:
+            await page.goto(f"{client.base_url}/matches/{faulty['id']}")
+            statuses = page.locator("#result tbody tr .seat-status")
+            await expect(statuses.nth(0)).to_have_attribute("data-limit", "exception")
+            await expect(statuses.nth(0)).to_have_attribute("title", "limit: exception")
+            await expect(statuses.nth(1)).to_have_attribute("data-limit", "")
+
+
 # -- agent page ----------------------------------------------------------------------------------------
 
 

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import inspect
 import logging
+import random
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
+from typing import Any
 
 from protocol.errors import UnknownGame
 from server.matches.games.base import COMMON_CONFIG, Game, Outcome, Termination, resolve_config
 from server.matches.games.connectx import ConnectX
-from server.matches.games.ranges import COMMON_RANGES, ConfigRange, ConfigRanges
+from server.matches.games.operator_ranges import ConfigRanges
+from server.matches.games.ranges import COMMON_RANGES, ConfigRange
 from server.matches.games.rps import RockPaperScissors
 from server.matches.games.tictactoe import TicTacToe
 
@@ -42,6 +45,7 @@ __all__ = [
     "TicTacToe",
     "game_names",
     "get_game",
+    "new_game",
     "resolve_config",
 ]
 
@@ -120,6 +124,16 @@ def get_game(name: str) -> type[Game]:
         return GAMES[name]
     except KeyError:
         raise UnknownGame(f"unknown game {name!r}; known games: {', '.join(game_names())}") from None
+
+
+def new_game(name: str, config: Mapping[str, Any], seed: int) -> Game:
+    """A new game of ``name`` in its initial state, with ``config`` (resolved) and its RNG seeded
+    from the match's ``seed``: the one way a match's game is built, so a replay recomputes it.
+
+    Raises:
+        UnknownGame: no such game.
+    """
+    return get_game(name)(config, random.Random(seed))
 
 
 def game_names() -> list[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from protocol.errors import ConfigOutOfRange, IllegalAction
-from server.matches.games.base import JSON, Game, Outcome, Termination
+from protocol.messages import JSON
+from server.matches.games.base import Game, Outcome, Termination
 
 
 def check_turn(game: Game, seat: int) -> None:

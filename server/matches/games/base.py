@@ -20,9 +20,10 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from protocol.errors import ConfigError
+from protocol.messages import JSON
 
 from .ranges import COMMON_RANGES, TEXT_RANGE, ConfigRange, check_value, default_within
 
@@ -33,8 +34,6 @@ __all__ = [
     "Termination",
     "resolve_config",
 ]
-
-JSON = Any
 
 # Time controls, in seconds, as Kaggle names them. Games may override the defaults.
 COMMON_CONFIG: Mapping[str, float | int] = {

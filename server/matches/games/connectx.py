@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from protocol.errors import IllegalAction
+from protocol.messages import JSON
 from server.matches.games._checks import (
     acting_seats,
     board_outcome,
@@ -22,7 +23,7 @@ from server.matches.games._checks import (
     check_turn,
     is_int,
 )
-from server.matches.games.base import JSON, Game, Outcome
+from server.matches.games.base import Game, Outcome
 from server.matches.games.ranges import ConfigRange
 
 __all__ = ["ConnectX"]

@@ -7,13 +7,13 @@ bound: ``COMMON_RANGES`` for the time controls every game shares, ``Game.config_
 a game's own keys (what its rules can play). A key a game declares no range for accepts only
 its default until the operator opens a range for it. A text value's range bounds its length.
 
-The operator overrides them in the settings file's ``[config_ranges]`` table (``ConfigRanges``,
-see ``server/config.py``): ``KEY = [LOW, HIGH]`` for every game with that key, and a sub-table
-``[config_ranges.GAME]`` for one game. A time control may be given any range within
-``TIME_CONTROL_LIMITS``; a game's own key only a range within the game's own, since its rules
-cannot play more. A default outside the operator's range moves to the range's nearest bound
-(``runTimeout = [1, 300]`` makes 300 the default), and the defaults so moved must still make a
-match the game can play, since the ladder plays defaults.
+The operator overrides them in the settings file's ``[config_ranges]`` table (``ConfigRanges``
+in ``operator_ranges.py``, see ``server/config.py``): ``KEY = [LOW, HIGH]`` for every game with
+that key, and a sub-table ``[config_ranges.GAME]`` for one game. A time control may be given
+any range within ``TIME_CONTROL_LIMITS``; a game's own key only a range within the game's own,
+since its rules cannot play more. A default outside the operator's range moves to the range's
+nearest bound (``runTimeout = [1, 300]`` makes 300 the default), and the defaults so moved must
+still make a match the game can play, since the ladder plays defaults.
 
 ``check_value`` converts one value (a string from the command line becomes a number) and
 checks it against its range; a value of the wrong kind, not finite or outside its range is a
@@ -23,26 +23,21 @@ checks it against its range; a value of the wrong kind, not finite or outside it
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from protocol.errors import ConfigError, ConfigOutOfRange
-
-if TYPE_CHECKING:
-    from .base import Game
+from protocol.messages import JSON
 
 __all__ = [
     "COMMON_RANGES",
     "TEXT_RANGE",
     "TIME_CONTROL_LIMITS",
     "ConfigRange",
-    "ConfigRanges",
     "check_value",
     "default_within",
 ]
 
-JSON = Any
 _SHOWN_CHARS = 60  # of a refused value quoted back: a megabyte of it must not come back in the error
 
 
@@ -74,6 +69,10 @@ class ConfigRange:
     def describe(self) -> str:
         """``LOW..HIGH`` as people write numbers (``1..64``, ``0.001..60``)."""
         return f"{_number(self.low)}..{_number(self.high)}"
+
+    def as_written(self) -> str:
+        """``[LOW, HIGH]`` as in the settings file (``[1, 64]``, ``[0.001, 60]``)."""
+        return f"[{_number(self.low)}, {_number(self.high)}]"
 
     def to_json(self) -> list[float]:
         return [self.low, self.high]
@@ -108,94 +107,6 @@ TIME_CONTROL_LIMITS: Mapping[str, ConfigRange] = {
 
 #: The length range of a text key that its game declares no range for.
 TEXT_RANGE = ConfigRange(0, 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigRanges:
-    """The operator's ranges: ``common`` by key for every game that has it, ``games`` by game
-    name then key, on top of the declared defaults."""
-
-    common: Mapping[str, ConfigRange] = field(default_factory=dict)
-    games: Mapping[str, Mapping[str, ConfigRange]] = field(default_factory=dict)
-
-    @classmethod
-    def from_table(cls, table: Mapping[str, Any]) -> ConfigRanges:
-        """Ranges from the settings file's ``[config_ranges]`` table: ``KEY = [LOW, HIGH]`` and
-        ``[config_ranges.GAME]`` sub-tables of the same.
-
-        Raises:
-            ConfigError: an entry that is neither a pair of numbers nor a table of them.
-        """
-        common: dict[str, ConfigRange] = {}
-        games: dict[str, dict[str, ConfigRange]] = {}
-        for key, value in table.items():
-            if isinstance(value, Mapping):
-                games[key] = {k: _pair(f"config_ranges.{key}.{k}", v) for k, v in value.items()}
-            else:
-                common[key] = _pair(f"config_ranges.{key}", value)
-        return cls(common, games)
-
-    def for_game(self, game: type[Game]) -> dict[str, ConfigRange]:
-        """Every key of ``game`` with its range in force: the operator's, else the default."""
-        ranges = game.ranges()
-        ranges.update((key, bounds) for key, bounds in self.common.items() if key in ranges)
-        ranges.update(self.games.get(game.name, {}))
-        return ranges
-
-    def check(self, games: Mapping[str, type[Game]]) -> None:
-        """Check the operator's ranges against the games that are installed.
-
-        Raises:
-            ConfigError: an unknown game or key, a range wider than a game's rules can play or
-                than ``TIME_CONTROL_LIMITS``, fractional bounds for an integer key, or ranges
-                whose defaults make no match the game can play (the ladder plays defaults).
-        """
-        known = sorted({key for game in games.values() for key in game.config_defaults()})
-        for key in self.common:
-            if key not in known:
-                raise ConfigError(f"unknown key {key!r} in [config_ranges]; known keys: {', '.join(known)}")
-        for name, keys in self.games.items():
-            if name not in games:
-                raise ConfigError(f"unknown game {name!r} in [config_ranges]; known games: {', '.join(games)}")
-            defaults = games[name].config_defaults()
-            for key in keys:
-                if key not in defaults:
-                    raise ConfigError(f"unknown key {key!r} in [config_ranges.{name}]; known keys: "
-                                      f"{', '.join(sorted(defaults))}")
-        from .base import resolve_config  # base imports this module
-
-        for game in games.values():
-            ranges = self.for_game(game)
-            _check_game(game, ranges, self._overridden(game))
-            try:
-                resolve_config(game, None, ranges)
-            except ConfigError as exc:
-                raise ConfigError(f"with these [config_ranges], {game.name}'s defaults make no match: {exc}") from None
-
-    def _overridden(self, game: type[Game]) -> Iterable[str]:
-        keys = set(game.config_defaults())
-        return (keys & set(self.common)) | set(self.games.get(game.name, {}))
-
-
-def _pair(where: str, value: object) -> ConfigRange:
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        raise ConfigError(f"{where} must be [LOW, HIGH] or a table of them, got {value!r}")
-    try:
-        return ConfigRange(value[0], value[1])
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _check_game(game: type[Game], ranges: Mapping[str, ConfigRange], overridden: Iterable[str]) -> None:
-    defaults = game.config_defaults()
-    for key in overridden:
-        bounds, default = ranges[key], defaults[key]
-        where = f"config_ranges {key} = [{_number(bounds.low)}, {_number(bounds.high)}] for {game.name}"
-        limit = TIME_CONTROL_LIMITS.get(key) or game.config_ranges.get(key)
-        if limit is not None and not bounds.is_within(limit):
-            raise ConfigError(f"{where} is wider than {limit.describe()}, what can be played")
-        if type(default) is int and not all(type(b) is int for b in (bounds.low, bounds.high)):
-            raise ConfigError(f"{where}: {key} is an integer, so are its bounds")
 
 
 def default_within(default: JSON, bounds: ConfigRange | None) -> JSON:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from protocol.errors import IllegalAction
+from protocol.messages import JSON
 from server.matches.games._checks import (
     acting_seats,
     check_episode_steps,
@@ -26,7 +27,7 @@ from server.matches.games._checks import (
     is_int,
     is_last_step,
 )
-from server.matches.games.base import JSON, Game, Outcome, Termination
+from server.matches.games.base import Game, Outcome, Termination
 from server.matches.games.ranges import ConfigRange
 
 __all__ = ["RockPaperScissors", "get_score"]

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from protocol.errors import IllegalAction
+from protocol.messages import JSON
 from server.matches.games._checks import (
     acting_seats,
     board_outcome,
@@ -18,7 +19,7 @@ from server.matches.games._checks import (
     check_turn,
     is_int,
 )
-from server.matches.games.base import JSON, Game, Outcome
+from server.matches.games.base import Game, Outcome
 
 __all__ = ["TicTacToe"]
 

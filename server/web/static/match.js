@@ -28,7 +28,7 @@ const $ = (id) => document.getElementById(id);
 let games = [];
 let match = null; // the match document (seats gain status and reward at the end)
 let board = null;
-let steps = []; // steps[seq - 1]: {step, actions, statuses, rewards, state}, or a hole until loaded
+let steps = []; // steps[seq - 1]: {step, actions, statuses, rewards, state, faults}, or a hole until loaded
 let movesFrom = 0; // the move list shows steps[movesFrom..], all loaded
 let loading = Promise.resolve(); // fetches of missing steps run one after the other
 let index = 0;
@@ -297,10 +297,16 @@ function resultNote() {
 
 function renderResult() {
   const winner = result.winner;
+  // What fired for each faulty seat, as the forfeit step (the last) recorded it.
+  const last = steps.length ? steps[steps.length - 1] : null;
+  const faults = (last && last.faults) || [];
   const rows = result.seats.map((seat, i) =>
     h("tr", { dataset: { seat: i, status: seat.status || "" } },
       h("td", {}, seatLink(seat, i)),
-      h("td", {}, h("span", { class: "seat-status", dataset: { status: seat.status || "" } }, seat.status || "–")),
+      h("td", {}, h("span", {
+        class: "seat-status", dataset: { status: seat.status || "", limit: faults[i] || "" },
+        title: faults[i] ? `limit: ${faults[i]}` : null,
+      }, seat.status || "–")),
       h("td", { class: "num" }, formatNumber(seat.reward)),
       h("td", { class: "reason" }, seat.reason || "—")));
   const box = $("result");
@@ -409,7 +415,7 @@ function wireReplay() {
 function toStep(frame) {
   return {
     step: frame.step, actions: frame.actions || [], statuses: frame.statuses || [], rewards: frame.rewards || [],
-    state: frame.state,
+    state: frame.state, faults: frame.faults || [],
   };
 }
 
