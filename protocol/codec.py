@@ -49,8 +49,24 @@ T = TypeVar("T")
 
 
 def encode(msg: object) -> bytes:
-    """Encode a message dataclass (or any JSON-able value) to compact JSON bytes."""
-    return orjson.dumps(msg)
+    """Encode a message dataclass (or any JSON-able value) to compact JSON bytes.
+
+    A step (``StepRecord``, or an ``Event`` around one) leaves ``faults`` out unless a seat
+    faulted in it: only a forfeit step carries them, and every other step is as short as before.
+    """
+    data = orjson.dumps(msg)
+    if (type(msg) is m.StepRecord or type(msg) is m.Event) and not msg.faults:
+        at = data.rindex(_NO_FAULTS)  # its own: after every other step field (state included)
+        data = data[:at] + data[at + len(_NO_FAULTS):]
+    return data
+
+
+_NO_FAULTS = b',"faults":[]'
+# encode() cuts an empty ``faults`` out of a step by position: the last field of a StepRecord,
+# the last of an Event's step fields (its kind and type follow).
+if [f.name for f in dataclasses.fields(m.StepRecord)][-1] != "faults" or \
+        [f.name for f in dataclasses.fields(m.Event)][-3:] != ["faults", "kind", "type"]:
+    raise ImportError("StepRecord.faults or Event.faults moved: fix codec.encode")
 
 
 def encode_json(value: object, *, pretty: bool = False) -> bytes:

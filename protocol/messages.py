@@ -84,7 +84,8 @@ class StepRecord:
 
     ``statuses`` are ``SeatStatus`` values. ``faults`` is set in a forfeit step only: per seat,
     the ``FaultLimit`` that ended it (``None`` for a seat that did not fault). Every other step,
-    and a step stored before it was kept, has none. Both are plain strings on the wire.
+    and a step stored before it was kept, has none, and its JSON leaves the key out
+    (``codec.encode``). Both are plain strings on the wire.
     """
 
     step: int

@@ -2,7 +2,7 @@
 
 * Events stored/s: steps of 20 live matches appended turn by turn (as their recorders would)
   until every match is finished, which waits for its rows: appends and commits together.
-* CPU share: this process's CPU time (every thread: the writer task and aiosqlite's thread)
+* CPU share: this process's CPU time (every thread: the writer task and the database threads)
   over wall time while appending at a fixed 1,000 events/s (10 matches, a step each every
   10 ms), minus the same loop's share without appending (the idle baseline), in % of one core.
   Idle and busy windows alternate.

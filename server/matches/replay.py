@@ -44,8 +44,12 @@ REPLAY_PAGE_STEPS = 1000
 
 
 def step_json(step: Any) -> dict[str, JSON]:
-    """A ``StepRecord`` as a plain JSON object."""
-    return asdict(step)
+    """A ``StepRecord`` as a plain JSON object, as ``codec.encode`` writes it: ``faults`` only
+    in a step where a seat faulted."""
+    doc = asdict(step)
+    if not doc["faults"]:
+        del doc["faults"]
+    return doc
 
 
 def replay_document(

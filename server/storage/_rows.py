@@ -171,13 +171,13 @@ def _decode_step(match_id: int, text: str) -> StepRecord:
 
 def _step_text(match_id: int, text: str) -> str:
     """A stored step's text as this version encodes a ``StepRecord``: rows stored before
-    ``StepRecord.faults`` existed (and so before ``SeatTiming.allowance_s``) are decoded and
-    encoded again, so every step served has every field; the rest go out as stored.
+    ``SeatTiming.allowance_s`` existed are decoded and encoded again (the rest, nearly all, go
+    out as stored). A step without ``faults`` is one where no seat faulted, then as now.
 
     Raises:
         StorageError: an old row that is not a step.
     """
-    if '"faults"' not in text:
+    if '"wall_s"' in text and '"allowance_s"' not in text:
         return encode(_decode_step(match_id, text)).decode()
     return text
 

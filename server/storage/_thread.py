@@ -22,7 +22,7 @@ function on whichever worker thread of a shared pool is free: a connection would
 and each call would queue behind the pool's limiter. ``anyio.from_thread.run_sync`` from the
 worker blocks the worker until the loop has run the callback, so the thread would idle while
 the loop is busy instead of running the next job. This ties the module to asyncio; the server
-runs on anyio's asyncio backend (under uvicorn), as aiosqlite, used before, required.
+runs on anyio's asyncio backend (under uvicorn).
 
 Cancellation. A job, once queued, runs to its end in the thread, and its caller waits for it
 shielded and gets its outcome, as ``anyio.to_thread.run_sync`` waits for its thread: a
@@ -31,8 +31,8 @@ returns did its work, one cancelled before it queued its job did none, and nobod
 guess in between (a match cancelled while its end is being stored gets the stored end back,
 rather than a cancellation after the commit and then "already ended" when it stores an
 abort). Since no transaction spans two jobs, no connection is ever left inside one either
-(when each statement was a trip of its own, a cancelled ``BEGIN`` could, so each was
-shielded). Jobs run in the order they were queued; the wait is one job behind those queued.
+(a cancelled ``BEGIN`` sent as a trip of its own could leave one open). Jobs run in the
+order they were queued; the wait is one job behind those queued.
 
 Closing queues a stop mark behind the jobs already queued: they all run, then the thread
 closes the connection and ends; :meth:`DatabaseThread.close` waits for that (shielded) and

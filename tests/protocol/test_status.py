@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from protocol import FaultLimit, SeatStatus
 from protocol.codec import decode_json, encode, encode_json
 from protocol.errors import AgentCrashed, AgentInvalid, AgentTimeout
-from protocol.messages import StepRecord
+from protocol.messages import Event, StepRecord
 from protocol.status import is_fault
 
 
@@ -48,9 +50,13 @@ def test_on_the_wire_they_are_the_same_plain_strings() -> None:
     assert decode_json(encode_json({"status": SeatStatus.TIMEOUT})) == {"status": "TIMEOUT"}
 
 
-def test_a_step_without_faults_records_none() -> None:
-    step = StepRecord(step=1, actions=[0, None], statuses=["INACTIVE", "ACTIVE"], rewards=[0.0, 0.0], state={})
-    assert step.faults == [] and b'"faults":[]' in encode(step)
+def test_a_step_without_faults_records_none_and_its_json_leaves_them_out() -> None:
+    step = StepRecord(step=1, actions=[0, None], statuses=["INACTIVE", "ACTIVE"], rewards=[0.0, 0.0],
+                      state={"faults": [], "kind": "x"})  # a game state may use the same names
+    assert step.faults == [] and b'"faults"' not in encode(step).replace(b'"state":{"faults":[]', b"")
+    assert encode(step).startswith(b'{"step":1,') and decode_json(encode(step))["state"] == {"faults": [], "kind": "x"}
+    event = Event(seq=2, **{f.name: getattr(step, f.name) for f in dataclasses.fields(step)})
+    assert decode_json(encode(event)) == {"seq": 2, **decode_json(encode(step)), "kind": "step", "type": "event"}
 
 
 def test_each_fault_carries_its_status_and_the_limit_that_fired() -> None:

@@ -67,7 +67,7 @@ async def test_steps_stored_before_faults_were_kept_still_read(
         assert [s.faults for s in steps] == [[], [], []]
         assert steps[-1].statuses == ["DONE", status] and steps[1].timing[0] is not None
         served = await storage.get_step_texts(match.id, 0, 10)
-        assert [json.loads(text)["faults"] for _, text in served] == [[], [], []]  # every field, as now
+        assert ["faults" in json.loads(text) for _, text in served] == [False] * 3  # none faulted, as now
         frame = decode_spectator(event_frame(3, served[-1][1]))
         assert isinstance(frame, Event) and frame.statuses == ["DONE", status] and frame.faults == []
         bundle = repro_bundle(final, steps, 1, Limits())
