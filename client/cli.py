@@ -312,16 +312,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
+    import anyio
     import uvicorn
 
     from server.app import create_app
     from server.config import load_settings
     from server.sandbox.layers import require_layers
+    from server.storage import check_storage
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, Any] = {"host": args.host, "port": args.port}
-    if args.db is not None:
-        overrides["db"] = Path(args.db)
+    db = args.db or os.environ.get("ARENA_DB")
+    if db:
+        overrides["db"] = db
     if args.no_ladder:
         overrides["ladder"] = False
     if args.no_examples:
@@ -331,6 +334,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(Path(args.settings) if args.settings else None, **overrides)
         require_layers(settings.require_layers, settings.limits, validates=settings.validate_submissions)
+        # The database once before serving (connect, migrate): an unreachable server, a wrong
+        # password or a schema newer than this program is one line here, not a failed start-up.
+        anyio.run(check_storage, settings.db)
     except ArenaError as exc:
         raise CliError(str(exc), code=exc.code) from None
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port,
@@ -365,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the arena server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--db", help="SQLite database file (default arena.db)")
+    p.add_argument("--db", help="the database: an SQLite file (default arena.db) or "
+                                "postgresql://USER:PASSWORD@HOST:PORT/DB (env ARENA_DB)")
     p.add_argument("--settings", metavar="FILE", help="a TOML settings file (keys as in server.config.Settings)")
     p.add_argument("--require-layers", metavar="all|NAME,...",
                    help="refuse to start unless these sandbox layers are active")

@@ -26,7 +26,7 @@ from server.matches.remote import RemoteAgents
 from server.sandbox import serve_seats
 from server.sandbox.layers import require_layers
 from server.state import ArenaState
-from server.storage import AgentRecord, MatchRecord, Storage, open_sqlite
+from server.storage import AgentRecord, MatchRecord, Storage, open_storage
 
 __all__ = ["create_app", "seed_examples"]
 
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # The seats' launcher and its fork server (if any) start first, off the event loop, and stop
         # after the matches; the match manager opens every seat through it.
         seats = serve_seats(settings.seat_mode, limits=settings.limits, pool_size=settings.seat_pool_size)
-        async with seats as launcher, open_sqlite(settings.db) as storage:
+        async with seats as launcher, open_storage(settings.db) as storage:
             aborted = await storage.abort_unfinished("server stopped while the match was live")
             if aborted:
                 log.warning("marked %d interrupted matches aborted", aborted)

@@ -22,7 +22,8 @@ __all__ = ["Settings", "load_settings"]
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
-    db: Path = Path("arena.db")
+    # The database: an SQLite file (a path, or sqlite:///path) or postgresql://USER:PASSWORD@HOST:PORT/DB.
+    db: str = "arena.db"
     ladder: bool = True  # keep matches between seeded agents running
     seed_examples: bool = True  # store the built-in example bots on start
     # The ladder (server/ladder/scheduler.py): rated matches run unpaced, ladder_slots at once (0: as many
@@ -116,8 +117,8 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
         values["config_ranges"] = ConfigRanges.from_table(values["config_ranges"])
     if isinstance(values.get("operators"), list):
         values["operators"] = _user_ids(values["operators"])
-    if "db" in values:
-        values["db"] = Path(values["db"])
+    if isinstance(values.get("db"), Path):
+        values["db"] = str(values["db"])
     if "require_layers" in values:
         values["require_layers"] = _layer_names(values["require_layers"])
     if values.get("seat_mode", "auto") not in ("auto", "fork", "fresh"):

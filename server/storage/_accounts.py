@@ -13,12 +13,21 @@ from typing import Any, Literal
 
 from protocol.errors import AgentNotFound, ConfigError, NameTaken, UserNotFound
 
-from ._rows import _AGENT_SELECT, _agent, _load_agent
+from ._rows import _AGENT_SELECT, _agent, _is_row_id
 from .base import AgentRecord, UserRecord
 
 __all__: list[str] = []
 
 _USER_SELECT = "SELECT id, name, created_at, created_from FROM users"
+
+
+def _load_agent(db: sqlite3.Connection, agent_id: int) -> AgentRecord:
+    if not _is_row_id(agent_id):
+        raise AgentNotFound(agent_id)
+    row = db.execute(f"{_AGENT_SELECT} WHERE a.id = ?", (agent_id,)).fetchone()
+    if row is None:
+        raise AgentNotFound(agent_id)
+    return _agent(row)
 
 
 def create_user(db: sqlite3.Connection, name: str, token_hash: str, created_from: str | None,

@@ -2,19 +2,24 @@
 
 Each function is the body of one storage call (see ``SqliteStorage``): it runs in the database
 thread on the thread's connection, inside the transaction the caller frames (a write, or a
-snapshot when it reads several statements). Steps are written by the batching step writer
-(``_steps.py``), not here.
+snapshot when it reads several statements). Steps are queued by the batching step writer
+(``_steps.py``), which hands each batch to :func:`insert_steps` here, one job on the writer
+thread.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from protocol.errors import AgentNotFound, StorageError, short_reason
+from protocol.errors import AgentNotFound, MatchNotFound, StorageError, short_reason
 
-from ._rows import _is_row_id, _load_agent, _load_matches, _match_status
+from ._accounts import _load_agent
+from ._rows import _MATCH_COLUMNS, _is_row_id, _match
+from ._schema import write_transaction
+from ._steps import StepRow, rows_by_match
 from .base import MatchRecord, MatchStatus, NewSeat, SeatResult
 
 __all__: list[str] = []
@@ -23,6 +28,33 @@ _UPSERT_LOG = (
     "INSERT INTO seat_logs (match_id, seat, text) VALUES (?, ?, ?)"
     " ON CONFLICT (match_id, seat) DO UPDATE SET text = excluded.text"
 )
+
+
+def _match_status(db: sqlite3.Connection, match_id: int) -> MatchStatus:
+    if not _is_row_id(match_id):
+        raise MatchNotFound(match_id)
+    row = db.execute("SELECT status FROM matches WHERE id = ?", (match_id,)).fetchone()
+    if row is None:
+        raise MatchNotFound(match_id)
+    return MatchStatus(row[0])
+
+
+def _load_matches(db: sqlite3.Connection, tail: str, params: Sequence[Any]) -> list[MatchRecord]:
+    """Matches selected by ``tail`` (WHERE/ORDER/LIMIT), with their seats, in that order: two
+    statements, so the caller reads them in one snapshot."""
+    rows = db.execute(f"SELECT {_MATCH_COLUMNS} FROM matches {tail}", params).fetchall()
+    if not rows:
+        return []
+    seats: dict[int, list[SeatResult]] = {row[0]: [] for row in rows}
+    marks = ", ".join("?" * len(seats))
+    seat_rows = db.execute(
+        "SELECT s.match_id, s.agent_id, a.name, u.name, s.version, s.status, s.reward, s.reason"
+        " FROM match_seats s JOIN agents a ON a.id = s.agent_id JOIN users u ON u.id = a.user_id"
+        f" WHERE s.match_id IN ({marks}) ORDER BY s.match_id, s.seat", tuple(seats),
+    ).fetchall()
+    for s in seat_rows:
+        seats[s[0]].append(SeatResult(*s[1:]))
+    return [_match(row, seats[row[0]]) for row in rows]
 
 
 def _short(reason: str | None) -> str | None:
@@ -114,3 +146,28 @@ def save_log(db: sqlite3.Connection, match_id: int, seat: int, text: str) -> Non
 def get_log(db: sqlite3.Connection, match_id: int, seat: int) -> str | None:
     row = db.execute("SELECT text FROM seat_logs WHERE match_id = ? AND seat = ?", (match_id, seat)).fetchone()
     return None if row is None else str(row[0])
+
+
+def _insert_rows(db: sqlite3.Connection, rows: Sequence[StepRow], counts: Mapping[int, int]) -> None:
+    db.executemany("INSERT INTO match_steps (match_id, step, record) VALUES (?, ?, ?)", rows)
+    db.executemany("UPDATE matches SET steps = steps + ? WHERE id = ?", [(n, m) for m, n in counts.items()])
+
+
+def insert_steps(db: sqlite3.Connection, batch: Sequence[StepRow]) -> list[tuple[list[StepRow], Exception]]:
+    """A batch of the step writer in one job on the writer thread: one transaction for every
+    match in it, or, if that fails, one per match (see ``_steps.BatchWrite``). A job of the
+    writer thread runs alone, so a batch never interleaves with another write transaction."""
+    counts = Counter(match_id for match_id, _, _ in batch)
+    try:
+        write_transaction(db, _insert_rows, batch, counts)
+        return []
+    except sqlite3.Error as exc:
+        if len(counts) == 1:
+            return [(list(batch), exc)]
+    failed: list[tuple[list[StepRow], Exception]] = []
+    for match_id, rows in rows_by_match(batch).items():
+        try:
+            write_transaction(db, _insert_rows, rows, {match_id: len(rows)})
+        except sqlite3.Error as exc:
+            failed.append((rows, exc))
+    return failed

@@ -5,12 +5,14 @@ Only matches stored ``rated`` (the scheduler's ladder matches between distinct a
 ``rating_done = 1`` and never reaches the queue below.
 
 Rating runs inside the caller's write transaction (in the database thread, like every
-function here): it reads the oldest finished matches whose
-``rating_done`` is 0, rates each with ``server.ladder.rules.rate_match`` from the ratings as stored
-(so matches sharing an agent are applied in order), writes the new ratings and sets
-``rating_done = 1``, all in one commit. A crash before the commit leaves nothing half done and
-the matches are picked again on the next call; after it they never are. Matches are taken in
-the order they ended, which is the order their results became known.
+function here): it reads the oldest finished matches whose ``rating_done`` is 0, their seats
+and their agents' ratings, rates them in order with ``_ladder.rate_in_order`` (so matches
+sharing an agent are applied in order), writes the new ratings and sets ``rating_done = 1``,
+all in one commit. A write holds SQLite's write lock from its first statement (``BEGIN
+IMMEDIATE``), so no other rater, in this process or another, interleaves. A crash before the
+commit leaves nothing half done and the matches are picked again on the next call; after it
+they never are. Matches are taken in the order they ended, which is the order their results
+became known.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from server.ladder.rules import DEFAULT_SKILL, Skill, is_rated_match, rate_match
-
-from ._rows import _is_row_id, _standings
-from .base import RatedMatch, RatingChange, RatingRecord
+from ._ladder import _RATINGS_SELECT, RatedSeat, _rating, leaderboard_rows, rate_in_order
+from ._rows import _is_row_id, _standings_table
+from .base import MatchStatus, RatedMatch, RatingRecord
 
 __all__: list[str] = []
 
@@ -32,13 +33,9 @@ _TO_RATE = """
     ORDER BY finished_at, id LIMIT ?
 """
 _SEATS = """
-    SELECT s.agent_id, s.reward, a.name, u.name
+    SELECT s.match_id, s.agent_id, s.reward, a.name, u.name
     FROM match_seats s JOIN agents a ON a.id = s.agent_id JOIN users u ON u.id = a.user_id
-    WHERE s.match_id = ? ORDER BY s.seat
-"""
-_RATINGS_SELECT = """
-    SELECT a.id, a.game, r.mu, r.sigma, r.rating, r.matches, r.updated_at, r.last_match_id
-    FROM agents a LEFT JOIN ratings r ON r.agent_id = a.id
+    WHERE s.match_id IN ({marks}) ORDER BY s.match_id, s.seat
 """
 _UPSERT = """
     INSERT INTO ratings (agent_id, game, mu, sigma, rating, matches, updated_at, last_match_id)
@@ -47,30 +44,70 @@ _UPSERT = """
         game = excluded.game, mu = excluded.mu, sigma = excluded.sigma, rating = excluded.rating,
         matches = excluded.matches, updated_at = excluded.updated_at, last_match_id = excluded.last_match_id
 """
+# Per agent of a game: its results in finished matches, best first (see SqliteStorage.standings).
+# One match counts once per agent, however many of its seats the agent holds: ``mine`` folds an
+# agent's seats of a match into its best reward and whether any of them faulted; ``others``
+# counts the seats of other agents (none: a match against itself, which is a draw).
+_STANDINGS = """
+    WITH mine AS (
+        SELECT s.match_id, s.agent_id, m.rated, max(s.reward) AS reward,
+               max(s.status IN ('TIMEOUT', 'ERROR', 'INVALID')) AS faulted
+        FROM match_seats s JOIN matches m ON m.id = s.match_id
+        WHERE m.status = ? AND m.game = ?
+        GROUP BY s.match_id, s.agent_id
+    ), against AS (
+        SELECT r.agent_id, r.rated, r.faulted, r.reward,
+               (SELECT max(s.reward) FROM match_seats s
+                WHERE s.match_id = r.match_id AND s.agent_id != r.agent_id) AS best_other,
+               (SELECT count(*) FROM match_seats s
+                WHERE s.match_id = r.match_id AND s.agent_id != r.agent_id) AS others
+        FROM mine r
+    ), results AS (
+        SELECT agent_id, rated, faulted,
+               others > 0 AND reward > coalesce(best_other, -1e308) AS won,
+               others = 0 OR reward = best_other AS drew
+        FROM against
+    ), tally AS (
+        SELECT a.id, a.name, u.name AS owner, a.version,
+               count(r.agent_id) AS matches,
+               coalesce(sum(r.won), 0) AS wins,
+               coalesce(sum(r.drew), 0) AS draws,
+               coalesce(sum(r.faulted), 0) AS faults,
+               coalesce(sum(r.rated), 0) AS rated,
+               coalesce(sum(r.rated AND r.won), 0) AS rated_wins,
+               coalesce(sum(r.rated AND r.drew), 0) AS rated_draws
+        FROM agents a JOIN users u ON u.id = a.user_id LEFT JOIN results r ON r.agent_id = a.id
+        WHERE a.game = ?
+        GROUP BY a.id
+    )
+    SELECT id, name, owner, version, matches, wins, draws, matches - wins - draws, faults,
+           rated_wins, rated_draws, rated - rated_wins - rated_draws
+    FROM tally
+    ORDER BY matches = 0, wins + 0.5 * draws DESC, wins DESC, matches, id
+"""
+
+
+def _standings(db: sqlite3.Connection, game: str) -> list[dict[str, Any]]:
+    """The standings of ``game`` (see SqliteStorage.standings), best first."""
+    return _standings_table(db.execute(_STANDINGS, (MatchStatus.FINISHED.value, game, game)).fetchall())
 
 
 def rate_finished(db: sqlite3.Connection, limit: int, now: float) -> list[RatedMatch]:
     """Rate up to ``limit`` finished rated matches not rated yet, oldest end first; the caller commits."""
-    rows = db.execute(_TO_RATE, (max(1, limit),)).fetchall()
-    done = [_rate_one(db, match_id, game, now) for match_id, game in rows]
+    matches = db.execute(_TO_RATE, (max(1, limit),)).fetchall()
+    if not matches:
+        return []
+    marks = ", ".join("?" * len(matches))
+    seats: dict[int, list[RatedSeat]] = {}
+    for match_id, agent_id, reward, name, owner in db.execute(_SEATS.format(marks=marks),
+                                                              [m[0] for m in matches]).fetchall():
+        seats.setdefault(match_id, []).append((agent_id, reward, name, owner))
+    ratings = get_ratings(db, [seat[0] for rows in seats.values() for seat in rows])
+    done, changed = rate_in_order([(m[0], m[1]) for m in matches], seats, ratings, now)
+    db.executemany(_UPSERT, [(r.agent_id, r.game, r.mu, r.sigma, r.rating, r.matches, r.updated_at, r.last_match_id)
+                             for r in changed])
     db.executemany("UPDATE matches SET rating_done = 1 WHERE id = ?", [(m.match_id,) for m in done])
     return done
-
-
-def _rate_one(db: sqlite3.Connection, match_id: int, game: str, now: float) -> RatedMatch:
-    seats = db.execute(_SEATS, (match_id,)).fetchall()
-    agent_ids = [row[0] for row in seats]
-    if not is_rated_match(agent_ids):
-        return RatedMatch(match_id, game, [])
-    before = get_ratings(db, agent_ids)
-    skills = rate_match([Skill(before[a].mu, before[a].sigma) for a in agent_ids], [row[1] for row in seats])
-    changes: list[RatingChange] = []
-    for (agent_id, _, name, owner), skill in zip(seats, skills, strict=True):
-        old = before[agent_id]
-        new = RatingRecord(agent_id, old.game, skill.mu, skill.sigma, skill.rating, old.matches + 1, now, match_id)
-        db.execute(_UPSERT, (agent_id, new.game, new.mu, new.sigma, new.rating, new.matches, now, match_id))
-        changes.append(RatingChange(agent_id, name, owner, old, new))
-    return RatedMatch(match_id, game, changes)
 
 
 def get_ratings(db: sqlite3.Connection, agent_ids: Sequence[int]) -> dict[int, RatingRecord]:
@@ -84,37 +121,11 @@ def get_ratings(db: sqlite3.Connection, agent_ids: Sequence[int]) -> dict[int, R
 
 
 def leaderboard(db: sqlite3.Connection, game: str) -> list[dict[str, Any]]:
-    """Every agent of ``game``, ranked by displayed rating (more rated matches first on a tie).
-
-    Unrated agents carry the default rating and rank among the others by it, so the list is
-    always ordered by the number it shows. Each row: ``rank``, ``agent_id``, ``name``,
-    ``owner``, ``version``, ``rating``, ``mu``, ``sigma``, ``rated_matches``, and the
-    standings' ``matches``, ``wins``, ``draws``, ``losses``, ``faults`` and ``points`` (every
-    finished match, once per agent) and ``rated_wins``, ``rated_draws``, ``rated_losses`` (the
-    rated ones, which ``rated_matches`` counts once the rater has caught up). Two statements:
-    the caller reads them in one snapshot.
-    """
+    """Every agent of ``game``, ranked as ``_ladder.leaderboard_rows`` says, with its standings.
+    Two statements: the caller reads them in one snapshot."""
     standings = _standings(db, game)
     rows = db.execute(f"{_RATINGS_SELECT} WHERE a.game = ?", (game,)).fetchall()
-    ratings = {row[0]: _rating(row) for row in rows}
-    board: list[dict[str, Any]] = []
-    for doc in standings:
-        r = ratings[doc["agent_id"]]
-        board.append({
-            "agent_id": doc["agent_id"], "name": doc["name"], "owner": doc["owner"], "version": doc["version"],
-            "rating": r.rating, "mu": r.mu, "sigma": r.sigma, "rated_matches": r.matches,
-            **{k: doc[k] for k in ("matches", "wins", "draws", "losses", "faults", "points", "rated_wins",
-                                   "rated_draws", "rated_losses")},
-        })
-    board.sort(key=lambda d: (-d["rating"], -d["rated_matches"], d["agent_id"]))
-    return [{"rank": i, **doc} for i, doc in enumerate(board, start=1)]
-
-
-def _rating(row: Any) -> RatingRecord:
-    agent_id, game, mu, sigma, rating, matches, updated_at, last_match_id = row
-    if mu is None:  # no rated match yet
-        return RatingRecord(agent_id, game, DEFAULT_SKILL.mu, DEFAULT_SKILL.sigma, DEFAULT_SKILL.rating)
-    return RatingRecord(agent_id, game, mu, sigma, rating, matches, updated_at, last_match_id)
+    return leaderboard_rows(standings, {row[0]: _rating(row) for row in rows})
 
 
 def ladder_matches_of_versions(db: sqlite3.Connection, versions: Mapping[int, int]) -> dict[int, int]:

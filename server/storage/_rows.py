@@ -1,15 +1,16 @@
-"""Rows to records for the SQLite storage: the SELECTs and decoders that build records from
-rows, and the cursor paging of the list methods. The queries run in the database thread
-(synchronous, on the thread's connection), inside the caller's transaction."""
+"""Rows to records, whatever the backend: the decoders that build records from rows (a row is
+a tuple, or an asyncpg ``Record``, read by position), the columns both backends select for
+them, and the cursor paging of the list methods. No I/O here: each backend runs its own
+queries (SQLite in ``_accounts.py``, ``_matches.py``, ``_ratings.py``; PostgreSQL in the
+``_pg_*.py`` modules) and hands the rows to these."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from protocol.codec import decode_json, encode
-from protocol.errors import AgentNotFound, MatchNotFound, ProtocolError, StorageError
+from protocol.errors import ProtocolError, StorageError
 from protocol.messages import SeatTiming, StepRecord
 
 from .base import MAX_ROW_ID, AgentRecord, MatchRecord, MatchStatus, SeatResult
@@ -27,62 +28,19 @@ _AGENT_SELECT = """
     FROM agents a JOIN users u ON u.id = a.user_id
     JOIN agent_versions v ON v.agent_id = a.id AND v.version = a.version
 """
-_MATCH_SELECT = """
-    SELECT id, game, rules_version, status, reason, config, seed, tags, created_at, started_at,
-           finished_at, steps, rated
-    FROM matches
-"""
-# Per agent of a game: its results in finished matches, best first (see SqliteStorage.standings).
-# One match counts once per agent, however many of its seats the agent holds: ``mine`` folds an
-# agent's seats of a match into its best reward and whether any of them faulted; ``others``
-# counts the seats of other agents (none: a match against itself, which is a draw).
-_STANDINGS = """
-    WITH mine AS (
-        SELECT s.match_id, s.agent_id, m.rated, max(s.reward) AS reward,
-               max(s.status IN ('TIMEOUT', 'ERROR', 'INVALID')) AS faulted
-        FROM match_seats s JOIN matches m ON m.id = s.match_id
-        WHERE m.status = ? AND m.game = ?
-        GROUP BY s.match_id, s.agent_id
-    ), against AS (
-        SELECT r.agent_id, r.rated, r.faulted, r.reward,
-               (SELECT max(s.reward) FROM match_seats s
-                WHERE s.match_id = r.match_id AND s.agent_id != r.agent_id) AS best_other,
-               (SELECT count(*) FROM match_seats s
-                WHERE s.match_id = r.match_id AND s.agent_id != r.agent_id) AS others
-        FROM mine r
-    ), results AS (
-        SELECT agent_id, rated, faulted,
-               others > 0 AND reward > coalesce(best_other, -1e308) AS won,
-               others = 0 OR reward = best_other AS drew
-        FROM against
-    ), tally AS (
-        SELECT a.id, a.name, u.name AS owner, a.version,
-               count(r.agent_id) AS matches,
-               coalesce(sum(r.won), 0) AS wins,
-               coalesce(sum(r.drew), 0) AS draws,
-               coalesce(sum(r.faulted), 0) AS faults,
-               coalesce(sum(r.rated), 0) AS rated,
-               coalesce(sum(r.rated AND r.won), 0) AS rated_wins,
-               coalesce(sum(r.rated AND r.drew), 0) AS rated_draws
-        FROM agents a JOIN users u ON u.id = a.user_id LEFT JOIN results r ON r.agent_id = a.id
-        WHERE a.game = ?
-        GROUP BY a.id
-    )
-    SELECT id, name, owner, version, matches, wins, draws, matches - wins - draws, faults,
-           rated_wins, rated_draws, rated - rated_wins - rated_draws
-    FROM tally
-    ORDER BY matches = 0, wins + 0.5 * draws DESC, wins DESC, matches, id
-"""
+# The columns of a match record, in the order _match reads them; both backends select these.
+_MATCH_COLUMNS = ("id, game, rules_version, status, reason, config, seed, tags, created_at, started_at, finished_at,"
+                  " steps, rated")
+# The keys of a standings row, in the order both backends' standings queries select them.
+_STANDINGS_KEYS = ("agent_id", "name", "owner", "version", "matches", "wins", "draws", "losses", "faults",
+                   "rated_wins", "rated_draws", "rated_losses")
 
 
-def _standings(db: sqlite3.Connection, game: str) -> list[dict[str, Any]]:
-    """The standings of ``game`` (see SqliteStorage.standings), best first."""
-    rows = db.execute(_STANDINGS, (MatchStatus.FINISHED.value, game, game)).fetchall()
-    keys = ("agent_id", "name", "owner", "version", "matches", "wins", "draws", "losses", "faults",
-            "rated_wins", "rated_draws", "rated_losses")
+def _standings_table(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Standings rows (see SqliteStorage.standings) as documents, with their ``points``."""
     table: list[dict[str, Any]] = []
     for row in rows:
-        doc: dict[str, Any] = dict(zip(keys, row, strict=True))
+        doc: dict[str, Any] = dict(zip(_STANDINGS_KEYS, row, strict=True))
         doc["points"] = doc["wins"] + 0.5 * doc["draws"]
         table.append(doc)
     return table
@@ -96,51 +54,17 @@ def _agent(row: Any) -> AgentRecord:
 
 
 def _is_row_id(value: int) -> bool:
-    """Whether ``value`` fits an SQLite INTEGER; one that does not names no row."""
+    """Whether ``value`` fits a 64-bit id (SQLite's INTEGER, PostgreSQL's BIGINT); one that does not names no row."""
     return -MAX_ROW_ID - 1 <= value <= MAX_ROW_ID
 
 
-def _load_agent(db: sqlite3.Connection, agent_id: int) -> AgentRecord:
-    if not _is_row_id(agent_id):
-        raise AgentNotFound(agent_id)
-    row = db.execute(f"{_AGENT_SELECT} WHERE a.id = ?", (agent_id,)).fetchone()
-    if row is None:
-        raise AgentNotFound(agent_id)
-    return _agent(row)
-
-
-def _match_status(db: sqlite3.Connection, match_id: int) -> MatchStatus:
-    if not _is_row_id(match_id):
-        raise MatchNotFound(match_id)
-    row = db.execute("SELECT status FROM matches WHERE id = ?", (match_id,)).fetchone()
-    if row is None:
-        raise MatchNotFound(match_id)
-    return MatchStatus(row[0])
-
-
-def _load_matches(db: sqlite3.Connection, tail: str, params: Sequence[Any]) -> list[MatchRecord]:
-    """Matches selected by ``tail`` (WHERE/ORDER/LIMIT), with their seats, in that order: two
-    statements, so the caller reads them in one snapshot."""
-    rows = db.execute(f"{_MATCH_SELECT} {tail}", params).fetchall()
-    if not rows:
-        return []
-    seats: dict[int, list[SeatResult]] = {row[0]: [] for row in rows}
-    marks = ", ".join("?" * len(seats))
-    seat_rows = db.execute(
-        "SELECT s.match_id, s.agent_id, a.name, u.name, s.version, s.status, s.reward, s.reason"
-        " FROM match_seats s JOIN agents a ON a.id = s.agent_id JOIN users u ON u.id = a.user_id"
-        f" WHERE s.match_id IN ({marks}) ORDER BY s.match_id, s.seat", tuple(seats),
-    ).fetchall()
-    for s in seat_rows:
-        seats[s[0]].append(SeatResult(*s[1:]))
-    return [
-        MatchRecord(
-            id=row[0], game=row[1], rules_version=row[2], status=MatchStatus(row[3]), reason=row[4],
-            config=_decode_json(row[5]), seed=row[6], seats=seats[row[0]], tags=_decode_json(row[7]),
-            created_at=row[8], started_at=row[9], finished_at=row[10], steps=row[11], rated=bool(row[12]),
-        )
-        for row in rows
-    ]
+def _match(row: Any, seats: list[SeatResult]) -> MatchRecord:
+    """A match record from a row of ``_MATCH_COLUMNS`` and its seats, in seat order."""
+    return MatchRecord(
+        id=row[0], game=row[1], rules_version=row[2], status=MatchStatus(row[3]), reason=row[4],
+        config=_decode_json(row[5]), seed=row[6], seats=seats, tags=_decode_json(row[7]),
+        created_at=row[8], started_at=row[9], finished_at=row[10], steps=row[11], rated=bool(row[12]),
+    )
 
 
 def _decode_json(text: str) -> Any:

@@ -2,7 +2,8 @@
 migrations that build the tables, and the transaction frames every storage call runs in.
 
 The schema version is kept in ``PRAGMA user_version``: migration ``i`` (from 1) brings a
-database to version ``i``, and ``SCHEMA_VERSION`` is the number of migrations.
+database to version ``i``, and ``SCHEMA_VERSION`` is the number of migrations. Each has its
+twin in PostgreSQL's words in ``_pg_schema.py``: a new migration is written for both.
 
 Everything here is synchronous and runs in a :class:`~server.storage._thread.DatabaseThread`,
 the thread that owns the connection: a storage call is one job there, its whole transaction

@@ -1,14 +1,14 @@
-"""The batching step writer of the SQLite storage.
+"""The batching step writer, the same for every backend.
 
 Theory of operation
 -------------------
 Steps are the hot path: a running match appends one step per turn. ``append_steps``
 queues the rows without touching the database: a step comes already encoded (an
 ``EncodedStep``: the match's recorder encodes it once, and the hub builds the spectators'
-frame around the same text) or is encoded here. One writer task (started by
-:func:`~server.storage.sqlite.open_sqlite` in its task group) commits everything queued, for
-all matches, in one transaction every ``BATCH_WINDOW_S`` or as soon as ``BATCH_ROWS`` are
-waiting. Every queued row has a sequence number; ``_handled_seq`` is the last one the writer
+frame around the same text) or is encoded here. One writer task (started by the storage's
+``open_*`` in its task group, :func:`writing`) commits everything queued, for all matches, in
+one transaction every ``BATCH_WINDOW_S`` or as soon as ``BATCH_ROWS`` are waiting. Every
+queued row has a sequence number; ``_handled_seq`` is the last one the writer
 has dealt with, so a *barrier* is "wait until ``_handled_seq`` reaches the last row I care
 about". ``flush`` waits for every row, ``finish_match`` and ``get_steps`` for their match's
 rows; a waiting barrier makes the writer write at once instead of waiting out the window.
@@ -16,31 +16,30 @@ So does a match's opening step (step 0, recorded as soon as the match is stored 
 match listed live then has its opening state durable within a trip, not a window, and a
 crash leaves every match it aborts a replay that shows at least its start.
 
-What a batch costs. The SQL of a batch is cheap (about 0.1 ms for ten rows); what costs is
-waking up: each trip to the database thread wakes that thread and then the event loop, and
-the window's timer wakes the loop once more. So a batch is one trip (one job on the storage's
-writer thread, :func:`_insert_batch`, runs the whole transaction), the window is a plain sleep
-that a barrier cancels (not a timeout, which would cancel every time), and the window is long
+What a batch costs. The SQL of a batch is cheap (about 0.1 ms for ten rows on SQLite); what
+costs is waking up: each trip to the database (SQLite's writer thread, a PostgreSQL server)
+wakes the event loop again with its answer, and the window's timer wakes the loop once more.
+So a batch is one call of the backend's :data:`BatchWrite` (on SQLite one job on the writer
+thread, on PostgreSQL one transaction of a few statements), the window is a plain sleep that
+a barrier cancels (not a timeout, which would cancel every time), and the window is long
 enough for many steps to share a commit; readers never wait it out.
 
-Errors must not vanish. If a batch fails, it is retried match by match in the same trip, so
-one bad match (a duplicate step, an unknown match id) does not sink the rows of the others.
-The rows that still fail are dropped and remembered per match: the next ``finish_match`` of
-that match raises :class:`StorageError`, the next ``flush`` reports it once, and ``close``
-raises if nobody was told. Closing drains the queue first; rows are never left behind on exit.
+Errors must not vanish. If a batch fails, the backend retries it match by match, so one bad
+match (a duplicate step, an unknown match id) does not sink the rows of the others, and
+returns the rows that still fail: they are dropped and remembered per match. The next
+``finish_match`` of that match raises :class:`StorageError`, the next ``flush`` reports it
+once, and ``close`` raises if nobody was told. Closing drains the queue first; rows are never
+left behind on exit.
 
-All of this state lives in one :class:`StepWriter`, which
-:class:`~server.storage.sqlite.SqliteStorage` owns and delegates to. A batch is a job of the
-storage's writer thread, which runs one job at a time, so it never interleaves with another
-write transaction.
+All of this state lives in one :class:`StepWriter`, which the storage owns and delegates to;
+what is backend-specific is only the :data:`BatchWrite` it is given.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -50,11 +49,10 @@ from protocol.codec import encode
 from protocol.errors import StorageError
 from protocol.messages import StepRecord
 
-from ._schema import write_transaction
-from ._thread import DatabaseThread
 from .base import EncodedStep
 
-__all__ = ["BATCH_ROWS", "BATCH_WINDOW_S", "MAX_BATCH_ROWS", "MAX_QUEUED_ROWS", "StepWriter"]
+__all__ = ["BATCH_ROWS", "BATCH_WINDOW_S", "MAX_BATCH_ROWS", "MAX_QUEUED_ROWS", "BatchWrite", "StepRow", "StepWriter",
+           "rows_by_match", "writing"]
 
 log = logging.getLogger(__name__)
 
@@ -67,41 +65,53 @@ MAX_BATCH_ROWS = 5_000  # one transaction holds the write lock for at most this 
 MAX_QUEUED_ROWS = 50_000  # back-pressure: append_steps waits while the writer is this far behind
 
 
-_Row = tuple[int, int, str]  # (match_id, step, record): one match_steps row, as the INSERT binds it
+StepRow = tuple[int, int, str]  # (match_id, step, record): one match_steps row
+# Writes a batch of rows, for every match in it, in one transaction (one trip to the database);
+# if that fails, one transaction per match, so one bad match does not sink the others. Returns
+# the rows that failed, per match, with why; raises only on a bug of our own.
+BatchWrite = Callable[[Sequence[StepRow]], Awaitable[list[tuple[list[StepRow], Exception]]]]
 
 
-def _row(match_id: int, step: StepRecord | EncodedStep) -> _Row:
+def _row(match_id: int, step: StepRecord | EncodedStep) -> StepRow:
     if isinstance(step, EncodedStep):  # encoded once by the recorder, for the hub as well
         return (match_id, step.record.step, step.text)
     return (match_id, step.step, encode(step).decode())
 
 
-def _insert_rows(db: sqlite3.Connection, rows: Sequence[_Row], counts: Mapping[int, int]) -> None:
-    db.executemany("INSERT INTO match_steps (match_id, step, record) VALUES (?, ?, ?)", rows)
-    db.executemany("UPDATE matches SET steps = steps + ? WHERE id = ?", [(n, m) for m, n in counts.items()])
-
-
-def _insert_batch(db: sqlite3.Connection, batch: Sequence[_Row]) -> list[tuple[list[_Row], sqlite3.Error]]:
-    """A batch in one trip to the database thread: one transaction for every match in it, or,
-    if that fails, one per match, so one bad match does not sink the others. The rows that
-    failed, per match, with why."""
-    counts = Counter(match_id for match_id, _, _ in batch)
-    try:
-        write_transaction(db, _insert_rows, batch, counts)
-        return []
-    except sqlite3.Error as exc:
-        if len(counts) == 1:
-            return [(list(batch), exc)]
-    by_match: dict[int, list[_Row]] = {}
-    for row in batch:
+def rows_by_match(rows: Sequence[StepRow]) -> dict[int, list[StepRow]]:
+    """The rows of a batch grouped by match, in the order the matches first appear."""
+    by_match: dict[int, list[StepRow]] = {}
+    for row in rows:
         by_match.setdefault(row[0], []).append(row)
-    failed: list[tuple[list[_Row], sqlite3.Error]] = []
-    for match_id, rows in by_match.items():
+    return by_match
+
+
+@asynccontextmanager
+async def writing(writer: StepWriter, close: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Run ``writer``'s task around the body, then ``close()`` (the storage's, which drains the writer).
+
+    Raises:
+        BaseException: what the body or ``close`` raised, as raised (not in a group).
+    """
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(writer.run)
+            try:
+                yield
+            finally:
+                await close()
+    except BaseExceptionGroup as group:
+        # The writer fails only on our own bug, so a group here nearly always holds just the
+        # caller's exception (or close()'s): give it back as raised, not wrapped.
+        if len(group.exceptions) != 1:
+            raise
+        exc = group.exceptions[0]
+        context = exc.__context__
         try:
-            write_transaction(db, _insert_rows, rows, {match_id: len(rows)})
-        except sqlite3.Error as exc:
-            failed.append((rows, exc))
-    return failed
+            raise exc
+        finally:
+            exc.__context__ = context
+            del exc, group
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +120,7 @@ class _WriteFailure:
 
     match_id: int
     steps: tuple[int, ...]
-    cause: sqlite3.Error
+    cause: Exception
 
     def error(self) -> StorageError:
         lost = f"{len(self.steps)} step(s) ({min(self.steps)}..{max(self.steps)})"
@@ -122,9 +132,9 @@ class _WriteFailure:
 class StepWriter:
     """The step queue, its barriers and its writer task; see the module docstring."""
 
-    def __init__(self, db: DatabaseThread) -> None:
-        self._db = db  # the storage's writer thread
-        self._queue: list[_Row] = []
+    def __init__(self, write_batch: BatchWrite) -> None:
+        self._write_batch = write_batch  # the backend's; see BatchWrite
+        self._queue: list[StepRow] = []
         self._seq = 0  # rows queued so far: the n-th row queued has sequence number n
         self._taken = 0  # rows the writer has taken off the queue: _queue[0] is row _taken + 1
         self._handled_seq = 0  # last sequence number the writer committed or gave up on
@@ -271,7 +281,7 @@ class StepWriter:
         if not batch:
             return
         self._taken += len(batch)
-        for rows, exc in await self._db.run(_insert_batch, batch):
+        for rows, exc in await self._write_batch(batch):
             self._record_failure(rows, exc)
         self._handled_seq = self._taken
         for match_id in {match_id for match_id, _, _ in batch}:
@@ -280,7 +290,7 @@ class StepWriter:
         progress, self._progress = self._progress, anyio.Event()
         progress.set()
 
-    def _record_failure(self, rows: Sequence[_Row], exc: sqlite3.Error) -> None:
+    def _record_failure(self, rows: Sequence[StepRow], exc: Exception) -> None:
         match_id = rows[0][0]
         steps = tuple(step for _, step, _ in rows)
         log.error("could not store %d step(s) of match_id=%s: %s", len(rows), match_id, exc)

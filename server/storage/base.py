@@ -1,8 +1,9 @@
 """The storage interface: what the arena keeps, behind one small async protocol.
 
-SQLite (``server/storage/sqlite.py``) implements it now; a PostgreSQL implementation can
-follow without touching callers. Records are frozen values; JSON columns come back as
-Python values. List calls page with an opaque cursor: ``(items, next_cursor_or_None)``.
+SQLite (``server/storage/sqlite.py``) and PostgreSQL (``server/storage/postgres.py``)
+implement it alike: the same records, errors and guarantees, the same schema versions.
+Records are frozen values; JSON columns come back as Python values. List calls page with an
+opaque cursor: ``(items, next_cursor_or_None)``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ __all__ = [
     "UserRecord",
 ]
 
-# The largest id (and integer) a row can hold: SQLite's INTEGER is 64-bit signed. A larger id
-# names nothing, so lookups answer "not found" instead of overflowing the driver.
+# The largest id (and integer) a row can hold: SQLite's INTEGER and PostgreSQL's BIGINT are 64-bit
+# signed. A larger id names nothing, so lookups answer "not found" instead of overflowing the driver.
 MAX_ROW_ID = (1 << 63) - 1
 
 

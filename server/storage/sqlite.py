@@ -10,9 +10,10 @@ one trip per call, framed as a write or a snapshot; ``sqlite3`` errors become
 the arena's errors.
 
 Steps are the hot path and do not go through a write of their own: ``append_steps`` queues
-them for the batching step writer, whose theory of operation opens ``_steps.py``. The schema,
-its migrations and the transaction frames are in ``_schema.py``; the SELECTs that build
-records from rows in ``_rows.py``.
+them for the batching step writer, whose theory of operation opens ``_steps.py`` (shared with
+the PostgreSQL storage, as are the decoders that build records from rows, ``_rows.py``, and
+the ladder's bookkeeping, ``_ladder.py``). The schema, its migrations and the transaction
+frames are in ``_schema.py``.
 """
 
 from __future__ import annotations
@@ -32,20 +33,13 @@ from protocol.messages import JSON, StepRecord
 from server.ladder.rules import is_rated_match
 
 from . import _accounts, _matches, _ratings
+from ._accounts import _load_agent
 from ._database import Database, open_database
-from ._rows import (
-    _clamp,
-    _decode_step,
-    _is_row_id,
-    _load_agent,
-    _load_matches,
-    _page,
-    _parse_cursor,
-    _standings,
-    _step_text,
-)
+from ._matches import _load_matches
+from ._ratings import _standings
+from ._rows import _clamp, _decode_step, _is_row_id, _page, _parse_cursor, _step_text
 from ._schema import SCHEMA_VERSION
-from ._steps import BATCH_ROWS, BATCH_WINDOW_S, StepWriter
+from ._steps import BATCH_ROWS, BATCH_WINDOW_S, StepRow, StepWriter, writing
 from .base import (
     AgentRecord,
     EncodedStep,
@@ -72,25 +66,8 @@ async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
     """
     async with open_database(path) as db:
         storage = SqliteStorage(db)
-        try:
-            async with anyio.create_task_group() as tg:
-                await tg.start(storage._steps.run)
-                try:
-                    yield storage
-                finally:
-                    await storage.close()
-        except BaseExceptionGroup as group:
-            # The writer fails only on our own bug, so a group here nearly always holds just the
-            # caller's exception (or close()'s): give it back as raised, not wrapped.
-            if len(group.exceptions) != 1:
-                raise
-            exc = group.exceptions[0]
-            context = exc.__context__
-            try:
-                raise exc
-            finally:
-                exc.__context__ = context
-                del exc, group
+        async with writing(storage._steps, storage.close):
+            yield storage
 
 
 def _select_one(db: sqlite3.Connection) -> None:
@@ -102,12 +79,16 @@ class SqliteStorage:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._steps = StepWriter(db.writer)  # the batching step writer; see _steps.py
+        self._steps = StepWriter(self._write_steps)  # the batching step writer; see _steps.py
 
     @property
     def trips(self) -> int:
         """Jobs handed to the database threads so far (one per call, one per batch of steps)."""
         return self._db.trips
+
+    async def _write_steps(self, batch: Sequence[StepRow]) -> list[tuple[list[StepRow], Exception]]:
+        """A batch of the step writer: one job on the writer thread (see ``_matches.insert_steps``)."""
+        return await self._db.writer.run(_matches.insert_steps, batch)
 
     # -- users -------------------------------------------------------------------------------------
 

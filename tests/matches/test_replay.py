@@ -7,7 +7,7 @@ from pathlib import Path
 from protocol.codec import decode_json, encode_json
 from server.matches.replay import replay_chunks, replay_document
 from server.storage import MatchRecord, MatchStatus, Storage, open_sqlite
-from tests.storage.test_sqlite import done_seats, make_step, two_agent_match
+from tests.storage.test_storage import done_seats, make_step, two_agent_match
 
 
 async def whole_document(storage: Storage, match: MatchRecord) -> bytes:

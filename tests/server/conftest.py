@@ -53,7 +53,7 @@ def agent(observation, configuration):
 
 def quiet_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings for a test: its own database file, no examples, no ladder (unless overridden)."""
-    base = Settings(db=tmp_path / "arena.db", ladder=False, seed_examples=False, port=0)
+    base = Settings(db=str(tmp_path / "arena.db"), ladder=False, seed_examples=False, port=0)
     return replace(base, **overrides)
 
 
@@ -187,5 +187,7 @@ def ws_url(client: httpx.AsyncClient, path: str) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return quiet_settings(tmp_path)
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """Quiet settings on the test's database: SQLite, or both backends in turn for a test marked
+    ``both_backends`` (see tests/conftest.py)."""
+    return quiet_settings(tmp_path, db=db_url)

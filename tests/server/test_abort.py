@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.security.processes import descendants, describe
@@ -29,6 +30,8 @@ from tests.server.conftest import (
     wait_finished,
     ws_url,
 )
+
+pytestmark = pytest.mark.both_backends
 
 JSON = Any
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,11 +71,11 @@ async def check_bystander(client: httpx.AsyncClient, match: JSON) -> None:
     assert health.json()["live_matches"] == 0
 
 
-async def test_the_owner_of_a_seat_stops_a_live_match(tmp_path: Path) -> None:
+async def test_the_owner_of_a_seat_stops_a_live_match(tmp_path: Path, db_url: str) -> None:
     # Fresh seats are this process's children, so that none can be left over unseen (beside what
     # the test process ran before: a fork server an earlier test started lives until it exits).
     earlier = set(descendants(os.getpid()))
-    async with api_client(quiet_settings(tmp_path, seat_mode="fresh")) as client:
+    async with api_client(quiet_settings(tmp_path, db=db_url, seat_mode="fresh")) as client:
         _, before = await bystander_match(client)
         alice = await create_user(client, "alice")
         mallory = await create_user(client, "mallory")
@@ -115,8 +118,8 @@ async def test_the_owner_of_a_seat_stops_a_live_match(tmp_path: Path) -> None:
         assert left == []  # the stopped matches' seats are gone
 
 
-async def test_an_operator_stops_any_match_and_a_finished_one_is_409(tmp_path: Path) -> None:
-    async with api_client(quiet_settings(tmp_path, operators=(1,))) as client:
+async def test_an_operator_stops_any_match_and_a_finished_one_is_409(tmp_path: Path, db_url: str) -> None:
+    async with api_client(quiet_settings(tmp_path, db=db_url, operators=(1,))) as client:
         ops = await create_user(client, "ops")
         assert ops.id == 1
         _, before = await bystander_match(client)
@@ -138,8 +141,8 @@ async def test_an_operator_stops_any_match_and_a_finished_one_is_409(tmp_path: P
         await check_bystander(client, before)
 
 
-async def test_a_match_waiting_for_an_absent_remote_agent_is_stopped_by_its_owner(tmp_path: Path) -> None:
-    async with api_client(quiet_settings(tmp_path)) as client:
+async def test_a_match_waiting_for_an_absent_remote_agent_is_stopped_by_its_owner(tmp_path: Path, db_url: str) -> None:
+    async with api_client(quiet_settings(tmp_path, db=db_url)) as client:
         _, before = await bystander_match(client)
         carol = await create_user(client, "carol")
         remote = await client.post("/api/agents", json={"name": "far", "game": "rps", "remote": True},
@@ -154,8 +157,8 @@ async def test_a_match_waiting_for_an_absent_remote_agent_is_stopped_by_its_owne
         await check_bystander(client, before)
 
 
-async def test_arena_abort(tmp_path: Path) -> None:
-    async with api_client(quiet_settings(tmp_path)) as client:
+async def test_arena_abort(tmp_path: Path, db_url: str) -> None:
+    async with api_client(quiet_settings(tmp_path, db=db_url)) as client:
         dave = await create_user(client, "dave")
         a = await submit_agent(client, dave, "a", "rps", RPS_SLOW)
         b = await submit_agent(client, dave, "b", "rps", RPS_CYCLE)

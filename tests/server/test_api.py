@@ -23,7 +23,7 @@ from tests.server.conftest import (
     wait_finished,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends]
 
 JSON = Any
 

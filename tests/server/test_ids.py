@@ -25,7 +25,7 @@ from tests.server.agent_client import hello, open_agent, recv, register_remote
 from tests.server.bystander import check_bystander, start_bystander
 from tests.server.conftest import RPS_ROCK, TICTACTOE_FIRST_FREE, api_client, create_user, submit_agent, ws_url
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.both_backends]
 
 JSON = Any
 HUGE = ["9223372036854775808", "18446744073709551616", "99999999999999999999999", "9" * 5000]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, cast
 
 import anyio
@@ -18,7 +17,7 @@ from protocol.messages import LobbyMsg, RatingChanged
 from server.config import Settings
 from server.ladder.ratings import Rater
 from server.matches.hub import Hub
-from server.storage import MatchStatus, NewSeat, RatedMatch, SeatResult, SqliteStorage, Storage, open_sqlite
+from server.storage import MatchStatus, NewSeat, RatedMatch, SeatResult, Storage, open_storage
 from tests.server.agent_client import register_remote
 from tests.server.conftest import (
     TICTACTOE_FIRST_FREE,
@@ -38,7 +37,7 @@ from tests.server.ladder_client import (
     settle_ladder,
 )
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.both_backends]
 
 JSON = Any
 
@@ -174,7 +173,7 @@ async def test_the_scheduler_plays_a_rated_ladder_between_the_example_bots(setti
 class FailingOnce:
     """A storage whose first ``rate_finished`` fails, as a locked or full disk would."""
 
-    def __init__(self, storage: SqliteStorage) -> None:
+    def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self.calls = 0
 
@@ -197,8 +196,8 @@ class LobbyRecorder:
         self.changed.set()
 
 
-async def test_a_failure_to_rate_is_logged_and_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_a_failure_to_rate_is_logged_and_retried(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with open_storage(db_url) as storage:
         user = await storage.create_user("alice", "h")
         a, b = [await storage.save_agent(user.id, name, "tictactoe", "x") for name in ("a", "b")]
         match = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, 1), NewSeat(b.id, 1)], rated=True)

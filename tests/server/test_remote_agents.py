@@ -36,7 +36,7 @@ from tests.server.conftest import (
     wait_finished,
 )
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.both_backends]
 
 JSON = Any
 

@@ -1,15 +1,15 @@
-"""A crash and a restart: the server as a real process, SIGKILLed mid-ladder, restarted on its DB."""
+"""A crash and a restart: the server as a real process, SIGKILLed mid-ladder, restarted on its DB
+(an SQLite file, or a PostgreSQL database)."""
 
 from __future__ import annotations
 
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ import httpx
 import pytest
 from anyio.abc import Process
 
-pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
+from tests.storage.raw import query
+
+pytestmark = [pytest.mark.timeout(90), pytest.mark.slow, pytest.mark.both_backends]
 
 JSON = Any
 
@@ -26,14 +28,13 @@ JSON = Any
 # so scheduled matches stay live for a while.
 RUNNER = """
 import sys
-from pathlib import Path
 
 import uvicorn
 
 from server.app import create_app
 from server.config import Settings
 
-db, port = Path(sys.argv[1]), int(sys.argv[2])
+db, port = sys.argv[1], int(sys.argv[2])
 uvicorn.run(create_app(Settings(db=db, port=port)), host="127.0.0.1", port=port, log_level="warning")
 """
 
@@ -69,13 +70,13 @@ def is_alive(pid: int) -> bool:
 
 
 @asynccontextmanager
-async def server_process(db: Path, log: Path) -> AsyncIterator[tuple[Process, httpx.AsyncClient]]:
+async def server_process(db: str, log: Path) -> AsyncIterator[tuple[Process, httpx.AsyncClient]]:
     """Start the server as a separate process and wait for /api/health; kill it on the way out."""
     port = free_port()
     with log.open("ab") as log_file:
         process = await anyio.open_process(
-            [sys.executable, "-c", RUNNER, str(db), str(port)],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd=db.parent,
+            [sys.executable, "-c", RUNNER, db, str(port)],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd=log.parent,
         )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, trust_env=False) as client:
@@ -111,8 +112,8 @@ async def matches(client: httpx.AsyncClient, status: str | None = None) -> list[
     return items
 
 
-async def test_sigkill_and_restart_keeps_finished_matches_and_aborts_live_ones(tmp_path: Path) -> None:
-    db = tmp_path / "arena.db"
+async def test_sigkill_and_restart_keeps_finished_matches_and_aborts_live_ones(tmp_path: Path, db_url: str) -> None:
+    db = db_url
     log = tmp_path / "server.log"
 
     async with server_process(db, log) as (process, client):
@@ -186,19 +187,14 @@ async def test_sigkill_and_restart_keeps_finished_matches_and_aborts_live_ones(t
     # The second server was stopped gracefully (SIGTERM; uvicorn re-raises the signal once it
     # has shut down, hence the status): what was live is stored as aborted.
     assert process.returncode in (0, -signal.SIGTERM)
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        unfinished = conn.execute("SELECT count(*) FROM matches WHERE status IN ('pending', 'live')").fetchone()[0]
-        reasons = [row[0] for row in conn.execute(
-            "SELECT reason FROM matches WHERE status = 'aborted' AND id > ?", (last_old,)
-        )]
-        # Ratings: each rated match counted once per seat, across the kill; aborted ones never.
-        rated = conn.execute(
-            "SELECT count(*) FROM matches m WHERE status = 'finished' AND rating_done = 1"
-            " AND (SELECT count(DISTINCT agent_id) FROM match_seats s WHERE s.match_id = m.id) = 2"
-        ).fetchone()[0]
-        rated_seats = conn.execute("SELECT coalesce(sum(matches), 0) FROM ratings").fetchone()[0]
-        rated_aborted = conn.execute("SELECT count(*) FROM matches WHERE status = 'aborted' AND rating_done = 1"
-                                     ).fetchone()[0]
+    [(unfinished,)] = query(db, "SELECT count(*) FROM matches WHERE status IN ('pending', 'live')")
+    reasons = [row[0] for row in query(db, "SELECT reason FROM matches WHERE status = 'aborted' AND id > ?", last_old)]
+    # Ratings: each rated match counted once per seat, across the kill; aborted ones never.
+    [(rated,)] = query(
+        db, "SELECT count(*) FROM matches m WHERE status = 'finished' AND rating_done = true"
+            " AND (SELECT count(DISTINCT agent_id) FROM match_seats s WHERE s.match_id = m.id) = 2")
+    [(rated_seats,)] = query(db, "SELECT coalesce(sum(matches), 0) FROM ratings")
+    [(rated_aborted,)] = query(db, "SELECT count(*) FROM matches WHERE status = 'aborted' AND rating_done = true")
     assert unfinished == 0
     assert reasons and all(reasons)  # the second server's live matches, stopped by its shutdown
     assert rated >= len(before) and rated_seats == 2 * rated and rated_aborted == 0

@@ -34,7 +34,7 @@ from tests.server.conftest import (
     ws_url,
 )
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.both_backends]
 
 JSON = Any
 CLOSE_NORMAL = 1000

@@ -1,18 +1,19 @@
-"""SqliteStorage and issue 10: standings count a match once per agent, only ladder matches are
+"""The storage, on both backends, and issue 10: standings count a match once per agent, only ladder matches are
 rated, ids beyond 64 bits name nothing, users keep the address they signed up from."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 from protocol.errors import AgentNotFound, MatchNotFound, ProtocolError, UserNotFound
-from server.storage import MAX_ROW_ID, MatchStatus, NewSeat, SeatResult, SqliteStorage, open_sqlite
+from server.storage import MAX_ROW_ID, MatchStatus, NewSeat, SeatResult, Storage, open_storage
+
+pytestmark = pytest.mark.both_backends
 
 
-async def play(storage: SqliteStorage, agents: list[int], rewards: list[float], statuses: list[str], *,
+async def play(storage: Storage, agents: list[int], rewards: list[float], statuses: list[str], *,
                rated: bool = False) -> int:
     match = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a, 1) for a in agents], rated=rated)
     seats = [SeatResult(s.agent_id, s.agent_name, s.owner, s.version, status, reward, None)
@@ -21,8 +22,8 @@ async def play(storage: SqliteStorage, agents: list[int], rewards: list[float], 
     return match.id
 
 
-async def test_standings_count_each_match_once_per_agent(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_standings_count_each_match_once_per_agent(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         user = await storage.create_user("alice", "h")
         a, b = [(await storage.save_agent(user.id, n, "tictactoe", "x")).id for n in ("a", "b")]
         await play(storage, [a, a], [1, -1], ["DONE", "DONE"])  # a beats itself: one draw
@@ -44,8 +45,8 @@ async def test_standings_count_each_match_once_per_agent(tmp_path: Path) -> None
         assert board["a"]["rated_matches"] == 1 and board["a"]["matches"] == 5
 
 
-async def test_ids_beyond_64_bits_name_nothing(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_ids_beyond_64_bits_name_nothing(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         user = await storage.create_user("alice", "h", created_from="203.0.113.5")
         assert (await storage.user_by_token_hash("h")) == user and user.created_from == "203.0.113.5"
         assert (await storage.get_user_by_name("alice")) == user

@@ -1,18 +1,24 @@
-"""The ladder in SqliteStorage: each finished ladder match rated exactly once, across reopening too."""
+"""The ladder in the storage, on both backends: each finished ladder match rated exactly once,
+across reopening too."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from pathlib import Path
+
+import pytest
 
 from server.ladder.rules import DEFAULT_SKILL, Skill, rate_match
-from server.storage import AgentRecord, MatchStatus, NewSeat, RatedMatch, SeatResult, SqliteStorage, open_sqlite
-from server.storage._schema import _MIGRATIONS, _statements
-from server.storage.sqlite import SCHEMA_VERSION
+from server.storage import AgentRecord, MatchStatus, NewSeat, RatedMatch, SeatResult, Storage, open_storage
+from server.storage._pg_schema import _MIGRATIONS as PG_MIGRATIONS
+from server.storage._pg_schema import _VERSION_TABLE
+from server.storage._schema import _MIGRATIONS, SCHEMA_VERSION, _statements
+from tests.postgres import PostgresServer
+
+pytestmark = pytest.mark.both_backends
 
 
-async def finish(storage: SqliteStorage, agents: list[AgentRecord], rewards: list[float],
+async def finish(storage: Storage, agents: list[AgentRecord], rewards: list[float],
                  status: MatchStatus = MatchStatus.FINISHED, *, rated: bool = True) -> int:
     """Store a tictactoe match between ``agents`` that ended with ``rewards`` (a ladder match
     unless ``rated`` is false, as a challenge is); returns its id."""
@@ -26,7 +32,7 @@ async def finish(storage: SqliteStorage, agents: list[AgentRecord], rewards: lis
     return match.id
 
 
-async def three_agents(storage: SqliteStorage) -> list[AgentRecord]:
+async def three_agents(storage: Storage) -> list[AgentRecord]:
     user = await storage.create_user("alice", "h")
     return [await storage.save_agent(user.id, name, "tictactoe", "x") for name in ("a", "b", "c")]
 
@@ -35,9 +41,8 @@ def changes(rated: list[RatedMatch]) -> list[tuple[int, list[tuple[int, float, f
     return [(m.match_id, [(c.agent_id, c.before.rating, c.after.rating) for c in m.changes]) for m in rated]
 
 
-async def test_a_match_is_rated_exactly_once_also_after_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "arena.db"
-    async with open_sqlite(path) as storage:
+async def test_a_match_is_rated_exactly_once_also_after_reopening(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         a, b, c = await three_agents(storage)
         assert await storage.rate_finished() == []
         first = await finish(storage, [a, b], [1.0, -1.0])
@@ -66,7 +71,7 @@ async def test_a_match_is_rated_exactly_once_also_after_reopening(tmp_path: Path
         third = await finish(storage, [a, c], [0.0, 0.0])
         before_close = await storage.get_ratings([a.id, b.id, c.id])
 
-    async with open_sqlite(path) as storage:
+    async with open_storage(db_url) as storage:
         assert await storage.get_ratings([a.id, b.id]) == {k: before_close[k] for k in (a.id, b.id)}
         (rated_third,) = await storage.rate_finished()  # only the one left over, not the others again
         assert rated_third.match_id == third and rated_third.game == "tictactoe"
@@ -74,13 +79,13 @@ async def test_a_match_is_rated_exactly_once_also_after_reopening(tmp_path: Path
         assert await storage.rate_finished() == []
         assert second != third
 
-    async with open_sqlite(path) as storage:
+    async with open_storage(db_url) as storage:
         assert await storage.rate_finished() == []
         assert (await storage.get_ratings([a.id]))[a.id].matches == 3
 
 
-async def test_only_finished_ladder_matches_between_distinct_agents_are_rated(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_only_finished_ladder_matches_between_distinct_agents_are_rated(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         a, b, _ = await three_agents(storage)
         aborted = await finish(storage, [a, b], [1.0, -1.0], MatchStatus.ABORTED)
         live = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, 1), NewSeat(b.id, 1)], rated=True)
@@ -103,8 +108,8 @@ async def test_only_finished_ladder_matches_between_distinct_agents_are_rated(tm
         assert rated_live.changes[1].after.rating > 1000.0 > rated_live.changes[0].after.rating
 
 
-async def test_matches_are_rated_in_the_order_they_ended_a_batch_at_a_time(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_matches_are_rated_in_the_order_they_ended_a_batch_at_a_time(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         a, b, c = await three_agents(storage)
         ids = [await finish(storage, pair, [1.0, -1.0]) for pair in ([a, b], [b, c], [c, a], [a, b])]
         first_two = await storage.rate_finished(limit=2)
@@ -115,8 +120,8 @@ async def test_matches_are_rated_in_the_order_they_ended_a_batch_at_a_time(tmp_p
         assert [ratings[x.id].matches for x in (a, b, c)] == [3, 3, 2]
 
 
-async def test_leaderboard_ranks_by_rating_with_standings(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_leaderboard_ranks_by_rating_with_standings(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         a, b, c = await three_agents(storage)
         user = await storage.create_user("bob", "h2")
         idle = await storage.save_agent(user.id, "idle", "tictactoe", "x")
@@ -147,30 +152,52 @@ async def test_leaderboard_ranks_by_rating_with_standings(tmp_path: Path) -> Non
         assert await storage.leaderboard("chess") == []
 
 
-async def test_a_database_from_before_ratings_opens_and_rates_its_ladder_history(tmp_path: Path) -> None:
-    path = tmp_path / "arena.db"
-    db = sqlite3.connect(path)
-    for script in _MIGRATIONS[:2]:  # the schema as it was before ratings (version 2)
-        for statement in _statements(script):
-            db.execute(statement)
-    db.execute("PRAGMA user_version = 2")
-    db.execute("INSERT INTO users (id, name, token_hash, created_at) VALUES (1, 'alice', 'h', 0)")
-    for agent_id, name in ((1, "a"), (2, "b")):
-        db.execute("INSERT INTO agents (id, user_id, name, game, remote, version, created_at, updated_at)"
-                   " VALUES (?, 1, ?, 'tictactoe', 0, 1, 0, 0)", (agent_id, name))
-        db.execute("INSERT INTO agent_versions (agent_id, version, code, created_at) VALUES (?, 1, 'x', 0)",
-                   (agent_id,))
-    # Match 1 the scheduler's, match 2 a challenge (b wins it too): only the first is rated.
-    db.executemany("INSERT INTO matches (id, game, rules_version, status, config, seed, tags, created_at, finished_at)"
-                   " VALUES (?, 'tictactoe', 1, 'finished', '{}', 1, ?, 0, ?)",
-                   [(1, '{"scheduled":true}', 1), (2, '{"started_by":"alice","user_id":1}', 2)])
-    db.executemany("INSERT INTO match_seats (match_id, seat, agent_id, version, status, reward)"
-                   " VALUES (?, ?, ?, 1, 'DONE', ?)",
-                   [(m, seat, seat + 1, 2.0 * seat - 1) for m in (1, 2) for seat in (0, 1)])
-    db.commit()
-    db.close()
+# The rows of a database from before ratings (version 2), in SQL both backends take. Match 1 is the
+# scheduler's, match 2 a challenge (b wins it too): only the first is rated.
+VERSION_2_ROWS = """
+    INSERT INTO users (id, name, token_hash, created_at) VALUES (1, 'alice', 'h', 0);
+    INSERT INTO agents (id, user_id, name, game, remote, version, created_at, updated_at)
+        VALUES (1, 1, 'a', 'tictactoe', false, 1, 0, 0), (2, 1, 'b', 'tictactoe', false, 1, 0, 0);
+    INSERT INTO agent_versions (agent_id, version, code, created_at) VALUES (1, 1, 'x', 0), (2, 1, 'x', 0);
+    INSERT INTO matches (id, game, rules_version, status, config, seed, tags, created_at, finished_at)
+        VALUES (1, 'tictactoe', 1, 'finished', '{}', 1, '{"scheduled":true}', 0, 1),
+               (2, 'tictactoe', 1, 'finished', '{}', 1, '{"started_by":"alice","user_id":1}', 0, 2);
+    INSERT INTO match_seats (match_id, seat, agent_id, version, status, reward)
+        VALUES (1, 0, 1, 1, 'DONE', -1.0), (1, 1, 2, 1, 'DONE', 1.0),
+               (2, 0, 1, 1, 'DONE', -1.0), (2, 1, 2, 1, 'DONE', 1.0);
+"""
 
-    async with open_sqlite(path) as storage:
+
+def build_version_2(backend: str, url: str) -> None:
+    """The schema as it was before ratings (version 2), with ``VERSION_2_ROWS``."""
+    if backend == "sqlite":
+        db = sqlite3.connect(url)
+        for script in (*_MIGRATIONS[:2], VERSION_2_ROWS):
+            for statement in _statements(script):
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+        db.close()
+    else:
+        PostgresServer.execute(url, "\n".join([_VERSION_TABLE, *PG_MIGRATIONS[:2], VERSION_2_ROWS,
+                                               "UPDATE schema_version SET version = 2;"]))
+
+
+def schema_version(backend: str, url: str) -> int:
+    if backend == "sqlite":
+        with sqlite3.connect(url) as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        db.close()
+        return version
+    [(version,)] = PostgresServer.fetch(url, "SELECT version FROM schema_version")
+    return int(str(version))
+
+
+async def test_a_database_from_before_ratings_opens_and_rates_its_ladder_history(
+    backend: str, bare_db_url: str
+) -> None:
+    build_version_2(backend, bare_db_url)
+    async with open_storage(bare_db_url) as storage:
         (rated,) = await storage.rate_finished()
         assert rated.match_id == 1
         assert [ch.after.rating > 1000.0 for ch in rated.changes] == [False, True]  # b won
@@ -178,5 +205,4 @@ async def test_a_database_from_before_ratings_opens_and_rates_its_ladder_history
         board = await storage.leaderboard("tictactoe")
         assert [(row["name"], row["rated_matches"], row["matches"]) for row in board] == [("b", 1, 2), ("a", 1, 2)]
         assert [(await storage.get_match(m)).rated for m in (1, 2)] == [True, False]
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert schema_version(backend, bare_db_url) == SCHEMA_VERSION

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,9 @@ from protocol.messages import Event, StepRecord
 from server.matches.hub import event_frame
 from server.matches.repro import repro_bundle
 from server.sandbox import Limits
-from server.storage import EncodedStep, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage, open_sqlite
+from server.storage import EncodedStep, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage, open_storage
+
+pytestmark = pytest.mark.both_backends
 
 CONFIG = {"episodeSteps": 10, "actTimeout": 1.0, "remainingOverageTime": 2.5, "agentTimeout": 10.0,
           "runTimeout": 600.0}
@@ -54,14 +55,13 @@ async def store_old_match(
      ("ERROR", {"name": "crash", "detail": "the reason as it was stored"})],
 )
 async def test_steps_stored_before_faults_were_kept_still_read(
-    tmp_path: Path, status: str, limit: dict[str, object]
+    db_url: str, status: str, limit: dict[str, object]
 ) -> None:
-    path = tmp_path / "arena.db"
     texts = [text.replace("{status}", status) for text in OLD_STEPS]
-    async with open_sqlite(path) as storage:
+    async with open_storage(db_url) as storage:
         match = await store_old_match(storage, texts, ["DONE", status], [None, "the reason as it was stored"])
 
-    async with open_sqlite(path) as storage:  # opened again, as a newer server would
+    async with open_storage(db_url) as storage:  # opened again, as a newer server would
         final = await storage.get_match(match.id)
         steps = await storage.get_steps(match.id)
         assert [s.faults for s in steps] == [[], [], []]
@@ -75,10 +75,10 @@ async def test_steps_stored_before_faults_were_kept_still_read(
     assert bundle["limit"] == limit
 
 
-async def test_a_start_up_timeout_stored_before_faults_were_kept_is_agent_timeout(tmp_path: Path) -> None:
+async def test_a_start_up_timeout_stored_before_faults_were_kept_is_agent_timeout(db_url: str) -> None:
     texts = [OLD_STEPS[0], '{"step":1,"actions":[null,null],"statuses":["TIMEOUT","DONE"],"rewards":[-1.0,1.0],'
                            '"state":{"board":[0,0,0,0,0,0,0,0,0],"to_act":[0],"winner":null},"timing":[null,null]}']
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+    async with open_storage(db_url) as storage:
         reasons = ["not ready within agentTimeout (10 s)", None]
         final = await store_old_match(storage, texts, ["TIMEOUT", "DONE"], reasons)
         bundle = repro_bundle(final, await storage.get_steps(final.id), 0, Limits())

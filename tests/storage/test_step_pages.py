@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import anyio
 import anyio.lowlevel
 import pytest
@@ -12,12 +9,15 @@ import pytest
 from protocol.codec import encode
 from protocol.errors import MAX_REASON_CHARS, MatchNotFound
 from protocol.messages import SeatTiming, StepRecord
-from server.storage import MatchStatus, SeatResult, open_sqlite
-from tests.storage.test_sqlite import done_seats, make_step, two_agent_match
+from server.storage import MatchStatus, SeatResult, open_storage
+from tests.storage.raw import query
+from tests.storage.test_storage import done_seats, make_step, two_agent_match
+
+pytestmark = pytest.mark.both_backends
 
 
-async def test_pages_of_the_event_log_are_the_stored_text_in_step_order(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_pages_of_the_event_log_are_the_stored_text_in_step_order(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         match, _, _ = await two_agent_match(storage)
         steps = [make_step(i) for i in range(1200)]
         await storage.append_steps(match.id, steps[:700])
@@ -36,26 +36,24 @@ async def test_pages_of_the_event_log_are_the_stored_text_in_step_order(tmp_path
             await storage.get_last_step_texts(10**30, 10)  # beyond SQLite's integers: no such match
 
 
-async def test_an_old_row_comes_out_as_this_version_encodes_it(tmp_path: Path) -> None:
+async def test_an_old_row_comes_out_as_this_version_encodes_it(db_url: str) -> None:
     """Rows stored before ``SeatTiming.allowance_s`` existed come out with it (as null)."""
-    db = tmp_path / "arena.db"
     old = ('{"step":1,"actions":[0,null],"statuses":["ACTIVE","INACTIVE"],"rewards":[0.0,0.0],"state":{},'
            '"timing":[{"wall_s":0.01,"cpu_s":0.002,"bank_s":9.5},null]}')
-    async with open_sqlite(db) as storage:
+    async with open_storage(db_url) as storage:
         match, _, _ = await two_agent_match(storage)
         await storage.append_steps(match.id, [make_step(0)])
         await storage.finish_match(match.id, MatchStatus.FINISHED, None, done_seats(match), 1.0)
-    with sqlite3.connect(db) as raw:
-        raw.execute("INSERT INTO match_steps (match_id, step, record) VALUES (?, 1, ?)", (match.id, old))
-    async with open_sqlite(db) as storage:
+    query(db_url, "INSERT INTO match_steps (match_id, step, record) VALUES (?, 1, ?)", match.id, old)
+    async with open_storage(db_url) as storage:
         [(step, text)] = await storage.get_step_texts(match.id, 1, 10)
     expected = StepRecord(step=1, actions=[0, None], statuses=["ACTIVE", "INACTIVE"], rewards=[0.0, 0.0], state={},
                           timing=[SeatTiming(wall_s=0.01, cpu_s=0.002, bank_s=9.5, allowance_s=None), None])
     assert step == 1 and text == encode(expected).decode()
 
 
-async def test_every_stored_reason_is_a_short_prefix(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_every_stored_reason_is_a_short_prefix(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         match, _, _ = await two_agent_match(storage)
         move = "x" * 1_000_000
         seats = [
@@ -72,10 +70,10 @@ async def test_every_stored_reason_is_a_short_prefix(tmp_path: Path) -> None:
             assert record.seats[1].reason is None
 
 
-async def test_reads_and_writes_cancelled_at_any_point_leave_the_storage_working(tmp_path: Path) -> None:
+async def test_reads_and_writes_cancelled_at_any_point_leave_the_storage_working(db_url: str) -> None:
     """A request cancelled half-way (its client left while a replay page was being read, a
     health probe timed out) must not leave a connection inside a transaction."""
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+    async with open_storage(db_url) as storage:
         match, _, _ = await two_agent_match(storage)
         await storage.append_steps(match.id, [make_step(i) for i in range(50)])
         for ticks in range(60):

@@ -19,7 +19,9 @@ from protocol.errors import StorageError
 from server.storage import MatchStatus, open_sqlite
 from server.storage._schema import connect, write_transaction
 from server.storage._thread import DatabaseThread
-from tests.storage.test_sqlite import done_seats, make_step, two_agent_match
+from tests.storage.test_storage import done_seats, make_step, two_agent_match
+
+pytestmark = pytest.mark.sqlite_only  # the threads that own SQLite's connections
 
 
 async def open_thread(path: Path) -> DatabaseThread:

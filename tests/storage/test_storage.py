@@ -1,4 +1,6 @@
-"""SqliteStorage against real database files: records, paging, the batching step writer."""
+"""The storage on both backends, SQLite files and PostgreSQL databases: records, paging, the
+batching step writer. Tests of SQLite itself are marked ``sqlite_only``; those of PostgreSQL
+alone are in ``test_postgres.py``."""
 
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ def make_step(i: int, seats: int = 2) -> StepRecord:
     )
 
 
+pytestmark = pytest.mark.both_backends
+
+
 async def two_agent_match(storage: Storage, suffix: str = "") -> tuple[MatchRecord, int, int]:
     user = await storage.create_user(f"alice{suffix}", f"hash-alice{suffix}")
     a = await storage.save_agent(user.id, "a", "tictactoe", "def agent(obs): return 0")
@@ -62,8 +67,8 @@ def done_seats(match: MatchRecord) -> list[SeatResult]:
     ]
 
 
-async def test_users_and_token_lookup(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_users_and_token_lookup(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         alice = await storage.create_user("alice", "h1")
         bob = await storage.create_user("bob", "h2")
         assert alice.id != bob.id and alice.name == "alice" and alice.created_at <= time.time()
@@ -78,8 +83,8 @@ async def test_users_and_token_lookup(tmp_path: Path) -> None:
         assert await storage.get_user_by_name("carol") is None
 
 
-async def test_agent_versions_and_code(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_agent_versions_and_code(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         user = await storage.create_user("alice", "h")
         v1 = await storage.save_agent(user.id, "bot", "tictactoe", "code 1")
         v2 = await storage.save_agent(user.id, "bot", "tictactoe", "code 2")
@@ -107,8 +112,8 @@ async def test_agent_versions_and_code(tmp_path: Path) -> None:
             await storage.get_agent_code(v1.id, 3)
 
 
-async def test_list_agents_pages_without_gaps_or_duplicates(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_list_agents_pages_without_gaps_or_duplicates(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         users = [await storage.create_user(f"u{i}", f"h{i}") for i in range(2)]
         created = [
             await storage.save_agent(users[i % 2].id, f"bot{i}", "tictactoe" if i % 3 else "connect4", "c")
@@ -143,8 +148,8 @@ async def test_list_agents_pages_without_gaps_or_duplicates(tmp_path: Path) -> N
             await storage.list_agents(cursor="not-a-cursor")
 
 
-async def test_list_matches_newest_first_with_filters(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_list_matches_newest_first_with_filters(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         user = await storage.create_user("alice", "h")
         a = await storage.save_agent(user.id, "a", "tictactoe", "x")
         b = await storage.save_agent(user.id, "b", "tictactoe", "x")
@@ -185,8 +190,8 @@ async def test_list_matches_newest_first_with_filters(tmp_path: Path) -> None:
         assert [m.id for m in pending_c] == [m for i, m in enumerate(ids) if i % 2 == 0 and i % 4][::-1]
 
 
-async def test_match_lifecycle(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_match_lifecycle(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         match, a_id, b_id = await two_agent_match(storage)
         assert match.status is MatchStatus.PENDING and match.steps == 0 and match.started_at is None
         assert match.config == {"size": 3} and match.tags == {"ranked": True} and match.seed == 42
@@ -220,26 +225,24 @@ async def test_match_lifecycle(tmp_path: Path) -> None:
             await storage.set_match_live(match.id, 1.0)
 
 
-async def test_finished_steps_are_visible_to_a_second_connection(tmp_path: Path) -> None:
-    path = tmp_path / "arena.db"
-    async with open_sqlite(path) as storage:
+async def test_finished_steps_are_visible_to_a_second_connection(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         match, _, _ = await two_agent_match(storage)
         await storage.set_match_live(match.id, time.time())
         steps = [make_step(i) for i in range(250)]
         for i in range(0, 250, 3):
             await storage.append_steps(match.id, steps[i:i + 3])
         await storage.finish_match(match.id, MatchStatus.FINISHED, None, done_seats(match), time.time())
-        async with open_sqlite(path) as other:  # while the first is still open
+        async with open_storage(db_url) as other:  # while the first is still open
             assert await other.get_steps(match.id) == steps
             assert (await other.get_match(match.id)).steps == 250
 
 
-async def test_queued_steps_are_written_on_close(tmp_path: Path) -> None:
-    path = tmp_path / "arena.db"
-    async with open_sqlite(path) as storage:
+async def test_queued_steps_are_written_on_close(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         match, _, _ = await two_agent_match(storage)
         await storage.append_steps(match.id, [make_step(i) for i in range(10)])
-    async with open_sqlite(path) as storage:
+    async with open_storage(db_url) as storage:
         assert len(await storage.get_steps(match.id)) == 10
         await storage.close()
         with pytest.raises(StorageError, match="closed"):
@@ -248,8 +251,8 @@ async def test_queued_steps_are_written_on_close(tmp_path: Path) -> None:
             await storage.get_match(match.id)
 
 
-async def test_abort_unfinished(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_abort_unfinished(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         match, a_id, b_id = await two_agent_match(storage)
         seats = [NewSeat(a_id, 1), NewSeat(b_id, 1)]
         live = await storage.create_match("tictactoe", 1, {}, 1, seats)
@@ -268,6 +271,7 @@ async def test_abort_unfinished(tmp_path: Path) -> None:
         assert await storage.abort_unfinished("again") == 0
 
 
+@pytest.mark.sqlite_only
 async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
     path = tmp_path / "arena.db"
     async with open_sqlite(path) as storage:
@@ -282,6 +286,7 @@ async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
     db.close()
 
 
+@pytest.mark.sqlite_only
 async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "arena.db"
     with sqlite3.connect(path) as db:
@@ -292,8 +297,8 @@ async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
             pass
 
 
-async def test_not_found(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_not_found(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         match, a_id, _ = await two_agent_match(storage)
         with pytest.raises(MatchNotFound):
             await storage.get_match(999)
@@ -313,8 +318,8 @@ async def test_not_found(tmp_path: Path) -> None:
         assert [m.id for m in page] == [match.id]  # the refused creations left nothing behind
 
 
-async def test_concurrent_matches_append_in_order(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_concurrent_matches_append_in_order(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         user = await storage.create_user("alice", "h")
         agent = await storage.save_agent(user.id, "bot", "tictactoe", "x")
         matches = [
@@ -342,8 +347,8 @@ async def test_concurrent_matches_append_in_order(tmp_path: Path) -> None:
             assert await storage.get_steps(match.id) == steps
 
 
-async def test_seat_logs(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_seat_logs(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         match, _, _ = await two_agent_match(storage)
         assert await storage.get_log(match.id, 0) is None
         await storage.save_log(match.id, 0, "hello\n")
@@ -355,8 +360,8 @@ async def test_seat_logs(tmp_path: Path) -> None:
             await storage.save_log(match.id, 5, "x")
 
 
-async def test_write_error_surfaces_at_flush(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_write_error_surfaces_at_flush(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         match, _, _ = await two_agent_match(storage)
         await storage.append_steps(match.id, [make_step(0)])
         await storage.append_steps(9999, [make_step(0), make_step(1)])  # no such match: a foreign key fails
@@ -366,8 +371,8 @@ async def test_write_error_surfaces_at_flush(tmp_path: Path) -> None:
         assert len(await storage.get_steps(match.id)) == 1  # the good match's row in that batch survived
 
 
-async def test_write_error_surfaces_at_finish_and_spares_other_matches(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_write_error_surfaces_at_finish_and_spares_other_matches(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         bad, a_id, b_id = await two_agent_match(storage)
         good = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a_id, 1), NewSeat(b_id, 1)])
         await storage.append_steps(bad.id, [make_step(0), make_step(1)])
@@ -386,12 +391,13 @@ async def test_write_error_surfaces_at_finish_and_spares_other_matches(tmp_path:
         await storage.flush()  # finish_match already reported it
 
 
-async def test_unreported_write_error_raises_at_close(tmp_path: Path) -> None:
+async def test_unreported_write_error_raises_at_close(db_url: str) -> None:
     with pytest.raises(StorageError, match="steps lost at close"):
-        async with open_sqlite(tmp_path / "arena.db") as storage:
+        async with open_storage(db_url) as storage:
             await storage.append_steps(4242, [make_step(0)])
 
 
+@pytest.mark.sqlite_only
 async def test_open_storage_urls(tmp_path: Path) -> None:
     for url in (str(tmp_path / "a.db"), f"sqlite:///{tmp_path / 'b.db'}", "sqlite://", "sqlite:///:memory:"):
         async with open_storage(url) as storage:
@@ -399,12 +405,14 @@ async def test_open_storage_urls(tmp_path: Path) -> None:
             await storage.append_steps(match.id, [make_step(0), make_step(1)])
             assert len(await storage.get_steps(match.id)) == 2
     assert (tmp_path / "a.db").exists() and (tmp_path / "b.db").exists()
-    for bad in ("postgresql://localhost/arena", "mysql://db/arena", "sqlite:///", ""):
+    for bad in ("mysql://db/arena", "sqlite:///", ""):
         with pytest.raises(ConfigError):
             open_storage(bad)
+    open_storage("postgresql://nobody@localhost/arena")  # a PostgreSQL URL: nothing connects before `async with`
 
 
-async def test_in_memory_database_shares_one_connection(tmp_path: Path) -> None:
+@pytest.mark.sqlite_only
+async def test_in_memory_database_shares_one_connection() -> None:
     async with open_sqlite(":memory:") as storage:
         assert isinstance(storage, SqliteStorage)
         match, _, _ = await two_agent_match(storage)
@@ -414,27 +422,26 @@ async def test_in_memory_database_shares_one_connection(tmp_path: Path) -> None:
         assert len(await storage.get_steps(match.id)) == 600
 
 
-async def test_cancelled_owner_still_writes_queued_steps(tmp_path: Path) -> None:
-    path = tmp_path / "arena.db"
+async def test_cancelled_owner_still_writes_queued_steps(db_url: str) -> None:
     with anyio.CancelScope() as scope:
-        async with open_sqlite(path) as storage:
+        async with open_storage(db_url) as storage:
             match, _, _ = await two_agent_match(storage)
             await storage.append_steps(match.id, [make_step(i) for i in range(10)])
             scope.cancel()
             await anyio.sleep(5)
     assert scope.cancelled_caught
-    async with open_sqlite(path) as storage:
+    async with open_storage(db_url) as storage:
         assert len(await storage.get_steps(match.id)) == 10
 
 
-async def test_errors_in_the_body_come_out_unwrapped(tmp_path: Path) -> None:
+async def test_errors_in_the_body_come_out_unwrapped(db_url: str) -> None:
     with pytest.raises(MatchNotFound):
-        async with open_sqlite(tmp_path / "arena.db") as storage:
+        async with open_storage(db_url) as storage:
             await storage.get_match(1)
 
 
-async def test_standings(tmp_path: Path) -> None:
-    async with open_sqlite(tmp_path / "arena.db") as storage:
+async def test_standings(db_url: str) -> None:
+    async with open_storage(db_url) as storage:
         user = await storage.create_user("alice", "h")
         a, b, c, idle = [
             await storage.save_agent(user.id, n, "tictactoe", "x") for n in ("a", "b", "c", "idle")
