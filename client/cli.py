@@ -3,14 +3,14 @@
 Each command is one ``cmd_*`` function taking the parsed arguments and returning the exit
 status; ``watch`` lives in :mod:`client.watch`, ``connect`` in :mod:`client.connect`,
 ``login``, ``agents`` and ``logs`` in :mod:`client.account`, ``repro`` in
-:mod:`client.repro`; they print through :mod:`client.output` and read bot files with
-:mod:`client.botfiles`. Server commands take ``--server`` and ``--token`` from the flags, else
-``ARENA_SERVER`` and ``ARENA_TOKEN``, else the config file ``arena login`` wrote
-(:mod:`client.config`). Server parts (games, runner, sandbox, the app) are imported inside
-the commands that need them, so ``arena validate`` does not load uvicorn and ``arena watch``
-runs with the client alone. Exit statuses: 0 done, 1 an error (one ``arena: error:`` line on
-stderr; with ``--json`` also the ``{"error": ...}`` document on stdout), 2 a usage error,
-130 interrupted.
+:mod:`client.repro`, ``migrate`` in :mod:`client.migrate`; they print through
+:mod:`client.output` and read bot files with :mod:`client.botfiles`. Server commands take
+``--server`` and ``--token`` from the flags, else ``ARENA_SERVER`` and ``ARENA_TOKEN``, else
+the config file ``arena login`` wrote (:mod:`client.config`). Server parts (games, runner,
+sandbox, the app) are imported inside the commands that need them, so ``arena validate`` does
+not load uvicorn and ``arena watch`` runs with the client alone. Exit statuses: 0 done, 1 an
+error (one ``arena: error:`` line on stderr; with ``--json`` also the ``{"error": ...}``
+document on stdout), 2 a usage error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from protocol.codec import decode_json
 from protocol.errors import ArenaError, LayerUnavailable, ProtocolError
 from protocol.messages import JSON
 
-from . import account, connect, repro
+from . import account, connect, migrate, repro
 from .botfiles import finding_lines, read_bot, validated_bots
 from .config import load_config
 from .errors import CliError
@@ -325,6 +325,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     db = args.db or os.environ.get("ARENA_DB")
     if db:
         overrides["db"] = db
+    role = args.role or os.environ.get("ARENA_ROLE")
+    if role:
+        overrides["role"] = role
     if args.no_ladder:
         overrides["ladder"] = False
     if args.no_examples:
@@ -373,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--db", help="the database: an SQLite file (default arena.db) or "
                                 "postgresql://USER:PASSWORD@HOST:PORT/DB (env ARENA_DB)")
+    p.add_argument("--role", choices=("all", "front", "worker"),
+                   help="what this process does (env ARENA_ROLE; default all): front serves HTTP and WebSockets, "
+                        "worker runs matches; both need a PostgreSQL --db")
     p.add_argument("--settings", metavar="FILE", help="a TOML settings file (keys as in server.config.Settings)")
     p.add_argument("--require-layers", metavar="all|NAME,...",
                    help="refuse to start unless these sandbox layers are active")
@@ -426,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_parser(sub, remote)
     account.add_parsers(sub, remote)
     repro.add_parser(sub, remote)
+    migrate.add_parser(sub)
     return parser
 
 

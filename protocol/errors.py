@@ -26,7 +26,8 @@ Every error the arena raises on purpose derives from :class:`ArenaError`::
     ├── Conflict                 the resource is not in a state that allows the request
     │   └── MatchOver            the match has already ended
     └── StorageError             the database refused an operation
-        └── NameTaken            a user name that is already registered
+        ├── NameTaken            a user name that is already registered
+        └── LeaseLost            a worker's write to a match another worker has taken over
 
 Errors that are an agent's fault become seat statuses and never escape a match; the
 others map to HTTP statuses and close codes in ``server/http/errors.py``. A reason stored or shown
@@ -56,6 +57,7 @@ __all__ = [
     "GameError",
     "IllegalAction",
     "LayerUnavailable",
+    "LeaseLost",
     "MatchNotFound",
     "MatchOver",
     "NameTaken",
@@ -80,7 +82,8 @@ MAX_REASON_CHARS = 200
 
 def short_reason(text: str, max_chars: int = MAX_REASON_CHARS) -> str:
     """``text`` as a stored or shown reason: its first ``max_chars`` characters, and an
-    ellipsis when there was more."""
+    ellipsis when there was more; NUL (which PostgreSQL's text cannot hold) as U+FFFD."""
+    text = text.replace("\0", "\ufffd")
     return text if len(text) <= max_chars else f"{text[:max_chars]}…"
 
 
@@ -243,3 +246,10 @@ class StorageError(ArenaError):
 
 class NameTaken(StorageError):
     code = "name_taken"
+
+
+class LeaseLost(StorageError):
+    """A write fenced by a match's attempt that no longer holds: the lease ran out and another
+    worker claimed the match (or it was stopped); the writer must stop running it."""
+
+    code = "lease_lost"

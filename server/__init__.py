@@ -9,14 +9,17 @@
 - ``matches/``: games, the match runner, seats, the spectator hub, replays, the match manager.
 - ``sandbox/``: the validator, seat launching and isolation; ``sandbox/seat/`` is what runs
   inside a seat.
-- ``storage/``: the storage interface and its SQLite implementation.
+- ``cluster/``: a worker's side of the match queue: claiming matches, renewing their leases.
+- ``storage/``: the storage interface, its SQLite and PostgreSQL implementations, and the match
+  queue in PostgreSQL (claims, leases, fencing).
 - ``web/``: the web pages; ``bots/``: the example bots.
 
 Imports point down: ``app`` > ``http`` > ``ladder`` > ``matches`` > ``sandbox``, ``storage``
 and ``protocol/`` (``tests/test_imports.py`` holds the floors). One process runs every room
-today. A cluster splits the app in two roles beside ``app.py``: a front (``http/`` and
-``ladder/``, which start matches) and a worker (``matches/`` and ``sandbox/``, which run them);
-the match queue between them gets a room of its own, on the floor of ``matches/``.
+by default (role ``all``). On PostgreSQL the app splits in two roles (``Settings.role``): a
+front (``http/`` and ``ladder/``, which store matches) and a worker (``matches/``,
+``sandbox/`` and ``cluster/``, which claim and run them); the match queue between them is the
+matches table (``storage/_pg_queue.py``).
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,11 @@
-"""The Starlette application and its lifespan: storage, hub, matches, ratings and the scheduler."""
+"""The Starlette application and its lifespan: storage, hub, matches, ratings and the scheduler.
+
+The role (``Settings.role``) picks what runs: ``all`` everything; ``front`` the HTTP face and
+WebSockets, storing matches for the workers to claim (no fork server, no matches run here);
+``worker`` the seats' launcher, the match manager and the queue's claim loop
+(``server/cluster/``), with ``GET /api/health`` as its only route. On PostgreSQL a process
+runs its matches under a lease named for it (``Settings.default_worker_name``), also in
+``all``; on start-up and at shutdown it aborts only the matches it holds itself."""
 
 from __future__ import annotations
 
@@ -9,10 +16,13 @@ from contextlib import asynccontextmanager
 
 import anyio
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from server.bots import example_bots
+from server.cluster import QueueWorker, Relay
 from server.config import Settings
 from server.health import Health
+from server.http.api import health as health_endpoint
 from server.http.auth import hash_token, new_token
 from server.http.errors import exception_handlers
 from server.http.names import EXAMPLES_USER
@@ -26,7 +36,15 @@ from server.matches.remote import RemoteAgents
 from server.sandbox import serve_seats
 from server.sandbox.layers import require_layers
 from server.state import ArenaState
-from server.storage import AgentRecord, MatchRecord, Storage, open_storage
+from server.storage import (
+    AgentRecord,
+    Lease,
+    MatchRecord,
+    PostgresStorage,
+    Storage,
+    is_postgres_url,
+    open_storage,
+)
 
 __all__ = ["create_app", "seed_examples"]
 
@@ -44,11 +62,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             require_layers, settings.require_layers, settings.limits, validates=settings.validate_submissions))
         # The seats' launcher and its fork server (if any) start first, off the event loop, and stop
         # after the matches; the match manager opens every seat through it.
-        seats = serve_seats(settings.seat_mode, limits=settings.limits, pool_size=settings.seat_pool_size)
+        # A front runs no seats: a launcher without a fork server.
+        seats = serve_seats(settings.seat_mode if settings.runs_matches else "fresh", limits=settings.limits,
+                            pool_size=settings.seat_pool_size)
+        is_cluster = is_postgres_url(settings.db)
+        lease = Lease(settings.default_worker_name(), settings.lease_s) if settings.runs_matches else None
+        # On SQLite the one process owns every match; on PostgreSQL only those its name holds.
+        mine = lease.worker if is_cluster and lease is not None else None
         async with seats as launcher, open_storage(settings.db) as storage:
-            aborted = await storage.abort_unfinished("server stopped while the match was live")
-            if aborted:
-                log.warning("marked %d interrupted matches aborted", aborted)
+            if not is_cluster or mine is not None:
+                aborted = await storage.abort_unfinished("server stopped while the match was live", worker=mine)
+                if aborted:
+                    log.warning("marked %d interrupted matches aborted", aborted)
             try:
                 async with anyio.create_task_group() as tg:
                     hub = Hub(settings.spectator_queue_frames, window_events=settings.spectator_window_events,
@@ -69,13 +94,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
                     manager = MatchManager(storage, hub, tg, settings.limits, launcher, on_finished=finished,
                                            remotes=remotes, max_action_bytes=settings.max_action_bytes,
-                                           config_ranges=settings.config_ranges)
+                                           config_ranges=settings.config_ranges, lease=lease,
+                                           runs_matches=settings.runs_matches)
                     await tg.start(rater.run)
-                    if settings.ladder:
+                    if is_cluster and lease is not None:
+                        assert isinstance(storage, PostgresStorage)
+                        worker = QueueWorker(storage, manager, lease, max_attempts=settings.max_attempts,
+                                             max_matches=settings.worker_matches, poll_s=settings.claim_poll_s)
+                        await tg.start(worker.run)
+                    # The scheduler counts the matches it runs itself: in a cluster of fronts and
+                    # workers it has none, so it runs in role all only.
+                    if settings.ladder and settings.role == "all":
                         ladder = LadderScheduler(manager, settings, health=health)
+                    # A front's spectators watch matches run anywhere in the cluster: the relay
+                    # brings those of other processes to this hub (server/cluster/relay.py).
+                    relay: Relay | None = None
+                    if is_cluster and settings.serves_http:
+                        relay = Relay(hub, settings.db, worker=lease.worker if lease is not None else None)
+                        await tg.start(relay.run)
                     app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter(), health=health,
-                                                 ladder=ladder)
-                    if settings.seed_examples:
+                                                 ladder=ladder, relay=relay)
+                    if settings.seed_examples and settings.serves_http:
                         await seed_examples(storage)
                     if ladder is not None:
                         tg.start_soon(ladder.run)
@@ -88,11 +127,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 # (and could store its own abort): nothing may stay pending or live.
                 with anyio.CancelScope(shield=True):
                     try:
-                        await storage.abort_unfinished("server shut down before the match ended")
+                        if not is_cluster or mine is not None:
+                            await storage.abort_unfinished("server shut down before the match ended", worker=mine)
                     except Exception:  # a failing storage must not keep the fork server and the rest open
                         log.exception("could not mark the unfinished matches aborted at shutdown")
 
-    return Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
+    # A worker answers only its health; everything else is a front's.
+    served = routes if settings.serves_http else [Route("/api/health", health_endpoint)]
+    return Starlette(routes=served, exception_handlers=exception_handlers, lifespan=lifespan)
 
 
 async def seed_examples(storage: Storage) -> list[AgentRecord]:

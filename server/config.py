@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,11 @@ from server.matches.runner import DEFAULT_MAX_ACTION_BYTES
 from server.sandbox import Limits
 from server.sandbox.layers import LAYER_NAMES
 from server.sandbox.limits import seat_cpu_s
+from server.storage import is_postgres_url
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["ROLES", "Settings", "load_settings"]
+
+ROLES = ("all", "front", "worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +28,21 @@ class Settings:
     port: int = 8000
     # The database: an SQLite file (a path, or sqlite:///path) or postgresql://USER:PASSWORD@HOST:PORT/DB.
     db: str = "arena.db"
+    # What this process does (DESIGN.md, "Scale beyond one machine"): "all" (the default, one
+    # process does everything), "front" (HTTP, pages, sockets; stores matches for workers) or
+    # "worker" (runs the matches it claims; serves only GET /api/health). front and worker
+    # need PostgreSQL.
+    role: str = "all"
+    # The match queue (PostgreSQL): a worker's claim on a match holds lease_s unless renewed
+    # (renewed every third of it); a match whose worker was lost this many times is aborted.
+    # worker_name identifies the process in the matches it runs ("": the host's name, with the
+    # port for a worker); a process started again under its name aborts what it left live, so
+    # two processes that run matches on one machine (role all) need names of their own.
+    lease_s: float = 10.0
+    max_attempts: int = 3
+    worker_name: str = ""
+    worker_matches: int = 0  # matches a worker runs at once (0: four per CPU)
+    claim_poll_s: float = 0.25  # how often an idle worker looks for a match to claim
     ladder: bool = True  # keep matches between seeded agents running
     seed_examples: bool = True  # store the built-in example bots on start
     # The ladder (server/ladder/scheduler.py): rated matches run unpaced, ladder_slots at once (0: as many
@@ -75,16 +94,41 @@ class Settings:
     # layers under it hold on their own. Never turn it off in production.
     validate_submissions: bool = True
 
+    @property
+    def runs_matches(self) -> bool:
+        return self.role != "front"
+
+    @property
+    def serves_http(self) -> bool:
+        return self.role != "worker"
+
+    def default_worker_name(self) -> str:
+        """``worker_name``, or the host's name (with the port for a worker: one per port)."""
+        if self.worker_name:
+            return self.worker_name
+        host = socket.gethostname()
+        return f"{host}:{self.port}" if self.role == "worker" else host
+
     def __post_init__(self) -> None:
-        """Check the config ranges against the games and derive the seats' CPU limit from them.
+        """Check the role against the database and the config ranges against the games, and
+        derive the seats' CPU limit from them.
 
         The fork server prepares seats before their match is known (server/sandbox/forkserver.py),
         so one CPU limit must hold for every match the ranges allow: the largest agentTimeout
         plus the largest runTimeout, as ``seat_cpu_s`` explains.
 
         Raises:
-            ConfigError: a config range that is unknown, too wide or leaves out a default.
+            ConfigError: a config range that is unknown, too wide or leaves out a default; a
+                role other than ``all`` on SQLite.
         """
+        if self.role not in ROLES:
+            raise ConfigError(f"settings key 'role' must be one of {', '.join(ROLES)}, got {self.role!r}")
+        if self.role != "all" and not is_postgres_url(self.db):
+            raise ConfigError(f"--role {self.role} needs a PostgreSQL database (--db postgresql://...); "
+                              f"{self.db!r} is SQLite, which one process alone uses (--role all)")
+        if not (self.lease_s > 0 and self.max_attempts >= 1 and self.claim_poll_s > 0):
+            raise ConfigError("settings keys 'lease_s' and 'claim_poll_s' must be positive and 'max_attempts' "
+                              "at least 1")
         self.config_ranges.check(GAMES)
         ranges = [self.config_ranges.for_game(game) for game in GAMES.values()]
         cpu_s = max(seat_cpu_s(r["agentTimeout"].high, r["runTimeout"].high, self.limits.grace_s) for r in ranges)

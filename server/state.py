@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
+from server.cluster import Relay
 from server.config import Settings
 from server.health import Health
 from server.http.ratelimit import RateLimiter
@@ -28,6 +29,7 @@ class ArenaState:
     sessions: Sessions = field(default_factory=Sessions)  # token-authenticated sockets, closed on rotation
     health: Health = field(default_factory=Health)  # failures of storage and background tasks (/api/health)
     ladder: LadderScheduler | None = None  # the ladder's scheduler, unless the ladder is off
+    relay: Relay | None = None  # in a cluster: the matches other processes run, on this hub
 
 
 def arena_state(conn: HTTPConnection) -> ArenaState:

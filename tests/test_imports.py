@@ -30,7 +30,8 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("routes", ("server.http", "server.web", "server.state")),
     ("ladder", ("server.ladder",)),
     ("settings and health", ("server.config", "server.health")),
-    ("matches", ("server.matches",)),
+    # The match queue's worker side (claim loop, leases) runs matches through the manager.
+    ("matches", ("server.matches", "server.cluster")),
     # ``server`` is the package itself (its version); ``server.ladder.rules`` is the ladder's pure
     # rating rule, which storage applies inside its write transaction; the example bots are sources.
     ("protocol, sandbox, storage", ("protocol", "server.sandbox", "server.storage", "server.ladder.rules",

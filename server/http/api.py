@@ -23,7 +23,7 @@ from server.matches.manager import SeatQuota
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.validator import check_source
 from server.state import arena_state
-from server.storage import MAX_ROW_ID, AgentRecord, MatchStatus, RatingRecord
+from server.storage import MAX_ROW_ID, AgentRecord, MatchStatus, RatingRecord, is_postgres_url
 
 __all__ = [
     "create_agent",
@@ -270,16 +270,26 @@ async def ladder(request: Request) -> Response:
 async def health(request: Request) -> Response:
     """``GET /api/health``: ``"status": "ok"`` (200) when storage answers and the background
     tasks work, else ``"degraded"`` or ``"failing"`` (503) with the failing ``components`` and
-    why (``server/health.py``); and the sandbox layers."""
+    why (``server/health.py``); the sandbox layers; the process's ``role`` and ``database`` kind
+    (never its URL), and, where matches run, the ``worker`` name and the ``matches`` it runs."""
     state = arena_state(request)
     settings = state.settings
     layers = [{"name": layer.name, "active": layer.active, "reason": layer.reason}
               for layer in sandbox_layers(settings.limits, validates=settings.validate_submissions)]
     status, components = await health_report(state.health, state.storage, state.manager,
                                              has_scheduler=settings.ladder)
+    cluster: dict[str, JSON] = {"role": settings.role,
+                                "database": "postgresql" if is_postgres_url(settings.db) else "sqlite"}
+    if settings.runs_matches:  # the matches this process runs (a worker's, in a cluster)
+        cluster["worker"] = state.manager.lease.worker if state.manager.lease is not None else None
+        cluster["matches"] = sorted(state.manager.running)
+    if state.relay is not None:  # a front's relay of the matches other processes run (server/cluster/relay.py)
+        cluster["relay"] = {"connected": state.relay.is_connected, "reconnects": state.relay.reconnects,
+                            "followed": len(state.relay.followed)}
     return json_response({
         "status": status.value,
         "version": __version__,
+        **cluster,
         "live_matches": len(state.manager.running),
         "components": components,
         "sandbox": {"layers": layers, "seat_mode": dataclasses.asdict(state.manager.launcher.status())},

@@ -5,7 +5,9 @@ number: older ones are paged over HTTP, ``GET /api/matches/{id}/events``), then 
 frames, then ``end``; a finished match is served the same way from storage, as if joined
 after its end. Spectator sockets are read-only: anything a spectator
 sends gets an ``error`` frame. Each socket's task sends, at each wake-up, every frame of the
-feed it has not sent yet (``Subscription.stream`` in ``server/matches/hub.py``). A spectator
+feed it has not sent yet (``Subscription.stream`` in ``server/matches/hub.py``). In a cluster, a
+match another process runs has its feed opened on this hub by the relay at the first spectator's
+demand (``server/cluster/relay.py``); its ``seat_debug`` frames stay on that process. A spectator
 that falls too far behind (see there) is closed with ``CLOSE_TOO_SLOW`` (close codes and errors
 are mapped in ``server/http/errors.py``).
 
@@ -85,8 +87,15 @@ async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int |
     deadline = anyio.current_time() + _FEED_WAIT_S
     while True:
         feed = state.hub.feed(match_id)
+        if feed is None and state.relay is not None:  # run by another process of the cluster?
+            feed = await state.relay.follow(match_id)
         if feed is not None:
-            await _stream(ws, feed.subscribe_seat(seat))  # the subscription owns its snapshot until sent
+            # The subscription owns its snapshot until sent. A relay's feed closed without an end
+            # (the match is run again from its seed, or by this process now) goes on with a
+            # fresh snapshot of the match's new feed, on the same socket.
+            if await _stream(ws, feed.subscribe_seat(seat), may_resume=state.relay is not None):
+                deadline = anyio.current_time() + _FEED_WAIT_S
+                continue
             return
         match = await state.storage.get_match(match_id)  # no such match: an error frame and 4404
         if match.status in (MatchStatus.FINISHED, MatchStatus.ABORTED) or anyio.current_time() > deadline:
@@ -110,17 +119,26 @@ async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int |
     await close_socket(ws, CLOSE_NORMAL if is_sent else CLOSE_TOO_SLOW)
 
 
-async def _stream(ws: WebSocket, sub: Subscription | LobbySubscription) -> None:
+async def _stream(ws: WebSocket, sub: Subscription | LobbySubscription, *, may_resume: bool = False) -> bool:
     """Send the subscription's frames (its snapshot first, if any) as they come, until its end
-    (see ``_Reader.stream`` in the hub), answering anything received with an error; then close."""
+    (see ``_Reader.stream`` in the hub), answering anything received with an error; then close.
+
+    With ``may_resume``, a match feed that closed without ``end`` leaves the socket open and
+    returns True: the caller streams the match's next feed.
+    """
+    is_over = False  # the stream ended by itself (not the spectator leaving)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_refuse_input, ws, tg.cancel_scope)
         try:
             await sub.stream(ws.send_text)
+            is_over = True
         except WebSocketDisconnect:
             pass  # it left while frames were on their way
         tg.cancel_scope.cancel()
+    if is_over and may_resume and isinstance(sub, Subscription) and sub.feed.end is None and not sub.is_dropped:
+        return True
     await close_socket(ws, CLOSE_TOO_SLOW if sub.is_dropped else CLOSE_NORMAL)
+    return False
 
 
 async def _send_frames(ws: WebSocket, frames: Sequence[str]) -> bool:

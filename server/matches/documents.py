@@ -28,6 +28,7 @@ def match_document(record: MatchRecord) -> dict[str, JSON]:
         "finished_at": record.finished_at,
         "tags": record.tags,
         "rated": record.rated,
+        "worker": record.worker,  # the worker that runs or ran it; None while pending
     }
 
 

@@ -46,7 +46,7 @@ import dataclasses
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
@@ -303,6 +303,30 @@ class MatchFeed:
         if self.sending:
             _cut_off_stuck(self.sending)
 
+    def start_at(self, seq: int) -> None:
+        """Begin an empty feed's log after ``seq`` events (a relay opening the feed of a match
+        played elsewhere, in its middle): the next event published gets ``seq + 1``.
+
+        Raises:
+            ValueError: the feed has events already.
+        """
+        if self.events.total:
+            raise ValueError(f"match {self.match_id}: the feed has {self.events.total} events already")
+        self.events.total = seq
+
+    def publish_stored(self, texts: Sequence[str], state: JSON) -> None:
+        """Append the ``event`` frames of steps another process stored (their stored texts, in
+        order, the first being the next step) with the state after the last; wake spectators once."""
+        if not texts:
+            return
+        for text in texts:
+            self.events.append(event_frame(self.seq + 1, text))
+        self.state = state
+        self._snapshot = None
+        self._notify_all()
+        if self.sending:
+            _cut_off_stuck(self.sending)
+
     def publish_seat_debug(self, msg: SeatDebug) -> None:
         """Keep a seat's debug frame for that seat's owner views (and wake only those)."""
         window = self.debug.get(msg.seat)
@@ -470,8 +494,8 @@ class LobbySubscription(_Reader):
 class Hub:
     """All live match feeds and the lobby, in one process.
 
-    Several server processes would share this through a broker (Redis pub/sub) behind the
-    same three calls: ``open_feed``, ``subscribe`` and ``publish_lobby``.
+    In a cluster, the matches other processes run reach this hub through a relay
+    (``relay.py``), which opens their feeds and publishes what it reads from the database.
     """
 
     def __init__(
@@ -490,15 +514,23 @@ class Hub:
 
     @contextmanager
     def open_feed(self, match_id: int, match: dict[str, JSON]) -> Iterator[MatchFeed]:
-        """A feed for a live match, removed when the block exits (after the match is stored)."""
+        """A feed for a live match, removed when the block exits (after the match is stored).
+
+        A feed the match had already is closed and replaced (a relay's, of a match another
+        process ran, that this process now runs; or this process's, of a match run again).
+        """
         feed = MatchFeed(match_id, match, self.queue_frames, self.window_events, self.snapshot_events,
                          self.snapshot_bytes)
+        replaced = self.feeds.get(match_id)
+        if replaced is not None:
+            replaced.close()
         self.feeds[match_id] = feed
         try:
             yield feed
         finally:
             feed.close()
-            del self.feeds[match_id]
+            if self.feeds.get(match_id) is feed:
+                del self.feeds[match_id]
 
     def feed(self, match_id: int) -> MatchFeed | None:
         return self.feeds.get(match_id)

@@ -15,6 +15,12 @@ fault (a bug, a game plugin that raises, storage refusing a step) is stored ``ab
 the reason, its seats are killed and its spectators get ``end``. Nothing raised inside a match
 reaches the app's task group, where it would end every other match and the app with them.
 
+In a cluster (PostgreSQL) a match runs under a lease: ``start_match`` stores it claimed by
+this process (``lease``), or, on a front (``runs_matches`` False), stores it pending for a
+worker and runs nothing; a worker's claim loop hands the matches it claims to ``run_claimed``.
+A match whose lease is lost (``abandon``, or a write refused with ``LeaseLost``) stops without
+storing or announcing anything: another worker runs it again, or it was stopped.
+
 A match may count against a ``SeatQuota``: the live seats one holder (the client address
 the challenging account signed up from) may have at once, across all its accounts. The seats
 are reserved before the first await of ``start_match``, so concurrent requests cannot both
@@ -23,6 +29,7 @@ pass the check, and released when the match task ends, however it ends.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -33,10 +40,18 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from protocol.errors import AgentNotFound, ArenaError, ConfigError, MatchOver, RateLimited, describe_error
+from protocol.errors import (
+    AgentNotFound,
+    ArenaError,
+    ConfigError,
+    LeaseLost,
+    MatchOver,
+    RateLimited,
+    describe_error,
+)
 from protocol.messages import JSON, MatchEnded, MatchStarted
 from server.sandbox import Limits, SeatLauncher
-from server.storage import AgentRecord, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
+from server.storage import AgentRecord, Lease, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
 
 from .documents import match_document, result_document
 from .games import ConfigRanges, get_game, resolve_config
@@ -66,8 +81,13 @@ class MatchManager:
         self, storage: Storage, hub: Hub, task_group: TaskGroup, limits: Limits, launcher: SeatLauncher,
         on_finished: Callable[[MatchRecord], Any] | None = None, remotes: RemoteAgents | None = None,
         max_action_bytes: int = DEFAULT_MAX_ACTION_BYTES, config_ranges: ConfigRanges | None = None,
+        lease: Lease | None = None, runs_matches: bool = True,
     ) -> None:
         self.storage = storage
+        # Who runs the matches started here (stored claimed by it), unless this process only
+        # stores them for the workers (a front: runs_matches False).
+        self.lease = lease
+        self.runs_matches = runs_matches
         self.config_ranges = config_ranges if config_ranges is not None else ConfigRanges()
         self._stops: dict[int, _Stop] = {}  # running matches that can still be stopped, by id
         self.internal_errors = 0  # matches aborted by the server's own fault since start
@@ -128,7 +148,12 @@ class MatchManager:
             record = await self.storage.create_match(
                 game, game_cls.rules_version, resolved, seed,
                 [NewSeat(agent.id, agent.version) for agent in agents], tags, rated=rated,
+                lease=self.lease if self.runs_matches else None,
             )
+            if not self.runs_matches:  # stored pending: a worker claims and runs it
+                if quota is not None:
+                    self._release(quota.holder, len(agent_ids))
+                return record
             self.running[record.id] = record
             self.task_group.start_soon(self._run, record, agents, pace_s)
             if quota is not None:  # the task runs after this (no await between): it releases them
@@ -138,6 +163,41 @@ class MatchManager:
                 self._release(quota.holder, len(agent_ids))
             raise
         return record
+
+    async def run_claimed(self, record: MatchRecord, pace_s: float = 0.0) -> None:
+        """Run a match this process claimed from the queue, with its seats' stored versions; one
+        whose agent is gone is stored aborted with the reason instead.
+
+        Raises:
+            LeaseLost: the match was taken over before it could be stored aborted.
+            StorageError: storage failed.
+        """
+        found = await self.storage.get_agents([seat.agent_id for seat in record.seats])
+        agents: list[AgentRecord] = []
+        try:
+            for seat in record.seats:
+                agent = found.get(seat.agent_id)
+                if agent is None:
+                    raise AgentNotFound(seat.agent_id)
+                if agent.version != seat.version:
+                    code = await self.storage.get_agent_code(seat.agent_id, seat.version)
+                    agent = dataclasses.replace(agent, version=seat.version, code=code)
+                agents.append(agent)
+        except AgentNotFound as exc:
+            await self._store_abort(record, f"aborted: {exc}")
+            return
+        self.running[record.id] = record
+        self.task_group.start_soon(self._run, record, agents, pace_s)
+
+    def abandon(self, match_id: int, reason: str) -> None:
+        """Stop running a match whose lease this process lost, without storing anything: another
+        worker runs it now (or it was stopped), and its writes from here are refused anyway."""
+        stop = self._stops.get(match_id)
+        if stop is None or match_id not in self.running:
+            return
+        log.warning("match_id=%s abandoned: %s", match_id, reason)
+        stop.is_lost = True
+        stop.scope.cancel()
 
     def _release(self, holder: str, seats: int) -> None:
         left = self._held_seats.get(holder, 0) - seats
@@ -180,11 +240,16 @@ class MatchManager:
             with self.hub.open_feed(record.id, match_document(record)) as feed:
                 try:
                     final = await self._play_and_store(spec, record, agents, feed, stop)
+                except LeaseLost:
+                    raise
                 except ArenaError as exc:
                     log.exception("match %s aborted", record.id)
                     final = await self._store_abort(record, f"aborted: {exc}")
                 except anyio.get_cancelled_exc_class():
-                    await self._store_abort(record, "server shut down while the match was live")
+                    try:
+                        await self._store_abort(record, "server shut down while the match was live")
+                    except LeaseLost:  # another worker runs it now: nothing of ours to store
+                        pass
                     raise
                 except Exception as exc:  # our own bug, or a game plugin's: this match ends, the others go on
                     log.exception("match %s failed by an internal error; stored aborted", record.id)
@@ -192,6 +257,9 @@ class MatchManager:
                     final = await self._store_abort(record, f"aborted by an internal error: {describe_error(exc)}")
                 document = match_document(final)
                 feed.publish_end(result_document(final), document)
+        except LeaseLost as exc:  # its lease ran out and another worker took it over: not ours to end
+            log.warning("match_id=%s stopped here: %s", record.id, exc)
+            return
         except Exception as exc:  # even its abort could not be stored or announced (storage gone?)
             log.exception("match %s: its end could not be stored or announced", record.id)
             self._count_internal_error(record.id, exc)
@@ -221,6 +289,8 @@ class MatchManager:
         with stop.scope:  # cancelled by stop_match: the seats are killed as _play's stack unwinds
             played = await self._play(spec, agents, feed)
         stop.is_playing = False  # from here on the result is stored: too late to stop
+        if stop.is_lost:
+            raise LeaseLost(f"match {record.id}: this worker's lease on it ran out")
         if stop.scope.cancelled_caught or stop.reason is not None:
             log.info("match %s stopped: %s", record.id, stop.reason)
             return await self._store_abort(record, stop.reason or "stopped")
@@ -271,10 +341,11 @@ _STOP_WAIT_S = 10.0
 class _Stop:
     """How a running match can be stopped: its cancel scope, who stopped it, and when it is over."""
 
-    __slots__ = ("done", "is_playing", "reason", "scope")
+    __slots__ = ("done", "is_lost", "is_playing", "reason", "scope")
 
     def __init__(self) -> None:
         self.scope = anyio.CancelScope()
         self.reason: str | None = None
+        self.is_lost = False  # its lease was lost: stop without storing anything
         self.is_playing = True  # until the result is being stored
         self.done = anyio.Event()

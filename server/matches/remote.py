@@ -248,7 +248,7 @@ class RemoteSeat:
     # -- called by the registry and the socket handler ---------------------------------------------
 
     def note(self, text: str) -> None:
-        line = f"[arena] {text}\n"
+        line = f"[arena] {text}\n".replace("\0", "\ufffd")  # the client's words may hold anything
         if self._notes_bytes + len(line) > _MAX_NOTES_BYTES:
             return
         self._notes.append(line)

@@ -98,8 +98,9 @@ class SeatProcess:
         raise NotImplementedError
 
     def log_text(self) -> str:
-        """What the bot printed (its first ``log_bytes``), with a note when it was cut."""
-        text = self._log.decode("utf-8", "replace")
+        """What the bot printed (its first ``log_bytes``), with a note when it was cut. Bytes that
+        are not UTF-8, and NUL (which PostgreSQL's text cannot hold), read as U+FFFD."""
+        text = self._log.decode("utf-8", "replace").replace("\0", "\ufffd")
         if self._log_truncated:
             text += f"\n[log truncated after {self.limits.log_bytes} bytes]\n"
         return text

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 from contextlib import AbstractAsyncContextManager
 
-from protocol.errors import ConfigError
-
+from ._pg_listen import LISTEN_APPLICATION_NAME, Listener, open_listener
+from ._pg_notify import Notice
+from ._urls import is_postgres_url, sqlite_path
 from .base import (
     MAX_ROW_ID,
     AgentRecord,
     EncodedStep,
+    Lease,
+    MatchQueue,
     MatchRecord,
     MatchStatus,
     NewSeat,
@@ -22,16 +25,24 @@ from .base import (
     Storage,
     UserRecord,
 )
+from .migrate import CopyProgress, CopyReport, copy_arena
 from .postgres import PostgresStorage, open_postgres
 from .sqlite import SqliteStorage, open_sqlite
 
 __all__ = [
     "MAX_ROW_ID",
     "AgentRecord",
+    "CopyProgress",
+    "CopyReport",
     "EncodedStep",
+    "LISTEN_APPLICATION_NAME",
+    "Lease",
+    "Listener",
+    "MatchQueue",
     "MatchRecord",
     "MatchStatus",
     "NewSeat",
+    "Notice",
     "PostgresStorage",
     "RatedMatch",
     "RatingChange",
@@ -41,20 +52,13 @@ __all__ = [
     "Storage",
     "UserRecord",
     "check_storage",
+    "copy_arena",
     "is_postgres_url",
+    "open_listener",
     "open_postgres",
     "open_sqlite",
     "open_storage",
 ]
-
-_POSTGRES_SCHEMES = ("postgresql", "postgres")
-
-
-def is_postgres_url(db: str | os.PathLike[str]) -> bool:
-    """Whether ``db`` names a PostgreSQL database (``postgresql://...``) rather than an SQLite one."""
-    scheme, sep, _ = os.fspath(db).partition("://")
-    return bool(sep) and scheme.lower() in _POSTGRES_SCHEMES
-
 
 def open_storage(url: str | os.PathLike[str]) -> AbstractAsyncContextManager[Storage]:
     """Open the storage named by ``url``: a file path, ``sqlite:///path`` or ``sqlite://`` (in
@@ -68,25 +72,9 @@ def open_storage(url: str | os.PathLike[str]) -> AbstractAsyncContextManager[Sto
     Raises:
         ConfigError: another scheme, or a URL without a path.
     """
-    url = os.fspath(url)
-    if "://" not in url:
-        if not url:
-            raise ConfigError("storage URL is empty; give a file path, sqlite:///path or postgresql://...")
-        return open_sqlite(url)
     if is_postgres_url(url):
-        return open_postgres(url)
-    scheme, _, rest = url.partition("://")
-    if scheme.lower() != "sqlite":
-        raise ConfigError(
-            f"unsupported storage URL scheme {scheme!r}; supported: a file path, "
-            "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:// (in memory), "
-            "postgresql://USER:PASSWORD@HOST:PORT/DB"
-        )
-    if rest == "":
-        return open_sqlite(":memory:")
-    if not rest.startswith("/") or rest == "/":
-        raise ConfigError(f"bad SQLite URL {url!r}; expected sqlite:///path (three slashes)")
-    return open_sqlite(rest[1:])
+        return open_postgres(os.fspath(url))
+    return open_sqlite(sqlite_path(url))
 
 
 async def check_storage(url: str | os.PathLike[str]) -> None:

@@ -65,8 +65,9 @@ def _short(reason: str | None) -> str | None:
 
 def create_match(
     db: sqlite3.Connection, game: str, rules_version: int, config_json: str, seed: int, tags_json: str,
-    seats: Sequence[NewSeat], is_rated: bool, now: float,
+    seats: Sequence[NewSeat], is_rated: bool, worker: str | None, now: float,
 ) -> MatchRecord:
+    """A new pending match; with ``worker``, held by it (attempt 1; one process: no lease time)."""
     for seat in seats:
         if not _is_row_id(seat.agent_id):
             raise AgentNotFound(seat.agent_id)
@@ -75,9 +76,10 @@ def create_match(
             _load_agent(db, seat.agent_id)  # raises if the agent itself is unknown
             raise AgentNotFound((seat.agent_id, seat.version))
     cur = db.execute(
-        "INSERT INTO matches (game, rules_version, status, config, seed, tags, created_at, rated, rating_done)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (game, rules_version, MatchStatus.PENDING.value, config_json, seed, tags_json, now, is_rated, not is_rated),
+        "INSERT INTO matches (game, rules_version, status, config, seed, tags, created_at, rated, rating_done,"
+        " worker, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (game, rules_version, MatchStatus.PENDING.value, config_json, seed, tags_json, now, is_rated, not is_rated,
+         worker, 0 if worker is None else 1),
     )
     assert cur.lastrowid is not None
     match_id = cur.lastrowid
@@ -116,12 +118,13 @@ def finish_match(
     return _load_matches(db, "WHERE id = ?", (match_id,))[0]
 
 
-def abort_unfinished(db: sqlite3.Connection, reason: str, now: float) -> int:
+def abort_unfinished(db: sqlite3.Connection, reason: str, worker: str | None, now: float) -> int:
     cur = db.execute(
         "UPDATE matches SET status = ?, reason = ?, finished_at = ?,"
         " steps = (SELECT count(*) FROM match_steps WHERE match_id = matches.id)"
-        " WHERE status IN (?, ?)",
-        (MatchStatus.ABORTED.value, _short(reason), now, MatchStatus.PENDING.value, MatchStatus.LIVE.value),
+        " WHERE status IN (?, ?) AND (? IS NULL OR worker = ?)",
+        (MatchStatus.ABORTED.value, _short(reason), now, MatchStatus.PENDING.value, MatchStatus.LIVE.value,
+         worker, worker),
     )
     return cur.rowcount
 

@@ -8,20 +8,22 @@ the other's commit, then sees the match ended and refuses: an end is recorded on
 
 Steps are queued by the batching step writer (``_steps.py``), which hands each batch to
 :func:`insert_steps`: one transaction of two statements whatever the batch holds, the rows
-passed as arrays (``unnest``), not one statement per row.
+passed as arrays (``unnest``), not one statement per row. A batch, a start and an end each
+also notify, in their own transaction, the fronts that follow the matches (``_pg_notify.py``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
-from protocol.errors import AgentNotFound, MatchNotFound, StorageError, short_reason
+from protocol.errors import AgentNotFound, LeaseLost, MatchNotFound, StorageError, short_reason
 
 from ._pg_accounts import load_agent
+from ._pg_notify import notify_ended, notify_started, notify_steps
 from ._pg_schema import CONNECTION_ERRORS, Conn, Pool
 from ._rows import _MATCH_COLUMNS, _is_row_id, _match
 from ._steps import StepRow, rows_by_match
@@ -48,9 +50,13 @@ _INSERT_STEPS = """
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])
 """
 # In match id order, as every writer of these rows locks them, so two never wait on each other.
+# A fenced match (an attempt given) counts its steps only while that attempt holds it; the
+# rows kept are the matches whose steps may be inserted (see _pg_queue.py, "Fencing").
 _COUNT_STEPS = """
     UPDATE matches m SET steps = m.steps + c.n
-    FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE m.id = c.id
+    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS c(id, n, attempt)
+    WHERE m.id = c.id AND (c.attempt IS NULL OR (m.attempt = c.attempt AND m.status IN ('pending', 'live')))
+    RETURNING m.id
 """
 
 
@@ -84,8 +90,9 @@ async def load_matches(conn: Conn, tail: str, params: Sequence[Any], order: str 
 
 async def create_match(
     conn: Conn, game: str, rules_version: int, config_json: str, seed: int, tags_json: str,
-    seats: Sequence[NewSeat], is_rated: bool, now: float,
+    seats: Sequence[NewSeat], is_rated: bool, worker: str | None, lease_s: float, now: float,
 ) -> MatchRecord:
+    """A new pending match; with ``worker``, claimed by it already (attempt 1, a lease of ``lease_s``)."""
     for seat in seats:
         if not _is_row_id(seat.agent_id):
             raise AgentNotFound(seat.agent_id)
@@ -101,9 +108,12 @@ async def create_match(
             await load_agent(conn, seat.agent_id)  # raises if the agent itself is unknown
             raise AgentNotFound((seat.agent_id, seat.version))
     match_id = await conn.fetchval(
-        "INSERT INTO matches (game, rules_version, status, config, seed, tags, created_at, rated, rating_done)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        "INSERT INTO matches (game, rules_version, status, config, seed, tags, created_at, rated, rating_done,"
+        " worker, attempt, lease_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text,"
+        " CASE WHEN $10::text IS NULL THEN 0 ELSE 1 END,"
+        " CASE WHEN $10::text IS NULL THEN NULL ELSE extract(epoch FROM clock_timestamp()) + $11 END) RETURNING id",
         game, rules_version, MatchStatus.PENDING.value, config_json, seed, tags_json, now, is_rated, not is_rated,
+        worker, lease_s,
     )
     await conn.execute(
         "INSERT INTO match_seats (match_id, seat, agent_id, version)"
@@ -114,24 +124,38 @@ async def create_match(
     return (await load_matches(conn, "WHERE id = $1", (match_id,)))[0]
 
 
-async def set_match_live(conn: Conn, match_id: int, started_at: float) -> None:
+async def set_match_live(conn: Conn, match_id: int, started_at: float, attempt: int | None) -> None:
+    """Mark the match live; ``attempt``: only while that attempt holds it."""
     if not _is_row_id(match_id):
         raise MatchNotFound(match_id)
     updated = await conn.fetchval(
         "UPDATE matches SET status = 'live', started_at = $2 WHERE id = $1 AND status IN ('pending', 'live')"
-        " RETURNING id", match_id, started_at,
+        " AND ($3::bigint IS NULL OR attempt = $3) RETURNING id", match_id, started_at, attempt,
     )
     if updated is None:
+        await _check_attempt(conn, match_id, attempt)
         status = await match_status(conn, match_id)  # raises if there is no such match
         raise StorageError(f"match {match_id} is {status.value}; it cannot go live")
+    await notify_started(conn, match_id)
+
+
+async def _check_attempt(conn: Conn, match_id: int, attempt: int | None) -> None:
+    """Raises: LeaseLost: ``attempt`` (if any) no longer holds the match."""
+    if attempt is None:
+        return
+    current = await conn.fetchval("SELECT attempt FROM matches WHERE id = $1", match_id)
+    if current is not None and current != attempt:
+        raise LeaseLost(f"match {match_id} was taken over (attempt {current}); this worker ran attempt {attempt}")
 
 
 async def finish_match(
     conn: Conn, match_id: int, status: MatchStatus, reason: str | None, seats: Sequence[SeatResult],
-    logs: Sequence[str], finished_at: float,
+    logs: Sequence[str], finished_at: float, attempt: int | None,
 ) -> MatchRecord:
-    """The end of a match, with the seats' non-empty ``logs`` (one per seat, or none at all)."""
+    """The end of a match, with the seats' non-empty ``logs`` (one per seat, or none at all);
+    ``attempt``: only while that attempt holds it."""
     current = await match_status(conn, match_id, lock=True)
+    await _check_attempt(conn, match_id, attempt)
     if current not in (MatchStatus.PENDING, MatchStatus.LIVE):
         raise StorageError(f"match {match_id} has already ended ({current.value})")
     n_seats = await conn.fetchval("SELECT count(*) FROM match_seats WHERE match_id = $1", match_id)
@@ -150,17 +174,21 @@ async def finish_match(
         " steps = (SELECT count(*) FROM match_steps WHERE match_id = $1) WHERE id = $1",
         match_id, status.value, _short(reason), finished_at,
     )
+    await notify_ended(conn, match_id)
     return (await load_matches(conn, "WHERE id = $1", (match_id,)))[0]
 
 
-async def abort_unfinished(conn: Conn, reason: str, now: float) -> int:
+async def abort_unfinished(conn: Conn, reason: str, worker: str | None, now: float) -> int:
     status = await conn.execute(
         "UPDATE matches SET status = 'aborted', reason = $1, finished_at = $2,"
         " steps = (SELECT count(*) FROM match_steps WHERE match_id = matches.id)"
-        " WHERE status IN ('pending', 'live')",
-        _short(reason), now,
+        " WHERE status IN ('pending', 'live') AND ($3::text IS NULL OR worker = $3)",
+        _short(reason), now, worker,
     )
-    return int(status.split()[-1])  # "UPDATE n"
+    count = int(status.split()[-1])  # "UPDATE n"
+    if count:
+        await notify_ended(conn, None)
+    return count
 
 
 async def step_rows(conn: Conn, match_id: int, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -190,29 +218,47 @@ async def get_log(conn: Conn, match_id: int, seat: int) -> str | None:
     return None if text is None else str(text)
 
 
-async def _insert_rows(conn: Conn, rows: Sequence[StepRow]) -> None:
+async def _insert_rows(conn: Conn, rows: Sequence[StepRow], fences: Mapping[int, int]) -> set[int]:
+    """Insert the rows of the matches whose fence holds; the ids of those whose fence does not."""
     counts = sorted(Counter(match_id for match_id, _, _ in rows).items())
+    ids = [m for m, _ in counts]
     async with conn.transaction():
-        await conn.execute(_INSERT_STEPS, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
-        await conn.execute(_COUNT_STEPS, [m for m, _ in counts], [n for _, n in counts])
+        kept = {int(r[0]) for r in await conn.fetch(_COUNT_STEPS, ids, [n for _, n in counts],
+                                                     [fences.get(m) for m in ids])}
+        refused = {m for m in ids if m in fences and m not in kept}
+        if refused:
+            rows = [r for r in rows if r[0] not in refused]
+        if rows:
+            await conn.execute(_INSERT_STEPS, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+            await notify_steps(conn, rows)
+    return refused
 
 
-async def insert_steps(pool: Pool, batch: Sequence[StepRow]) -> list[tuple[list[StepRow], Exception]]:
+def _refusals(by_match: Mapping[int, list[StepRow]], refused: set[int],
+              fences: Mapping[int, int]) -> list[tuple[list[StepRow], Exception]]:
+    return [(by_match[m], LeaseLost(f"match {m} is no longer held by attempt {fences[m]} of this worker: "
+                                    "its steps are refused")) for m in sorted(refused)]
+
+
+async def insert_steps(
+    pool: Pool, batch: Sequence[StepRow], fences: Mapping[int, int],
+) -> list[tuple[list[StepRow], Exception]]:
     """A batch of the step writer: one transaction for every match in it, or, if that fails, one
-    per match (see ``_steps.BatchWrite``). When the server cannot be reached, every row fails."""
+    per match (see ``_steps.BatchWrite``). When the server cannot be reached, every row fails.
+    The rows of a match in ``fences`` (match id -> the attempt this process runs) are written
+    only while that attempt holds it; otherwise they fail with ``LeaseLost``."""
     by_match = rows_by_match(batch)
     try:
         async with pool.acquire() as conn:
             try:
-                await _insert_rows(conn, batch)
-                return []
+                return _refusals(by_match, await _insert_rows(conn, batch, fences), fences)
             except asyncpg.PostgresError as exc:
                 if len(by_match) == 1:
                     return [(list(batch), exc)]
             failed: list[tuple[list[StepRow], Exception]] = []
             for rows in by_match.values():
                 try:
-                    await _insert_rows(conn, rows)
+                    failed += _refusals(by_match, await _insert_rows(conn, rows, fences), fences)
                 except asyncpg.PostgresError as exc:
                     failed.append((rows, exc))
             return failed

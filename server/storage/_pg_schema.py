@@ -153,6 +153,14 @@ _MIGRATIONS: tuple[str, ...] = (
     UPDATE matches SET rating_done = NOT rated;
     ALTER TABLE users ADD COLUMN created_from TEXT;
     """,
+    # 5: the match queue; see _schema.py and _pg_queue.py. Claims look for pending matches and
+    # live ones whose lease ran out, by id.
+    """
+    ALTER TABLE matches ADD COLUMN worker TEXT;
+    ALTER TABLE matches ADD COLUMN lease_until DOUBLE PRECISION;
+    ALTER TABLE matches ADD COLUMN attempt BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX matches_unfinished ON matches(id) WHERE status IN ('pending', 'live');
+    """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION, "every SQLite migration has its PostgreSQL twin"
 

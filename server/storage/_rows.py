@@ -30,7 +30,7 @@ _AGENT_SELECT = """
 """
 # The columns of a match record, in the order _match reads them; both backends select these.
 _MATCH_COLUMNS = ("id, game, rules_version, status, reason, config, seed, tags, created_at, started_at, finished_at,"
-                  " steps, rated")
+                  " steps, rated, worker, attempt")
 # The keys of a standings row, in the order both backends' standings queries select them.
 _STANDINGS_KEYS = ("agent_id", "name", "owner", "version", "matches", "wins", "draws", "losses", "faults",
                    "rated_wins", "rated_draws", "rated_losses")
@@ -64,6 +64,7 @@ def _match(row: Any, seats: list[SeatResult]) -> MatchRecord:
         id=row[0], game=row[1], rules_version=row[2], status=MatchStatus(row[3]), reason=row[4],
         config=_decode_json(row[5]), seed=row[6], seats=seats, tags=_decode_json(row[7]),
         created_at=row[8], started_at=row[9], finished_at=row[10], steps=row[11], rated=bool(row[12]),
+        worker=row[13], attempt=row[14],
     )
 
 

@@ -138,6 +138,14 @@ _MIGRATIONS: tuple[str, ...] = (
     UPDATE matches SET rating_done = CASE WHEN rated = 1 THEN 0 ELSE 1 END;
     ALTER TABLE users ADD COLUMN created_from TEXT;
     """,
+    # 5: the match queue (issue 13). A match names the worker that claimed it, until when its
+    # lease holds, and the attempt (claims so far) that fences its writes; see _pg_queue.py.
+    # One SQLite process keeps the worker's name and attempt 1; its leases never expire.
+    """
+    ALTER TABLE matches ADD COLUMN worker TEXT;
+    ALTER TABLE matches ADD COLUMN lease_until REAL;
+    ALTER TABLE matches ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

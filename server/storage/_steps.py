@@ -46,7 +46,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from protocol.codec import encode
-from protocol.errors import StorageError
+from protocol.errors import LeaseLost, StorageError
 from protocol.messages import StepRecord
 
 from .base import EncodedStep
@@ -124,7 +124,10 @@ class _WriteFailure:
 
     def error(self) -> StorageError:
         lost = f"{len(self.steps)} step(s) ({min(self.steps)}..{max(self.steps)})"
-        exc = StorageError(f"{lost} of match {self.match_id} were not stored: {self.cause}")
+        # A fenced write refused (another worker took the match over) stays a LeaseLost: the
+        # match's runner stops it instead of storing an end.
+        kind = LeaseLost if isinstance(self.cause, LeaseLost) else StorageError
+        exc = kind(f"{lost} of match {self.match_id} were not stored: {self.cause}")
         exc.__cause__ = self.cause
         return exc
 
@@ -293,13 +296,18 @@ class StepWriter:
     def _record_failure(self, rows: Sequence[StepRow], exc: Exception) -> None:
         match_id = rows[0][0]
         steps = tuple(step for _, step, _ in rows)
-        log.error("could not store %d step(s) of match_id=%s: %s", len(rows), match_id, exc)
+        is_fenced_out = isinstance(exc, LeaseLost)
+        log.log(logging.WARNING if is_fenced_out else logging.ERROR, "could not store %d step(s) of match_id=%s: %s",
+                len(rows), match_id, exc)
         previous = self._failures.get(match_id)
         if previous is not None:
             steps = previous.steps + steps
             exc = previous.cause
         self._failures[match_id] = _WriteFailure(match_id, steps, exc)
-        self._unreported.add(match_id)
+        # Steps refused by the fence belong to a match another worker runs now: nothing is lost
+        # that anybody must be told of (the runner stops that match when its lease is lost).
+        if not is_fenced_out:
+            self._unreported.add(match_id)
 
     async def _wait_handled(self, seq: int) -> None:
         """Barrier: return once the writer has handled every row up to ``seq``."""

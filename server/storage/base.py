@@ -20,6 +20,8 @@ __all__ = [
     "MAX_ROW_ID",
     "AgentRecord",
     "EncodedStep",
+    "Lease",
+    "MatchQueue",
     "MatchRecord",
     "MatchStatus",
     "NewSeat",
@@ -120,6 +122,18 @@ class MatchRecord:
     steps: int = 0
     tags: dict[str, JSON] = field(default_factory=dict)
     rated: bool = False  # a ladder match between distinct agents: only these move ratings
+    worker: str | None = None  # the worker that runs or ran it; None while pending
+    attempt: int = 0  # how many times a worker has claimed it (1 unless a worker was lost)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who runs a match, and for how long a claim holds unless renewed: a worker's name (unique
+    per process) and the lease's length. On SQLite (one process) the name is kept and nothing
+    expires."""
+
+    worker: str
+    lease_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +215,10 @@ class Storage(Protocol):
     # matches
     async def create_match(
         self, game: str, rules_version: int, config: dict[str, JSON], seed: int, seats: Sequence[NewSeat],
-        tags: dict[str, JSON] | None = None, *, rated: bool = False,
+        tags: dict[str, JSON] | None = None, *, rated: bool = False, lease: Lease | None = None,
     ) -> MatchRecord:
         """Store a new match in status ``pending``; ``rated`` (a ladder match) holds only when its
-        seats are distinct agents. Raises: AgentNotFound."""
+        seats are distinct agents; ``lease``: already claimed by that worker. Raises: AgentNotFound."""
         ...
 
     async def set_match_live(self, match_id: int, started_at: float) -> None: ...
@@ -247,8 +261,9 @@ class Storage(Protocol):
         Raises: MatchNotFound."""
         ...
 
-    async def abort_unfinished(self, reason: str) -> int:
-        """Mark every pending or live match aborted (on start-up); returns how many."""
+    async def abort_unfinished(self, reason: str, *, worker: str | None = None) -> int:
+        """Mark every pending or live match aborted (on start-up), or only those ``worker`` holds;
+        returns how many."""
         ...
 
     async def standings(self, game: str) -> list[dict[str, JSON]]:
@@ -287,3 +302,17 @@ class Storage(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class MatchQueue(Protocol):
+    """The match queue of a storage several processes share (PostgreSQL): workers claim matches
+    under a lease and renew it; see ``_pg_queue.py``."""
+
+    async def claim_match(self, lease: Lease, max_attempts: int) -> MatchRecord | None:
+        """Claim the oldest pending match, or one whose lease ran out, under its next attempt;
+        None when there is none. Its writes are fenced by that attempt from now on."""
+        ...
+
+    async def renew_leases(self, lease: Lease, match_ids: Sequence[int]) -> set[int]:
+        """Extend the leases of these claimed matches; returns the ones lost to another worker."""
+        ...

@@ -29,13 +29,16 @@ bodies raise (the arena's errors) passes.
 
 Steps go through the same batching writer as on SQLite (``_steps.py``); a batch is one
 transaction (``_pg_matches.insert_steps``). The bodies of the calls are in
-``_pg_accounts.py``, ``_pg_matches.py`` and ``_pg_ratings.py``; the schema and connecting in
+``_pg_accounts.py``, ``_pg_matches.py`` and ``_pg_ratings.py``, the match queue's (claims,
+leases, fencing) in ``_pg_queue.py``; the frames every storage shares in ``_common.py``; the
+schema and connecting in
 ``_pg_schema.py``; rows become records through the shared decoders of ``_rows.py``.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -45,12 +48,11 @@ import anyio
 import anyio.lowlevel
 import asyncpg
 
-from protocol.codec import encode_json
-from protocol.errors import AgentNotFound, MatchNotFound, ProtocolError, StorageError, UserNotFound
-from protocol.messages import JSON, StepRecord
-from server.ladder.rules import is_rated_match
+from protocol.errors import AgentNotFound, ProtocolError, StorageError, UserNotFound
+from protocol.messages import JSON
 
-from . import _pg_accounts, _pg_matches, _pg_ratings
+from . import _pg_accounts, _pg_matches, _pg_queue, _pg_ratings
+from ._common import StorageBase
 from ._pg_schema import (
     CONNECTION_ERRORS,
     POOL_MAX_SIZE,
@@ -61,12 +63,12 @@ from ._pg_schema import (
     describe,
     migrate,
 )
-from ._rows import _clamp, _decode_step, _is_row_id, _page, _parse_cursor, _step_text
+from ._rows import _is_row_id
 from ._schema import SCHEMA_VERSION
 from ._steps import StepRow, StepWriter, writing
 from .base import (
     AgentRecord,
-    EncodedStep,
+    Lease,
     MatchRecord,
     MatchStatus,
     NewSeat,
@@ -77,6 +79,8 @@ from .base import (
 )
 
 __all__ = ["POOL_MAX_SIZE", "SCHEMA_VERSION", "STATEMENT_TIMEOUT_S", "PostgresStorage", "open_postgres"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -131,16 +135,25 @@ async def _select_one(conn: Conn) -> None:
     await conn.fetchval("SELECT 1")
 
 
-class PostgresStorage:
-    """The :class:`~server.storage.base.Storage` on PostgreSQL; make one with :func:`open_postgres`."""
+class PostgresStorage(StorageBase):
+    """The :class:`~server.storage.base.Storage` on PostgreSQL, and the match queue
+    (:class:`~server.storage.base.MatchQueue`); make one with :func:`open_postgres`."""
+
+    _STEPS_SQL = "SELECT record FROM match_steps WHERE match_id = $1 ORDER BY step"
+    _STEP_PAGE_SQL = "SELECT step, record FROM match_steps WHERE match_id = $1 AND step >= $2 ORDER BY step LIMIT $3"
+    _LAST_STEPS_SQL = "SELECT step, record FROM match_steps WHERE match_id = $1 ORDER BY step DESC LIMIT $2"
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
         self._is_closed = False
         self._steps = StepWriter(self._write_steps)  # the batching step writer; see _steps.py
+        # The attempt of each match this process claimed and has not ended: its writes are
+        # fenced by it (see _pg_queue.py); those known lost are not renewed.
+        self._fences: dict[int, int] = {}
+        self._lost: set[int] = set()
 
     async def _write_steps(self, batch: Sequence[StepRow]) -> list[tuple[list[StepRow], Exception]]:
-        return await _pg_matches.insert_steps(self._pool, batch)
+        return await _pg_matches.insert_steps(self._pool, batch, dict(self._fences))
 
     async def _run(self, what: str, frame: _Frame, fn: Callable[[Conn, *Ts], Awaitable[T]], *args: *Ts) -> T:
         """``fn(conn, *args)`` on a connection of the pool, framed as ``frame`` says; shielded once begun.
@@ -244,46 +257,47 @@ class PostgresStorage:
         return await self._run(f"read code of agent {agent_id}", _Frame.READ, _pg_accounts.get_agent_code, agent_id,
                                version)
 
-    async def list_agents(
-        self, *, game: str | None = None, user_id: int | None = None, cursor: str | None = None,
-        limit: int = 50,
-    ) -> tuple[list[AgentRecord], str | None]:
-        """Agents in id order, a page at a time.
-
-        Raises:
-            ProtocolError: ``cursor`` is not one this method returned.
-        """
-        params: list[Any] = [_parse_cursor(cursor, default=0)]
-        where: list[str] = ["a.id > $1"]
-        if user_id is not None and not _is_row_id(user_id):
-            return [], None  # no user has that id
-        if game is not None:
-            params.append(game)
-            where.append(f"a.game = ${len(params)}")
-        if user_id is not None:
-            params.append(user_id)
-            where.append(f"a.user_id = ${len(params)}")
-        limit = _clamp(limit)
-        params.append(limit + 1)
-        agents = await self._run("list agents", _Frame.READ, _pg_accounts.list_agents,
-                                 f"{' AND '.join(where)} ORDER BY a.id LIMIT ${len(params)}", params)
-        return _page(agents, limit)
-
     # -- matches -----------------------------------------------------------------------------------
 
-    async def create_match(
-        self, game: str, rules_version: int, config: dict[str, JSON], seed: int, seats: Sequence[NewSeat],
-        tags: dict[str, JSON] | None = None, *, rated: bool = False,
+    async def _insert_match(
+        self, game: str, rules_version: int, config_json: str, seed: int, tags_json: str, seats: tuple[NewSeat, ...],
+        is_rated: bool, lease: Lease | None,
     ) -> MatchRecord:
-        """Store a new match in status ``pending``; ``rated`` as ``SqliteStorage.create_match`` says.
+        worker, lease_s = (None, 0.0) if lease is None else (lease.worker, lease.lease_s)
+        record = await self._run(f"create a {game} match", _Frame.WRITE, _pg_matches.create_match, game,
+                                 rules_version, config_json, seed, tags_json, seats, is_rated, worker, lease_s,
+                                 time.time())
+        if lease is not None:
+            self._fences[record.id] = record.attempt
+        return record
 
-        Raises:
-            AgentNotFound: a seat names an unknown agent or version.
-        """
-        config_json, tags_json = encode_json(config).decode(), encode_json(tags or {}).decode()
-        is_rated = rated and is_rated_match([seat.agent_id for seat in seats])
-        return await self._run(f"create a {game} match", _Frame.WRITE, _pg_matches.create_match, game, rules_version,
-                               config_json, seed, tags_json, tuple(seats), is_rated, time.time())
+    async def _store_end(
+        self, match_id: int, status: MatchStatus, reason: str | None, seats: tuple[SeatResult, ...],
+        logs: tuple[str, ...], finished_at: float,
+    ) -> MatchRecord:
+        record = await self._run(f"finish match {match_id}", _Frame.WRITE, _pg_matches.finish_match, match_id,
+                                 status, reason, seats, logs, finished_at, self._fences.get(match_id))
+        # Ended: nothing of it is written again. (A lost match keeps its fence, so that every
+        # later write of this process to it is refused as well.)
+        self._fences.pop(match_id, None)
+        return record
+
+    async def _load_match(self, match_id: int) -> list[MatchRecord]:
+        return await self._run(f"read match {match_id}", _Frame.READ, _pg_matches.load_matches, "WHERE id = $1",
+                               (match_id,))
+
+    async def _read_steps(self, match_id: int, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return await self._run(f"read steps of match {match_id}", _Frame.READ, _pg_matches.step_rows, match_id, sql,
+                               params)
+
+    def _mark(self, n: int) -> str:
+        return f"${n}"
+
+    async def _select_agents(self, tail: str, params: tuple[Any, ...]) -> list[AgentRecord]:
+        return await self._run("list agents", _Frame.READ, _pg_accounts.list_agents, tail, list(params))
+
+    async def _select_matches(self, tail: str, params: tuple[Any, ...]) -> list[MatchRecord]:
+        return await self._run("list matches", _Frame.READ, _pg_matches.load_matches, tail, params, "DESC")
 
     async def set_match_live(self, match_id: int, started_at: float) -> None:
         """Mark a pending match live.
@@ -292,143 +306,40 @@ class PostgresStorage:
             MatchNotFound: no match ``match_id``.
             StorageError: the match has already ended.
         """
-        await self._run(f"start match {match_id}", _Frame.WRITE, _pg_matches.set_match_live, match_id, started_at)
+        await self._run(f"start match {match_id}", _Frame.WRITE, _pg_matches.set_match_live, match_id, started_at,
+                        self._fences.get(match_id))
 
-    async def append_steps(self, match_id: int, steps: Sequence[StepRecord | EncodedStep]) -> None:
-        """Queue steps for the match's event log (append-only); the writer commits them shortly.
-
-        A step that cannot be stored is reported by the next :meth:`finish_match` of this
-        match (and the next :meth:`flush`), not here.
-
-        Raises:
-            StorageError: the storage is closed.
-        """
-        await self._steps.append(match_id, steps)
-
-    async def flush(self) -> None:
-        """Wait until every step queued so far is committed.
-
-        Raises:
-            StorageError: steps of some match could not be stored (reported once here, and
-                again by that match's ``finish_match``).
-        """
-        await self._steps.flush()
-
-    async def finish_match(
-        self, match_id: int, status: MatchStatus, reason: str | None, seats: Sequence[SeatResult],
-        finished_at: float, *, logs: Sequence[str] = (),
-    ) -> MatchRecord:
-        """Record the end of a match; every step appended before is durable when this returns.
-
-        ``logs``, one per seat (or none), are stored with the end in the same transaction. Of
-        two ends of one match stored at once, by this process or another, one is recorded and
-        the other refused.
-
-        Raises:
-            StorageError: some of the match's steps could not be stored (the end is not
-                recorded; finishing it again, e.g. as aborted, then succeeds), or the match
-                has already ended.
-            MatchNotFound: no match ``match_id``.
-            ValueError: ``status`` is not an end status, or ``seats`` (or ``logs``) has the
-                wrong length.
-        """
-        if status not in (MatchStatus.FINISHED, MatchStatus.ABORTED):
-            raise ValueError(f"finish_match needs an end status, not {status.value!r}")
-        if logs and len(logs) != len(seats):
-            raise ValueError(f"match {match_id}: {len(logs)} logs for {len(seats)} seats")
-        await self._steps.wait_match(match_id)
-        self._steps.raise_failure(match_id)
-        return await self._run(f"finish match {match_id}", _Frame.WRITE, _pg_matches.finish_match, match_id, status,
-                               reason, tuple(seats), tuple(logs), finished_at)
-
-    async def get_match(self, match_id: int) -> MatchRecord:
-        """The match with its seats; ``steps`` counts the steps stored so far.
-
-        Raises:
-            MatchNotFound: no match ``match_id``.
-        """
-        if not _is_row_id(match_id):
-            raise MatchNotFound(match_id)
-        await self._steps.wait_match(match_id)
-        matches = await self._run(f"read match {match_id}", _Frame.READ, _pg_matches.load_matches, "WHERE id = $1",
-                                  (match_id,))
-        if not matches:
-            raise MatchNotFound(match_id)
-        return matches[0]
-
-    async def list_matches(
-        self, *, status: MatchStatus | None = None, agent_id: int | None = None, cursor: str | None = None,
-        limit: int = 50,
-    ) -> tuple[list[MatchRecord], str | None]:
-        """Newest first, a page at a time.
-
-        Raises:
-            ProtocolError: ``cursor`` is not one this method returned.
-        """
-        where: list[str] = []
-        params: list[Any] = []
-        if cursor is not None:
-            params.append(_parse_cursor(cursor, default=0))
-            where.append(f"id < ${len(params)}")
-        if status is not None:
-            params.append(MatchStatus(status).value)
-            where.append(f"status = ${len(params)}")
-        if agent_id is not None:
-            if not _is_row_id(agent_id):
-                return [], None  # no agent has that id
-            params.append(agent_id)
-            where.append(f"id IN (SELECT match_id FROM match_seats WHERE agent_id = ${len(params)})")
-        limit = _clamp(limit)
-        params.append(limit + 1)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        matches = await self._run("list matches", _Frame.READ, _pg_matches.load_matches,
-                                  f"{clause}ORDER BY id DESC LIMIT ${len(params)}", params, "DESC")
-        return _page(matches, limit)
-
-    async def get_steps(self, match_id: int) -> list[StepRecord]:
-        """The stored event log, in step order, including steps queued before this call.
-
-        Raises:
-            MatchNotFound: no match ``match_id``.
-        """
-        await self._steps.wait_match(match_id)
-        rows = await self._run(f"read steps of match {match_id}", _Frame.READ, _pg_matches.step_rows, match_id,
-                               "SELECT record FROM match_steps WHERE match_id = $1 ORDER BY step", (match_id,))
-        return [_decode_step(match_id, row[0]) for row in rows]
-
-    async def get_step_texts(self, match_id: int, from_step: int, limit: int) -> list[tuple[int, str]]:
-        """A page of the stored event log as ``(step, text)``, in step order, including steps
-        queued before this call: up to ``limit`` steps from ``from_step`` on.
-
-        Raises:
-            MatchNotFound: no match ``match_id``.
-        """
-        await self._steps.wait_match(match_id)
-        rows = await self._run(
-            f"read steps of match {match_id}", _Frame.READ, _pg_matches.step_rows, match_id,
-            "SELECT step, record FROM match_steps WHERE match_id = $1 AND step >= $2 ORDER BY step LIMIT $3",
-            (match_id, max(0, from_step), max(0, limit)),
-        )
-        return [(row[0], _step_text(match_id, row[1])) for row in rows]
-
-    async def get_last_step_texts(self, match_id: int, count: int) -> list[tuple[int, str]]:
-        """The last ``count`` stored steps as ``(step, text)``, in step order.
-
-        Raises:
-            MatchNotFound: no match ``match_id``.
-        """
-        await self._steps.wait_match(match_id)
-        rows = await self._run(
-            f"read steps of match {match_id}", _Frame.READ, _pg_matches.step_rows, match_id,
-            "SELECT step, record FROM match_steps WHERE match_id = $1 ORDER BY step DESC LIMIT $2",
-            (match_id, max(0, count)),
-        )
-        return [(row[0], _step_text(match_id, row[1])) for row in reversed(rows)]
-
-    async def abort_unfinished(self, reason: str) -> int:
-        """Mark every pending or live match aborted (on start-up); returns how many."""
+    async def abort_unfinished(self, reason: str, *, worker: str | None = None) -> int:
+        """Mark every pending or live match aborted, or only those ``worker`` holds (a process of a
+        cluster touches only its own); returns how many."""
         return await self._run("abort unfinished matches", _Frame.WRITE, _pg_matches.abort_unfinished, reason,
-                               time.time())
+                               worker, time.time())
+
+    # -- the match queue (the SQL and its theory in _pg_queue.py) ------------------------------------
+
+    async def claim_match(self, lease: Lease, max_attempts: int) -> MatchRecord | None:
+        """Claim the oldest pending match, or one whose lease ran out, for ``lease.worker``:
+        under the next attempt, its earlier attempt's steps deleted; None when there is none.
+        A match already run ``max_attempts`` times is stored aborted with the reason instead.
+        """
+        record, given_up = await self._run("claim a match", _Frame.WRITE, _pg_queue.claim_next, lease.worker,
+                                           lease.lease_s, max_attempts)
+        for match_id, reason in given_up:
+            log.warning("match_id=%s aborted: %s", match_id, reason)
+        if record is not None:
+            self._fences[record.id] = record.attempt
+            self._lost.discard(record.id)
+        return record
+
+    async def renew_leases(self, lease: Lease, match_ids: Sequence[int]) -> set[int]:
+        """Extend the leases of these matches this process claimed; returns those it has lost
+        (another worker took them over, or they were stopped): their writes are refused from
+        now on."""
+        held = [(m, self._fences[m]) for m in sorted(set(match_ids)) if m in self._fences and m not in self._lost]
+        if held:
+            kept = await self._run("renew leases", _Frame.WRITE, _pg_queue.renew, lease.worker, lease.lease_s, held)
+            self._lost.update(m for m, _ in held if m not in kept)
+        return self._lost.intersection(match_ids)
 
     async def standings(self, game: str) -> list[dict[str, JSON]]:
         """Per agent of ``game``: finished matches, wins, draws, losses and faults, best first

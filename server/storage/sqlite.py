@@ -12,8 +12,10 @@ the arena's errors.
 Steps are the hot path and do not go through a write of their own: ``append_steps`` queues
 them for the batching step writer, whose theory of operation opens ``_steps.py`` (shared with
 the PostgreSQL storage, as are the decoders that build records from rows, ``_rows.py``, and
-the ladder's bookkeeping, ``_ladder.py``). The schema, its migrations and the transaction
-frames are in ``_schema.py``.
+the ladder's bookkeeping, ``_ladder.py``, and the calls' backend-independent frames,
+``_common.py``). The schema, its migrations and the transaction frames are in ``_schema.py``.
+The match queue's columns (``worker``, ``attempt``) name the one process that runs every match;
+its leases never expire here.
 """
 
 from __future__ import annotations
@@ -27,22 +29,21 @@ from typing import Any
 
 import anyio
 
-from protocol.codec import encode_json
-from protocol.errors import AgentNotFound, MatchNotFound, UserNotFound
-from protocol.messages import JSON, StepRecord
-from server.ladder.rules import is_rated_match
+from protocol.errors import AgentNotFound, UserNotFound
+from protocol.messages import JSON
 
 from . import _accounts, _matches, _ratings
 from ._accounts import _load_agent
+from ._common import StorageBase
 from ._database import Database, open_database
 from ._matches import _load_matches
 from ._ratings import _standings
-from ._rows import _clamp, _decode_step, _is_row_id, _page, _parse_cursor, _step_text
+from ._rows import _is_row_id
 from ._schema import SCHEMA_VERSION
 from ._steps import BATCH_ROWS, BATCH_WINDOW_S, StepRow, StepWriter, writing
 from .base import (
     AgentRecord,
-    EncodedStep,
+    Lease,
     MatchRecord,
     MatchStatus,
     NewSeat,
@@ -53,6 +54,7 @@ from .base import (
 )
 
 __all__ = ["BATCH_ROWS", "BATCH_WINDOW_S", "SCHEMA_VERSION", "SqliteStorage", "open_sqlite"]
+
 
 @asynccontextmanager
 async def open_sqlite(path: str | Path) -> AsyncIterator[SqliteStorage]:
@@ -74,8 +76,12 @@ def _select_one(db: sqlite3.Connection) -> None:
     db.execute("SELECT 1").fetchone()
 
 
-class SqliteStorage:
+class SqliteStorage(StorageBase):
     """The :class:`~server.storage.base.Storage` on SQLite; make one with :func:`open_sqlite`."""
+
+    _STEPS_SQL = "SELECT record FROM match_steps WHERE match_id = ? ORDER BY step"
+    _STEP_PAGE_SQL = "SELECT step, record FROM match_steps WHERE match_id = ? AND step >= ? ORDER BY step LIMIT ?"
+    _LAST_STEPS_SQL = "SELECT step, record FROM match_steps WHERE match_id = ? ORDER BY step DESC LIMIT ?"
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -168,47 +174,38 @@ class SqliteStorage:
             raise AgentNotFound(agent_id)
         return await self._db.read(f"read code of agent {agent_id}", _accounts.get_agent_code, agent_id, version)
 
-    async def list_agents(
-        self, *, game: str | None = None, user_id: int | None = None, cursor: str | None = None,
-        limit: int = 50,
-    ) -> tuple[list[AgentRecord], str | None]:
-        """Agents in id order, a page at a time.
-
-        Raises:
-            ProtocolError: ``cursor`` is not one this method returned.
-        """
-        where: list[str] = ["a.id > ?"]
-        params: list[Any] = [_parse_cursor(cursor, default=0)]
-        if user_id is not None and not _is_row_id(user_id):
-            return [], None  # no user has that id
-        if game is not None:
-            where.append("a.game = ?")
-            params.append(game)
-        if user_id is not None:
-            where.append("a.user_id = ?")
-            params.append(user_id)
-        limit = _clamp(limit)
-        agents = await self._db.read("list agents", _accounts.list_agents,
-                                     f"{' AND '.join(where)} ORDER BY a.id LIMIT ?", (*params, limit + 1))
-        return _page(agents, limit)
-
     # -- matches -----------------------------------------------------------------------------------
 
-    async def create_match(
-        self, game: str, rules_version: int, config: dict[str, JSON], seed: int, seats: Sequence[NewSeat],
-        tags: dict[str, JSON] | None = None, *, rated: bool = False,
+    async def _insert_match(
+        self, game: str, rules_version: int, config_json: str, seed: int, tags_json: str, seats: tuple[NewSeat, ...],
+        is_rated: bool, lease: Lease | None,
     ) -> MatchRecord:
-        """Store a new match in status ``pending``. ``rated`` asks for a ladder match; it is
-        stored rated only when its seats are distinct agents (an agent playing itself is never
-        rated), and an unrated match is marked done for the rater at once.
-
-        Raises:
-            AgentNotFound: a seat names an unknown agent or version.
-        """
-        config_json, tags_json = encode_json(config).decode(), encode_json(tags or {}).decode()
-        is_rated = rated and is_rated_match([seat.agent_id for seat in seats])
         return await self._db.write(f"create a {game} match", _matches.create_match, game, rules_version, config_json,
-                                    seed, tags_json, tuple(seats), is_rated, time.time())
+                                    seed, tags_json, seats, is_rated, None if lease is None else lease.worker,
+                                    time.time())
+
+    async def _store_end(
+        self, match_id: int, status: MatchStatus, reason: str | None, seats: tuple[SeatResult, ...],
+        logs: tuple[str, ...], finished_at: float,
+    ) -> MatchRecord:
+        return await self._db.write(f"finish match {match_id}", _matches.finish_match, match_id, status, reason,
+                                    seats, logs, finished_at)
+
+    async def _load_match(self, match_id: int) -> list[MatchRecord]:
+        return await self._db.read_snapshot(f"read match {match_id}", _load_matches, "WHERE id = ?", (match_id,))
+
+    async def _read_steps(self, match_id: int, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return await self._db.read_snapshot(f"read steps of match {match_id}", _matches.step_rows, match_id, sql,
+                                            params)
+
+    def _mark(self, n: int) -> str:
+        return "?"
+
+    async def _select_agents(self, tail: str, params: tuple[Any, ...]) -> list[AgentRecord]:
+        return await self._db.read("list agents", _accounts.list_agents, tail, params)
+
+    async def _select_matches(self, tail: str, params: tuple[Any, ...]) -> list[MatchRecord]:
+        return await self._db.read_snapshot("list matches", _load_matches, tail, params)
 
     async def set_match_live(self, match_id: int, started_at: float) -> None:
         """Mark a pending match live.
@@ -219,140 +216,11 @@ class SqliteStorage:
         """
         await self._db.write(f"start match {match_id}", _matches.set_match_live, match_id, started_at)
 
-    async def append_steps(self, match_id: int, steps: Sequence[StepRecord | EncodedStep]) -> None:
-        """Queue steps for the match's event log (append-only); the writer commits them shortly.
-        An ``EncodedStep`` is stored as its text, as encoded by the caller.
-
-        A step that cannot be stored is reported by the next :meth:`finish_match` of this
-        match (and the next :meth:`flush`), not here.
-
-        Raises:
-            StorageError: the storage is closed.
-        """
-        await self._steps.append(match_id, steps)
-
-    async def flush(self) -> None:
-        """Wait until every step queued so far is committed.
-
-        Raises:
-            StorageError: steps of some match could not be stored (reported once here, and
-                again by that match's ``finish_match``).
-        """
-        await self._steps.flush()
-
-    async def finish_match(
-        self, match_id: int, status: MatchStatus, reason: str | None, seats: Sequence[SeatResult],
-        finished_at: float, *, logs: Sequence[str] = (),
-    ) -> MatchRecord:
-        """Record the end of a match; every step appended before is durable when this returns.
-
-        ``logs``, one per seat (or none), are stored with the end in the same transaction, as
-        :meth:`save_log` would store them; an empty one is not stored.
-
-        Raises:
-            StorageError: some of the match's steps could not be stored (the end is not
-                recorded; finishing it again, e.g. as aborted, then succeeds), or the match
-                has already ended.
-            MatchNotFound: no match ``match_id``.
-            ValueError: ``status`` is not an end status, or ``seats`` (or ``logs``) has the
-                wrong length.
-        """
-        if status not in (MatchStatus.FINISHED, MatchStatus.ABORTED):
-            raise ValueError(f"finish_match needs an end status, not {status.value!r}")
-        if logs and len(logs) != len(seats):
-            raise ValueError(f"match {match_id}: {len(logs)} logs for {len(seats)} seats")
-        await self._steps.wait_match(match_id)
-        self._steps.raise_failure(match_id)
-        return await self._db.write(f"finish match {match_id}", _matches.finish_match, match_id, status, reason,
-                                    tuple(seats), tuple(logs), finished_at)
-
-    async def get_match(self, match_id: int) -> MatchRecord:
-        """The match with its seats; ``steps`` counts the steps stored so far.
-
-        Raises:
-            MatchNotFound: no match ``match_id``.
-        """
-        if not _is_row_id(match_id):
-            raise MatchNotFound(match_id)
-        await self._steps.wait_match(match_id)
-        matches = await self._db.read_snapshot(f"read match {match_id}", _load_matches, "WHERE id = ?", (match_id,))
-        if not matches:
-            raise MatchNotFound(match_id)
-        return matches[0]
-
-    async def list_matches(
-        self, *, status: MatchStatus | None = None, agent_id: int | None = None, cursor: str | None = None,
-        limit: int = 50,
-    ) -> tuple[list[MatchRecord], str | None]:
-        """Newest first, a page at a time.
-
-        Raises:
-            ProtocolError: ``cursor`` is not one this method returned.
-        """
-        where: list[str] = []
-        params: list[Any] = []
-        if cursor is not None:
-            where.append("id < ?")
-            params.append(_parse_cursor(cursor, default=0))
-        if status is not None:
-            where.append("status = ?")
-            params.append(MatchStatus(status).value)
-        if agent_id is not None:
-            if not _is_row_id(agent_id):
-                return [], None  # no agent has that id
-            where.append("id IN (SELECT match_id FROM match_seats WHERE agent_id = ?)")
-            params.append(agent_id)
-        limit = _clamp(limit)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        matches = await self._db.read_snapshot("list matches", _load_matches, f"{clause}ORDER BY id DESC LIMIT ?",
-                                               (*params, limit + 1))
-        return _page(matches, limit)
-
-    async def get_steps(self, match_id: int) -> list[StepRecord]:
-        """The stored event log, in step order, including steps queued before this call.
-
-        Raises:
-            MatchNotFound: no match ``match_id``.
-        """
-        await self._steps.wait_match(match_id)
-        rows = await self._db.read_snapshot(f"read steps of match {match_id}", _matches.step_rows, match_id,
-                                            "SELECT record FROM match_steps WHERE match_id = ? ORDER BY step",
-                                            (match_id,))
-        return [_decode_step(match_id, row[0]) for row in rows]
-
-    async def get_step_texts(self, match_id: int, from_step: int, limit: int) -> list[tuple[int, str]]:
-        """A page of the stored event log as ``(step, text)``, in step order, including steps
-        queued before this call: up to ``limit`` steps from ``from_step`` on (an index range,
-        so a page costs the same wherever it starts).
-
-        Raises:
-            MatchNotFound: no match ``match_id``.
-        """
-        await self._steps.wait_match(match_id)
-        rows = await self._db.read_snapshot(
-            f"read steps of match {match_id}", _matches.step_rows, match_id,
-            "SELECT step, record FROM match_steps WHERE match_id = ? AND step >= ? ORDER BY step LIMIT ?",
-            (match_id, max(0, from_step), max(0, limit)),
-        )
-        return [(row[0], _step_text(match_id, row[1])) for row in rows]
-
-    async def get_last_step_texts(self, match_id: int, count: int) -> list[tuple[int, str]]:
-        """The last ``count`` stored steps as ``(step, text)``, in step order.
-
-        Raises:
-            MatchNotFound: no match ``match_id``.
-        """
-        await self._steps.wait_match(match_id)
-        rows = await self._db.read_snapshot(
-            f"read steps of match {match_id}", _matches.step_rows, match_id,
-            "SELECT step, record FROM match_steps WHERE match_id = ? ORDER BY step DESC LIMIT ?",
-            (match_id, max(0, count)),
-        )
-        return [(row[0], _step_text(match_id, row[1])) for row in reversed(rows)]
-
-    async def abort_unfinished(self, reason: str) -> int:
-        """Mark every pending or live match aborted (on start-up); returns how many."""
-        return await self._db.write("abort unfinished matches", _matches.abort_unfinished, reason, time.time())
+    async def abort_unfinished(self, reason: str, *, worker: str | None = None) -> int:
+        """Mark every pending or live match aborted (on start-up), or only those ``worker`` holds;
+        returns how many."""
+        return await self._db.write("abort unfinished matches", _matches.abort_unfinished, reason, worker,
+                                    time.time())
 
     async def standings(self, game: str) -> list[dict[str, JSON]]:
         """Per agent of ``game``: finished matches, wins, draws, losses and faults, best first.

@@ -449,3 +449,20 @@ def test_spectators_joining_between_two_steps_share_one_snapshot() -> None:
     assert third.first[0] is not first.first[0] and json.loads(third.first[0])["seq"] == 31
     feed.match = {"id": 12, "status": "live"}  # the match document changed: a new snapshot shows it
     assert json.loads(feed.subscribe().first[0])["match"] == {"id": 12, "status": "live"}
+
+
+async def test_a_feed_opened_again_replaces_the_one_before() -> None:
+    # A relay's feed of a match this process then runs itself: the manager's replaces it, and the
+    # relay's closing later does not take the manager's off the hub.
+    hub = Hub()
+    with hub.open_feed(1, {"id": 1}) as first:
+        sub = first.subscribe()
+        with hub.open_feed(1, {"id": 1}) as second:
+            assert first.is_closed and hub.feed(1) is second
+            assert [json.loads(f)["type"] for f in await sub.receive()] == []  # its stream is over
+    assert hub.feed(1) is None
+    with hub.open_feed(2, {"id": 2}) as relayed:
+        relayed.start_at(40)  # opened in the middle of a match: the next event is step 40
+        relayed.publish_stored([codec.encode(make_step(40)).decode()], {"s": 40})
+        assert relayed.seq == 41 and relayed.state == {"s": 40}
+        assert json.loads(relayed.subscribe().first[0])["events"][0]["seq"] == 41

@@ -1,0 +1,124 @@
+"""A worker's side of the match queue: the claim loop and the lease renewer.
+
+Theory of operation
+-------------------
+:meth:`QueueWorker.run` is one task group of three tasks. The *claim loop* takes the next
+claimable match from the queue (``MatchQueue.claim_match``: pending, or live with a lease run
+out) whenever the worker runs fewer than ``max_matches`` matches, hands it to the match
+manager, which runs it in the app's task group like any other, and sleeps ``poll_s`` when the
+queue is empty. The *renewer* extends the leases of the matches the manager runs every third
+of the lease; a match whose lease another worker took over (or that was stopped) is abandoned
+at once: the manager cancels it without storing anything, since its writes would be refused
+anyway. The *watchdog* covers what the renewer cannot see: a database that does not answer.
+A storage call, once begun, runs to its end (it is shielded), so a renewal may hang; each
+match's lease is counted from the start of its last successful renewal (or of its claim), on
+this machine's monotonic clock, and a match whose lease may have run out here is abandoned
+before another worker can have claimed it, whether or not the renewal ever answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import anyio
+from anyio.abc import TaskStatus
+
+from protocol.errors import StorageError, describe_error
+from server.matches.manager import MatchManager
+from server.storage import Lease, MatchQueue
+
+__all__ = ["QueueWorker"]
+
+log = logging.getLogger(__name__)
+
+# A match is abandoned when this share of its lease has passed since it was last known held:
+# the rest is the margin for this machine's clock against the database's.
+_SAFE_SHARE = 0.8
+
+
+class QueueWorker:
+    """Claims matches from the queue and keeps their leases; see the module docstring."""
+
+    def __init__(
+        self, queue: MatchQueue, manager: MatchManager, lease: Lease, *, max_attempts: int, max_matches: int = 0,
+        poll_s: float = 0.25,
+    ) -> None:
+        self.queue = queue
+        self.manager = manager
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.max_matches = max_matches or 4 * (os.cpu_count() or 1)
+        self.poll_s = poll_s
+        self.claims = 0  # matches claimed since start
+        self._held_at: dict[int, float] = {}  # match id -> when its lease was last known to hold
+
+    @property
+    def renew_every_s(self) -> float:
+        return self.lease.lease_s / 3
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Claim, renew and watch until cancelled."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._renew_leases)
+            tg.start_soon(self._watch_leases)
+            task_status.started()
+            await self._claim_matches()
+
+    async def _claim_matches(self) -> None:
+        while True:
+            if len(self.manager.running) >= self.max_matches:
+                await anyio.sleep(self.poll_s)
+                continue
+            started = anyio.current_time()
+            try:
+                # No deadline of our own here: a claim runs to its end once begun (storage calls
+                # are shielded, each statement bounded by the storage), and a claim cut short
+                # after its commit would hold a match nobody runs until its lease ran out.
+                record = await self.queue.claim_match(self.lease, self.max_attempts)
+            except StorageError as exc:
+                log.error("cannot claim a match: %s", describe_error(exc))
+                await anyio.sleep(self.poll_s)
+                continue
+            if record is None:
+                await anyio.sleep(self.poll_s)
+                continue
+            self.claims += 1
+            self._held_at[record.id] = started
+            log.info("match_id=%s claimed by %s (attempt %d)", record.id, self.lease.worker, record.attempt)
+            try:
+                await self.manager.run_claimed(record)
+            except Exception as exc:  # its agents are gone: the lease runs out, the queue gives up on it
+                log.error("match_id=%s cannot be run: %s", record.id, describe_error(exc))
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await anyio.sleep(self.renew_every_s)
+            running = list(self.manager.running)
+            started = anyio.current_time()
+            try:
+                lost = await self.queue.renew_leases(self.lease, running)
+            except StorageError as exc:
+                log.error("cannot renew the leases of %d matches: %s", len(running), describe_error(exc))
+                continue
+            for match_id in running:
+                if match_id in lost:
+                    self._held_at.pop(match_id, None)
+                    self.manager.abandon(match_id, "its lease was taken over by another worker, or it was stopped")
+                else:
+                    self._held_at[match_id] = started
+
+    async def _watch_leases(self) -> None:
+        safe_s = self.lease.lease_s * _SAFE_SHARE
+        while True:
+            await anyio.sleep(self.renew_every_s / 2)
+            now = anyio.current_time()
+            for match_id in list(self._held_at):
+                if match_id not in self.manager.running:
+                    del self._held_at[match_id]
+            for match_id in list(self.manager.running):
+                # A match started here (role all) is held from its creation: first seen now.
+                held_at = self._held_at.setdefault(match_id, now)
+                if now - held_at > safe_s:
+                    del self._held_at[match_id]
+                    self.manager.abandon(match_id, f"its lease could not be renewed for {now - held_at:.1f} s")

@@ -1,0 +1,382 @@
+"""The cluster's workers as real processes on the tests' private PostgreSQL: a front and two workers
+(``arena serve --role``), started, killed and paused by PID.
+
+The test process stands for a front that stores matches straight into the database (any front
+may create a match; the front process serves what the tests read over HTTP: match documents
+and replays). Bots sleep a little per move, so that matches are live long enough to lose their
+worker in the middle. Leases are short (``LEASE_S``) so that a lost worker's matches are
+claimed again within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+import pytest
+from anyio.abc import Process, SocketAttribute, SocketStream, TaskStatus
+
+from server.matches.games import get_game, resolve_config
+from server.matches.replay import verify_replay
+from server.storage import MatchRecord, MatchStatus, NewSeat, Storage, open_postgres
+from tests.storage.raw import query
+
+pytestmark = [pytest.mark.timeout(150), pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE_S = 2.0
+# Every match of a lost worker ends (run again elsewhere, or aborted) within this: the lease,
+# the claim poll, and the match played again from its start on a loaded 2-core machine.
+RECOVERY_S = 45.0
+STEPS = 100  # episodeSteps of the RPS matches; a bot sleeps SLEEP_S per move
+SLEEP_S = 0.03
+
+SLOW_RPS = f"""
+from time import sleep
+
+def agent(observation, configuration):
+    sleep({SLEEP_S})
+    return observation.step % configuration.signs
+"""
+
+# Settings a cluster process takes beyond its role, port and database (see server.config).
+RUNNER = """
+import sys
+
+import uvicorn
+
+from server.app import create_app
+from server.config import Settings
+
+db, role, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+settings = Settings(db=db, role=role, port=port, ladder=False, seed_examples=False, lease_s=float(sys.argv[4]),
+                    claim_poll_s=0.1, worker_matches=int(sys.argv[5]))
+uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+"""
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Node:
+    role: str
+    process: Process
+    client: httpx.AsyncClient
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def health(self) -> Any:
+        return (await self.client.get("/api/health")).json()
+
+
+@asynccontextmanager
+async def node(db: str, role: str, log: Path, *, max_matches: int = 8) -> AsyncIterator[Node]:
+    """One cluster process, up once its /api/health answers; killed (by its PID) on the way out."""
+    port = free_port()
+    with log.open("ab") as log_file:
+        process = await anyio.open_process(
+            [sys.executable, "-c", RUNNER, db, role, str(port), str(LEASE_S), str(max_matches)],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd=ROOT,
+        )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, trust_env=False) as client:
+            with anyio.fail_after(60):
+                while True:
+                    if process.returncode is not None:
+                        raise AssertionError(f"{role} exited early:\n{await anyio.Path(log).read_text()}")
+                    try:
+                        if (await client.get("/api/health")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await anyio.sleep(0.1)
+            yield Node(role, process, client)
+    finally:
+        with anyio.CancelScope(shield=True):
+            if process.returncode is None:
+                try:
+                    os.kill(process.pid, signal.SIGCONT)  # a paused one cannot stop otherwise
+                    process.terminate()
+                except ProcessLookupError:
+                    pass
+                with anyio.move_on_after(15):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+                    with anyio.move_on_after(5):
+                        await process.wait()
+            await process.aclose()
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], timeout_s: float, every_s: float = 0.1) -> None:
+    """Return once ``condition()`` holds; fail after ``timeout_s``."""
+    with anyio.fail_after(timeout_s):
+        while True:
+            if await condition():
+                return
+            await anyio.sleep(every_s)
+
+
+async def create_matches(storage: Storage, n: int, *, rated: bool = True) -> list[MatchRecord]:
+    """``n`` RPS matches between two slow bots, stored pending for the workers."""
+    user = await storage.create_user("alice", "h")
+    a = await storage.save_agent(user.id, "slow-a", "rps", SLOW_RPS)
+    b = await storage.save_agent(user.id, "slow-b", "rps", SLOW_RPS)
+    game = get_game("rps")
+    config = resolve_config(game, {"episodeSteps": STEPS})  # as a front stores it: complete
+    return [await storage.create_match("rps", game.rules_version, config, 1000 + i,
+                                       [NewSeat(a.id, 1), NewSeat(b.id, 1)], rated=rated) for i in range(n)]
+
+
+async def wait_until_ended(storage: Storage, ids: Sequence[int], timeout_s: float) -> list[MatchRecord]:
+    with anyio.fail_after(timeout_s):
+        while True:
+            records = [await storage.get_match(i) for i in ids]
+            if all(r.status in (MatchStatus.FINISHED, MatchStatus.ABORTED) for r in records):
+                return records
+            await anyio.sleep(0.2)
+
+
+async def check_replays(front: Node, records: Sequence[MatchRecord]) -> None:
+    """Every finished match's replay verifies, from its first step to its last."""
+    for record in records:
+        if record.status is MatchStatus.FINISHED:
+            doc = (await front.client.get(f"/api/matches/{record.id}/replay")).json()
+            assert len(doc["steps"]) == STEPS, (record.id, len(doc["steps"]))
+            report = verify_replay(doc)
+            assert report.ok, (record.id, report.problems)
+
+
+async def test_two_workers_claim_distinct_matches_and_report_them(postgres_url: str, tmp_path: Path) -> None:
+    async with open_postgres(postgres_url) as storage, AsyncExitStack() as stack:
+        front = await stack.enter_async_context(node(postgres_url, "front", tmp_path / "front.log"))
+        one = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "one.log", max_matches=3))
+        two = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "two.log", max_matches=3))
+        health = await front.health()
+        assert (health["role"], health["database"]) == ("front", "postgresql")
+        assert "matches" not in health and "arena-test-password" not in str(health)
+        assert (await one.client.get("/api/games")).status_code == 404  # a worker serves its health alone
+        seen: dict[str, set[int]] = {}
+        created = await create_matches(storage, 6)
+        with anyio.fail_after(60):  # both workers run some of them at once
+            while not all(seen.get(n) for n in ("one", "two")):
+                for name, worker in (("one", one), ("two", two)):
+                    doc = await worker.health()
+                    assert (doc["role"], doc["database"]) == ("worker", "postgresql")
+                    seen.setdefault(name, set()).update(doc["matches"])
+                await anyio.sleep(0.1)
+        records = await wait_until_ended(storage, [m.id for m in created], 90)
+        assert seen["one"].isdisjoint(seen["two"])
+        workers = {(await one.health())["worker"], (await two.health())["worker"]}
+        assert len(workers) == 2
+        for record in records:
+            assert record.status is MatchStatus.FINISHED and record.attempt == 1, record
+            document = (await front.client.get(f"/api/matches/{record.id}")).json()
+            assert document["worker"] in workers
+        await check_replays(front, records)
+
+
+async def test_sigkill_of_a_worker_mid_match_its_matches_end_elsewhere(postgres_url: str, tmp_path: Path) -> None:
+    async with open_postgres(postgres_url) as storage, AsyncExitStack() as stack:
+        front = await stack.enter_async_context(node(postgres_url, "front", tmp_path / "front.log"))
+        victim = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "victim.log"))
+        created = await create_matches(storage, 4)
+        ids = [m.id for m in created]
+        with anyio.fail_after(60):  # the only worker runs every match, each some steps in
+            while True:
+                records = [await storage.get_match(i) for i in ids]
+                if all(r.status is MatchStatus.LIVE and r.steps >= 5 for r in records):
+                    break
+                await anyio.sleep(0.1)
+        victim.process.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        with anyio.fail_after(10):
+            await victim.process.wait()
+        survivor = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "survivor.log"))
+
+        records = await wait_until_ended(storage, ids, RECOVERY_S)
+        print(f"every match of the killed worker ended {time.monotonic() - killed_at:.1f} s after the kill")
+        survivor_name = (await survivor.health())["worker"]
+        for record in records:
+            if record.status is MatchStatus.FINISHED:
+                assert record.attempt == 2 and record.worker == survivor_name, record
+            else:
+                assert record.reason, record
+        assert any(r.status is MatchStatus.FINISHED for r in records)
+        await check_replays(front, records)
+        # Each rated match changes its seats' ratings once: the rater counts it once per seat.
+        async def is_rated() -> bool:
+            sql = "SELECT count(*) FROM matches WHERE status = 'finished' AND NOT rating_done"
+            return query(postgres_url, sql) == [(0,)]
+
+        await eventually(is_rated, 20)
+        finished = sum(r.status is MatchStatus.FINISHED for r in records)
+        [(total,)] = query(postgres_url, "SELECT sum(matches) FROM ratings")
+        assert total == 2 * finished
+
+
+async def test_a_paused_worker_past_its_lease_cannot_write_into_the_match(postgres_url: str, tmp_path: Path) -> None:
+    async with open_postgres(postgres_url) as storage, AsyncExitStack() as stack:
+        front = await stack.enter_async_context(node(postgres_url, "front", tmp_path / "front.log"))
+        paused = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "paused.log"))
+        [match] = await create_matches(storage, 1)
+        async def is_under_way() -> bool:
+            return (await storage.get_match(match.id)).steps >= 5
+
+        await eventually(is_under_way, 60)
+        paused_name = (await paused.health())["worker"]
+        os.kill(paused.pid, signal.SIGSTOP)
+        try:
+            other = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "other.log"))
+            other_name = (await other.health())["worker"]
+            async def is_taken_over() -> bool:  # the lease runs out and the other worker claims it
+                return (await storage.get_match(match.id)).attempt >= 2
+
+            await eventually(is_taken_over, RECOVERY_S)
+        finally:
+            os.kill(paused.pid, signal.SIGCONT)
+        [record] = await wait_until_ended(storage, [match.id], RECOVERY_S)
+        assert record.status is MatchStatus.FINISHED, record
+        assert (record.worker, record.attempt) == (other_name, 2)
+        assert record.worker != paused_name
+        await check_replays(front, [record])
+        # The paused worker woke up, had its writes refused and let the match go.
+        async def is_let_go() -> bool:
+            return match.id not in (await paused.health())["matches"]
+
+        await eventually(is_let_go, 20)
+        assert (await storage.get_match(match.id)) == record
+        # It stops cleanly: refused steps are no loss to report at its shutdown.
+        paused.process.terminate()
+        with anyio.fail_after(20):
+            await paused.process.wait()
+        log = await anyio.Path(tmp_path / "paused.log").read_text()
+        assert "abandoned" in log, log[-2000:]
+        assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize(("role", "from_env"), [("worker", False), ("front", True)])
+def test_a_role_on_sqlite_fails_fast_on_one_line(tmp_path: Path, role: str, from_env: bool) -> None:
+    db = tmp_path / "arena.db"
+    flag = [] if from_env else ["--role", role]
+    done = subprocess.run(
+        [sys.executable, "-m", "client", "serve", "--port", str(free_port()), "--db", str(db), *flag],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "ARENA_ROLE": role} if from_env else None,
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("arena: error: "), done.stderr
+    assert f"--role {role} needs a PostgreSQL database" in lines[0]
+    assert not db.exists()  # refused before anything was opened
+
+
+@pytest.mark.both_backends
+async def test_one_process_reports_role_all_and_its_database(db_url: str, tmp_path: Path) -> None:
+    async with node(db_url, "all", tmp_path / "all.log") as one:
+        health = await one.health()
+        assert health["role"] == "all"
+        assert health["database"] == ("postgresql" if db_url.startswith("postgresql") else "sqlite")
+        assert health["matches"] == [] and isinstance(health["worker"], str)
+        assert "arena-test-password" not in str(health)
+
+
+class Cable:
+    """A TCP relay between a worker and PostgreSQL that the test can cut: while cut, nothing
+    passes either way (the worker's statements hang, as behind a dead link), then it mends."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._mended = anyio.Event()
+        self._mended.set()
+
+    def cut(self) -> None:
+        self._mended = anyio.Event()
+
+    def mend(self) -> None:
+        self._mended.set()
+
+    async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            task_status.started(listener.extra(SocketAttribute.local_port))
+            await listener.serve(self._connect)
+
+    async def _connect(self, client: SocketStream) -> None:
+        async with client, await anyio.connect_tcp("127.0.0.1", self.target_port) as server:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._pump, client, server, tg.cancel_scope)
+                tg.start_soon(self._pump, server, client, tg.cancel_scope)
+
+    async def _pump(self, source: SocketStream, sink: SocketStream, scope: anyio.CancelScope) -> None:
+        try:
+            while True:
+                data = await source.receive()
+                await self._mended.wait()
+                await sink.send(data)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            scope.cancel()
+
+
+async def test_a_worker_cut_off_past_its_lease_stops_its_match_which_another_runs(
+    postgres_url: str, tmp_path: Path,
+) -> None:
+    parts = urlsplit(postgres_url)
+    assert parts.port is not None
+    cable = Cable(parts.port)
+    async with open_postgres(postgres_url) as storage, AsyncExitStack() as stack:
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(tg.cancel_scope.cancel)
+        proxy_port = await tg.start(cable.serve)
+        behind = parts._replace(netloc=parts.netloc.replace(f":{parts.port}", f":{proxy_port}")).geturl()
+        front = await stack.enter_async_context(node(postgres_url, "front", tmp_path / "front.log"))
+        cut_off = await stack.enter_async_context(node(behind, "worker", tmp_path / "cut.log"))
+        [match] = await create_matches(storage, 1)
+
+        async def is_under_way() -> bool:
+            return (await storage.get_match(match.id)).steps >= 5
+
+        await eventually(is_under_way, 60)
+        cut_name = (await cut_off.health())["worker"]
+        cable.cut()
+        try:
+            cut_at = time.monotonic()
+            other = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "other.log"))
+
+            async def has_stopped_by_itself() -> bool:  # read from its log: its HTTP health asks storage
+                return "abandoned" in await anyio.Path(tmp_path / "cut.log").read_text()
+
+            await eventually(has_stopped_by_itself, LEASE_S * 3)
+            print(f"the cut-off worker stopped its match {time.monotonic() - cut_at:.1f} s after the cut")
+            [record] = await wait_until_ended(storage, [match.id], RECOVERY_S)
+        finally:
+            cable.mend()
+        other_name = (await other.health())["worker"]
+        assert record.status is MatchStatus.FINISHED, record
+        assert (record.worker, record.attempt) == (other_name, 2) and other_name != cut_name
+        await check_replays(front, [record])
+
+        async def is_let_go() -> bool:  # mended: its late writes are refused, the match is not its own
+            return match.id not in (await cut_off.health())["matches"]
+
+        await eventually(is_let_go, 30)
+        await anyio.sleep(LEASE_S)  # whatever it still had queued reaches the database meanwhile
+        assert await storage.get_match(match.id) == record
+        await check_replays(front, [record])
