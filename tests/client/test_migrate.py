@@ -247,12 +247,13 @@ async def test_an_interrupted_copy_leaves_the_destination_as_it_was(tmp_path: Pa
         user = await storage.create_user("alice", "hash-alice")
         agent = await storage.save_agent(user.id, "ann", "tictactoe", None)
         match = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(agent.id, 1), NewSeat(agent.id, 1)])
-    # Enough steps for a copy of a few seconds (their text is not read back here).
+    # Enough steps, in small batches, for a copy of several seconds (their text is not read back
+    # here): the interruption lands in the middle of the steps however fast the machine is.
     with closing(sqlite3.connect(source)) as db, db:
         db.executemany("INSERT INTO match_steps (match_id, step, record) VALUES (?, ?, ?)",
                        ((match.id, i, json.dumps({"step": i, "pad": "x" * 1000})) for i in range(200_000)))
     async with await anyio.open_process([sys.executable, "-m", "client", "migrate", str(source), postgres_url,
-                                         "--batch-rows", "500"], cwd=ROOT) as process:
+                                         "--batch-rows", "50"], cwd=ROOT) as process:
         assert process.stderr is not None
         seen = b""
         with anyio.fail_after(60):
@@ -260,7 +261,7 @@ async def test_an_interrupted_copy_leaves_the_destination_as_it_was(tmp_path: Pa
                 seen += chunk
                 if b"agents: " in seen:
                     break
-            await anyio.sleep(0.5)
+            await anyio.sleep(0.2)
             assert process.returncode is None, seen
             process.send_signal(signal.SIGINT)
             assert await process.wait() == 130
