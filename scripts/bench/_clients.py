@@ -8,6 +8,10 @@ with its results. Modes:
   its ``end``, the server's CPU per delivered message and the bytes on the wire per message.
 * ``latency``: ``clients`` raw spectators of a feed at ``rate`` events a second; the latency
   of each event from its publishing (``state.t``) to the arrival of its bytes here.
+* ``watch``: ``clients`` raw spectators of a real match (``match``) until its ``end``: the latency
+  of each event from its recording (``state.t``, stamped by a worker started with
+  ``--stamp-steps``) to the arrival of its bytes here, and whether each spectator's ``seq`` ran on
+  by one from its snapshot to ``end``.
 * ``hold``: ``clients`` raw spectators of ``path``; prints ``{"ready": ...}`` once all are
   connected (and, on a match, have their snapshot), reads on (counting frames) until a line
   arrives on stdin, then prints what they received and closes them.
@@ -157,6 +161,31 @@ class RawSpectator(asyncio.Protocol):
             self.transport.close()
 
 
+class _Watcher(RawSpectator):
+    """A spectator of a real match: latencies of stamped events, and its ``seq`` checked."""
+
+    def __init__(self, path: str, deflate: bool, latencies: list[float]) -> None:
+        super().__init__(path, deflate, latencies)
+        self.seq: int | None = None
+        self.gaps = 0
+        self.ended = asyncio.get_running_loop().create_future()
+
+    def _measure(self, payload: bytes, *, is_compressed: bool) -> None:
+        if is_compressed:
+            payload = self._inflate.decompress(payload + b"\x00\x00\xff\xff")
+        frame = orjson.loads(payload)
+        t = frame.get("state", {}).get("t") if frame.get("type") == "event" else None
+        if t is not None and self.latencies is not None:
+            self.latencies.append(self._now - t)
+        seq = frame.get("seq")
+        if isinstance(seq, int):
+            if self.seq is not None and frame.get("type") != "snapshot" and seq != self.seq + 1:
+                self.gaps += 1
+            self.seq = seq
+        if frame.get("type") == "end" and not self.ended.done():
+            self.ended.set_result(None)
+
+
 async def connect_raw(
     port: int, path: str, n: int, deflate: bool, latencies: list[float] | None = None
 ) -> list[RawSpectator]:
@@ -230,6 +259,26 @@ async def latency(args: dict[str, Any]) -> dict[str, Any]:
             "delivered": len(ms), "expected": n * events}
 
 
+async def watch(args: dict[str, Any]) -> dict[str, Any]:
+    port, n, match_id = args["port"], args["clients"], args["match"]
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    clients: list[_Watcher] = []
+    path = f"/ws/matches/{match_id}"
+    for first in range(0, n, _CONNECT_BATCH):
+        batch = [_Watcher(path, args["deflate"], latencies) for _ in range(min(_CONNECT_BATCH, n - first))]
+        await asyncio.gather(*(loop.create_connection(lambda c=c: c, "127.0.0.1", port) for c in batch))
+        await asyncio.gather(*(c.upgraded for c in batch))
+        clients += batch
+    print(json.dumps({"ready": True, "connected": len(clients)}), flush=True)
+    done, _ = await asyncio.wait([c.ended for c in clients], timeout=args.get("timeout_s", 120))
+    for c in clients:
+        c.close()
+    ms = [x * 1e3 for x in latencies]
+    return {"p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "max_ms": max(ms, default=None),
+            "delivered": len(ms), "ended": len(done), "clients": n, "gaps": sum(c.gaps for c in clients)}
+
+
 async def hold(args: dict[str, Any]) -> dict[str, Any]:
     port, n, path = args["port"], args["clients"], args["path"]
     started = time.monotonic()
@@ -246,7 +295,7 @@ async def hold(args: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     args = json.loads(sys.argv[1])
-    mode = {"throughput": throughput, "latency": latency, "hold": hold}[args["mode"]]
+    mode = {"throughput": throughput, "latency": latency, "watch": watch, "hold": hold}[args["mode"]]
     print(json.dumps(asyncio.run(mode(args))), flush=True)
 
 

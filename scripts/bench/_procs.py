@@ -94,11 +94,13 @@ def _report_errors(file: IO[bytes], what: str) -> None:
 
 @asynccontextmanager
 async def bench_server(
-    ws: str, deflate: bool, queue_frames: int | None = None, root: Path = ROOT, ladder_slots: int = 0
+    ws: str, deflate: bool, queue_frames: int | None = None, root: Path = ROOT, ladder_slots: int = 0,
+    extra: tuple[str, ...] = (),
 ) -> AsyncIterator[BenchServer]:
     """Run ``scripts.bench._server`` with a WebSocket implementation; SIGTERM, then SIGKILL, on exit.
     ``root`` is the tree it runs from (another revision of the project, to compare); with
-    ``ladder_slots``, the ladder runs with that many rated slots.
+    ``ladder_slots``, the ladder runs with that many rated slots; ``extra``: more of its arguments
+    (``--db``, ``--role``... for a cluster).
 
     Raises:
         RuntimeError: it did not start (its last lines of error output are in the message).
@@ -108,6 +110,7 @@ async def bench_server(
         argv += ["--queue-frames", str(queue_frames)]
     if ladder_slots:
         argv += ["--ladder-slots", str(ladder_slots)]
+    argv += extra
     with tempfile.TemporaryFile() as err:
         async with await anyio.open_process(argv, cwd=root, stdin=subprocess.DEVNULL, stderr=err) as proc:
             try:
@@ -128,7 +131,9 @@ async def bench_server(
                     if proc.returncode is None:
                         proc.kill()
                         await proc.wait()
-                    _report_errors(err, f"{ws}, deflate {'on' if deflate else 'off'}")
+                    what = f"{ws}, deflate {'on' if deflate else 'off'}"
+                    role = next((extra[i + 1] for i, a in enumerate(extra[:-1]) if a == "--role"), None)
+                    _report_errors(err, f"{role} {what}" if role else what)
 
 
 async def run_clients(args: dict[str, Any]) -> dict[str, Any]:

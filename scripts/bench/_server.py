@@ -24,6 +24,12 @@ with the given uvicorn WebSocket implementation and per-message-deflate setting,
   compare the two side by side.
 * ``GET /bench/stats``: this process's CPU seconds, its sandbox processes' (children and live
   descendants) and its resident memory.
+
+In a cluster (``--db postgresql://... --role front|worker|all``, ``scripts/bench/cluster.py``) the
+process serves that role on that database; a worker (which serves only ``/api/health``) gets the
+``/bench/`` routes too. With ``--stamp-steps`` every step this process records carries
+``state.t``, the ``time.monotonic()`` of its recording (for a spectator's latency on another
+process of this machine; the stored replay then has it too).
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ from server.matches.games import get_game, resolve_config
 from server.matches.hub import Hub
 from server.matches.replay import replay_document
 from server.state import ArenaState
-from server.storage import MatchStatus, NewSeat, SeatResult
+from server.storage import EncodedStep, MatchStatus, NewSeat, SeatResult
 
 from ._common import live_descendants_cpu_s, rss_kib_of
 
@@ -94,6 +100,20 @@ def work_around_known_bugs() -> list[str]:
         return []
     runner.anyio = _ClampedSleep()  # type: ignore[assignment]
     return ["runner: negative pace sleep (ValueError kills the app) clamped to 0 in the benchmark server"]
+
+
+def stamp_steps() -> None:
+    """Every step this process encodes (the recorder, once per step) carries ``state.t``."""
+    import dataclasses
+
+    encode = EncodedStep.of.__func__  # type: ignore[attr-defined]
+
+    def stamped(cls: type[EncodedStep], record: StepRecord) -> EncodedStep:
+        if isinstance(record.state, dict):
+            record = dataclasses.replace(record, state={**record.state, "t": time.monotonic()})
+        return encode(cls, record)  # type: ignore[no-any-return]
+
+    EncodedStep.of = classmethod(stamped)  # type: ignore[method-assign,assignment]
 
 
 def synthetic_step(step: int) -> StepRecord:
@@ -261,11 +281,18 @@ def build_app(settings: Settings) -> Starlette:
 
 async def _serve(args: argparse.Namespace) -> None:
     workarounds = work_around_known_bugs()
+    if args.stamp_steps:
+        stamp_steps()
     with tempfile.TemporaryDirectory(prefix="arena-bench-") as tmp:
         # The ladder only when asked (--ladder-slots N): rated slots, none featured, no examples.
-        settings = Settings(db=Path(tmp) / "arena.db", ladder=args.ladder_slots > 0, seed_examples=False, port=0,
-                            spectator_queue_frames=args.queue_frames, ladder_slots=args.ladder_slots,
-                            ladder_featured=0)
+        cluster: dict[str, Any] = {"role": args.role}
+        if args.worker_name:
+            cluster["worker_name"] = args.worker_name
+        if args.claim_poll_s:
+            cluster["claim_poll_s"] = args.claim_poll_s
+        settings = Settings(db=args.db or str(Path(tmp) / "arena.db"), ladder=args.ladder_slots > 0,
+                            seed_examples=False, port=0, spectator_queue_frames=args.queue_frames,
+                            ladder_slots=args.ladder_slots, ladder_featured=0, **cluster)
         sock = socket.create_server(("127.0.0.1", 0), backlog=4096)
         # Inherited by accepted sockets; asyncio sets it only for proto IPPROTO_TCP (this one's is
         # 0): without it every kept-alive request waits 40 ms for the client's delayed ACK.
@@ -290,6 +317,11 @@ def main() -> None:
                         help="per-message-deflate (uvicorn's ws_per_message_deflate)")
     parser.add_argument("--queue-frames", type=int, default=Settings().spectator_queue_frames)
     parser.add_argument("--ladder-slots", type=int, default=0, help="run the ladder with this many rated slots")
+    parser.add_argument("--db", default="", help="the database (default: a throwaway SQLite file)")
+    parser.add_argument("--role", default="all", choices=("all", "front", "worker"))
+    parser.add_argument("--worker-name", default="", help="this process's name in the match queue")
+    parser.add_argument("--claim-poll-s", type=float, default=0.0, help="a worker's claim_poll_s (0: the default)")
+    parser.add_argument("--stamp-steps", action="store_true", help="every recorded step carries state.t")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     anyio.run(_serve, args)

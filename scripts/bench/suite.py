@@ -11,7 +11,8 @@ ratio rows are per-round ratios of configurations measured side by side. The res
 ``bench-results/latest.md`` for the README's "Performance" section. ``--quick`` is a smoke run
 (well under two minutes with a cached kaggle-environments venv); the default run takes
 several minutes. ``--baseline REF`` also measures the big documents (``documents``) on the
-code at git revision REF, beside the current figures.
+code at git revision REF, beside the current figures. ``cluster`` (issue 13) starts a private
+PostgreSQL of its own (Debian's binaries, as the tests do).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 import anyio
 
-from . import documents, kaggle, ladder, memory, moves, spectators, startup, storage
+from . import cluster, documents, kaggle, ladder, memory, moves, spectators, startup, storage
 from ._common import ROOT, Row, Section
 from ._procs import SERVER_ERRORS, WORKAROUNDS
 
@@ -79,6 +80,7 @@ AREAS: dict[str, Callable[[bool, Context], Awaitable[Section]]] = {
     "memory": _memory,
     "documents": _documents,
     "ladder": _ladder,
+    "cluster": _plain(cluster.run),
 }
 
 

@@ -35,7 +35,8 @@ def test_table_renders_rows_ratios_and_failures() -> None:
     markdown = suite.markdown_table(results)
     assert "| events stored | 2.00 | 1.00-3.00 | events/s | >= 50,000 |" in markdown
     assert "| kaggle | n/a | pip failed | episodes/s |" in markdown
-    assert set(suite.AREAS) == {"startup", "moves", "kaggle", "spectators", "storage", "memory", "documents", "ladder"}
+    assert set(suite.AREAS) == {"startup", "moves", "kaggle", "spectators", "storage", "memory", "documents", "ladder",
+                                "cluster"}
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
 
 
@@ -49,3 +50,11 @@ async def test_the_full_path_returns_figures() -> None:
             figures = await full_path(server.port, 4, 2, via_ladder=via_ladder)
         assert figures["matches_per_s"] > 0 and figures["server_ms"] > 0, figures
         assert all(math.isfinite(value) for value in figures.values()), figures
+
+
+async def test_events_per_second_on_postgresql_returns_a_figure(postgres_url: str) -> None:
+    """The cluster area's storage figure, on the tests' private PostgreSQL, with a few events."""
+    from scripts.bench.cluster import pg_events_per_second
+
+    rate = await pg_events_per_second(postgres_url, total=200, matches=4)
+    assert math.isfinite(rate) and rate > 0
