@@ -4,7 +4,7 @@ database, either way, with its progress on stderr (the copy itself is ``server.s
 from __future__ import annotations
 
 import argparse
-import functools
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -96,8 +96,35 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"replace": args.replace, "progress": shown}
     if args.batch_rows is not None:
         options["batch_rows"] = args.batch_rows
+    async def copy_until_interrupted() -> CopyReport:
+        # Ctrl-C (or SIGINT) cancels the copy through its cancel scope: each database call in
+        # flight ends, the destination's transaction rolls back, then the command says so.
+        interrupted = False
+        async with anyio.create_task_group() as tg:
+            async def watch() -> None:
+                nonlocal interrupted
+                with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                    async for _ in signals:
+                        interrupted = True
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(watch)
+            try:
+                report = await copy_arena(args.source, args.destination, **options)
+            except ArenaError as exc:  # raised here, not inside the task group's exception group
+                failure: ArenaError | None = exc
+            else:
+                failure = None
+            tg.cancel_scope.cancel()
+        if interrupted:
+            raise KeyboardInterrupt
+        if failure is not None:
+            raise failure
+        return report
+
     try:
-        report = anyio.run(functools.partial(copy_arena, args.source, args.destination, **options))
+        report = anyio.run(copy_until_interrupted)
     except ArenaError as exc:
         shown.clear()
         raise CliError(str(exc), code=exc.code) from None

@@ -86,11 +86,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     health = Health()  # the background tasks record their failures here, for /api/health
                     rater = Rater(storage, hub, health=health)
                     ladder: LadderScheduler | None = None
+                    worker: QueueWorker | None = None
 
                     def finished(record: MatchRecord) -> None:  # a match ended: rate it, fill its slot
                         rater.match_finished(record)
                         if ladder is not None:
                             ladder.match_finished(record)
+                        if worker is not None:
+                            worker.match_ended()
 
                     manager = MatchManager(storage, hub, tg, settings.limits, launcher, on_finished=finished,
                                            remotes=remotes, max_action_bytes=settings.max_action_bytes,

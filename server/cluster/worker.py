@@ -5,8 +5,10 @@ Theory of operation
 :meth:`QueueWorker.run` is one task group of three tasks. The *claim loop* takes the next
 claimable match from the queue (``MatchQueue.claim_match``: pending, or live with a lease run
 out) whenever the worker runs fewer than ``max_matches`` matches, hands it to the match
-manager, which runs it in the app's task group like any other, and sleeps ``poll_s`` when the
-queue is empty. The *renewer* extends the leases of the matches the manager runs every third
+manager, which runs it in the app's task group like any other, and waits ``poll_s`` when the
+queue is empty or the worker full; a match of its own that ends (:meth:`QueueWorker.match_ended`)
+ends that wait at once, so a full worker takes the next match without a poll's delay.
+The *renewer* extends the leases of the matches the manager runs every third
 of the lease; a match whose lease another worker took over (or that was stopped) is abandoned
 at once: the manager cancels it without storing anything, since its writes would be refused
 anyway. The *watchdog* covers what the renewer cannot see: a database that does not answer.
@@ -52,6 +54,17 @@ class QueueWorker:
         self.poll_s = poll_s
         self.claims = 0  # matches claimed since start
         self._held_at: dict[int, float] = {}  # match id -> when its lease was last known to hold
+        self._ended = anyio.Event()  # set when a match of this worker ends: a place is free
+
+    def match_ended(self) -> None:
+        """A match this worker ran has ended: look for the next one now."""
+        self._ended.set()
+
+    async def _pause(self) -> None:
+        """Wait ``poll_s``, or less if one of this worker's matches ends meanwhile."""
+        with anyio.move_on_after(self.poll_s):
+            await self._ended.wait()
+        self._ended = anyio.Event()
 
     @property
     def renew_every_s(self) -> float:
@@ -68,7 +81,7 @@ class QueueWorker:
     async def _claim_matches(self) -> None:
         while True:
             if len(self.manager.running) >= self.max_matches:
-                await anyio.sleep(self.poll_s)
+                await self._pause()
                 continue
             started = anyio.current_time()
             try:
@@ -78,10 +91,10 @@ class QueueWorker:
                 record = await self.queue.claim_match(self.lease, self.max_attempts)
             except StorageError as exc:
                 log.error("cannot claim a match: %s", describe_error(exc))
-                await anyio.sleep(self.poll_s)
+                await self._pause()
                 continue
             if record is None:
-                await anyio.sleep(self.poll_s)
+                await self._pause()
                 continue
             self.claims += 1
             self._held_at[record.id] = started
