@@ -37,6 +37,7 @@ schema and connecting in
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import time
@@ -312,6 +313,10 @@ class PostgresStorage(StorageBase):
     async def abort_unfinished(self, reason: str, *, worker: str | None = None) -> int:
         """Mark every pending or live match aborted, or only those ``worker`` holds (a process of a
         cluster touches only its own); returns how many."""
+        # Steps appended already count in the aborted match; a match whose steps failed has its
+        # own finish_match to report it.
+        with contextlib.suppress(StorageError):
+            await self.flush()
         return await self._run("abort unfinished matches", _Frame.WRITE, _pg_matches.abort_unfinished, reason,
                                worker, time.time())
 

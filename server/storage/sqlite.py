@@ -20,6 +20,7 @@ its leases never expire here.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -29,7 +30,7 @@ from typing import Any
 
 import anyio
 
-from protocol.errors import AgentNotFound, UserNotFound
+from protocol.errors import AgentNotFound, StorageError, UserNotFound
 from protocol.messages import JSON
 
 from . import _accounts, _matches, _ratings
@@ -219,6 +220,10 @@ class SqliteStorage(StorageBase):
     async def abort_unfinished(self, reason: str, *, worker: str | None = None) -> int:
         """Mark every pending or live match aborted (on start-up), or only those ``worker`` holds;
         returns how many."""
+        # Steps appended already count in the aborted match; a match whose steps failed has its
+        # own finish_match to report it.
+        with contextlib.suppress(StorageError):
+            await self.flush()
         return await self._db.write("abort unfinished matches", _matches.abort_unfinished, reason, worker,
                                     time.time())
 
