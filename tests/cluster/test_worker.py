@@ -3,166 +3,39 @@
 
 The test process stands for a front that stores matches straight into the database (any front
 may create a match; the front process serves what the tests read over HTTP: match documents
-and replays). Bots sleep a little per move, so that matches are live long enough to lose their
-worker in the middle. Leases are short (``LEASE_S``) so that a lost worker's matches are
-claimed again within seconds.
+and replays). The processes and the matches they run are ``nodes.py``'s.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
 import pytest
-from anyio.abc import Process, SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
-from server.matches.games import get_game, resolve_config
-from server.matches.replay import verify_replay
-from server.storage import MatchRecord, MatchStatus, NewSeat, Storage, open_postgres
+from server.storage import MatchStatus, open_postgres
+from tests.cluster.nodes import (
+    LEASE_S,
+    RECOVERY_S,
+    ROOT,
+    check_replays,
+    create_matches,
+    eventually,
+    free_port,
+    node,
+    wait_until_ended,
+)
 from tests.storage.raw import query
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
-LEASE_S = 2.0
-# Every match of a lost worker ends (run again elsewhere, or aborted) within this: the lease,
-# the claim poll, and the match played again from its start on a loaded 2-core machine.
-RECOVERY_S = 45.0
-STEPS = 100  # episodeSteps of the RPS matches; a bot sleeps SLEEP_S per move
-SLEEP_S = 0.03
-
-SLOW_RPS = f"""
-from time import sleep
-
-def agent(observation, configuration):
-    sleep({SLEEP_S})
-    return observation.step % configuration.signs
-"""
-
-# Settings a cluster process takes beyond its role, port and database (see server.config).
-RUNNER = """
-import sys
-
-import uvicorn
-
-from server.app import create_app
-from server.config import Settings
-
-db, role, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-settings = Settings(db=db, role=role, port=port, ladder=False, seed_examples=False, lease_s=float(sys.argv[4]),
-                    claim_poll_s=0.1, worker_matches=int(sys.argv[5]))
-uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-"""
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Node:
-    role: str
-    process: Process
-    client: httpx.AsyncClient
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    async def health(self) -> Any:
-        return (await self.client.get("/api/health")).json()
-
-
-@asynccontextmanager
-async def node(db: str, role: str, log: Path, *, max_matches: int = 8) -> AsyncIterator[Node]:
-    """One cluster process, up once its /api/health answers; killed (by its PID) on the way out."""
-    port = free_port()
-    with log.open("ab") as log_file:
-        process = await anyio.open_process(
-            [sys.executable, "-c", RUNNER, db, role, str(port), str(LEASE_S), str(max_matches)],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd=ROOT,
-        )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, trust_env=False) as client:
-            with anyio.fail_after(60):
-                while True:
-                    if process.returncode is not None:
-                        raise AssertionError(f"{role} exited early:\n{await anyio.Path(log).read_text()}")
-                    try:
-                        if (await client.get("/api/health")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await anyio.sleep(0.1)
-            yield Node(role, process, client)
-    finally:
-        with anyio.CancelScope(shield=True):
-            if process.returncode is None:
-                try:
-                    os.kill(process.pid, signal.SIGCONT)  # a paused one cannot stop otherwise
-                    process.terminate()
-                except ProcessLookupError:
-                    pass
-                with anyio.move_on_after(15):
-                    await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                    with anyio.move_on_after(5):
-                        await process.wait()
-            await process.aclose()
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], timeout_s: float, every_s: float = 0.1) -> None:
-    """Return once ``condition()`` holds; fail after ``timeout_s``."""
-    with anyio.fail_after(timeout_s):
-        while True:
-            if await condition():
-                return
-            await anyio.sleep(every_s)
-
-
-async def create_matches(storage: Storage, n: int, *, rated: bool = True) -> list[MatchRecord]:
-    """``n`` RPS matches between two slow bots, stored pending for the workers."""
-    user = await storage.create_user("alice", "h")
-    a = await storage.save_agent(user.id, "slow-a", "rps", SLOW_RPS)
-    b = await storage.save_agent(user.id, "slow-b", "rps", SLOW_RPS)
-    game = get_game("rps")
-    config = resolve_config(game, {"episodeSteps": STEPS})  # as a front stores it: complete
-    return [await storage.create_match("rps", game.rules_version, config, 1000 + i,
-                                       [NewSeat(a.id, 1), NewSeat(b.id, 1)], rated=rated) for i in range(n)]
-
-
-async def wait_until_ended(storage: Storage, ids: Sequence[int], timeout_s: float) -> list[MatchRecord]:
-    with anyio.fail_after(timeout_s):
-        while True:
-            records = [await storage.get_match(i) for i in ids]
-            if all(r.status in (MatchStatus.FINISHED, MatchStatus.ABORTED) for r in records):
-                return records
-            await anyio.sleep(0.2)
-
-
-async def check_replays(front: Node, records: Sequence[MatchRecord]) -> None:
-    """Every finished match's replay verifies, from its first step to its last."""
-    for record in records:
-        if record.status is MatchStatus.FINISHED:
-            doc = (await front.client.get(f"/api/matches/{record.id}/replay")).json()
-            assert len(doc["steps"]) == STEPS, (record.id, len(doc["steps"]))
-            report = verify_replay(doc)
-            assert report.ok, (record.id, report.problems)
 
 
 async def test_two_workers_claim_distinct_matches_and_report_them(postgres_url: str, tmp_path: Path) -> None:
@@ -222,6 +95,7 @@ async def test_sigkill_of_a_worker_mid_match_its_matches_end_elsewhere(postgres_
                 assert record.reason, record
         assert any(r.status is MatchStatus.FINISHED for r in records)
         await check_replays(front, records)
+
         # Each rated match changes its seats' ratings once: the rater counts it once per seat.
         async def is_rated() -> bool:
             sql = "SELECT count(*) FROM matches WHERE status = 'finished' AND NOT rating_done"
@@ -238,6 +112,7 @@ async def test_a_paused_worker_past_its_lease_cannot_write_into_the_match(postgr
         front = await stack.enter_async_context(node(postgres_url, "front", tmp_path / "front.log"))
         paused = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "paused.log"))
         [match] = await create_matches(storage, 1)
+
         async def is_under_way() -> bool:
             return (await storage.get_match(match.id)).steps >= 5
 
@@ -247,6 +122,7 @@ async def test_a_paused_worker_past_its_lease_cannot_write_into_the_match(postgr
         try:
             other = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "other.log"))
             other_name = (await other.health())["worker"]
+
             async def is_taken_over() -> bool:  # the lease runs out and the other worker claims it
                 return (await storage.get_match(match.id)).attempt >= 2
 
@@ -258,6 +134,7 @@ async def test_a_paused_worker_past_its_lease_cannot_write_into_the_match(postgr
         assert (record.worker, record.attempt) == (other_name, 2)
         assert record.worker != paused_name
         await check_replays(front, [record])
+
         # The paused worker woke up, had its writes refused and let the match go.
         async def is_let_go() -> bool:
             return match.id not in (await paused.health())["matches"]
@@ -279,7 +156,11 @@ def test_a_role_on_sqlite_fails_fast_on_one_line(tmp_path: Path, role: str, from
     flag = [] if from_env else ["--role", role]
     done = subprocess.run(
         [sys.executable, "-m", "client", "serve", "--port", str(free_port()), "--db", str(db), *flag],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={**os.environ, "ARENA_ROLE": role} if from_env else None,
     )
     assert done.returncode != 0
@@ -336,7 +217,8 @@ class Cable:
 
 
 async def test_a_worker_cut_off_past_its_lease_stops_its_match_which_another_runs(
-    postgres_url: str, tmp_path: Path,
+    postgres_url: str,
+    tmp_path: Path,
 ) -> None:
     parts = urlsplit(postgres_url)
     assert parts.port is not None
