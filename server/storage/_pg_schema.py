@@ -161,6 +161,26 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE matches ADD COLUMN attempt BIGINT NOT NULL DEFAULT 0;
     CREATE INDEX matches_unfinished ON matches(id) WHERE status IN ('pending', 'live');
     """,
+    # 6: remote agents across the cluster; see _schema.py and server/cluster/agents.py.
+    """
+    CREATE TABLE remote_seats (
+        match_id BIGINT NOT NULL REFERENCES matches(id),
+        seat BIGINT NOT NULL,
+        attempt BIGINT NOT NULL,
+        user_id BIGINT NOT NULL,
+        agent_id BIGINT NOT NULL,
+        start TEXT NOT NULL,
+        front TEXT,
+        rtt_s DOUBLE PRECISION,
+        step BIGINT,
+        turn TEXT,
+        asked_at DOUBLE PRECISION,
+        answer TEXT,
+        result TEXT,
+        PRIMARY KEY (match_id, seat)
+    );
+    CREATE INDEX remote_seats_by_user ON remote_seats(user_id);
+    """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION, "every SQLite migration has its PostgreSQL twin"
 

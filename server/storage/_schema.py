@@ -146,6 +146,32 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE matches ADD COLUMN lease_until REAL;
     ALTER TABLE matches ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
     """,
+    # 6: remote agents across the cluster (issue 13): a seat of a remote agent in a match that
+    # a worker runs, as that worker and the front holding the agent's connection exchange it
+    # (server/cluster/agents.py): the seat's start (JSON), the front that plays it and its
+    # connection's round trip, the turn asked (its step, JSON observation and budget, when on
+    # the database's clock), the answer (JSON) and, once over, the match's result (JSON). A
+    # row lives while its match does. One SQLite process plays remote seats in memory and
+    # keeps the table empty.
+    """
+    CREATE TABLE remote_seats (
+        match_id INTEGER NOT NULL REFERENCES matches(id),
+        seat INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        agent_id INTEGER NOT NULL,
+        start TEXT NOT NULL,
+        front TEXT,
+        rtt_s REAL,
+        step INTEGER,
+        turn TEXT,
+        asked_at REAL,
+        answer TEXT,
+        result TEXT,
+        PRIMARY KEY (match_id, seat)
+    );
+    CREATE INDEX remote_seats_by_user ON remote_seats(user_id);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
