@@ -20,7 +20,7 @@ from ._accounts import _load_agent
 from ._rows import _MATCH_COLUMNS, _is_row_id, _match
 from ._schema import write_transaction
 from ._steps import StepRow, rows_by_match
-from .base import MatchRecord, MatchStatus, NewSeat, SeatResult
+from .base import LadderMatch, MatchRecord, MatchStatus, NewSeat, SeatResult
 
 __all__: list[str] = []
 
@@ -101,6 +101,7 @@ def finish_match(
     logs: Sequence[str], finished_at: float,
 ) -> MatchRecord:
     """The end of a match, with the seats' non-empty ``logs`` (one per seat, or none at all)."""
+
     current = _match_status(db, match_id)
     if current not in (MatchStatus.PENDING, MatchStatus.LIVE):
         raise StorageError(f"match {match_id} has already ended ({current.value})")
@@ -128,6 +129,22 @@ def abort_unfinished(db: sqlite3.Connection, reason: str, worker: str | None, no
     )
     return cur.rowcount
 
+
+def unfinished_ladder_matches(db: sqlite3.Connection) -> list[LadderMatch]:
+    """Every rated match pending or live, by id, with its agents in seat order: one statement
+    (``matches_by_status`` finds them)."""
+    rows = db.execute(
+        "SELECT m.id, m.game, coalesce(json_extract(m.tags, '$.featured'), 0), s.agent_id"
+        " FROM matches m JOIN match_seats s ON s.match_id = m.id"
+        " WHERE m.status IN (?, ?) AND m.rated = 1 ORDER BY m.id, s.seat",
+        (MatchStatus.PENDING.value, MatchStatus.LIVE.value),
+    ).fetchall()
+    matches: dict[int, LadderMatch] = {}
+    for match_id, game, featured, agent_id in rows:
+        known = matches.get(match_id)
+        agents = (agent_id,) if known is None else (*known.agent_ids, agent_id)
+        matches[match_id] = LadderMatch(match_id, game, bool(featured), agents)
+    return list(matches.values())
 
 def step_rows(db: sqlite3.Connection, match_id: int, sql: str, params: Sequence[Any]) -> list[Any]:
     """The rows of ``sql`` (a SELECT of ``match_steps``), once the match is known to exist.

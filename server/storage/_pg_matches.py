@@ -27,7 +27,7 @@ from ._pg_notify import notify_ended, notify_started, notify_steps
 from ._pg_schema import CONNECTION_ERRORS, Conn, Pool
 from ._rows import _MATCH_COLUMNS, _is_row_id, _match
 from ._steps import StepRow, rows_by_match
-from .base import MatchRecord, MatchStatus, NewSeat, SeatResult
+from .base import LadderMatch, MatchRecord, MatchStatus, NewSeat, SeatResult
 
 __all__: list[str] = []
 
@@ -189,6 +189,17 @@ async def abort_unfinished(conn: Conn, reason: str, worker: str | None, now: flo
     if count:
         await notify_ended(conn, None)
     return count
+
+
+async def unfinished_ladder_matches(conn: Conn) -> list[LadderMatch]:
+    """Every rated match pending or live, by id, with its agents in seat order: one statement,
+    through the partial index ``matches_unfinished`` (what is not ended is few rows)."""
+    rows = await conn.fetch(
+        "SELECT m.id, m.game, coalesce(m.tags::jsonb -> 'featured' = 'true'::jsonb, false),"
+        " array_agg(s.agent_id ORDER BY s.seat)"
+        " FROM matches m JOIN match_seats s ON s.match_id = m.id"
+        " WHERE m.status IN ('pending', 'live') AND m.rated GROUP BY m.id ORDER BY m.id")
+    return [LadderMatch(row[0], row[1], row[2], tuple(row[3])) for row in rows]
 
 
 async def step_rows(conn: Conn, match_id: int, sql: str, params: Sequence[Any]) -> list[Any]:

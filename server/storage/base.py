@@ -20,6 +20,7 @@ __all__ = [
     "MAX_ROW_ID",
     "AgentRecord",
     "EncodedStep",
+    "LadderMatch",
     "Lease",
     "MatchQueue",
     "MatchRecord",
@@ -124,6 +125,17 @@ class MatchRecord:
     rated: bool = False  # a ladder match between distinct agents: only these move ratings
     worker: str | None = None  # the worker that runs or ran it; None while pending
     attempt: int = 0  # how many times a worker has claimed it (1 unless a worker was lost)
+
+
+@dataclass(frozen=True, slots=True)
+class LadderMatch:
+    """A ladder match not ended yet (pending or live), as the scheduler counts its slots: its
+    game, whether it is featured (paced for people to watch), and its agents in seat order."""
+
+    id: int
+    game: str
+    featured: bool
+    agent_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +303,10 @@ class Storage(Protocol):
 
     async def ladder_ends_since(self, since: float) -> list[tuple[str, float, tuple[int, ...]]]:
         """``(game, finished_at, agent ids)`` of every rated match finished after ``since``, oldest first."""
+        ...
+
+    async def unfinished_ladder_matches(self) -> list[LadderMatch]:
+        """Every rated match pending or live, wherever it runs, by id: one statement."""
         ...
 
     # seat logs (a bot's print output and its error), readable by the owner only

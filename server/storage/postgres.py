@@ -69,6 +69,7 @@ from ._schema import SCHEMA_VERSION
 from ._steps import StepRow, StepWriter, writing
 from .base import (
     AgentRecord,
+    LadderMatch,
     Lease,
     MatchRecord,
     MatchStatus,
@@ -177,6 +178,7 @@ class PostgresStorage(StorageBase):
                 raise ProtocolError(f"cannot {what}: a number does not fit 64 bits", code="out_of_range") from exc
             raise StorageError(f"cannot {what}: {describe(exc)}") from exc
         return result
+
 
     # -- users -------------------------------------------------------------------------------------
 
@@ -376,6 +378,11 @@ class PostgresStorage(StorageBase):
         """``(game, finished_at, agent ids)`` of the rated matches finished after ``since``, oldest first."""
         return await self._run("read the ladder's recent matches", _Frame.READ, _pg_ratings.ladder_ends_since, since)
 
+    async def unfinished_ladder_matches(self) -> list[LadderMatch]:
+        """Every rated match pending or live, wherever it runs, by id, with its agents (see
+        ``_pg_matches.unfinished_ladder_matches``)."""
+        return await self._run("read the ladder's unfinished matches", _Frame.READ,
+                               _pg_matches.unfinished_ladder_matches)
     # -- seat logs ---------------------------------------------------------------------------------
 
     async def save_log(self, match_id: int, seat: int, text: str) -> None:

@@ -44,6 +44,7 @@ from ._schema import SCHEMA_VERSION
 from ._steps import BATCH_ROWS, BATCH_WINDOW_S, StepRow, StepWriter, writing
 from .base import (
     AgentRecord,
+    LadderMatch,
     Lease,
     MatchRecord,
     MatchStatus,
@@ -263,6 +264,10 @@ class SqliteStorage(StorageBase):
     async def ladder_ends_since(self, since: float) -> list[tuple[str, float, tuple[int, ...]]]:
         """``(game, finished_at, agent ids)`` of the rated matches finished after ``since``, oldest first."""
         return await self._db.read("read the ladder's recent matches", _ratings.ladder_ends_since, since)
+
+    async def unfinished_ladder_matches(self) -> list[LadderMatch]:
+        """Every rated match pending or live, by id, with its agents (see ``_matches.unfinished_ladder_matches``)."""
+        return await self._db.read("read the ladder's unfinished matches", _matches.unfinished_ladder_matches)
 
     # -- seat logs ---------------------------------------------------------------------------------
 
