@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from server.bots import example_bots
-from server.cluster import QueueWorker, Relay
+from server.cluster import AgentDesk, QueueWorker, Relay, SeatExchange
 from server.config import Settings
 from server.health import Health
 from server.http.api import health as health_endpoint
@@ -95,10 +95,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         if worker is not None:
                             worker.match_ended()
 
+                    # In a cluster a remote agent's seat is played across the database: the process
+                    # that runs the match relays it (exchange) to the front that holds the agent's
+                    # connection (desk); see server/cluster/agents.py.
+                    exchange: SeatExchange | None = None
+                    if is_cluster and settings.runs_matches:
+                        assert isinstance(storage, PostgresStorage)
+                        exchange = SeatExchange(storage, settings.db, allowance_cap_s=settings.remote_allowance_cap_s)
+                        await tg.start(exchange.run)
+                    if is_cluster and settings.serves_http:
+                        assert isinstance(storage, PostgresStorage)
+                        await tg.start(AgentDesk(storage, settings.db, remotes).run)
                     manager = MatchManager(storage, hub, tg, settings.limits, launcher, on_finished=finished,
                                            remotes=remotes, max_action_bytes=settings.max_action_bytes,
                                            config_ranges=settings.config_ranges, lease=lease,
-                                           runs_matches=settings.runs_matches)
+                                           runs_matches=settings.runs_matches, exchange=exchange)
                     await tg.start(rater.run)
                     if is_cluster and lease is not None:
                         assert isinstance(storage, PostgresStorage)

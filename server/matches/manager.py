@@ -34,8 +34,9 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -57,13 +58,21 @@ from .documents import match_document, result_document
 from .games import ConfigRanges, get_game, resolve_config
 from .hub import Hub, MatchFeed
 from .recorder import SeatDebugFeed, StepLog, store_and_publish
-from .remote import RemoteAgents, RemoteSeat
+from .remote import RemoteAgents
 from .runner import DEFAULT_MAX_ACTION_BYTES, MatchResult, MatchSpec, run_match
-from .seats import SeatSource, open_links
+from .seats import AgentLink, SeatSource, TellsResult, open_links
 
-__all__ = ["MatchManager", "SeatQuota"]
+__all__ = ["MatchManager", "SeatQuota", "SeatRelay"]
 
 log = logging.getLogger(__name__)
+
+
+class SeatRelay(Protocol):
+    """Where the remote seats of a cluster's matches are played (``server/cluster/agents.py``)."""
+
+    def open_seat(self, record: MatchRecord, seat: int, agent: AgentRecord) -> AbstractContextManager[AgentLink]:
+        """The seat's link for the block's duration."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +90,11 @@ class MatchManager:
         self, storage: Storage, hub: Hub, task_group: TaskGroup, limits: Limits, launcher: SeatLauncher,
         on_finished: Callable[[MatchRecord], Any] | None = None, remotes: RemoteAgents | None = None,
         max_action_bytes: int = DEFAULT_MAX_ACTION_BYTES, config_ranges: ConfigRanges | None = None,
-        lease: Lease | None = None, runs_matches: bool = True,
+        lease: Lease | None = None, runs_matches: bool = True, exchange: SeatRelay | None = None,
     ) -> None:
         self.storage = storage
+        # In a cluster the remote seats are relayed to the fronts that hold their agents' connections.
+        self.exchange = exchange
         # Who runs the matches started here (stored claimed by it), unless this process only
         # stores them for the workers (a front: runs_matches False).
         self.lease = lease
@@ -287,7 +298,7 @@ class MatchManager:
         self, spec: MatchSpec, record: MatchRecord, agents: list[AgentRecord], feed: MatchFeed, stop: _Stop,
     ) -> MatchRecord:
         with stop.scope:  # cancelled by stop_match: the seats are killed as _play's stack unwinds
-            played = await self._play(spec, agents, feed)
+            played = await self._play(spec, record, agents, feed)
         stop.is_playing = False  # from here on the result is stored: too late to stop
         if stop.is_lost:
             raise LeaseLost(f"match {record.id}: this worker's lease on it ran out")
@@ -304,13 +315,14 @@ class MatchManager:
         return await self.storage.finish_match(record.id, MatchStatus.FINISHED, None, seats, time.time(), logs=logs)
 
     async def _play(
-        self, spec: MatchSpec, agents: list[AgentRecord], feed: MatchFeed
+        self, spec: MatchSpec, record: MatchRecord, agents: list[AgentRecord], feed: MatchFeed
     ) -> tuple[MatchResult, list[str]]:
-        match_id = spec.match_id
-        assert match_id is not None
-        # A remote agent's seat, or the code of the version stored with the match (read with it).
+        match_id = record.id
+        # A remote agent's seat (relayed to the agent's front in a cluster), or the code of the
+        # version stored with the match (read with it).
         seats: list[SeatSource] = [
-            self.remotes.open_seat(match_id, seat, agent) if agent.remote else agent.code or ""
+            (self.exchange.open_seat(record, seat, agent) if self.exchange is not None
+             else self.remotes.open_seat(match_id, seat, agent)) if agent.remote else agent.code or ""
             for seat, agent in enumerate(agents)
         ]
         async with open_links(self.launcher, seats, self.limits, label=f"match {match_id}") as links:
@@ -323,7 +335,7 @@ class MatchManager:
             result = await run_match(spec, links, recorder)
             debug.publish_rest()
             for link in links:
-                if isinstance(link, RemoteSeat):
+                if isinstance(link, TellsResult):
                     link.finish({"match_id": match_id, "status": MatchStatus.FINISHED.value, **result.to_json()})
             return result, [link.log_text() for link in links]
 

@@ -36,6 +36,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
@@ -43,11 +44,11 @@ from protocol import codec
 from protocol.errors import AgentCrashed, RateLimited
 from protocol.messages import JSON, MatchEnd, MatchStart, Ping, Turn
 from protocol.status import FaultLimit
-from server.storage import AgentRecord
 
 from .seats import Reply, SeatStart
 
-__all__ = ["AgentConnection", "Refusal", "RefusalCode", "RemoteAgents", "RemoteSeat"]
+__all__ = ["RTT_SAMPLES", "AgentConnection", "Refusal", "RefusalCode", "RemoteAgents", "RemoteSeat", "SeatAgent",
+           "SeatNotes"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,28 @@ class AgentConnection:
         self.outbox.close()
 
 
+class SeatNotes:
+    """The arena's notes on a remote seat, its log (bounded: the client's words may be long)."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._bytes = 0
+
+    def add(self, text: str) -> None:
+        line = f"[arena] {text}\n".replace("\0", "\ufffd")  # the client's words may hold anything
+        if self._bytes + len(line) > _MAX_NOTES_BYTES:
+            return
+        self._lines.append(line)
+        self._bytes += len(line)
+
+    def text(self) -> str:
+        return "".join(self._lines)
+
+    def since(self, count: int) -> list[str]:
+        """The notes after the first ``count`` (without their prefix and newline)."""
+        return [line.removeprefix("[arena] ").removesuffix("\n") for line in self._lines[count:]]
+
+
 class RefusalCode(enum.StrEnum):
     """Why a frame about a match is refused; the ``code`` of the ``error`` frame that says so."""
 
@@ -168,10 +191,23 @@ class _PendingTurn:
                     seat=seat.seat)
 
 
+class SeatAgent(Protocol):
+    """The agent a remote seat plays, as the seat needs it (an ``AgentRecord`` is one)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def user_id(self) -> int: ...
+
+    @property
+    def game(self) -> str: ...
+
+
 class RemoteSeat:
     """An ``AgentLink`` (and a ``NetworkLink``) for a remote agent; made by ``RemoteAgents.open_seat``."""
 
-    def __init__(self, registry: RemoteAgents, match_id: int, seat: int, agent: AgentRecord) -> None:
+    def __init__(self, registry: RemoteAgents, match_id: int, seat: int, agent: SeatAgent) -> None:
         self.registry = registry
         self.match_id = match_id
         self.seat = seat
@@ -187,8 +223,7 @@ class RemoteSeat:
         self._turn: _PendingTurn | None = None
         self._last_step = 0  # the last step asked
         self._allowance_s = 0.0
-        self._notes: list[str] = []
-        self._notes_bytes = 0
+        self.notes = SeatNotes()
 
     # -- AgentLink ---------------------------------------------------------------------------------
 
@@ -205,14 +240,21 @@ class RemoteSeat:
                 self.note(f"waiting for a connection playing agent {self.agent_id}")
         await self._bound.wait()
 
-    async def act(self, step: int, observation: dict[str, JSON]) -> Reply:
+    async def act(
+        self, step: int, observation: dict[str, JSON], *, budget_s: float | None = None, waited_s: float = 0.0,
+    ) -> Reply:
         """Send the turn (now, and again to any connection that binds before the answer) and wait.
+        The agent is told the time it has left: ``budget_s`` (by default its ``actTimeout``, its
+        bank and its network allowance) less ``waited_s``, the time the turn has waited already
+        (a turn relayed from the worker that runs the match).
 
         Raises:
             AgentCrashed: the agent reported that its bot failed (an ``agent_error`` frame).
         """
-        budget_s = float(self.configuration["actTimeout"]) + float(observation.get("remainingOverageTime", 0.0))
-        turn = _PendingTurn(step, observation, time.monotonic(), budget_s + self._allowance_s)
+        if budget_s is None:
+            budget_s = float(self.configuration["actTimeout"]) + float(observation.get("remainingOverageTime", 0.0))
+            budget_s += self._allowance_s
+        turn = _PendingTurn(step, observation, time.monotonic() - waited_s, budget_s)
         self._turn = turn
         self._last_step = step
         if self.conn is not None:
@@ -233,7 +275,7 @@ class RemoteSeat:
 
     def log_text(self) -> str:
         """The arena's notes on this seat (a remote bot's own output stays on its machine)."""
-        return "".join(self._notes)
+        return self.notes.text()
 
     def move_allowance_s(self) -> float:
         """The network allowance for the next move: the connection's median round trip, capped.
@@ -248,11 +290,7 @@ class RemoteSeat:
     # -- called by the registry and the socket handler ---------------------------------------------
 
     def note(self, text: str) -> None:
-        line = f"[arena] {text}\n".replace("\0", "\ufffd")  # the client's words may hold anything
-        if self._notes_bytes + len(line) > _MAX_NOTES_BYTES:
-            return
-        self._notes.append(line)
-        self._notes_bytes += len(line)
+        self.notes.add(text)
 
     def bind(self, conn: AgentConnection) -> None:
         """Play on ``conn`` from now on: it gets ``match_start`` and the pending turn, if any."""
@@ -310,6 +348,11 @@ class RemoteSeat:
         if self.conn is not None:
             self.conn.offer(MatchEnd(match_id=self.match_id, result=result, seat=self.seat))
 
+    def hand_over(self) -> None:
+        """Another process plays this seat from now on (a front in a cluster): end here without
+        a word to the agent, which hears from the seat's new home."""
+        self.is_finished = True
+
 
 class RemoteAgents:
     """Live agent connections by user, and the remote seats of running matches."""
@@ -318,6 +361,8 @@ class RemoteAgents:
         self.allowance_cap_s = allowance_cap_s
         self.connections_per_user = connections_per_user
         self.connections: dict[int, list[AgentConnection]] = {}
+        # Called with each connection attached (a cluster's front looks for its user's seats then).
+        self.on_attach: Callable[[AgentConnection], None] | None = None
         self._match_seats: dict[int, list[RemoteSeat]] = {}
         self._user_seats: dict[int, set[RemoteSeat]] = {}
         self._finished: OrderedDict[int, None] = OrderedDict()
@@ -339,6 +384,8 @@ class RemoteAgents:
         for seat in list(self._user_seats.get(conn.user_id, ())):
             if seat.is_started and not seat.is_finished and seat.conn is None and conn.plays(seat.agent_id):
                 seat.bind(conn)
+        if self.on_attach is not None:
+            self.on_attach(conn)
 
     def detach(self, conn: AgentConnection, *, close: bool = True) -> None:
         """Forget a connection; its seats move to another live connection of the user, or wait."""
@@ -369,13 +416,17 @@ class RemoteAgents:
 
     def pick_connection(self, seat: RemoteSeat) -> AgentConnection | None:
         """The least busy live connection of the seat's owner that plays its agent."""
-        live = [c for c in self.connections.get(seat.user_id, []) if not c.is_broken and c.plays(seat.agent_id)]
+        return self.connection_for(seat.user_id, seat.agent_id)
+
+    def connection_for(self, user_id: int, agent_id: int) -> AgentConnection | None:
+        """The least busy live connection of ``user_id`` that plays ``agent_id``."""
+        live = [c for c in self.connections.get(user_id, []) if not c.is_broken and c.plays(agent_id)]
         return min(live, key=lambda c: len(c.seats)) if live else None
 
     # -- seats -------------------------------------------------------------------------------------
 
     @contextmanager
-    def open_seat(self, match_id: int, seat: int, agent: AgentRecord) -> Iterator[RemoteSeat]:
+    def open_seat(self, match_id: int, seat: int, agent: SeatAgent) -> Iterator[RemoteSeat]:
         """A remote seat for the block's duration; at its end the agent hears ``match_end``."""
         remote = RemoteSeat(self, match_id, seat, agent)
         self._match_seats.setdefault(match_id, []).append(remote)

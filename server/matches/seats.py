@@ -23,7 +23,8 @@ from protocol.status import FaultLimit
 from server.sandbox import Limits, SeatLauncher, SeatProcess
 
 __all__ = [
-    "AgentLink", "NetworkLink", "ProcessSeat", "Reply", "SeatSource", "SeatStart", "open_links", "open_process_seat",
+    "AgentLink", "NetworkLink", "ProcessSeat", "Reply", "SeatSource", "SeatStart", "TellsResult", "open_links",
+    "open_process_seat",
 ]  # fmt: skip
 
 
@@ -78,6 +79,15 @@ class NetworkLink(Protocol):
 
     def move_allowance_s(self) -> float:
         """The allowance for the next move, in seconds (already capped)."""
+        ...
+
+
+@runtime_checkable
+class TellsResult(Protocol):
+    """A seat whose agent is told how its match ended (a remote agent)."""
+
+    def finish(self, result: dict[str, JSON]) -> None:
+        """Tell the agent ``result`` (never blocks)."""
         ...
 
 

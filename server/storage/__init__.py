@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from contextlib import AbstractAsyncContextManager
 
-from ._pg_listen import LISTEN_APPLICATION_NAME, Listener, open_listener
+from ._pg_listen import LISTEN_APPLICATION_NAME, Listener, listen, open_listener
 from ._pg_notify import Notice
+from ._pg_seats import ANSWERS_CHANNEL, DESK_APPLICATION_PREFIX, SEATS_CHANNEL, SeatRow, parse_seat_key
 from ._urls import is_postgres_url, sqlite_path
 from .base import (
     MAX_ROW_ID,
@@ -31,7 +32,10 @@ from .postgres import PostgresStorage, open_postgres
 from .sqlite import SqliteStorage, open_sqlite
 
 __all__ = [
+    "ANSWERS_CHANNEL",
+    "DESK_APPLICATION_PREFIX",
     "MAX_ROW_ID",
+    "SEATS_CHANNEL",
     "AgentRecord",
     "CopyProgress",
     "CopyReport",
@@ -50,16 +54,19 @@ __all__ = [
     "RatingChange",
     "RatingRecord",
     "SeatResult",
+    "SeatRow",
     "SqliteStorage",
     "Storage",
     "UserRecord",
     "check_storage",
     "copy_arena",
     "is_postgres_url",
+    "listen",
     "open_listener",
     "open_postgres",
     "open_sqlite",
     "open_storage",
+    "parse_seat_key",
 ]
 
 def open_storage(url: str | os.PathLike[str]) -> AbstractAsyncContextManager[Storage]:

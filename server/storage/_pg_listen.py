@@ -35,7 +35,7 @@ from ._rows import _step_text
 from ._steps import StepRow
 from .base import MatchRecord, MatchStatus
 
-__all__ = ["LISTEN_APPLICATION_NAME", "Listener", "open_listener"]
+__all__ = ["LISTEN_APPLICATION_NAME", "Listener", "listen", "open_listener"]
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,25 @@ async def open_listener(
     Raises:
         StorageError: the server cannot be reached or refuses the login.
     """
-    def notified(_conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        on_notice(parse_notice(str(payload)))
+    def notified(payload: str) -> None:
+        on_notice(parse_notice(payload))
 
+    async with listen(url, {CHANNEL: notified}, on_lost, LISTEN_APPLICATION_NAME) as conn:
+        yield Listener(conn)
+
+
+@asynccontextmanager
+async def listen(
+    url: str, channels: Mapping[str, Callable[[str], None]], on_lost: Callable[[], None], application_name: str,
+) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+    """A connection of its own to the database at ``url`` (named ``application_name`` in
+    ``pg_stat_activity``) that LISTENs on each of ``channels``, whose callable gets the payload
+    of each notification; ``on_lost`` is called if the connection closes before the block
+    exits. On exit the connection is dropped.
+
+    Raises:
+        StorageError: the server cannot be reached or refuses the login.
+    """
     def lost(_conn: Any) -> None:
         if not is_closing:
             on_lost()
@@ -164,19 +180,25 @@ async def open_listener(
     try:
         conn = await asyncpg.connect(
             url, timeout=CONNECT_TIMEOUT_S, command_timeout=STATEMENT_TIMEOUT_S,
-            server_settings={"application_name": LISTEN_APPLICATION_NAME, "jit": "off"})
+            server_settings={"application_name": application_name, "jit": "off"})
     except (ValueError, asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
         raise StorageError(f"cannot connect to PostgreSQL at {redact_url(url)}: {describe(exc)}") from exc
     try:
         conn.add_termination_listener(lost)
-        try:
-            await conn.add_listener(CHANNEL, notified)
-        except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
-            raise StorageError(f"cannot listen on {CHANNEL}: {describe(exc)}") from exc
-        yield Listener(conn)
+        for channel, handler in channels.items():
+            try:
+                await conn.add_listener(channel, _deliver(handler))
+            except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
+                raise StorageError(f"cannot listen on {channel}: {describe(exc)}") from exc
+        yield conn
     finally:
         # Nothing to tell the server: ending the session ends its LISTEN. Closing politely waits for
         # an answer that a dead connection never gives.
         is_closing = True
         conn.terminate()
 
+
+def _deliver(handler: Callable[[str], None]) -> Callable[[Any, int, str, object], None]:
+    def notified(_conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        handler(str(payload))
+    return notified

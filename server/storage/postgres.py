@@ -64,6 +64,7 @@ from ._pg_schema import (
     describe,
     migrate,
 )
+from ._pg_seats import RemoteSeatTable
 from ._rows import _is_row_id
 from ._schema import SCHEMA_VERSION
 from ._steps import StepRow, StepWriter, writing
@@ -153,6 +154,8 @@ class PostgresStorage(StorageBase):
         # fenced by it (see _pg_queue.py); those known lost are not renewed.
         self._fences: dict[int, int] = {}
         self._lost: set[int] = set()
+        # Remote agents' seats across the cluster (_pg_seats.py), fenced like the steps.
+        self.remote_seats = RemoteSeatTable(self._run_seats, self._fences)
 
     async def _write_steps(self, batch: Sequence[StepRow]) -> list[tuple[list[StepRow], Exception]]:
         return await _pg_matches.insert_steps(self._pool, batch, dict(self._fences))
@@ -179,6 +182,9 @@ class PostgresStorage(StorageBase):
             raise StorageError(f"cannot {what}: {describe(exc)}") from exc
         return result
 
+
+    async def _run_seats(self, what: str, writes: bool, fn: Callable[[Conn, *Ts], Awaitable[T]], *args: *Ts) -> T:
+        return await self._run(what, _Frame.WRITE if writes else _Frame.READ, fn, *args)
 
     # -- users -------------------------------------------------------------------------------------
 
