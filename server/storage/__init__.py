@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from contextlib import AbstractAsyncContextManager
 
+from ._pg_leader import LEADER_APPLICATION_NAME, LeaderSession, leader_application_name, open_leader_session
 from ._pg_listen import LISTEN_APPLICATION_NAME, Listener, listen, open_listener
 from ._pg_notify import Notice
 from ._pg_seats import ANSWERS_CHANNEL, DESK_APPLICATION_PREFIX, SEATS_CHANNEL, SeatRow, parse_seat_key
@@ -40,7 +41,9 @@ __all__ = [
     "CopyProgress",
     "CopyReport",
     "EncodedStep",
+    "LEADER_APPLICATION_NAME",
     "LadderMatch",
+    "LeaderSession",
     "LISTEN_APPLICATION_NAME",
     "Lease",
     "Listener",
@@ -61,7 +64,9 @@ __all__ = [
     "check_storage",
     "copy_arena",
     "is_postgres_url",
+    "leader_application_name",
     "listen",
+    "open_leader_session",
     "open_listener",
     "open_postgres",
     "open_sqlite",
