@@ -26,20 +26,12 @@ acknowledged within ``SILENCE_S`` (``tcp_user_timeout``), so such a lock is free
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
 
-import asyncpg
-
-from protocol.errors import StorageError
-
-from ._pg_listen import listen
-from ._pg_schema import CONNECTION_ERRORS, describe
+from ._pg_listen import Session, listen
 
 __all__ = ["LEADER_APPLICATION_NAME", "LeaderSession", "leader_application_name", "open_leader_session"]
-
-T = TypeVar("T")
 
 # The leader's connection's name in pg_stat_activity, followed by a space and the process's name.
 LEADER_APPLICATION_NAME = "agent-arena-leader"
@@ -63,24 +55,8 @@ _HOLDER = """
 """
 
 
-class LeaderSession:
+class LeaderSession(Session):
     """A connection that competes for the leader lock; open one with :func:`open_leader_session`."""
-
-    def __init__(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
-        self._conn = conn
-
-    @property
-    def backend_pid(self) -> int:
-        """The server process of this connection (``pg_terminate_backend`` ends it, and its lock)."""
-        pid: int = self._conn.get_server_pid()
-        return pid
-
-    def is_closed(self) -> bool:
-        return bool(self._conn.is_closed())
-
-    async def ping(self) -> None:
-        """A trivial round trip: the connection, and with it any lock it holds, is still there."""
-        await self._call("ping the database", self._conn.fetchval("SELECT 1"))
 
     async def try_lead(self) -> bool:
         """Take the leader lock if nobody holds it (never waits); whether this session holds it now."""
@@ -93,12 +69,6 @@ class LeaderSession:
         if name is None:
             return None
         return str(name).removeprefix(LEADER_APPLICATION_NAME).strip() or None
-
-    async def _call(self, what: str, call: Awaitable[T]) -> T:
-        try:
-            return await call
-        except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
-            raise StorageError(f"cannot {what}: {describe(exc)}") from exc
 
 
 def leader_application_name(name: str) -> str:

@@ -35,7 +35,7 @@ from ._rows import _step_text
 from ._steps import StepRow
 from .base import MatchRecord, MatchStatus
 
-__all__ = ["LISTEN_APPLICATION_NAME", "Listener", "listen", "open_listener"]
+__all__ = ["LISTEN_APPLICATION_NAME", "Listener", "Session", "listen", "open_listener"]
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,9 @@ _LAST_STEPS = """
 """
 
 
-class Listener:
-    """One listening connection and its reads; make one with :func:`open_listener`."""
+class Session:
+    """A connection of its own (as :func:`listen` opens one) and the calls every holder makes:
+    each failure of the connection or of a statement is a :class:`StorageError`."""
 
     def __init__(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
         self._conn = conn
@@ -89,6 +90,16 @@ class Listener:
     async def ping(self) -> None:
         """A trivial round trip: the connection still answers."""
         await self._call("ping the database", self._conn.fetchval("SELECT 1"))
+
+    async def _call(self, what: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
+            raise StorageError(f"cannot {what}: {describe(exc)}") from exc
+
+
+class Listener(Session):
+    """One listening connection and its reads; make one with :func:`open_listener`."""
 
     async def statuses(self, match_ids: Iterable[int]) -> dict[int, MatchStatus]:
         """The status of each of these matches (unknown ids are left out)."""
@@ -134,12 +145,6 @@ class Listener:
         if not rows:
             raise MatchNotFound(match_id)
         return rows[0][0], [(row[1], _step_text(match_id, row[2])) for row in rows if row[1] is not None]
-
-    async def _call(self, what: str, call: Awaitable[T]) -> T:
-        try:
-            return await call
-        except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
-            raise StorageError(f"cannot {what}: {describe(exc)}") from exc
 
 
 @asynccontextmanager
