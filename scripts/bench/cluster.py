@@ -25,11 +25,17 @@ are a deployment's. Each reading gets a fresh database (a copy of the migrated t
   (``_server.py --stamp-steps``); the latency of an event is its arrival at a client minus that
   stamp: the worker's batched step writer, the commit with its ``NOTIFY``, front B's relay and
   its fan-out.
+* **The remote-agent relay**: a remote agent on the front answers every turn at once, against
+  an instant sandboxed bot; its cycle per move (its action to the next turn) with one process on
+  SQLite, one process on PostgreSQL (which relays through the database too) and a front with
+  two workers; the difference to SQLite is what the relay adds to a move, and the workers' own
+  measure of it (in the seat's log) is listed.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -37,6 +43,8 @@ from typing import Any
 
 import anyio
 import asyncpg
+import orjson
+from websockets.asyncio.client import connect
 
 from server.storage import EncodedStep, Lease, MatchStatus, NewSeat, SeatResult, open_postgres
 
@@ -267,6 +275,78 @@ async def _spectator_latency(section: Section, pg: _Postgres, spectators: int, r
     section.notes.extend(f"latency: {note}" for note in notes)
 
 
+INSTANT_RPS = """
+def agent(observation, configuration):
+    return 0
+"""
+
+
+async def _remote_cycles(port: int, steps: int, rounds: int) -> tuple[list[float], list[str]]:
+    """A remote agent's cycle per move on the arena at ``port``: from its action for one step to
+    the next step's turn, against an instant sandboxed bot (the server's work per step, and in
+    a cluster the relay's round trip); each match's median, and its seat logs' relay figures."""
+    medians: list[float] = []
+    relays: list[str] = []
+    async with api(port) as client:
+        status, user = await client.call("POST", "/api/users", {"name": f"remote{time.monotonic_ns() % 10**9}"})
+        assert status == 201, user
+        token = user["token"]
+        status, remote = await client.call("POST", "/api/agents", {"name": "far", "game": "rps", "remote": True},
+                                           token)
+        assert status == 201, remote
+        status, bot = await client.call("POST", "/api/agents", {"name": "rock", "game": "rps", "code": INSTANT_RPS},
+                                        token)
+        assert status == 201, bot
+        async with connect(f"ws://127.0.0.1:{port}/ws/agent", additional_headers={"Authorization": f"Bearer {token}"},
+                           proxy=None, max_size=None) as ws:
+            for _ in range(rounds):
+                status, match = await client.call("POST", "/api/matches", {
+                    "game": "rps", "agents": [remote["id"], bot["id"]], "config": {"episodeSteps": steps}}, token)
+                assert status == 201, match
+                cycles: list[float] = []
+                sent_at: float | None = None
+                with anyio.fail_after(steps + 60):
+                    while True:
+                        frame = orjson.loads(await ws.recv())
+                        if frame["type"] == "ping":
+                            await ws.send(orjson.dumps({"type": "pong", "nonce": frame["nonce"]}).decode())
+                        elif frame["type"] == "turn" and frame["match_id"] == match["id"]:
+                            if sent_at is not None:
+                                cycles.append(time.perf_counter() - sent_at)
+                            sent_at = time.perf_counter()
+                            await ws.send(orjson.dumps({"type": "action", "match_id": match["id"],
+                                                        "step": frame["step"], "action": 1}).decode())
+                        elif frame["type"] == "match_end" and frame["match_id"] == match["id"]:
+                            break
+                medians.append(statistics.median(cycles) * 1e3)
+                with anyio.fail_after(30):  # the agent hears the end before the match is stored
+                    while (await client.call("GET", f"/api/matches/{match['id']}"))[1]["status"] != "finished":
+                        await anyio.sleep(0.05)
+                status, logs = await client.call("GET", f"/api/agents/{remote['id']}/logs?match={match['id']}", None,
+                                                 token)
+                relays += [line for line in str(logs.get("log", "")).splitlines() if "relay round trip" in line]
+    return medians, relays
+
+
+async def _relay_round_trip(section: Section, pg: _Postgres, rounds: int, steps: int) -> None:
+    cycles: dict[str, list[float]] = {SQLITE: [], PG_ALL: [], PG_CLUSTER: []}
+    relays: list[str] = []
+    for _ in range(rounds):
+        for config in cycles:
+            async with _arena(config, pg) as servers:
+                medians, lines = await _remote_cycles(servers[0].port, steps, 1)
+            cycles[config] += medians
+            relays += [f"{config}: {line.removeprefix('[arena] ')}" for line in lines]
+    for config, values in cycles.items():
+        section.add(Row(f"remote agent's cycle per move, {config}", "ms", values))
+    added = [c - s for c, s in zip(cycles[PG_CLUSTER], cycles[SQLITE], strict=True)]
+    section.add(Row(f"relay's added round trip per move: ({PG_CLUSTER}) - ({SQLITE})", "ms", added))
+    section.notes.append(f"relay: a remote agent on the (first) front answers at once, against an instant sandboxed "
+                         f"RPS bot, {steps} steps a match, {rounds} rounds of {', '.join(cycles)}; the cycle is from "
+                         "its action to the next turn; as the workers measured the relay themselves (seat logs): "
+                         + "; ".join(relays))
+
+
 async def run(quick: bool) -> Section:
     section = Section("Cluster mode (PostgreSQL)")
     rounds = 2 if quick else 3
@@ -277,6 +357,7 @@ async def run(quick: bool) -> Section:
         async with _Postgres.started() as pg:
             await _matches_per_second(section, pg, rounds, total, in_flight)
             await _events_per_second(section, pg, rounds, events_total)
+            await _relay_round_trip(section, pg, rounds, 100 if quick else 300)
             try:
                 await _spectator_latency(section, pg, spectators, latency_rounds, steps)
             except Exception as exc:  # the other figures stand without it
