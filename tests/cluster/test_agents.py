@@ -19,6 +19,7 @@ from server.matches.replay import verify_replay
 from tests.cluster.nodes import Node, node
 from tests.server.agent_client import action, open_agent, play, recv, register_remote, rps_cycle
 from tests.server.conftest import User, create_user, start_match, submit_agent, wait_finished
+from tests.storage.raw import query
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -112,3 +113,29 @@ async def test_an_agent_that_moves_to_another_front_mid_match_finishes_it_there(
             (end,) = await play(ws, rps_cycle, timeout_s=120)
         assert end["match_id"] == match["id"] and end["result"]["status"] == "finished"
         await finished_and_verified(front_b, [match["id"]])
+
+
+async def test_listening_connections_killed_mid_match_lose_no_move(postgres_url: str, tmp_path: Path) -> None:
+    async with AsyncExitStack() as stack:
+        front = await stack.enter_async_context(node(postgres_url, "front", tmp_path / "front.log"))
+        await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "w.log"))
+        alice = await create_user(front.client, "alice")
+        remote = await register_remote(front.client, alice, "steady", "rps")
+        rock = (await submit_agent(front.client, alice, "rock", "rps", SLOW_ROCK))["id"]
+        match = await start_match(front.client, alice, "rps", [remote, rock], {"episodeSteps": STEPS})
+        killed: list[tuple[object, ...]] = []
+        async with open_agent(front.client, alice) as ws:
+            await recv(ws, "welcome")
+            with anyio.fail_after(120):
+                while True:
+                    frame = await recv(ws, "turn", "match_end")
+                    if frame["type"] == "match_end":
+                        break
+                    if frame["step"] in (10, 25):  # the front's desk and the worker's exchange, from the database
+                        killed += query(postgres_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                        " WHERE application_name LIKE 'agent-arena-desk %'"
+                                        " OR application_name = 'agent-arena-exchange'")
+                    await ws.send(action(frame, rps_cycle(frame["observation"])))
+        assert frame["result"]["status"] == "finished"
+        assert killed == [(True,)] * 4, killed
+        await finished_and_verified(front, [match["id"]])
