@@ -114,7 +114,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     if is_cluster and lease is not None:
                         assert isinstance(storage, PostgresStorage)
                         worker = QueueWorker(storage, manager, lease, max_attempts=settings.max_attempts,
-                                             max_matches=settings.worker_matches, poll_s=settings.claim_poll_s)
+                                             max_matches=settings.worker_matches, poll_s=settings.claim_poll_s,
+                                             url=settings.db)
                         await tg.start(worker.run)
                     # The scheduler counts the matches it runs itself: in a cluster of fronts and
                     # workers it has none, so it runs in role all only.

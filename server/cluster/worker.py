@@ -16,6 +16,11 @@ A storage call, once begun, runs to its end (it is shielded), so a renewal may h
 match's lease is counted from the start of its last successful renewal (or of its claim), on
 this machine's monotonic clock, and a match whose lease may have run out here is abandoned
 before another worker can have claimed it, whether or not the renewal ever answers.
+
+With ``url``, the worker also listens for the matches fronts store pending (``QUEUE_CHANNEL``,
+notified in the transaction that stores one): a notification ends the claim loop's wait, so an
+idle worker claims a new match at once; the poll remains for leases that run out, and for
+notifications lost while the listening connection was down.
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ from anyio.abc import TaskStatus
 
 from protocol.errors import StorageError, describe_error
 from server.matches.manager import MatchManager
-from server.storage import Lease, MatchQueue
+from server.storage import QUEUE_CHANNEL, Lease, MatchQueue
+
+from ._listening import keep_listening
 
 __all__ = ["QueueWorker"]
 
 log = logging.getLogger(__name__)
+
+QUEUE_APPLICATION_NAME = "agent-arena-queue"  # the worker's listening connection in pg_stat_activity
 
 # A match is abandoned when this share of its lease has passed since it was last known held:
 # the rest is the margin for this machine's clock against the database's.
@@ -44,7 +53,7 @@ class QueueWorker:
 
     def __init__(
         self, queue: MatchQueue, manager: MatchManager, lease: Lease, *, max_attempts: int, max_matches: int = 0,
-        poll_s: float = 0.25,
+        poll_s: float = 0.25, url: str | None = None,
     ) -> None:
         self.queue = queue
         self.manager = manager
@@ -52,12 +61,17 @@ class QueueWorker:
         self.max_attempts = max_attempts
         self.max_matches = max_matches or 4 * (os.cpu_count() or 1)
         self.poll_s = poll_s
+        self.url = url  # the database to listen on for new matches, if any
         self.claims = 0  # matches claimed since start
         self._held_at: dict[int, float] = {}  # match id -> when its lease was last known to hold
         self._ended = anyio.Event()  # set when a match of this worker ends: a place is free
 
     def match_ended(self) -> None:
         """A match this worker ran has ended: look for the next one now."""
+        self._ended.set()
+
+    def _queued(self, _payload: str) -> None:
+        """A front stored a match for the workers: look for it now."""
         self._ended.set()
 
     async def _pause(self) -> None:
@@ -73,6 +87,9 @@ class QueueWorker:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Claim, renew and watch until cancelled."""
         async with anyio.create_task_group() as tg:
+            if self.url is not None:
+                await tg.start(keep_listening, self.url, {QUEUE_CHANNEL: self._queued}, QUEUE_APPLICATION_NAME,
+                               self.match_ended)
             tg.start_soon(self._renew_leases)
             tg.start_soon(self._watch_leases)
             task_status.started()

@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from ._pg_leader import LEADER_APPLICATION_NAME, LeaderSession, leader_application_name, open_leader_session
 from ._pg_listen import LISTEN_APPLICATION_NAME, Listener, listen, open_listener
 from ._pg_notify import Notice
+from ._pg_queue import QUEUE_CHANNEL
 from ._pg_seats import ANSWERS_CHANNEL, DESK_APPLICATION_PREFIX, SEATS_CHANNEL, SeatRow, parse_seat_key
 from ._urls import is_postgres_url, sqlite_path
 from .base import (
@@ -36,6 +37,7 @@ __all__ = [
     "ANSWERS_CHANNEL",
     "DESK_APPLICATION_PREFIX",
     "MAX_ROW_ID",
+    "QUEUE_CHANNEL",
     "SEATS_CHANNEL",
     "AgentRecord",
     "CopyProgress",

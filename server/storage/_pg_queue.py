@@ -26,6 +26,10 @@ A claim takes the same row lock, so a stale batch either commits before the clai
 changed: a worker that was paused or cut off and comes back never writes into the new
 attempt's log, and its end is refused with :class:`LeaseLost`. A renewal that finds the
 attempt changed tells the worker to stop that match.
+
+Wake-ups. A match stored pending for the workers (by a front) notifies :data:`QUEUE_CHANNEL` in
+the transaction that stores it, so an idle worker that listens claims it at once instead of at
+its next poll; the poll stays the truth (a lease that runs out notifies nobody).
 """
 
 from __future__ import annotations
@@ -34,12 +38,15 @@ from collections.abc import Sequence
 
 from protocol.errors import short_reason
 
+from . import _pg_matches
 from ._pg_matches import load_matches
 from ._pg_notify import notify_ended
 from ._pg_schema import Conn
-from .base import MatchRecord
+from .base import MatchRecord, NewSeat
 
-__all__: list[str] = []
+__all__ = ["QUEUE_CHANNEL"]
+
+QUEUE_CHANNEL = "arena_queue"  # payload: the id of a match stored pending for the workers
 
 _NOW = "extract(epoch FROM clock_timestamp())"
 # How many matches one claim may give up on (aborted after max_attempts) before it answers.
@@ -66,6 +73,18 @@ _RENEW = f"""
     WHERE m.id = c.id AND m.attempt = c.attempt AND m.worker = $4 AND m.status IN ('pending', 'live')
     RETURNING m.id
 """
+
+
+async def create_match(
+    conn: Conn, game: str, rules_version: int, config_json: str, seed: int, tags_json: str,
+    seats: Sequence[NewSeat], is_rated: bool, worker: str | None, lease_s: float, now: float,
+) -> MatchRecord:
+    """``_pg_matches.create_match``, waking the idle workers for a match left to them (no ``worker``)."""
+    record = await _pg_matches.create_match(conn, game, rules_version, config_json, seed, tags_json, seats, is_rated,
+                                            worker, lease_s, now)
+    if worker is None:
+        await conn.execute("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, str(record.id))
+    return record
 
 
 async def claim_next(

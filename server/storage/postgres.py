@@ -273,7 +273,7 @@ class PostgresStorage(StorageBase):
         is_rated: bool, lease: Lease | None,
     ) -> MatchRecord:
         worker, lease_s = (None, 0.0) if lease is None else (lease.worker, lease.lease_s)
-        record = await self._run(f"create a {game} match", _Frame.WRITE, _pg_matches.create_match, game,
+        record = await self._run(f"create a {game} match", _Frame.WRITE, _pg_queue.create_match, game,
                                  rules_version, config_json, seed, tags_json, seats, is_rated, worker, lease_s,
                                  time.time())
         if lease is not None:

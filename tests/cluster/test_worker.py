@@ -262,3 +262,14 @@ async def test_a_worker_cut_off_past_its_lease_stops_its_match_which_another_run
         await anyio.sleep(LEASE_S)  # whatever it still had queued reaches the database meanwhile
         assert await storage.get_match(match.id) == record
         await check_replays(front, [record])
+
+
+async def test_an_idle_worker_is_woken_by_a_new_match_not_by_its_poll(postgres_url: str, tmp_path: Path) -> None:
+    async with open_postgres(postgres_url) as storage, AsyncExitStack() as stack:
+        # A poll far longer than the test: only the notification can bring the worker its matches.
+        worker = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "w.log", claim_poll_s=600))
+        await anyio.sleep(1.0)  # its claim loop has looked once and waits on its poll
+        created = await create_matches(storage, 2)
+        records = await wait_until_ended(storage, [m.id for m in created], RECOVERY_S)
+        name = (await worker.health())["worker"]
+        assert all(r.status is MatchStatus.FINISHED and r.worker == name for r in records), records
