@@ -5,12 +5,15 @@ WebSockets, storing matches for the workers to claim (no fork server, no matches
 ``worker`` the seats' launcher, the match manager and the queue's claim loop
 (``server/cluster/``), with ``GET /api/health`` as its only route. On PostgreSQL a process
 runs its matches under a lease named for it (``Settings.default_worker_name``), also in
-``all``; on start-up and at shutdown it aborts only the matches it holds itself."""
+``all``; on start-up and at shutdown it aborts only the matches it holds itself. Every process
+of a cluster with the ladder on competes to lead it (``server/cluster/leader.py``): the leader
+alone runs the scheduler and the rater."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from server.bots import example_bots
-from server.cluster import AgentDesk, QueueWorker, Relay, SeatExchange
+from server.cluster import AgentDesk, Leadership, QueueWorker, Relay, SeatExchange
 from server.config import Settings
 from server.health import Health
 from server.http.api import health as health_endpoint
@@ -29,7 +32,7 @@ from server.http.names import EXAMPLES_USER
 from server.http.ratelimit import RateLimiter
 from server.http.routes import routes
 from server.ladder.ratings import Rater
-from server.ladder.scheduler import LadderScheduler
+from server.ladder.scheduler import LadderScheduler, lead_ladder
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.matches.remote import RemoteAgents
@@ -110,17 +113,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
                                            remotes=remotes, max_action_bytes=settings.max_action_bytes,
                                            config_ranges=settings.config_ranges, lease=lease,
                                            runs_matches=settings.runs_matches, exchange=exchange)
-                    await tg.start(rater.run)
+                    # In a cluster with the ladder on, the rater runs on the elected leader (below).
+                    if not (is_cluster and settings.ladder):
+                        await tg.start(rater.run)
                     if is_cluster and lease is not None:
                         assert isinstance(storage, PostgresStorage)
                         worker = QueueWorker(storage, manager, lease, max_attempts=settings.max_attempts,
                                              max_matches=settings.worker_matches, poll_s=settings.claim_poll_s,
                                              url=settings.db)
                         await tg.start(worker.run)
-                    # The scheduler counts the matches it runs itself: in a cluster of fronts and
-                    # workers it has none, so it runs in role all only.
-                    if settings.ladder and settings.role == "all":
-                        ladder = LadderScheduler(manager, settings, health=health)
+                    # Every process with the ladder on has a scheduler: it runs here alone, or in a
+                    # cluster on the leader, and answers GET /api/ladder everywhere.
+                    if settings.ladder:
+                        ladder = LadderScheduler(manager, settings, health=health, is_cluster=is_cluster)
                     # A front's spectators watch matches run anywhere in the cluster: the relay
                     # brings those of other processes to this hub (server/cluster/relay.py).
                     relay: Relay | None = None
@@ -131,7 +136,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                                                  ladder=ladder, relay=relay)
                     if settings.seed_examples and settings.serves_http:
                         await seed_examples(storage)
-                    if ladder is not None:
+                    if ladder is not None and is_cluster:
+                        ladder.leadership = Leadership(
+                            settings.db, functools.partial(lead_ladder, ladder, rater), retry_s=settings.leader_retry_s,
+                            name=settings.worker_name or f"{socket.gethostname()}:{settings.port}")
+                        await tg.start(ladder.leadership.run)
+                    elif ladder is not None:
                         tg.start_soon(ladder.run)
                     try:
                         yield

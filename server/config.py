@@ -43,6 +43,10 @@ class Settings:
     worker_name: str = ""
     worker_matches: int = 0  # matches a worker runs at once (0: four per CPU)
     claim_poll_s: float = 0.25  # how often an idle worker looks for a match to claim
+    # One process of a cluster runs the ladder's scheduler and the rater: the one holding the
+    # leader lock (server/cluster/leader.py); each other process with the ladder on tries to take
+    # it this often, so a dead leader is replaced within about this long.
+    leader_retry_s: float = 2.0
     ladder: bool = True  # keep matches between seeded agents running
     seed_examples: bool = True  # store the built-in example bots on start
     # The ladder (server/ladder/scheduler.py): rated matches run unpaced, ladder_slots at once (0: as many
@@ -129,6 +133,8 @@ class Settings:
         if not (self.lease_s > 0 and self.max_attempts >= 1 and self.claim_poll_s > 0):
             raise ConfigError("settings keys 'lease_s' and 'claim_poll_s' must be positive and 'max_attempts' "
                               "at least 1")
+        if not self.leader_retry_s > 0:
+            raise ConfigError(f"settings key 'leader_retry_s' must be positive, got {self.leader_retry_s!r}")
         self.config_ranges.check(GAMES)
         ranges = [self.config_ranges.for_game(game) for game in GAMES.values()]
         cpu_s = max(seat_cpu_s(r["agentTimeout"].high, r["runTimeout"].high, self.limits.grace_s) for r in ranges)

@@ -259,19 +259,24 @@ async def leaderboard(request: Request) -> Response:
 async def ladder(request: Request) -> Response:
     """``GET /api/ladder[?agent=ID]``: what the ladder is doing (``server/ladder/scheduler.py``): its slots,
     per game the live matches, the matches of the last hour and the queue; with ``agent``, that
-    agent's place in its game's queue (null when the ladder does not pair it)."""
+    agent's place in its game's queue (null when the ladder does not pair it). In a cluster any
+    front answers, from the database when another process leads, and ``leader`` names the
+    process that runs the ladder (null while none does; always null on one process)."""
     state = arena_state(request)
     if state.ladder is None:
         return json_response({"running": False, "slots": None, "live": None, "matches_last_hour": 0, "games": [],
                               "agent": None})
-    return json_response({"running": True, **state.ladder.status(int_param(request, "agent"))})
+    return json_response({"running": True, **await state.ladder.status(int_param(request, "agent"))})
 
 
 async def health(request: Request) -> Response:
     """``GET /api/health``: ``"status": "ok"`` (200) when storage answers and the background
     tasks work, else ``"degraded"`` or ``"failing"`` (503) with the failing ``components`` and
     why (``server/health.py``); the sandbox layers; the process's ``role`` and ``database`` kind
-    (never its URL), and, where matches run, the ``worker`` name and the ``matches`` it runs."""
+    (never its URL), and, where matches run, the ``worker`` name and the ``matches`` it runs;
+    ``leader``, whether this process runs the ladder's scheduler and the rater (in a cluster, the
+    one elected: ``leadership`` says under which name it competes, who leads and how often it
+    did; see ``server/cluster/leader.py``)."""
     state = arena_state(request)
     settings = state.settings
     layers = [{"name": layer.name, "active": layer.active, "reason": layer.reason}
@@ -283,6 +288,11 @@ async def health(request: Request) -> Response:
     if settings.runs_matches:  # the matches this process runs (a worker's, in a cluster)
         cluster["worker"] = state.manager.lease.worker if state.manager.lease is not None else None
         cluster["matches"] = sorted(state.manager.running)
+    cluster["leader"] = state.ladder is not None and state.ladder.is_leading
+    leadership = state.ladder.leadership if state.ladder is not None else None
+    if leadership is not None:
+        cluster["leadership"] = {"name": leadership.name, "leader": leadership.leader, "terms": leadership.terms,
+                                 "connected": leadership.is_connected}
     if state.relay is not None:  # a front's relay of the matches other processes run (server/cluster/relay.py)
         cluster["relay"] = {"connected": state.relay.is_connected, "reconnects": state.relay.reconnects,
                             "followed": len(state.relay.followed)}

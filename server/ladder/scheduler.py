@@ -35,6 +35,32 @@ matches are the only ones ``server/ladder/ratings.py`` rates, and an agent is ne
 A pass that fails, for whatever reason, is logged and recorded in ``health`` (so that ``GET
 /api/health`` says which game's ladder fails, and why); that game is tried again after a pause
 that doubles up to a minute, while the others go on. It never ends the app.
+
+In a cluster
+------------
+Several processes share one PostgreSQL database (``is_cluster``); every one of them with the
+ladder on has a scheduler, and the one elected leader (``server/cluster/leader.py``) runs it:
+:meth:`LadderScheduler.run` starts with a term of leadership and is cancelled when it ends.
+Matches run anywhere (a front only stores them pending, a worker claims and runs them), so the
+matches that hold the slots, and the agents busy in them, are not this process's
+``manager.running``: each pass reads them from storage (``unfinished_ladder_matches``: the
+ladder's pending and live matches, one statement through a partial index), and counts those it
+starts until the next read. A new term reads everything again (agents, their counts of
+matches), since the leader before may have started matches meanwhile. On one process (SQLite)
+the scheduler runs from start to end, and ``manager.running`` is every match there is: it reads
+that, which costs nothing.
+
+The slots stay the leader's settings (``ladder_slots``: by default the CPUs of the leader's
+machine), for the whole cluster: set them to what the workers can run. An agent submitted on a
+front that does not lead wakes nobody: the leader reads it with the game's agents within
+``_AGENTS_TTL_S``.
+
+``GET /api/ladder`` answers on every front, from the database on any process that does not
+lead (:meth:`LadderScheduler.status`: the ladder's unfinished matches at most every
+``_VIEW_TTL_S``, the agents and their counts of matches every ``_AGENTS_TTL_S``), and names the
+process that leads. In a cluster the matches of the last hour are read from storage too, at
+most every ``_ENDS_TTL_S`` and only when the status is asked for, since this process sees only
+the ends of the matches it runs.
 """
 
 from __future__ import annotations
@@ -47,7 +73,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -56,12 +82,16 @@ from protocol.errors import ArenaError
 from protocol.messages import JSON
 from server.config import Settings
 from server.health import Component, Health, describe
+from server.ladder.ratings import Rater
 from server.ladder.rules import Candidate, choose_featured_pair, choose_pair, need
 from server.matches.games import game_names
 from server.matches.manager import MatchManager
-from server.storage import AgentRecord, MatchRecord
+from server.storage import AgentRecord, LadderMatch, MatchRecord
 
-__all__ = ["LadderScheduler", "SlotKind", "ladder_slots"]
+if TYPE_CHECKING:  # the cluster's side is PostgreSQL's, imported where a cluster runs
+    from server.cluster import Leadership
+
+__all__ = ["LadderScheduler", "SlotKind", "ladder_slots", "lead_ladder"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +101,10 @@ _RETRY_MIN_S = 1.0
 _RETRY_MAX_S = 60.0
 _HOUR_S = 3600.0
 _QUEUE_SHOWN = 10  # agents of each game listed in the ladder's status
+# In a cluster, for the status: a process that does not lead reads the ladder's unfinished
+# matches at most this often, and every process the matches of the last hour.
+_VIEW_TTL_S = 1.0
+_ENDS_TTL_S = 30.0
 
 
 def ladder_slots(settings: Settings) -> int:
@@ -81,6 +115,18 @@ def ladder_slots(settings: Settings) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+async def lead_ladder(scheduler: LadderScheduler, rater: Rater) -> None:
+    """A cluster leader's work (``server/cluster/leader.py``): the rater and the scheduler, until
+    cancelled as leadership ends; their failures are then no longer this process's to report."""
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(rater.run)
+            tg.start_soon(scheduler.run)
+    finally:
+        scheduler.health.recovered(Component.SCHEDULER)
+        rater.health.recovered(Component.RATINGS)
 
 
 class SlotKind(enum.Enum):
@@ -110,11 +156,12 @@ class _Game:
 
 
 class LadderScheduler:
-    """Keeps the ladder's featured and rated slots full; one per server process."""
+    """Keeps the ladder's featured and rated slots full; one per server process, run by one
+    process of a cluster (``is_cluster``: the one that leads, see ``leadership``)."""
 
     def __init__(
         self, manager: MatchManager, settings: Settings, *, rng: random.Random | None = None,
-        health: Health | None = None, clock: Callable[[], float] = time.time,
+        health: Health | None = None, clock: Callable[[], float] = time.time, is_cluster: bool = False,
     ) -> None:
         self.manager = manager
         self.settings = settings
@@ -123,9 +170,16 @@ class LadderScheduler:
         self.rng = rng or random.Random()
         self.health = health if health is not None else Health()
         self.clock = clock
+        self.is_cluster = is_cluster
+        self.leadership: Leadership | None = None  # in a cluster: the election that runs this scheduler
+        self.is_running = False
         self.games = {name: _Game() for name in game_names()}
         # (Unix time, game, agent ids) of the ladder matches that ended in the last hour
         self.ended: deque[tuple[float, str, tuple[int, ...]]] = deque()
+        self._ended_read_at = -_ENDS_TTL_S  # in a cluster: monotonic time ``ended`` was read
+        # In a cluster: the ladder's matches not ended, by id, as last read, with those started since.
+        self._unfinished: dict[int, LadderMatch] = {}
+        self._unfinished_read_at = -_VIEW_TTL_S  # monotonic time of that read
         self._wake = anyio.Event()
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -138,27 +192,69 @@ class LadderScheduler:
 
     def match_finished(self, record: MatchRecord) -> None:
         """The match manager's ``on_finished``: a ladder match's slot is free (never blocks or raises)."""
-        if record.rated:
+        if record.rated and not self.is_cluster:  # a cluster's are read from storage, wherever they ran
             agents = tuple(seat.agent_id for seat in record.seats)
             self.ended.append((record.finished_at or self.clock(), record.game, agents))
         self._wake.set()
 
+    @property
+    def is_leading(self) -> bool:
+        """Whether this process runs the ladder: always on one process; in a cluster, while it leads."""
+        return self.leadership.is_leader if self.leadership is not None else not self.is_cluster
+
     async def run(self) -> None:
-        """Fill free slots for ever (see the module's docstring)."""
-        try:  # the last hour's matches, for the status: not worth stopping the ladder for
-            since = self.clock() - _HOUR_S
-            ends = await self.manager.storage.ladder_ends_since(since)
-            self.ended.extend((at, game, agents) for game, at, agents in ends)
-        except Exception as exc:
-            log.error("the ladder could not read its last hour of matches: %s", describe(exc))
+        """Fill free slots until cancelled (see the module's docstring): for ever on one process,
+        for a term of leadership in a cluster."""
+        self.games = {name: _Game() for name in game_names()}  # a new term reads everything again
+        self.is_running = True
+        try:
+            if not self.is_cluster:
+                await self._read_ended()
+            await self._serve()
+        finally:
+            self.is_running = False
+
+    async def _serve(self) -> None:
+        pause_s = 0.0
         while True:
             self._wake = anyio.Event()
+            if self.is_cluster:
+                try:
+                    await self._read_unfinished()
+                except Exception as exc:  # storage failing pauses the ladder, never the app
+                    pause_s = min(2 * pause_s, _RETRY_MAX_S) if pause_s else _RETRY_MIN_S
+                    self.health.failed(Component.SCHEDULER, f"cannot read the ladder's matches: {describe(exc)}")
+                    log.error("scheduler could not read the ladder's matches; trying again in %.0f s", pause_s,
+                              exc_info=exc)
+                    await anyio.sleep(pause_s)
+                    continue
+                if pause_s:
+                    pause_s = 0.0
+                    if all(g.pause_s == 0.0 for g in self.games.values()):
+                        self.health.recovered(Component.SCHEDULER)
             started = await self._fill(SlotKind.FEATURED) + await self._fill(SlotKind.RATED)
             if started:
                 await anyio.lowlevel.checkpoint()
                 continue
             with anyio.move_on_after(_POLL_S):
                 await self._wake.wait()
+
+    async def _read_ended(self) -> None:
+        """The ladder's matches of the last hour, from storage, for the status: not worth
+        stopping the ladder for."""
+        try:
+            ends = await self.manager.storage.ladder_ends_since(self.clock() - _HOUR_S)
+        except Exception as exc:
+            log.error("the ladder could not read its last hour of matches: %s", describe(exc))
+            return
+        self.ended = deque((at, game, agents) for game, at, agents in ends)
+        self._ended_read_at = time.monotonic()
+
+    async def _read_unfinished(self) -> None:
+        """In a cluster: the ladder's pending and live matches, wherever they run."""
+        matches = await self.manager.storage.unfinished_ladder_matches()
+        self._unfinished = {match.id: match for match in matches}
+        self._unfinished_read_at = time.monotonic()
 
     async def _fill(self, kind: SlotKind) -> int:
         """Start matches of ``kind`` while its slots are free and a game can pair two agents; then,
@@ -181,6 +277,9 @@ class LadderScheduler:
 
     def _live(self, kind: SlotKind, game: str | None = None) -> int:
         featured = kind is SlotKind.FEATURED
+        if self.is_cluster:
+            return sum(1 for m in self._unfinished.values()
+                       if m.featured is featured and (game is None or m.game == game))
         return sum(1 for m in self.manager.running.values()
                    if m.tags.get("scheduled") and bool(m.tags.get("featured")) is featured
                    and (game is None or m.game == game))
@@ -209,14 +308,15 @@ class LadderScheduler:
                 best, chosen = key, name
         return chosen
 
-    async def _entrants(self, name: str) -> list[_Entrant]:
-        """The agents of game ``name`` the ladder may pair (read again when stale)."""
+    async def _entrants(self, name: str, *, recount: bool = False) -> list[_Entrant]:
+        """The agents of game ``name`` the ladder may pair (read again when stale); ``recount``:
+        with every agent's count of matches read again (this process does not start them)."""
         game = self.games[name]
         if time.monotonic() - game.read_at >= _AGENTS_TTL_S:
             agents = await self._playable(name)
             ratings = await self.manager.storage.get_ratings([a.id for a in agents])
             new = {a.id: a.version for a in agents
-                   if a.id not in game.entrants or game.entrants[a.id].agent.version != a.version}
+                   if recount or a.id not in game.entrants or game.entrants[a.id].agent.version != a.version}
             counts = await self.manager.storage.ladder_matches_of_versions(new) if new else {}
             entrants = {}
             for agent in agents:
@@ -250,6 +350,8 @@ class LadderScheduler:
                          now if playing else entrant.last_played)
 
     def _busy(self) -> set[int]:
+        if self.is_cluster:  # the agents of the ladder's matches (a challenge elsewhere is not seen)
+            return {agent_id for match in self._unfinished.values() for agent_id in match.agent_ids}
         return {seat.agent_id for match in self.manager.running.values() for seat in match.seats}
 
     async def _start(self, kind: SlotKind, name: str) -> bool:
@@ -267,8 +369,8 @@ class LadderScheduler:
         featured = kind is SlotKind.FEATURED
         tags: dict[str, JSON] = {"scheduled": True, **({"featured": True} if featured else {})}
         try:
-            await self.manager.start_match(name, seats, pace_s=self.settings.ladder_pace_s if featured else 0.0,
-                                           tags=tags, rated=True)
+            pace_s = self.settings.ladder_pace_s if featured else 0.0
+            record = await self.manager.start_match(name, seats, pace_s=pace_s, tags=tags, rated=True)
         except ArenaError as exc:  # an agent disabled or gone since the agents were read: read them again
             log.info("the ladder could not start a %s match: %s", name, exc)
             game.read_at = -_AGENTS_TTL_S
@@ -276,6 +378,8 @@ class LadderScheduler:
         except Exception as exc:  # a bug or a storage failure pauses this game's ladder, never the app
             self._failed(name, exc)
             return False
+        if self.is_cluster:  # counted until the next read, which has it
+            self._unfinished[record.id] = LadderMatch(record.id, name, featured, tuple(seats))
         for agent_id in seats:
             entrants[agent_id].version_matches += 1
             entrants[agent_id].last_played = now
@@ -297,10 +401,17 @@ class LadderScheduler:
 
     # -- what the ladder is doing ------------------------------------------------------------------
 
-    def status(self, agent_id: int | None = None) -> dict[str, JSON]:
+    async def status(self, agent_id: int | None = None) -> dict[str, JSON]:
         """``GET /api/ladder``: the slots, and per game its live matches, its matches in the last
         hour and its queue (the agents most in need of a match first); with ``agent_id``, that
-        agent's place."""
+        agent's place; ``leader``, the process that runs the ladder (in a cluster; else null).
+        In a cluster, what this process does not know is read from storage first.
+
+        Raises:
+            StorageError: storage could not be read (in a cluster).
+        """
+        if self.is_cluster:
+            await self._read_for_status()
         now = self.clock()
         while self.ended and self.ended[0][0] <= now - _HOUR_S:
             self.ended.popleft()
@@ -324,10 +435,25 @@ class LadderScheduler:
                 "queue": entries[:_QUEUE_SHOWN],
             })
         return {
+            "leader": self.leadership.leader if self.leadership is not None else None,
             "slots": {"rated": self.slots, "featured": self.featured, "pace_s": self.settings.ladder_pace_s},
             "live": {"rated": self._live(SlotKind.RATED), "featured": self._live(SlotKind.FEATURED)},
             "matches_last_hour": len(self.ended), "games": games, "agent": place,
         }
+
+    async def _read_for_status(self) -> None:
+        """In a cluster: the last hour's matches when stale; on a process that does not lead, the
+        ladder's unfinished matches and every game's agents with their counts of matches as well
+        (the leader reads those itself as it goes)."""
+        now = time.monotonic()
+        if now - self._ended_read_at >= _ENDS_TTL_S:
+            await self._read_ended()
+        if self.is_running:
+            return
+        if now - self._unfinished_read_at >= _VIEW_TTL_S:
+            await self._read_unfinished()
+        for name in self.games:
+            await self._entrants(name, recount=True)
 
     @staticmethod
     def _queue_entry(entrant: _Entrant, position: int, busy: set[int], now: float) -> dict[str, JSON]:
