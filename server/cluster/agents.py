@@ -382,7 +382,7 @@ class AgentDesk:
                 self._wake.set()
 
     async def _claim(self, row: SeatRow, tg: TaskGroup) -> None:
-        if row.key in self._proxies or row.result is not None:
+        if row.key in self._proxies or row.is_over:
             return
         conn = self.remotes.connection_for(row.user_id, row.agent_id)
         if conn is None or not await self.table.claim(row, self.name, conn.rtt_s()):
@@ -422,8 +422,8 @@ class AgentDesk:
                 if row is None or row.attempt != claimed.attempt or row.front != self.name:
                     remote.hand_over()  # run again by another worker, or played by another front
                     break
-                if row.result is not None:
-                    remote.finish(row.result)
+                if row.is_over:  # its result; or the match was stored ended without one (stopped, or lost)
+                    remote.finish(row.result or {"match_id": row.match_id, "status": row.match_status})
                     await self.table.forget(row)
                     break
                 if row.step is not None and row.answer is None and (acting is None or acting[0] != row.step):

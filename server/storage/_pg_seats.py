@@ -49,14 +49,16 @@ DESK_APPLICATION_PREFIX = "agent-arena-desk "  # + the desk's name: a front's li
 _NOW = "extract(epoch FROM clock_timestamp())"
 
 
-def _is_free(desk: str) -> str:
-    """The condition that the row may be claimed by the desk in parameter ``desk`` (``$n``)."""
-    return f"""(front IS NULL OR front = {desk} OR NOT EXISTS (
-        SELECT 1 FROM pg_stat_activity WHERE application_name = '{DESK_APPLICATION_PREFIX}' || remote_seats.front))"""
+def _is_free(desk: str, table: str = "remote_seats") -> str:
+    """The condition that a row of ``table`` may be claimed by the desk in parameter ``desk`` (``$n``)."""
+    return f"""({table}.front IS NULL OR {table}.front = {desk} OR NOT EXISTS (
+        SELECT 1 FROM pg_stat_activity WHERE application_name = '{DESK_APPLICATION_PREFIX}' || {table}.front))"""
 
 
-_COLUMNS = f"""match_id, seat, attempt, user_id, agent_id, start, front, rtt_s, step, turn,
-    CASE WHEN asked_at IS NULL THEN NULL ELSE {_NOW} - asked_at END, answer, result"""
+_COLUMNS = f"""r.match_id, r.seat, r.attempt, r.user_id, r.agent_id, r.start, r.front, r.rtt_s, r.step, r.turn,
+    CASE WHEN r.asked_at IS NULL THEN NULL ELSE {_NOW} - r.asked_at END, r.answer, r.result, m.status"""
+_FROM = "remote_seats r JOIN matches m ON m.id = r.match_id"
+_ENDED = ('finished', 'aborted')
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +78,15 @@ class SeatRow:
     waited_s: float | None
     answer: dict[str, JSON] | None
     result: dict[str, JSON] | None
+    match_status: str  # the match's: a match stored ended without a result here was stopped or lost
 
     @property
     def key(self) -> tuple[int, int]:
         return self.match_id, self.seat
+
+    @property
+    def is_over(self) -> bool:
+        return self.result is not None or self.match_status in _ENDED
 
 
 def seat_key(match_id: int, seat: int) -> str:
@@ -102,7 +109,7 @@ def _json(text: str | None) -> Any:
 
 def _row(row: Any) -> SeatRow:
     return SeatRow(row[0], row[1], row[2], row[3], row[4], _json(row[5]), row[6], row[7], row[8], _json(row[9]),
-                   row[10], _json(row[11]), _json(row[12]))
+                   row[10], _json(row[11]), _json(row[12]), row[13])
 
 
 def _text(value: JSON) -> str:
@@ -160,8 +167,7 @@ async def finish(conn: Conn, match_id: int, seat: int, attempt: int, result: dic
 
 
 async def read(conn: Conn, match_id: int, seat: int) -> SeatRow | None:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM remote_seats WHERE match_id = $1 AND seat = $2",
-                              match_id, seat)
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM {_FROM} WHERE r.match_id = $1 AND r.seat = $2", match_id, seat)
     return None if row is None else _row(row)
 
 
@@ -179,9 +185,9 @@ async def prune(conn: Conn) -> int:
 async def claimable(conn: Conn, user_ids: list[int], desk: str) -> list[SeatRow]:
     """The seats of these users' running matches that no live front plays, or ``desk`` does."""
     rows = await conn.fetch(
-        f"""SELECT {_COLUMNS} FROM remote_seats
-        WHERE user_id = ANY($1::bigint[]) AND result IS NULL AND {_is_free('$2')}
-        ORDER BY match_id, seat""",
+        f"""SELECT {_COLUMNS} FROM {_FROM}
+        WHERE r.user_id = ANY($1::bigint[]) AND r.result IS NULL AND m.status NOT IN {_ENDED} AND {_is_free('$2', 'r')}
+        ORDER BY r.match_id, r.seat""",
         user_ids, desk)
     return [_row(row) for row in rows]
 

@@ -139,3 +139,24 @@ async def test_listening_connections_killed_mid_match_lose_no_move(postgres_url:
         assert frame["result"]["status"] == "finished"
         assert killed == [(True,)] * 4, killed
         await finished_and_verified(front, [match["id"]])
+
+
+async def test_a_match_stopped_on_a_front_ends_for_its_agent(postgres_url: str, tmp_path: Path) -> None:
+    async with AsyncExitStack() as stack:
+        front = await stack.enter_async_context(node(postgres_url, "front", tmp_path / "front.log"))
+        await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "w.log"))
+        alice = await create_user(front.client, "alice")
+        remote = await register_remote(front.client, alice, "stopped", "rps")
+        rock = (await submit_agent(front.client, alice, "rock", "rps", SLOW_ROCK))["id"]
+        match = await start_match(front.client, alice, "rps", [remote, rock], {"episodeSteps": 500})
+        async with open_agent(front.client, alice) as ws:
+            await recv(ws, "welcome")
+            with anyio.fail_after(60):
+                while (turn := await recv(ws, "turn"))["step"] < 5:
+                    await ws.send(action(turn, rps_cycle(turn["observation"])))
+            stopped = await front.client.post(f"/api/matches/{match['id']}/abort", headers=alice.headers)
+            assert stopped.status_code == 200, stopped.text
+            end = await recv(ws, "match_end", timeout_s=30)
+        assert end["match_id"] == match["id"] and end["result"]["status"] == "aborted", end
+        doc = await wait_finished(front.client, match["id"])
+        assert doc["status"] == "aborted" and doc["reason"], doc
