@@ -2,15 +2,17 @@
 
 Each command is one ``cmd_*`` function taking the parsed arguments and returning the exit
 status; ``watch`` lives in :mod:`client.watch`, ``connect`` in :mod:`client.connect`,
-``login``, ``agents`` and ``logs`` in :mod:`client.account`, ``repro`` in
+``signup``, ``login``, ``token``, ``agents``, ``logs`` and ``abort`` in
+:mod:`client.account`, ``matches`` and ``challenge`` in :mod:`client.matches`, ``repro`` in
 :mod:`client.repro`, ``migrate`` in :mod:`client.migrate`; they print through
 :mod:`client.output` and read bot files with :mod:`client.botfiles`. Server commands take
-``--server`` and ``--token`` from the flags, else ``ARENA_SERVER`` and ``ARENA_TOKEN``, else
-the config file ``arena login`` wrote (:mod:`client.config`). Server parts (games, runner,
-sandbox, the app) are imported inside the commands that need them, so ``arena validate`` does
-not load uvicorn and ``arena watch`` runs with the client alone. Exit statuses: 0 done, 1 an
-error (one ``arena: error:`` line on stderr; with ``--json`` also the ``{"error": ...}``
-document on stdout), 2 a usage error, 130 interrupted.
+``--server`` and ``--token`` (:mod:`client.options`) from the flags, else ``ARENA_SERVER``
+and ``ARENA_TOKEN``, else the config file ``arena login`` wrote (:mod:`client.config`).
+Server parts (games, runner, sandbox, the app) are imported inside the commands that need
+them, so ``arena validate`` does not load uvicorn and ``arena watch`` runs with the client
+alone. Exit statuses: 0 done, 1 an error (one ``arena: error:`` line on stderr; with
+``--json`` also the ``{"error": ...}`` document on stdout), 2 a usage error, 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from protocol.codec import decode_json
 from protocol.errors import ArenaError, LayerUnavailable, ProtocolError
 from protocol.messages import JSON
 
-from . import account, connect, migrate, repro
+from . import account, connect, matches, migrate, repro
 from .botfiles import finding_lines, read_bot, validated_bots
 from .config import load_config
 from .errors import CliError
 from .http import ApiClient
+from .options import DEFAULT_SERVER, parse_config, remote_flags
 from .output import err, out, out_json
 from .render import render_result, render_state, render_step, winner_of
 from .terminal import printable, quoted_lines
@@ -46,23 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-DEFAULT_SERVER = "http://127.0.0.1:8000"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-def parse_config(items: Sequence[str]) -> dict[str, str]:
-    """``KEY=VALUE`` pairs from ``--config``.
-
-    Raises:
-        CliError: a pair without ``=`` or with an empty key.
-    """
-    config: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise CliError(f"--config expects KEY=VALUE, got {item!r}", code="bad_config")
-        config[key.strip()] = value.strip()
-    return config
 
 
 # -- play ---------------------------------------------------------------------------------------
@@ -366,10 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``arena`` argument parser with every command."""
     parser = argparse.ArgumentParser(prog="arena", description="Agent Arena: sandboxed bots playing games.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    remote = argparse.ArgumentParser(add_help=False)
-    # Defaults are resolved after parsing: the flag, then the environment, then the config file.
-    remote.add_argument("--server", help=f"arena server URL (env ARENA_SERVER, arena login; default {DEFAULT_SERVER})")
-    remote.add_argument("--token", help="API token (env ARENA_TOKEN, arena login)")
+    remote = remote_flags()
 
     p = sub.add_parser("serve", help="run the arena server")
     p.add_argument("--host", default="127.0.0.1")
@@ -431,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     connect.add_parser(sub, remote)
     account.add_parsers(sub, remote)
+    matches.add_parsers(sub, remote)
     repro.add_parser(sub, remote)
     migrate.add_parser(sub)
     return parser

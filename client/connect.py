@@ -32,7 +32,7 @@ from .terminal import printable, quoted_lines
 if TYPE_CHECKING:
     from server.sandbox import Limits, SeatLauncher
 
-__all__ = ["add_parser", "cmd_connect", "ensure_remote_agent"]
+__all__ = ["add_parser", "cmd_connect", "ensure_remote_agent", "list_agents", "my_agents"]
 
 
 def add_parser(sub: Any, remote: argparse.ArgumentParser) -> None:
@@ -133,10 +133,15 @@ def ensure_remote_agent(api: ApiClient, name: str, game: str) -> dict[str, JSON]
 
 def my_agents(api: ApiClient, user_id: int) -> list[dict[str, JSON]]:
     """Every agent of the user, all pages."""
+    return list_agents(api, f"user={user_id}")
+
+
+def list_agents(api: ApiClient, query: str = "") -> list[dict[str, JSON]]:
+    """Every agent ``GET /api/agents?QUERY`` lists (``user=ID``, ``game=NAME``), all pages."""
     agents: list[dict[str, JSON]] = []
     cursor: str | None = None
     while True:
-        page = api.get(f"/api/agents?user={user_id}&limit=200" + (f"&cursor={cursor}" if cursor else ""))
+        page = api.get(f"/api/agents?{query + '&' if query else ''}limit=200" + (f"&cursor={cursor}" if cursor else ""))
         agents += [a for a in page.get("items", []) if isinstance(a, dict)]
         cursor = page.get("next")
         if not cursor:

@@ -23,7 +23,7 @@ MAX_REPLY_BYTES = 256 << 20  # a long replay is large, but not this large
 
 
 class ApiClient:
-    """GET and POST JSON to one arena server, with an optional Bearer token."""
+    """GET, POST and PATCH JSON to one arena server, with an optional Bearer token."""
 
     def __init__(self, server: str, token: str | None = None, *, timeout_s: float = 30.0) -> None:
         self.server = server.rstrip("/")
@@ -45,6 +45,14 @@ class ApiClient:
             CliError: unreachable server, HTTP error or a reply that is not JSON.
         """
         return self._request("POST", path, encode_json(body))
+
+    def patch(self, path: str, body: Any) -> Any:
+        """PATCH ``path`` with ``body`` as JSON and return the decoded JSON reply.
+
+        Raises:
+            CliError: unreachable server, HTTP error or a reply that is not JSON.
+        """
+        return self._request("PATCH", path, encode_json(body))
 
     def _request(self, method: str, path: str, data: bytes | None) -> Any:
         url = f"{self.server}{path}"
