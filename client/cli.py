@@ -11,8 +11,9 @@ and ``ARENA_TOKEN``, else the config file ``arena login`` wrote (:mod:`client.co
 Server parts (games, runner, sandbox, the app) are imported inside the commands that need
 them, so ``arena validate`` does not load uvicorn and ``arena watch`` runs with the client
 alone. Exit statuses: 0 done, 1 an error (one ``arena: error:`` line on stderr; with
-``--json`` also the ``{"error": ...}`` document on stdout), 2 a usage error, 130
-interrupted.
+``--json`` also the ``{"error": ...}`` document on stdout), 2 a usage error, 3 (``arena play
+--fail-on-fault``) a match played in which a seat ended ``TIMEOUT``, ``ERROR`` or
+``INVALID``, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+EXIT_FAULT = 3  # arena play --fail-on-fault: the match was played, and a seat faulted
 
 
 # -- play ---------------------------------------------------------------------------------------
@@ -118,16 +120,21 @@ def cmd_play(args: argparse.Namespace) -> int:
     if args.json:
         out_json(replay_document(game=game_cls.name, rules_version=game_cls.rules_version, config=config,
                                  seed=seed, seats=seats, steps=recorder.steps))
-        return 0
-    if not args.render and sys.stderr.isatty() and result.steps >= 100:
-        sys.stderr.write("\r" + " " * 16 + "\r")  # wipe the progress counter
-    if not args.render:
-        out(render_state(game_cls.name, recorder.steps[-1].state if recorder.steps else None))
-    out(f"{len(recorder.steps) - 1} steps, ended by {result.termination}")
-    out(render_result(seats, result.winner, names))
-    for name, outcome, log in zip(names, result.seats, logs, strict=True):
-        if log and (args.logs or outcome.status.is_fault):
-            err(f"--- log of {printable(name)} ---\n{quoted_lines(log)}")
+    else:
+        if not args.render and sys.stderr.isatty() and result.steps >= 100:
+            sys.stderr.write("\r" + " " * 16 + "\r")  # wipe the progress counter
+        if not args.render:
+            out(render_state(game_cls.name, recorder.steps[-1].state if recorder.steps else None))
+        out(f"{len(recorder.steps) - 1} steps, ended by {result.termination}")
+        out(render_result(seats, result.winner, names))
+        for name, outcome, log in zip(names, result.seats, logs, strict=True):
+            if log and (args.logs or outcome.status.is_fault):
+                err(f"--- log of {printable(name)} ---\n{quoted_lines(log)}")
+    # --fail-on-fault: a played match is still a failure for a script when a seat broke the rules of play.
+    faults = [f"seat {i} {printable(names[i])} {s.status}" for i, s in enumerate(result.seats) if s.status.is_fault]
+    if args.fail_on_fault and faults:
+        err(f"arena: {', '.join(faults)} (--fail-on-fault: exit {EXIT_FAULT})")
+        return EXIT_FAULT
     return 0
 
 
@@ -381,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS", help="least time per step")
     p.add_argument("--logs", action="store_true", help="print what each bot printed (stderr)")
     p.add_argument("--allow-numpy", action="store_true", help="let the bots import numpy (an arena's opt-in)")
+    p.add_argument("--fail-on-fault", action="store_true",
+                   help=f"exit {EXIT_FAULT} when a seat ends TIMEOUT, ERROR or INVALID")
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("replay", parents=[remote], help="show or verify a replay (file or match id)")
