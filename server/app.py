@@ -21,6 +21,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from protocol.errors import NameTaken
 from server.bots import example_bots
 from server.cluster import AgentDesk, Leadership, QueueWorker, Relay, SeatExchange
 from server.config import Settings
@@ -163,11 +164,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 async def seed_examples(storage: Storage) -> list[AgentRecord]:
-    """Store every example bot under the ``arena`` user (a new version only if its code changed)."""
+    """Store every example bot under the ``arena`` user (a new version only if its code changed).
+    The fronts of a cluster seed one database as they start, maybe at once: a user or an agent
+    another process stored meanwhile is taken as it is."""
     user = await storage.get_user_by_name(EXAMPLES_USER)
     if user is None:
-        # Nobody holds this token: the examples' owner never signs in.
-        user = await storage.create_user(EXAMPLES_USER, hash_token(new_token()))
+        try:
+            # Nobody holds this token: the examples' owner never signs in.
+            user = await storage.create_user(EXAMPLES_USER, hash_token(new_token()))
+        except NameTaken:
+            user = await storage.get_user_by_name(EXAMPLES_USER)
+            if user is None:
+                raise
     existing, _ = await storage.list_agents(user_id=user.id, limit=200)
     by_name = {a.name: a for a in existing}
     stored = []
@@ -175,6 +183,10 @@ async def seed_examples(storage: Storage) -> list[AgentRecord]:
         for name, code in bots:
             agent = by_name.get(name)
             if agent is None or agent.code != code:
-                agent = await storage.save_agent(user.id, name, game, code)
+                try:
+                    agent = await storage.save_agent(user.id, name, game, code)
+                except NameTaken:  # a new example that another process stored meanwhile
+                    again, _ = await storage.list_agents(user_id=user.id, limit=200)
+                    agent = next(a for a in again if a.name == name)
             stored.append(agent)
     return stored
