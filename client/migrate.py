@@ -100,6 +100,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         # Ctrl-C (or SIGINT) cancels the copy through its cancel scope: each database call in
         # flight ends, the destination's transaction rolls back, then the command says so.
         interrupted = False
+        report: CopyReport | None = None
         async with anyio.create_task_group() as tg:
             async def watch() -> None:
                 nonlocal interrupted
@@ -117,11 +118,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             else:
                 failure = None
             tg.cancel_scope.cancel()
+        if report is not None:  # committed (a commit once begun is not interrupted): it stands
+            return report
         if interrupted:
             raise KeyboardInterrupt
-        if failure is not None:
-            raise failure
-        return report
+        assert failure is not None
+        raise failure
 
     try:
         report = anyio.run(copy_until_interrupted)

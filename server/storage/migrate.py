@@ -39,6 +39,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+
 from protocol.errors import ConfigError, StorageError
 from protocol.messages import JSON
 
@@ -270,7 +272,8 @@ async def _copy(
             copied.append((read.name, rows_copied))
             if progress is not None:
                 progress(CopyProgress(read.name, rows_copied, rows_copied, total_copied, total_rows, True))
-        await dst.commit(list(dst_tables.values()))
+        with anyio.CancelScope(shield=True):  # a commit begun ends (bounded by the statement timeout): copied, or not
+            await dst.commit(list(dst_tables.values()))
     except StorageError as exc:
         raise StorageError(f"{exc}; nothing was copied: the copy is one transaction, rolled back, "
                            f"so {dst.label} holds what it held before") from exc
