@@ -181,6 +181,24 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX remote_seats_by_user ON remote_seats(user_id);
     """,
+    # 7: the rating history; see _schema.py.
+    """
+    CREATE TABLE rating_history (
+        match_id BIGINT NOT NULL REFERENCES matches(id),
+        agent_id BIGINT NOT NULL REFERENCES agents(id),
+        game TEXT NOT NULL,
+        mu_before DOUBLE PRECISION NOT NULL,
+        sigma_before DOUBLE PRECISION NOT NULL,
+        rating_before DOUBLE PRECISION NOT NULL,
+        mu DOUBLE PRECISION NOT NULL,
+        sigma DOUBLE PRECISION NOT NULL,
+        rating DOUBLE PRECISION NOT NULL,
+        matches BIGINT NOT NULL,
+        rated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (match_id, agent_id)
+    );
+    CREATE INDEX rating_history_by_agent ON rating_history(agent_id, matches);
+    """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION, "every SQLite migration has its PostgreSQL twin"
 

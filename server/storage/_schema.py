@@ -172,6 +172,29 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX remote_seats_by_user ON remote_seats(user_id);
     """,
+    # 7: the rating history (issue 13): one row per rated seat, written in the transaction that
+    # rates the match (the one that stores its result, see _ratings.py): the agent's rating, mu
+    # and sigma before and after, its rated matches after (so an agent's rows are ordered by
+    # ``matches``) and when. It is what the lobby's ``rating_changed`` of a match is read from
+    # on another process, and what a rating chart reads. The key makes a second rating of one
+    # match fail. A database from before starts with an empty history.
+    """
+    CREATE TABLE rating_history (
+        match_id INTEGER NOT NULL REFERENCES matches(id),
+        agent_id INTEGER NOT NULL REFERENCES agents(id),
+        game TEXT NOT NULL,
+        mu_before REAL NOT NULL,
+        sigma_before REAL NOT NULL,
+        rating_before REAL NOT NULL,
+        mu REAL NOT NULL,
+        sigma REAL NOT NULL,
+        rating REAL NOT NULL,
+        matches INTEGER NOT NULL,
+        rated_at REAL NOT NULL,
+        PRIMARY KEY (match_id, agent_id)
+    );
+    CREATE INDEX rating_history_by_agent ON rating_history(agent_id, matches);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
