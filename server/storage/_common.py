@@ -165,11 +165,15 @@ class StorageBase:
         :meth:`save_log` would store them; an empty one is not stored. Of two ends of one match
         stored at once, by this process or another, one is recorded and the other refused.
 
+        A rated match that finished is rated in that transaction too: its agents' new ratings
+        and their rows in the rating history are stored with the result, or nothing is, and
+        the returned record carries the changes (``rating_changes``, in seat order).
+
         Raises:
             LeaseLost: this process ran the match under a lease another worker has taken over.
             StorageError: some of the match's steps could not be stored (the end is not
-                recorded; finishing it again, e.g. as aborted, then succeeds), or the match
-                has already ended.
+                recorded; finishing it again, e.g. as aborted, then succeeds), the match
+                has already ended, or it cannot be rated (an agent of it is gone).
             MatchNotFound: no match ``match_id``.
             ValueError: ``status`` is not an end status, or ``seats`` (or ``logs``) has the
                 wrong length.

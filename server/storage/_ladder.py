@@ -1,11 +1,13 @@
-"""The ladder's bookkeeping, whatever the backend: rating a batch of finished matches in order,
-and the leaderboard from standings and ratings.
+"""The ladder's bookkeeping, whatever the backend: rating finished matches in order, their
+rows in the rating history, and the leaderboard from standings and ratings.
 
 No I/O here. Each backend (``_ratings.py``, ``_pg_ratings.py``) reads, in its write
-transaction, the matches to rate, their seats and the stored ratings of their agents; hands
-them to :func:`rate_in_order`, which applies the rule of ``server/ladder/rules.py`` one match
-after the other (a match sees the ratings the matches before it left); and writes back the
-ratings it returns, with the matches marked rated, in the same commit.
+transaction, the seats of the matches to rate with the stored ratings of their agents
+(:func:`seats_to_rate`); hands them to :func:`rate_in_order`, which applies the rule of
+``server/ladder/rules.py`` one match after the other (a match sees the ratings the matches
+before it left); and writes back the ratings it returns and their history rows
+(:func:`history_rows`), with the matches marked rated, in the same commit. What the history
+holds reads back as the same changes (:func:`history_changes`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from protocol.errors import StorageError
 from server.ladder.rules import DEFAULT_SKILL, Skill, is_rated_match, rate_match
 
 from .base import RatedMatch, RatingChange, RatingRecord
@@ -28,6 +31,29 @@ _RATINGS_SELECT = """
 # One seat of a match to rate: (agent_id, reward, agent name, owner name).
 RatedSeat = tuple[int, float | None, str, str]
 
+# The columns of a seat to rate that both backends select, in the order seats_to_rate reads
+# them (the match's seats in seat order, the agent outer-joined, so that a seat whose agent row
+# is gone is seen rather than left out): match id, agent id, reward, agent and owner names,
+# then the agent's rating as _RATINGS_SELECT has it from its game on.
+_SEATS_TO_RATE = """
+    SELECT s.match_id, s.agent_id, s.reward, a.name, u.name,
+           a.game, r.mu, r.sigma, r.rating, r.matches, r.updated_at, r.last_match_id
+    FROM match_seats s LEFT JOIN agents a ON a.id = s.agent_id LEFT JOIN users u ON u.id = a.user_id
+    LEFT JOIN ratings r ON r.agent_id = s.agent_id
+"""
+_HISTORY_COLUMNS = ("match_id, agent_id, game, mu_before, sigma_before, rating_before, mu, sigma, rating, matches,"
+                    " rated_at")
+# The rating changes the history holds, with the names they are announced under and the
+# agent's previous row (its last rated match before, when the history has it); each backend
+# adds its WHERE (on h) and orders by match and seat.
+_HISTORY_SELECT = """
+    SELECT h.match_id, h.agent_id, a.name, u.name, h.game, h.mu_before, h.sigma_before, h.rating_before,
+           h.mu, h.sigma, h.rating, h.matches, h.rated_at, p.match_id, p.rated_at
+    FROM rating_history h JOIN match_seats s ON s.match_id = h.match_id AND s.agent_id = h.agent_id
+    JOIN agents a ON a.id = h.agent_id JOIN users u ON u.id = a.user_id
+    LEFT JOIN rating_history p ON p.agent_id = h.agent_id AND p.matches = h.matches - 1
+"""
+
 
 def _rating(row: Any) -> RatingRecord:
     """A rating from a row of ``_RATINGS_SELECT``: the model's default for an agent without one."""
@@ -35,6 +61,49 @@ def _rating(row: Any) -> RatingRecord:
     if mu is None:  # no rated match yet
         return RatingRecord(agent_id, game, DEFAULT_SKILL.mu, DEFAULT_SKILL.sigma, DEFAULT_SKILL.rating)
     return RatingRecord(agent_id, game, mu, sigma, rating, matches, updated_at, last_match_id)
+
+
+def seats_to_rate(rows: Sequence[Any]) -> tuple[dict[int, list[RatedSeat]], dict[int, RatingRecord]]:
+    """The seats of each match (in the rows' order) and the rating of each agent, from rows of
+    ``_SEATS_TO_RATE``.
+
+    Raises:
+        StorageError: a seat's agent (or its owner) is gone: the match cannot be rated.
+    """
+    seats: dict[int, list[RatedSeat]] = {}
+    ratings: dict[int, RatingRecord] = {}
+    for match_id, agent_id, reward, name, owner, *rating in rows:
+        if name is None or owner is None:
+            raise StorageError(f"match {match_id} cannot be rated: its agent {agent_id} is gone")
+        seats.setdefault(match_id, []).append((agent_id, reward, name, owner))
+        ratings[agent_id] = _rating((agent_id, *rating))
+    return seats, ratings
+
+
+def history_rows(done: Sequence[RatedMatch]) -> list[tuple[Any, ...]]:
+    """The rating history's rows (``_HISTORY_COLUMNS``) of these rated matches: one per change."""
+    return [(match.match_id, c.agent_id, c.after.game, c.before.mu, c.before.sigma, c.before.rating, c.after.mu,
+             c.after.sigma, c.after.rating, c.after.matches, c.after.updated_at)
+            for match in done for c in match.changes]
+
+
+def history_changes(rows: Sequence[Any]) -> dict[int, RatedMatch]:
+    """The rated matches in rows of ``_HISTORY_SELECT`` (by match, then seat), by match id.
+
+    A change read back is the one stored, but for the ``updated_at`` and ``last_match_id`` of
+    its ``before``: those come from the agent's previous row, so they are None for the first
+    rating the history holds of an agent rated before it was kept (schema version 7).
+    """
+    rated: dict[int, RatedMatch] = {}
+    for row in rows:
+        (match_id, agent_id, name, owner, game, mu_before, sigma_before, rating_before, mu, sigma, rating, matches,
+         rated_at, previous_match, previous_at) = row
+        before = RatingRecord(agent_id, game, mu_before, sigma_before, rating_before, matches - 1, previous_at,
+                              previous_match)
+        after = RatingRecord(agent_id, game, mu, sigma, rating, matches, rated_at, match_id)
+        rated.setdefault(match_id, RatedMatch(match_id, game, [])).changes.append(
+            RatingChange(agent_id, name, owner, before, after))
+    return rated
 
 
 def rate_in_order(

@@ -9,6 +9,7 @@ thread.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 
 from protocol.errors import AgentNotFound, MatchNotFound, StorageError, short_reason
 
+from . import _ratings
 from ._accounts import _load_agent
 from ._rows import _MATCH_COLUMNS, _is_row_id, _match
 from ._schema import write_transaction
@@ -98,10 +100,14 @@ def set_match_live(db: sqlite3.Connection, match_id: int, started_at: float) -> 
 
 def finish_match(
     db: sqlite3.Connection, match_id: int, status: MatchStatus, reason: str | None, seats: Sequence[SeatResult],
-    logs: Sequence[str], finished_at: float,
+    logs: Sequence[str], finished_at: float, now: float,
 ) -> MatchRecord:
-    """The end of a match, with the seats' non-empty ``logs`` (one per seat, or none at all)."""
+    """The end of a match, with the seats' non-empty ``logs`` (one per seat, or none at all); a
+    rated match that finished is rated with it (at ``now``), its record carrying the changes.
 
+    Raises:
+        StorageError: the match has ended already, or cannot be rated (an agent is gone).
+    """
     current = _match_status(db, match_id)
     if current not in (MatchStatus.PENDING, MatchStatus.LIVE):
         raise StorageError(f"match {match_id} has already ended ({current.value})")
@@ -111,12 +117,16 @@ def finish_match(
     db.executemany("UPDATE match_seats SET status = ?, reward = ?, reason = ? WHERE match_id = ? AND seat = ?",
                    [(s.status, s.reward, _short(s.reason), match_id, i) for i, s in enumerate(seats)])
     db.executemany(_UPSERT_LOG, [(match_id, seat, text) for seat, text in enumerate(logs) if text])
-    db.execute(
+    # A rated match that finished is rated with its result (see _ratings.py): marked here, rated below.
+    is_rated, game = db.execute(
         "UPDATE matches SET status = ?, reason = ?, finished_at = ?,"
-        " steps = (SELECT count(*) FROM match_steps WHERE match_id = ?) WHERE id = ?",
-        (status.value, _short(reason), finished_at, match_id, match_id),
-    )
-    return _load_matches(db, "WHERE id = ?", (match_id,))[0]
+        " steps = (SELECT count(*) FROM match_steps WHERE match_id = ?),"
+        " rating_done = rating_done OR (rated AND ? = 'finished') WHERE id = ? RETURNING rated, game",
+        (status.value, _short(reason), finished_at, match_id, status.value, match_id),
+    ).fetchone()
+    rated = _ratings.rate_match(db, match_id, game, now) if is_rated and status is MatchStatus.FINISHED else None
+    record = _load_matches(db, "WHERE id = ?", (match_id,))[0]
+    return record if rated is None else dataclasses.replace(record, rating_changes=tuple(rated.changes))
 
 
 def abort_unfinished(db: sqlite3.Connection, reason: str, worker: str | None, now: float) -> int:

@@ -4,7 +4,8 @@ Each function is the body of one storage call (see ``PostgresStorage``), on a co
 the pool inside the transaction the caller frames: a write (READ COMMITTED), or a read of one
 statement. A match's end takes its row with ``SELECT ... FOR UPDATE`` before it looks at the
 status, so of two ends stored at once (two processes, or a worker and an abort) one waits for
-the other's commit, then sees the match ended and refuses: an end is recorded once.
+the other's commit, then sees the match ended and refuses: an end is recorded once. The end
+of a rated match that finished also rates it, in the same transaction (``_pg_ratings.py``).
 
 Steps are queued by the batching step writer (``_steps.py``), which hands each batch to
 :func:`insert_steps`: one transaction of two statements whatever the batch holds, the rows
@@ -14,6 +15,7 @@ also notify, in their own transaction, the fronts that follow the matches (``_pg
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +24,7 @@ import asyncpg
 
 from protocol.errors import AgentNotFound, LeaseLost, MatchNotFound, StorageError, short_reason
 
+from . import _pg_ratings
 from ._pg_accounts import load_agent
 from ._pg_notify import notify_ended, notify_started, notify_steps
 from ._pg_schema import CONNECTION_ERRORS, Conn, Pool
@@ -150,10 +153,16 @@ async def _check_attempt(conn: Conn, match_id: int, attempt: int | None) -> None
 
 async def finish_match(
     conn: Conn, match_id: int, status: MatchStatus, reason: str | None, seats: Sequence[SeatResult],
-    logs: Sequence[str], finished_at: float, attempt: int | None,
+    logs: Sequence[str], finished_at: float, attempt: int | None, now: float,
 ) -> MatchRecord:
     """The end of a match, with the seats' non-empty ``logs`` (one per seat, or none at all);
-    ``attempt``: only while that attempt holds it."""
+    ``attempt``: only while that attempt holds it. A rated match that finished is rated with it
+    (at ``now``), its record carrying the changes.
+
+    Raises:
+        LeaseLost: ``attempt`` no longer holds the match.
+        StorageError: the match has ended already, or cannot be rated (an agent is gone).
+    """
     current = await match_status(conn, match_id, lock=True)
     await _check_attempt(conn, match_id, attempt)
     if current not in (MatchStatus.PENDING, MatchStatus.LIVE):
@@ -169,13 +178,19 @@ async def finish_match(
     )
     if any(logs):
         await conn.executemany(_UPSERT_LOG, [(match_id, seat, text) for seat, text in enumerate(logs) if text])
-    await conn.execute(
+    # A rated match that finished is rated with its result (see _pg_ratings.py): marked here, rated below.
+    row = await conn.fetchrow(
         "UPDATE matches SET status = $2, reason = $3, finished_at = $4,"
-        " steps = (SELECT count(*) FROM match_steps WHERE match_id = $1) WHERE id = $1",
+        " steps = (SELECT count(*) FROM match_steps WHERE match_id = $1),"
+        " rating_done = rating_done OR (rated AND $2 = 'finished') WHERE id = $1 RETURNING rated, game",
         match_id, status.value, _short(reason), finished_at,
     )
+    assert row is not None  # locked above
+    rated = await _pg_ratings.rate_match(conn, match_id, row[1], now) if row[0] and status is MatchStatus.FINISHED \
+        else None
     await notify_ended(conn, match_id)
-    return (await load_matches(conn, "WHERE id = $1", (match_id,)))[0]
+    record = (await load_matches(conn, "WHERE id = $1", (match_id,)))[0]
+    return record if rated is None else dataclasses.replace(record, rating_changes=tuple(rated.changes))
 
 
 async def abort_unfinished(conn: Conn, reason: str, worker: str | None, now: float) -> int:

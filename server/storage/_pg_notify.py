@@ -19,7 +19,11 @@ There is one channel, :data:`CHANNEL`, and a payload is one line of text:
   match may have new steps.
 - ``started 12``: match 12 went live (its steps follow).
 - ``ended 12``: the end of match 12 is committed, after every step of it; ``ended *``: matches
-  ended, too many to name (every unfinished one aborted at once).
+  ended, too many to name (every unfinished one aborted at once). A rated match's rating is
+  committed with its end: its rating changes are in the rating history by then.
+- ``rated 12,13``: the backfill rater rated matches 12 and 13, finished earlier but left
+  unrated (``_pg_ratings.rate_finished``). A pass that rated more than one payload can name
+  sends several.
 
 A payload this code does not understand (a newer version's) reads as "anything may have
 changed": :data:`EVERYTHING`.
@@ -33,8 +37,8 @@ from dataclasses import dataclass, field
 from ._pg_schema import Conn
 from ._steps import StepRow
 
-__all__ = ["CHANNEL", "EVERYTHING", "MAX_PAYLOAD_BYTES", "Notice", "notify_ended", "notify_started", "notify_steps",
-           "parse_notice", "steps_payload"]
+__all__ = ["CHANNEL", "EVERYTHING", "MAX_PAYLOAD_BYTES", "Notice", "notify_ended", "notify_rated", "notify_started",
+           "notify_steps", "parse_notice", "rated_payloads", "steps_payload"]
 
 CHANNEL = "arena_events"
 # Well under PostgreSQL's 8,000 bytes: some 250 matches of one batch by name, 16 bytes each at most.
@@ -48,6 +52,7 @@ class Notice:
     steps: Mapping[int, int] | None = field(default_factory=dict)  # match id -> its newest committed step
     started: tuple[int, ...] = ()
     ended: tuple[int, ...] | None = ()
+    rated: tuple[int, ...] = ()  # rated after their end, by the backfill
 
 
 EVERYTHING = Notice(steps=None, ended=None)
@@ -76,6 +81,8 @@ def parse_notice(payload: str) -> Notice:
             return Notice(started=(int(rest),))
         if kind == "ended":
             return Notice(ended=None if rest == "*" else (int(rest),))
+        if kind == "rated":
+            return Notice(rated=tuple(int(item) for item in rest.split(",")))
     except ValueError:
         pass
     return EVERYTHING
@@ -94,3 +101,21 @@ async def notify_started(conn: Conn, match_id: int) -> None:
 async def notify_ended(conn: Conn, match_id: int | None) -> None:
     """Inside the transaction that stores the end of the match (``None``: of several matches)."""
     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"ended {'*' if match_id is None else match_id}")
+
+
+def rated_payloads(match_ids: Sequence[int]) -> list[str]:
+    """The payloads announcing that the backfill rated these matches, each within the limit."""
+    payloads: list[str] = []
+    text = ""
+    for match_id in match_ids:
+        if text and len(text) + 1 + len(str(match_id)) > MAX_PAYLOAD_BYTES:
+            payloads.append(text)
+            text = ""
+        text = f"{text},{match_id}" if text else f"rated {match_id}"
+    return [*payloads, text] if text else payloads
+
+
+async def notify_rated(conn: Conn, match_ids: Sequence[int]) -> None:
+    """Inside the transaction of a backfill pass that rates these matches."""
+    for payload in rated_payloads(match_ids):
+        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)

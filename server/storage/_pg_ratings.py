@@ -1,19 +1,34 @@
 """The rated ladder in PostgreSQL: rating finished matches exactly once, reading ratings, the leaderboard.
 
-Which matches are rated, and in what order, is as on SQLite (``_ratings.py``); the ratings are
-computed by ``_ladder.rate_in_order``, the same code for both backends.
+Which matches are rated, when and in what order, is as on SQLite (``_ratings.py``): a rated
+match is rated in the transaction that stores its result (``_pg_matches.finish_match`` calls
+:func:`rate_match`), and :func:`rate_finished` is the backfill for finished matches left
+unrated. The ratings are computed by ``_ladder.rate_in_order``, the same code for both
+backends; the new ratings, their rows in ``rating_history`` and the mark ``rating_done``
+commit together, or none of them does.
 
-Exactly once, with several processes on one database. A rating pass is one transaction that
-first takes a transaction-level advisory lock (``_RATER_LOCK``): passes never overlap, in this
-process or any other, and the lock goes with the commit or the rollback (a rater that dies
-mid-pass holds nothing). Under READ COMMITTED each statement reads what was committed before
-it began, so a pass that waited for the lock sees the previous pass's work: the matches it
-marked ``rating_done`` are no longer candidates, and the ratings it wrote are the ones this
-pass starts from. The new ratings and the marks commit together, so a crash before the commit
-leaves nothing half done and the matches are picked again; after it they never are. The mark
-itself is conditional (``AND NOT rating_done``) and counted, a guard that fails the pass
-rather than rate a match twice should the lock ever be bypassed. Serializing passes costs
-nothing that matters: one rater runs in the cluster, and a pass is a few statements.
+Exactly once. A match's end locks its row first (``_pg_matches.finish_match``), so only one
+end is stored, and that one rates it: ``rating_done`` is set in the same transaction, so no
+backfill pass ever picks it. Backfill passes never overlap, in this process or any other:
+each first takes a transaction-level advisory lock (``_RATER_LOCK``), which goes with the
+commit or the rollback (a rater that dies mid-pass holds nothing); a pass that waited for it
+sees the previous pass's marks. The mark is conditional (``AND NOT rating_done``) and
+counted, and ``rating_history``'s key is (match, agent): two guards that fail a pass rather
+than rate a match twice should the lock ever be bypassed.
+
+No lost update. Two workers finishing matches of one agent at once, or a worker and a
+backfill pass, must not both start from the same stored rating. Every rating therefore first
+locks its agents' rows (``agents``, ``FOR NO KEY UPDATE``; an agent's ``ratings`` row does not
+exist before its first rated match, so it cannot be what is locked), in agent id order so that
+two transactions locking overlapping sets never wait on each other in a circle; and only then,
+in a statement of its own, reads the ratings: under READ COMMITTED a statement sees what was
+committed before it began, so the read after the lock sees the rating the previous holder
+wrote (a read in the locking statement itself would see the snapshot from before the wait).
+``FOR NO KEY UPDATE`` does not block the key-share locks of foreign keys, so matches of these
+agents are still created meanwhile. Of two matches sharing an agent, the one whose end locks
+first is rated first, which is the order their results are stored in. A backfill pass takes
+the advisory lock before any agent, and a match's end takes its match row before its agents
+and never waits for the advisory lock, so the locks are always taken in one order.
 """
 
 from __future__ import annotations
@@ -23,7 +38,19 @@ from typing import Any
 
 from protocol.errors import StorageError
 
-from ._ladder import _RATINGS_SELECT, RatedSeat, _rating, leaderboard_rows, rate_in_order
+from ._ladder import (
+    _HISTORY_COLUMNS,
+    _HISTORY_SELECT,
+    _RATINGS_SELECT,
+    _SEATS_TO_RATE,
+    _rating,
+    history_changes,
+    history_rows,
+    leaderboard_rows,
+    rate_in_order,
+    seats_to_rate,
+)
+from ._pg_notify import notify_rated
 from ._pg_schema import Conn
 from ._rows import _is_row_id, _standings_table
 from .base import RatedMatch, RatingRecord
@@ -37,18 +64,28 @@ _TO_RATE = """
     SELECT id, game FROM matches WHERE status = 'finished' AND NOT rating_done
     ORDER BY finished_at, id LIMIT $1
 """
-_SEATS = """
-    SELECT s.match_id, s.agent_id, s.reward, a.name, u.name
-    FROM match_seats s JOIN agents a ON a.id = s.agent_id JOIN users u ON u.id = a.user_id
-    WHERE s.match_id = ANY($1::bigint[]) ORDER BY s.match_id, s.seat
+_SEATS = _SEATS_TO_RATE + " WHERE s.match_id = ANY($1::bigint[]) ORDER BY s.match_id, s.seat"
+# The agents of these matches, locked in id order (see "No lost update" above).
+_LOCK_AGENTS = """
+    SELECT id FROM agents WHERE id IN (SELECT agent_id FROM match_seats WHERE match_id = ANY($1::bigint[]))
+    ORDER BY id FOR NO KEY UPDATE
 """
-_UPSERT = """
-    INSERT INTO ratings (agent_id, game, mu, sigma, rating, matches, updated_at, last_match_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-    ON CONFLICT (agent_id) DO UPDATE SET
-        game = excluded.game, mu = excluded.mu, sigma = excluded.sigma, rating = excluded.rating,
-        matches = excluded.matches, updated_at = excluded.updated_at, last_match_id = excluded.last_match_id
+# The new ratings and their history rows, in one statement (one round trip). Each agent is in
+# the ratings once (the latest of a batch), so no row is affected twice.
+_STORE = f"""
+    WITH stored AS (
+        INSERT INTO ratings (agent_id, game, mu, sigma, rating, matches, updated_at, last_match_id)
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::float8[], $5::float8[], $6::bigint[],
+                             $7::float8[], $8::bigint[])
+        ON CONFLICT (agent_id) DO UPDATE SET
+            game = excluded.game, mu = excluded.mu, sigma = excluded.sigma, rating = excluded.rating,
+            matches = excluded.matches, updated_at = excluded.updated_at, last_match_id = excluded.last_match_id
+    )
+    INSERT INTO rating_history ({_HISTORY_COLUMNS})
+    SELECT * FROM unnest($9::bigint[], $10::bigint[], $11::text[], $12::float8[], $13::float8[], $14::float8[],
+                         $15::float8[], $16::float8[], $17::float8[], $18::bigint[], $19::float8[])
 """
+_HISTORY = _HISTORY_SELECT + " WHERE h.match_id = ANY($1::bigint[]) ORDER BY h.match_id, s.seat"
 # The standings of SQLite's _ratings._STANDINGS, in PostgreSQL's words (bool_or for max of a
 # truth value, counts with FILTER for sums of them).
 _STANDINGS = """
@@ -101,19 +138,51 @@ async def rate_finished(conn: Conn, limit: int, now: float) -> list[RatedMatch]:
     matches = [(row[0], row[1]) for row in await conn.fetch(_TO_RATE, max(1, limit))]
     if not matches:
         return []
+    done = await _rate(conn, matches, now)
     ids = [match_id for match_id, _ in matches]
-    seats: dict[int, list[RatedSeat]] = {}
-    for match_id, agent_id, reward, name, owner in await conn.fetch(_SEATS, ids):
-        seats.setdefault(match_id, []).append((agent_id, reward, name, owner))
-    ratings = await get_ratings(conn, [seat[0] for rows in seats.values() for seat in rows])
-    done, changed = rate_in_order(matches, seats, ratings, now)
-    await conn.executemany(_UPSERT, [(r.agent_id, r.game, r.mu, r.sigma, r.rating, r.matches, r.updated_at,
-                                      r.last_match_id) for r in changed])
     marked = await conn.execute(
         "UPDATE matches SET rating_done = true WHERE id = ANY($1::bigint[]) AND NOT rating_done", ids)
     if int(marked.split()[-1]) != len(ids):  # "UPDATE n"
         raise StorageError(f"matches {ids} were rated meanwhile by another rater; this pass is undone")
+    await notify_rated(conn, ids)
     return done
+
+
+async def rate_match(conn: Conn, match_id: int, game: str, now: float) -> RatedMatch:
+    """Rate one match whose result this transaction stores (and marks rated); the caller commits.
+
+    Raises:
+        StorageError: a seat's agent is gone.
+    """
+    (done,) = await _rate(conn, [(match_id, game)], now)
+    return done
+
+
+async def _rate(conn: Conn, matches: Sequence[tuple[int, str]], now: float) -> list[RatedMatch]:
+    """Rate ``matches`` (``(id, game)``, in order), writing the new ratings and their history."""
+    ids = [match_id for match_id, _ in matches]
+    await conn.execute(_LOCK_AGENTS, ids)
+    seats, ratings = seats_to_rate(await conn.fetch(_SEATS, ids))
+    done, changed = rate_in_order(matches, seats, ratings, now)
+    history = history_rows(done)
+    if changed or history:
+        await conn.execute(_STORE, *_columns([(r.agent_id, r.game, r.mu, r.sigma, r.rating, r.matches, r.updated_at,
+                                                r.last_match_id) for r in changed], 8), *_columns(history, 11))
+    return done
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as ``width`` column arrays, the parameters of an ``unnest``."""
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+async def rating_changes(conn: Conn, match_ids: Sequence[int]) -> dict[int, RatedMatch]:
+    """The rating changes of these matches as the history holds them, by match (each in seat
+    order); a match without any (not rated, or not yet) is left out."""
+    ids = sorted({m for m in match_ids if _is_row_id(m)})
+    if not ids:
+        return {}
+    return history_changes(await conn.fetch(_HISTORY, ids))
 
 
 async def get_ratings(conn: Conn, agent_ids: Sequence[int]) -> dict[int, RatingRecord]:

@@ -4,15 +4,19 @@ Only matches stored ``rated`` (the scheduler's ladder matches between distinct a
 ``SqliteStorage.create_match``) are ever rated: every other match is stored with
 ``rating_done = 1`` and never reaches the queue below.
 
-Rating runs inside the caller's write transaction (in the database thread, like every
-function here): it reads the oldest finished matches whose ``rating_done`` is 0, their seats
-and their agents' ratings, rates them in order with ``_ladder.rate_in_order`` (so matches
-sharing an agent are applied in order), writes the new ratings and sets ``rating_done = 1``,
-all in one commit. A write holds SQLite's write lock from its first statement (``BEGIN
-IMMEDIATE``), so no other rater, in this process or another, interleaves. A crash before the
-commit leaves nothing half done and the matches are picked again on the next call; after it
-they never are. Matches are taken in the order they ended, which is the order their results
-became known.
+A rated match is rated in the write transaction that stores its result
+(``_matches.finish_match`` calls :func:`rate_match`), so it is never finished but unrated,
+even across a crash, and matches are rated in the order their results were stored. Rating
+reads the match's seats with their agents' ratings, rates it with ``_ladder.rate_in_order``,
+writes the new ratings and one row per seat into ``rating_history``, and sets ``rating_done
+= 1``: all in the one commit, or nothing (a seat whose agent is gone fails the whole end). A
+write holds SQLite's write lock from its first statement (``BEGIN IMMEDIATE``), so no other
+writer, in this process or another, interleaves.
+
+:func:`rate_finished` is the backfill for finished matches left unrated (a database from
+before, or a result stored by an older program): it takes the oldest of them in the order
+they ended and rates them the same way in one transaction. A crash before the commit leaves
+nothing half done and the matches are picked again on the next call; after it they never are.
 """
 
 from __future__ import annotations
@@ -21,7 +25,16 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._ladder import _RATINGS_SELECT, RatedSeat, _rating, leaderboard_rows, rate_in_order
+from ._ladder import (
+    _HISTORY_COLUMNS,
+    _RATINGS_SELECT,
+    _SEATS_TO_RATE,
+    _rating,
+    history_rows,
+    leaderboard_rows,
+    rate_in_order,
+    seats_to_rate,
+)
 from ._rows import _is_row_id, _standings_table
 from .base import MatchStatus, RatedMatch, RatingRecord
 
@@ -32,11 +45,8 @@ _TO_RATE = """
     SELECT id, game FROM matches WHERE status = 'finished' AND rating_done = 0
     ORDER BY finished_at, id LIMIT ?
 """
-_SEATS = """
-    SELECT s.match_id, s.agent_id, s.reward, a.name, u.name
-    FROM match_seats s JOIN agents a ON a.id = s.agent_id JOIN users u ON u.id = a.user_id
-    WHERE s.match_id IN ({marks}) ORDER BY s.match_id, s.seat
-"""
+_SEATS = _SEATS_TO_RATE + " WHERE s.match_id IN ({marks}) ORDER BY s.match_id, s.seat"
+_HISTORY = f"INSERT INTO rating_history ({_HISTORY_COLUMNS}) VALUES ({', '.join('?' * 11)})"
 _UPSERT = """
     INSERT INTO ratings (agent_id, game, mu, sigma, rating, matches, updated_at, last_match_id)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -94,19 +104,32 @@ def _standings(db: sqlite3.Connection, game: str) -> list[dict[str, Any]]:
 
 def rate_finished(db: sqlite3.Connection, limit: int, now: float) -> list[RatedMatch]:
     """Rate up to ``limit`` finished rated matches not rated yet, oldest end first; the caller commits."""
-    matches = db.execute(_TO_RATE, (max(1, limit),)).fetchall()
+    matches = [(row[0], row[1]) for row in db.execute(_TO_RATE, (max(1, limit),)).fetchall()]
     if not matches:
         return []
+    done = _rate(db, matches, now)
+    db.executemany("UPDATE matches SET rating_done = 1 WHERE id = ?", [(m.match_id,) for m in done])
+    return done
+
+
+def rate_match(db: sqlite3.Connection, match_id: int, game: str, now: float) -> RatedMatch:
+    """Rate one match whose result this transaction stores (and marks rated); the caller commits.
+
+    Raises:
+        StorageError: a seat's agent is gone.
+    """
+    (done,) = _rate(db, [(match_id, game)], now)
+    return done
+
+
+def _rate(db: sqlite3.Connection, matches: Sequence[tuple[int, str]], now: float) -> list[RatedMatch]:
+    """Rate ``matches`` (``(id, game)``, in order), writing the new ratings and their history."""
     marks = ", ".join("?" * len(matches))
-    seats: dict[int, list[RatedSeat]] = {}
-    for match_id, agent_id, reward, name, owner in db.execute(_SEATS.format(marks=marks),
-                                                              [m[0] for m in matches]).fetchall():
-        seats.setdefault(match_id, []).append((agent_id, reward, name, owner))
-    ratings = get_ratings(db, [seat[0] for rows in seats.values() for seat in rows])
-    done, changed = rate_in_order([(m[0], m[1]) for m in matches], seats, ratings, now)
+    seats, ratings = seats_to_rate(db.execute(_SEATS.format(marks=marks), [m[0] for m in matches]).fetchall())
+    done, changed = rate_in_order(matches, seats, ratings, now)
     db.executemany(_UPSERT, [(r.agent_id, r.game, r.mu, r.sigma, r.rating, r.matches, r.updated_at, r.last_match_id)
                              for r in changed])
-    db.executemany("UPDATE matches SET rating_done = 1 WHERE id = ?", [(m.match_id,) for m in done])
+    db.executemany(_HISTORY, history_rows(done))
     return done
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from protocol.codec import encode
 from protocol.messages import JSON, StepRecord
@@ -125,6 +125,11 @@ class MatchRecord:
     rated: bool = False  # a ladder match between distinct agents: only these move ratings
     worker: str | None = None  # the worker that runs or ran it; None while pending
     attempt: int = 0  # how many times a worker has claimed it (1 unless a worker was lost)
+    # The seats' rating changes, on the record ``finish_match`` returns for a rated match it
+    # rated with the result (in seat order; empty on every other record: the rating history
+    # keeps them). Not part of the match's value: records of one match compare equal with or
+    # without them.
+    rating_changes: tuple[RatingChange, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +249,9 @@ class Storage(Protocol):
         finished_at: float, *, logs: Sequence[str] = (),
     ) -> MatchRecord:
         """Record the end of a match; every step appended before is durable when this returns.
-        ``logs`` (one per seat, or none) are stored with it, as ``save_log`` would."""
+        ``logs`` (one per seat, or none) are stored with it, as ``save_log`` would. A rated match
+        that finished is rated in the same transaction (exactly once; its record carries the
+        ``rating_changes``)."""
         ...
 
     async def get_match(self, match_id: int) -> MatchRecord:
@@ -284,7 +291,8 @@ class Storage(Protocol):
 
     # the rated ladder
     async def rate_finished(self, limit: int = 100) -> list[RatedMatch]:
-        """Rate up to ``limit`` finished matches not rated yet, oldest end first, each exactly
+        """The backfill of ``finish_match``'s rating: rate up to ``limit`` finished matches left
+        unrated (from before ratings were stored with results), oldest end first, each exactly
         once (also across restarts); returns them in that order, ``[]`` when none is left."""
         ...
 
@@ -320,9 +328,11 @@ class Storage(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
 class MatchQueue(Protocol):
     """The match queue of a storage several processes share (PostgreSQL): workers claim matches
-    under a lease and renew it; see ``_pg_queue.py``."""
+    under a lease and renew it; see ``_pg_queue.py``. ``isinstance(storage, MatchQueue)`` tells
+    such a storage."""
 
     async def claim_match(self, lease: Lease, max_attempts: int) -> MatchRecord | None:
         """Claim the oldest pending match, or one whose lease ran out, under its next attempt;

@@ -16,8 +16,9 @@ pool (``POOL_MAX_SIZE`` connections), framed one of three ways:
   (the leaderboard's standings and ratings);
 - a *read* of one statement needs no frame (a match with its seats is one statement).
 
-The ladder's rating pass is a write that also takes an advisory lock: see ``_pg_ratings.py``
-for why each match is rated exactly once whoever else rates meanwhile.
+A rated match is rated in the write that stores its end, which locks its agents' rows; the
+backfill's rating pass also takes an advisory lock: see ``_pg_ratings.py`` for why each match
+is rated exactly once, from the ratings the one before left, whoever else rates meanwhile.
 
 Cancellation, as on SQLite: a call cancelled before it starts does nothing; once started it
 runs to its end, shielded, and its caller gets its outcome, so no caller has to guess whether
@@ -285,7 +286,7 @@ class PostgresStorage(StorageBase):
         logs: tuple[str, ...], finished_at: float,
     ) -> MatchRecord:
         record = await self._run(f"finish match {match_id}", _Frame.WRITE, _pg_matches.finish_match, match_id,
-                                 status, reason, seats, logs, finished_at, self._fences.get(match_id))
+                                 status, reason, seats, logs, finished_at, self._fences.get(match_id), time.time())
         # Ended: nothing of it is written again. (A lost match keeps its fence, so that every
         # later write of this process to it is refused as well.)
         self._fences.pop(match_id, None)
@@ -362,9 +363,9 @@ class PostgresStorage(StorageBase):
     # -- the rated ladder (the SQL is in _pg_ratings.py, the rules in server/ladder/rules.py) -------------
 
     async def rate_finished(self, limit: int = 100) -> list[RatedMatch]:
-        """Rate up to ``limit`` finished matches not rated yet, oldest end first, in one
-        transaction that also marks them rated: each is rated exactly once, whichever process
-        rates, across restarts too (see ``_pg_ratings.py``)."""
+        """The backfill: rate up to ``limit`` finished matches left unrated, oldest end first, in
+        one transaction that also marks them rated and notifies the fronts (``rated``): each is
+        rated exactly once, whichever process rates, across restarts too (see ``_pg_ratings.py``)."""
         return await self._run("rate finished matches", _Frame.WRITE, _pg_ratings.rate_finished, limit, time.time())
 
     async def get_ratings(self, agent_ids: Sequence[int]) -> dict[int, RatingRecord]:

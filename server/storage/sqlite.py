@@ -191,7 +191,7 @@ class SqliteStorage(StorageBase):
         logs: tuple[str, ...], finished_at: float,
     ) -> MatchRecord:
         return await self._db.write(f"finish match {match_id}", _matches.finish_match, match_id, status, reason,
-                                    seats, logs, finished_at)
+                                    seats, logs, finished_at, time.time())
 
     async def _load_match(self, match_id: int) -> list[MatchRecord]:
         return await self._db.read_snapshot(f"read match {match_id}", _load_matches, "WHERE id = ?", (match_id,))
@@ -244,8 +244,8 @@ class SqliteStorage(StorageBase):
     # -- the rated ladder (the SQL is in _ratings.py, the rules in server/ladder/rules.py) ----------------
 
     async def rate_finished(self, limit: int = 100) -> list[RatedMatch]:
-        """Rate up to ``limit`` finished matches not rated yet, oldest end first, in one
-        transaction that also marks them rated: each is rated exactly once, across restarts too."""
+        """The backfill: rate up to ``limit`` finished matches left unrated, oldest end first, in
+        one transaction that also marks them rated: each is rated exactly once, across restarts too."""
         return await self._db.write("rate finished matches", _ratings.rate_finished, limit, time.time())
 
     async def get_ratings(self, agent_ids: Sequence[int]) -> dict[int, RatingRecord]:

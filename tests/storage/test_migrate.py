@@ -45,7 +45,7 @@ def step(i: int) -> StepRecord:
 
 async def fill(storage: Storage) -> dict[str, int]:
     """A used arena through the storage's own calls: users, agents with several versions (and a
-    remote one), finished, aborted and rated matches with steps and logs, ratings."""
+    remote one), finished, aborted and rated matches with steps and logs, ratings and their history."""
     alice = await storage.create_user("alice", "hash-alice", "10.0.0.1")
     bob = await storage.create_user("bob", "hash-bob")
     ann = None
@@ -70,7 +70,7 @@ async def fill(storage: Storage) -> dict[str, int]:
                                    seats, 1_700_000_100.75 + match.id, logs=[f"{name}: seat 0\n", ""])
         ids[name] = match.id
     await storage.create_match("tictactoe", 1, {}, 5, [NewSeat(ann.id, 1), NewSeat(ann.id, 2)])  # still pending
-    assert len(await storage.rate_finished()) == 2
+    assert await storage.rate_finished() == []  # the two rated ones were rated with their results
     return ids
 
 
@@ -92,6 +92,8 @@ async def test_every_row_goes_to_postgres_and_back_and_ids_go_on(tmp_path: Path,
     assert order.index("users") < order.index("agents") < order.index("agent_versions")
     assert order.index("matches") < order.index("match_seats") < order.index("seat_logs")
     assert order.index("match_steps") > order.index("matches") and order.index("ratings") > order.index("agents")
+    # The rating history of the two rated matches, a row per seat, both ways.
+    assert len(rows["rating_history"]) == 4 and order.index("rating_history") > order.index("matches")
     # Progress after every batch and at each table's end, the total counting up to every row.
     assert [p.total_copied for p in shown] == sorted(p.total_copied for p in shown)
     assert shown[-1].total_copied == shown[-1].total_rows == report.rows

@@ -1,8 +1,8 @@
 """What only the PostgreSQL storage has to show: several processes on one database (rating exactly
-once, an end recorded once, migrating once), 64-bit ids, a newer schema refused, and bad
-configuration (an unreachable server, a wrong password) failing fast on one line, also from
-``arena serve``. Each storage opened here stands for a process of its own: it has its own pool
-of connections and its own step writer."""
+once, each rating from the one before it, an end recorded once, migrating once), 64-bit ids, a
+newer schema refused, and bad configuration (an unreachable server, a wrong password) failing
+fast on one line, also from ``arena serve``. Each storage opened here stands for a process of
+its own: it has its own pool of connections and its own step writer."""
 
 from __future__ import annotations
 
@@ -52,43 +52,54 @@ def results(match: MatchRecord, rewards: list[float]) -> list[SeatResult]:
             for s, r in zip(match.seats, rewards, strict=True)]
 
 
-async def test_two_processes_rate_every_match_exactly_once(postgres_url: str) -> None:
+async def test_processes_finishing_matches_of_the_same_agents_at_once_rate_each_once(postgres_url: str) -> None:
     async with open_postgres(postgres_url) as first, open_postgres(postgres_url) as second:
         agents = await ladder(first, 4)
-        pairs = [(agents[i % 4], agents[(i + 1 + i // 4 % 3) % 4]) for i in range(24)]  # distinct agents
+        pairs = [(agents[i % 4], agents[(i + 1 + i // 4 % 3) % 4]) for i in range(48)]  # distinct agents
         matches = [await first.create_match("tictactoe", 1, {}, i, [NewSeat(a, 1), NewSeat(b, 1)], rated=True)
                    for i, (a, b) in enumerate(pairs)]
+        # A few finished by an older program, unrated: the backfill rates them meanwhile.
+        left = matches[::8]
+        for match in left:
+            await first.finish_match(match.id, MatchStatus.FINISHED, None, results(match, [1.0, -1.0]), time.time())
+        query(postgres_url, "UPDATE matches SET rating_done = false WHERE id = ANY($1::bigint[])", [m.id for m in left])
+        query(postgres_url, "DELETE FROM rating_history")
+        query(postgres_url, "DELETE FROM ratings")
         rated: list[RatedMatch] = []
 
-        async def finish_half(storage: Storage, parity: int) -> None:
-            for i, match in enumerate(matches):
-                if i % 2 == parity:
-                    await storage.finish_match(match.id, MatchStatus.FINISHED, None, results(match, [1.0, -1.0]),
-                                               time.time())
+        async def finish(storage: Storage, match: MatchRecord) -> None:
+            record = await storage.finish_match(match.id, MatchStatus.FINISHED, None, results(match, [1.0, -1.0]),
+                                                time.time())
+            assert len(record.rating_changes) == 2
+            rated.append(RatedMatch(record.id, record.game, list(record.rating_changes)))
 
-        async def rate(storage: Storage) -> None:  # as each process's rater does, small passes
-            for _ in range(200):
-                rated.extend(await storage.rate_finished(limit=3))
+        async def backfill(storage: Storage) -> None:  # as the leader's rater does, small passes
+            for _ in range(50):
+                rated.extend(await storage.rate_finished(limit=2))
                 await anyio.lowlevel.checkpoint()
 
         with anyio.fail_after(60):
-            async with anyio.create_task_group() as tg:  # two ends at once, and two raters meanwhile
-                tg.start_soon(finish_half, first, 0)
-                tg.start_soon(finish_half, second, 1)
-                tg.start_soon(rate, first)
-                tg.start_soon(rate, second)
+            async with anyio.create_task_group() as tg:  # every end at once, from two processes, and two raters
+                for i, match in enumerate(m for m in matches if m not in left):
+                    tg.start_soon(finish, first if i % 2 else second, match)
+                tg.start_soon(backfill, first)
+                tg.start_soon(backfill, second)
             rated += await first.rate_finished(limit=100)
 
         assert sorted(m.match_id for m in rated) == sorted(m.id for m in matches)  # each once, none left
         assert await second.rate_finished() == []
-        # No pass lost another's update: each agent's changes chain, each one's before the last one's after.
+        # No rating lost another's update: each agent's changes chain, each one's before the last
+        # one's after, and its history holds exactly them, in that order.
         stored = await second.get_ratings(agents)
         for agent in agents:
             chain = sorted((c for m in rated for c in m.changes if c.agent_id == agent), key=lambda c: c.after.matches)
             assert [c.after.matches for c in chain] == list(range(1, len(chain) + 1))
             assert all(b.before == a.after for a, b in zip(chain, chain[1:], strict=False))
             assert stored[agent] == chain[-1].after
-        assert sum(stored[a].matches for a in agents) == 2 * len(matches)
+            rows = query(postgres_url, "SELECT match_id, rating_before, rating, matches FROM rating_history"
+                                       " WHERE agent_id = $1 ORDER BY matches", agent)
+            assert rows == [(c.after.last_match_id, c.before.rating, c.after.rating, c.after.matches) for c in chain]
+        assert sum(stored[a].matches for a in agents) == 2 * len(matches)  # the rated seats
         [(unrated,)] = query(postgres_url, "SELECT count(*) FROM matches WHERE NOT rating_done")
         assert unrated == 0
 
@@ -109,9 +120,13 @@ async def test_one_match_ended_twice_at_once_is_ended_once(postgres_url: str) ->
             [refused] = [o for o in outcomes if isinstance(o, StorageError)]
             assert "already ended" in str(refused)
             assert await second.get_match(match.id) == record and record.steps == 2
-        rated = await second.rate_finished()
+            # Rated with the end that was stored, if it is the result; never by the refused one.
+            assert len(record.rating_changes) == (2 if record.status is MatchStatus.FINISHED else 0)
+        assert await second.rate_finished() == []
         finished = [m for m in (await first.list_matches(status=MatchStatus.FINISHED))[0]]
-        assert sorted(m.match_id for m in rated) == sorted(m.id for m in finished)
+        [(rows,)] = query(postgres_url, "SELECT count(*) FROM rating_history")
+        assert rows == 2 * len(finished)
+        assert (await first.get_ratings([agents[0]]))[agents[0]].matches == len(finished)
 
 
 async def end(outcomes: list[MatchRecord | StorageError], storage: Storage, match: MatchRecord, status: MatchStatus,

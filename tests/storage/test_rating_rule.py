@@ -29,7 +29,7 @@ async def test_standings_count_each_match_once_per_agent(db_url: str) -> None:
         await play(storage, [a, a], [1, -1], ["DONE", "DONE"])  # a beats itself: one draw
         await play(storage, [a, a], [0, 0], ["DONE", "DONE"])  # a ties itself: one draw
         await play(storage, [a, a], [1, -1], ["DONE", "TIMEOUT"])  # one draw, one fault
-        await play(storage, [a, b], [1, -1], ["DONE", "DONE"], rated=True)  # a ladder win
+        ladder_match = await play(storage, [a, b], [1, -1], ["DONE", "DONE"], rated=True)  # a ladder win
         await play(storage, [b, a], [1, -1], ["DONE", "INVALID"])  # a challenge loss
         rows = {r["name"]: r for r in await storage.standings("tictactoe")}
         summary = {name: (r["matches"], r["wins"], r["draws"], r["losses"], r["faults"], r["points"])
@@ -37,10 +37,10 @@ async def test_standings_count_each_match_once_per_agent(db_url: str) -> None:
         assert summary == {"a": (5, 1, 3, 1, 2, 2.5), "b": (2, 1, 0, 1, 0, 1.0)}
         ladder = {name: (r["rated_wins"], r["rated_draws"], r["rated_losses"]) for name, r in rows.items()}
         assert ladder == {"a": (1, 0, 0), "b": (0, 0, 1)}
-        # The rater sees the ladder match alone; the mirrors and the challenge never reach it.
-        (rated,) = await storage.rate_finished()
-        assert [c.agent_id for c in rated.changes] == [a, b]
+        # The ladder match alone is rated (with its result); the mirrors and the challenge never are.
         assert await storage.rate_finished() == []
+        ratings = await storage.get_ratings([a, b])
+        assert ratings[a].matches == ratings[b].matches == 1 and ratings[a].last_match_id == ladder_match
         board = {r["name"]: r for r in await storage.leaderboard("tictactoe")}
         assert board["a"]["rated_matches"] == 1 and board["a"]["matches"] == 5
 
