@@ -1,19 +1,28 @@
-"""Rating finished matches and announcing the new ratings on the lobby.
+"""Announcing rating changes on the lobby, and rating what was left unrated (the backfill).
 
 Theory of operation
 -------------------
-One task, started in the app's task group, does all the rating. The match manager calls
-``Rater.match_finished`` (its ``on_finished`` callback) once it has published a finished
-match's ``match_ended``; that only wakes the task, so it can neither block nor fail the
-match. The task asks storage to rate every finished ladder match (``MatchRecord.rated``; the
-scheduler's matches between distinct agents, see ``server/ladder/rules.py``) not rated yet, a batch at a time,
-and publishes one ``rating_changed`` per rated seat, so they follow that match's
-``match_ended``. Storage marks a match rated in the same transaction that stores its new
-ratings (``server/storage/_ratings.py``): a match is rated exactly once whatever happens, and
-the task's first pass at start-up rates what a crash left unrated (or a database from before
-ratings). A failure is logged, recorded for ``GET /api/health`` (``server/health.py``)
-and retried after a pause, never fatal to the server; the next pass that succeeds clears it.
-The rules themselves (model, displayed number, who counts) are in ``server/ladder/rules.py``.
+A ladder match (``MatchRecord.rated``: the scheduler's matches between distinct agents, see
+``server/ladder/rules.py``) is rated by storage in the transaction that stores its result
+(``finish_match``): a match is never finished but unrated, whatever crashes. The process that
+ran it announces its end, then one ``rating_changed`` per rated seat, on its own lobby
+(``server/matches/manager.py``, with the frames of ``server/matches/lobby.py``); in a cluster
+every other front reads them from the rating history when it learns of the end
+(``server/cluster/relay.py``).
+
+The :class:`Rater` is the backfill for finished ladder matches left unrated: a database from
+before ratings were stored with results, or results stored by an older program (a worker not
+yet upgraded). One task, started in the app's task group, asks storage to rate them, a batch
+at a time, oldest end first; storage marks a match rated in the same transaction that stores
+its new ratings, so each is rated exactly once whatever happens. It runs a pass at start-up,
+when the manager reports a finished ladder match that came back without rating changes (its
+``on_finished`` callback, which only wakes the task, so it can neither block nor fail the
+match), and every ``BACKFILL_INTERVAL_S`` besides, for what other processes left. What it rates
+is announced once per lobby: on SQLite (one process) it publishes the frames itself; on a
+storage that several processes share, the pass notifies the fronts (``rated``) and every
+front's relay, this process's included, announces it, so the task publishes nothing itself.
+A failure is logged, recorded for ``GET /api/health`` (``server/health.py``) and retried after
+a pause, never fatal to the server; the next pass that succeeds clears it.
 """
 
 from __future__ import annotations
@@ -23,12 +32,12 @@ import logging
 import anyio
 from anyio.abc import TaskStatus
 
-from protocol.messages import RatingChanged
 from server.health import Component, Health, describe
 from server.matches.hub import Hub
-from server.storage import MatchRecord, RatedMatch, RatingChange, Storage
+from server.matches.lobby import rating_frames
+from server.storage import MatchQueue, MatchRecord, MatchStatus, Storage
 
-__all__ = ["Rater", "rating_frame"]
+__all__ = ["BACKFILL_INTERVAL_S", "Rater"]
 
 log = logging.getLogger(__name__)
 
@@ -37,40 +46,38 @@ _BATCH_MATCHES = 25
 _BATCH_PAUSE_S = 0.05
 _RETRY_MIN_S = 1.0
 _RETRY_MAX_S = 60.0
-
-
-def rating_frame(match: RatedMatch, change: RatingChange) -> RatingChanged:
-    """The lobby frame announcing one seat's new rating."""
-    after = change.after
-    return RatingChanged(
-        agent_id=change.agent_id, game=after.game, rating=after.rating, previous=change.before.rating,
-        name=change.name, owner=change.owner, match_id=match.match_id, mu=after.mu, sigma=after.sigma,
-        rated_matches=after.matches,
-    )
+BACKFILL_INTERVAL_S = 60.0  # a pass at least this often: what other processes (older programs) left unrated
 
 
 class Rater:
-    """Rates finished matches in the background and announces each new rating."""
+    """Rates the finished matches left unrated, in the background, and announces each new rating."""
 
     def __init__(
-        self, storage: Storage, hub: Hub, *, batch_matches: int = _BATCH_MATCHES, health: Health | None = None
+        self, storage: Storage, hub: Hub, *, batch_matches: int = _BATCH_MATCHES, health: Health | None = None,
+        is_announcing: bool | None = None, backfill_interval_s: float = BACKFILL_INTERVAL_S,
     ) -> None:
         self.storage = storage
         self.health = health if health is not None else Health()
         self.hub = hub
         self.batch_matches = batch_matches
+        # Publish what it rates on this hub: unless the storage is shared by several processes (a
+        # cluster), where the fronts' relays announce it from the pass's notice.
+        self.is_announcing = not isinstance(storage, MatchQueue) if is_announcing is None else is_announcing
+        self.backfill_interval_s = backfill_interval_s
         self._wake = anyio.Event()
 
     def match_finished(self, record: MatchRecord) -> None:
-        """The manager's ``on_finished`` callback: wake the rating task (never blocks or raises)."""
-        self._wake.set()
+        """The manager's ``on_finished`` callback: wake the task if a finished ladder match came
+        back unrated (never blocks or raises)."""
+        if record.rated and record.status is MatchStatus.FINISHED and not record.rating_changes:
+            self._wake.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Rate what is pending, then again each time a match finishes; runs until cancelled."""
+        """Rate what is pending, then again when woken or every ``backfill_interval_s``; runs until cancelled."""
         task_status.started()
         retry_s = _RETRY_MIN_S
         while True:
-            # A fresh event before each pass: a match finishing during the pass wakes the next one.
+            # A fresh event before each pass: a wake-up during the pass wakes the next one.
             wake = self._wake = anyio.Event()
             try:
                 await self.rate_pending()
@@ -82,19 +89,21 @@ class Rater:
                 continue
             self.health.recovered(Component.RATINGS)
             retry_s = _RETRY_MIN_S
-            await wake.wait()
+            with anyio.move_on_after(self.backfill_interval_s):
+                await wake.wait()
 
     async def rate_pending(self) -> int:
-        """Rate every finished match not rated yet, announcing each rated seat; returns how many
-        matches were processed (those not rated, one agent in every seat, included)."""
+        """Rate every finished match left unrated, announcing each rated seat (on SQLite); returns
+        how many matches were processed (those not rated, one agent in every seat, included)."""
         total = 0
         while True:
             batch = await self.storage.rate_finished(self.batch_matches)
             for match in batch:
-                for change in match.changes:
-                    self.hub.publish_lobby(rating_frame(match, change))
+                if self.is_announcing:
+                    for frame in rating_frames(match):
+                        self.hub.publish_lobby(frame)
                 if match.changes:
-                    log.debug("match %d rated: %s", match.match_id, ", ".join(
+                    log.info("match_id=%d rated late: %s", match.match_id, ", ".join(
                         f"{c.name} {c.before.rating:.1f} -> {c.after.rating:.1f}" for c in match.changes))
             total += len(batch)
             if len(batch) < self.batch_matches:

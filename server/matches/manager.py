@@ -6,8 +6,8 @@ seats bound to agent connections through ``RemoteAgents``) and its hub feed; it 
 every step to storage (through the batching writer) and to the feed as it happens, and after
 each step publishes to the seats' owners what each seat printed meanwhile and its timing
 (``seat_debug``, shown only on owners' debug views). At the end the logs and the result are
-stored, and only once the whole game is durable are ``end`` and the lobby's ``match_ended``
-announced.
+stored (a ladder match rated with them, in the same transaction), and only once the whole
+game is durable are ``end``, the lobby's ``match_ended`` and the rating changes announced.
 
 A match ends one way or another, and only that match: a seat's fault is a result; a match
 stopped by ``stop_match`` (its seat's owner or an operator) or failing by the server's own
@@ -50,13 +50,14 @@ from protocol.errors import (
     RateLimited,
     describe_error,
 )
-from protocol.messages import JSON, MatchEnded, MatchStarted
+from protocol.messages import JSON, MatchStarted
 from server.sandbox import Limits, SeatLauncher
 from server.storage import AgentRecord, Lease, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
 
 from .documents import match_document, result_document
 from .games import ConfigRanges, get_game, resolve_config
 from .hub import Hub, MatchFeed
+from .lobby import end_frames
 from .recorder import SeatDebugFeed, StepLog, store_and_publish
 from .remote import RemoteAgents
 from .runner import DEFAULT_MAX_ACTION_BYTES, MatchResult, MatchSpec, run_match
@@ -284,7 +285,8 @@ class MatchManager:
             if held is not None:
                 self._release(*held)
         try:
-            self.hub.publish_lobby(MatchEnded(match=document))
+            for frame in end_frames(document, final.rating_changes):  # match_ended, then its rating changes
+                self.hub.publish_lobby(frame)
             if self.on_finished is not None and final.status is MatchStatus.FINISHED:
                 self.on_finished(final)
         except Exception:  # the match is stored; a failing announcement must not end the app

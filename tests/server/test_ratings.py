@@ -36,6 +36,7 @@ from tests.server.ladder_client import (
     set_disabled,
     settle_ladder,
 )
+from tests.storage.raw import query
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.both_backends]
 
@@ -200,10 +201,14 @@ async def test_a_failure_to_rate_is_logged_and_retried(db_url: str, caplog: pyte
     async with open_storage(db_url) as storage:
         user = await storage.create_user("alice", "h")
         a, b = [await storage.save_agent(user.id, name, "tictactoe", "x") for name in ("a", "b")]
-        match = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, 1), NewSeat(b.id, 1)], rated=True)
+        match = await storage.create_match("tictactoe", 1, {}, 1, [NewSeat(a.id, 1), NewSeat(b.id, 1)])
         seats = [SeatResult(s.agent_id, s.agent_name, s.owner, s.version, "DONE", r, None)
                  for s, r in zip(match.seats, [1.0, -1.0], strict=True)]
-        final = await storage.finish_match(match.id, MatchStatus.FINISHED, None, seats, time.time())
+        await storage.finish_match(match.id, MatchStatus.FINISHED, None, seats, time.time())
+        # A ladder match as a program from before ratings were stored with results left it: unrated.
+        query(db_url, "UPDATE matches SET rated = ?, rating_done = ? WHERE id = ?", True, False, match.id)
+        final = await storage.get_match(match.id)
+        assert final.rated and final.rating_changes == ()
         lobby = LobbyRecorder()
         flaky = FailingOnce(storage)
         rater = Rater(cast(Storage, flaky), cast(Hub, lobby))
