@@ -201,16 +201,22 @@ async def copy_arena(
         raise StorageError(f"the source and the destination are the same file, {src_place.path}")
     try:
         async with AsyncExitStack() as stack:
+            # Closed whatever happens (a Ctrl-C after the commit must not undo a copy made).
             src = await _open(src_place, is_writer=False)
-            stack.push_async_callback(src.close)
+            stack.push_async_callback(_close, src)
             dst = await _open(dst_place, is_writer=True)
-            stack.push_async_callback(dst.close)
+            stack.push_async_callback(_close, dst)
             return await _copy(src, dst, replace=replace, batch_rows=batch_rows, progress=progress,
                                started=started)
     except BaseException:
         if dst_place.is_new and dst_place.path is not None:
             _remove_database_file(dst_place.path)
         raise
+
+
+async def _close(side: Side) -> None:
+    with anyio.CancelScope(shield=True):
+        await side.close()
 
 
 async def _copy(

@@ -270,3 +270,43 @@ async def test_an_interrupted_copy_leaves_the_destination_as_it_was(tmp_path: Pa
     assert b"arena: interrupted: nothing was copied" in seen, seen
     assert b"match_steps: " not in seen  # it was cut short
     assert all(not found for found in dump(postgres_url).values())
+
+
+# Ctrl-C as the copy commits: the commit runs to its end, and the command reports what it did.
+_SIGINT_AT_COMMIT = """
+import os, signal, sys
+
+from client.cli import main
+from server.storage._copy_pg import PostgresSide
+from server.storage._copy_sqlite import SqliteSide
+
+side = {"postgres": PostgresSide, "sqlite": SqliteSide}[sys.argv[3]]
+commit = side.commit
+
+async def commit_interrupted(self, tables):
+    os.kill(os.getpid(), signal.SIGINT)  # delivered while the commit is under way
+    await commit(self, tables)
+
+side.commit = commit_interrupted
+sys.exit(main(["migrate", sys.argv[1], sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize("destination", ["postgres", "sqlite"])
+async def test_ctrl_c_while_the_copy_commits_leaves_it_copied_and_says_so(
+    tmp_path: Path, postgres_url: str, destination: str,
+) -> None:
+    arena = tmp_path / "arena.db"
+    if destination == "postgres":
+        async with open_storage(str(arena)) as storage:
+            await storage.create_user("alice", "hash-alice")
+        source, target = str(arena), postgres_url
+    else:
+        async with open_storage(postgres_url) as storage:
+            await storage.create_user("alice", "hash-alice")
+        source, target = postgres_url, str(arena)
+    done = await anyio.run_process([sys.executable, "-c", _SIGINT_AT_COMMIT, source, target, destination], cwd=ROOT,
+                                   check=False)
+    assert done.returncode == 0, done.stderr
+    assert b"nothing was copied" not in done.stderr and b"copied" in done.stdout, (done.stdout, done.stderr)
+    assert [row[1] for row in dump(target)["users"]] == ["alice"]
