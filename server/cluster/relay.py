@@ -22,11 +22,23 @@ status before the steps), then ``end``, and its feed is closed. The lobby hears
 has a feed the relay did not open is the local manager's, which announces it itself (and whose
 feed replaces the relay's, should this process take over a match the relay follows).
 
+Rating changes follow the same way. A rated match is rated in the transaction that stores its
+end, so once its end is committed its rating history is too: with the record of an ended match
+the pass reads its changes and publishes ``match_ended``, then one ``rating_changed`` per rated
+seat (``server/matches/lobby.py``), as the manager of the process that ran it does. A match
+rated late by the backfill rater (finished unrated, by an older program) comes with a ``rated``
+notice instead; the pass reads its changes then (a match of those not known ended yet is
+checked first, so its end still goes out before them). A front announces a match's ratings
+once: it remembers the last ``ANNOUNCED_MATCHES`` matches it announced, since a match rated by
+the backfill right after its end may have its changes read with its end and then be notified
+as rated too.
+
 Nothing is lost with a notification. PostgreSQL drops those sent while a listener is
 disconnected, and one may come late: after every (re)connection, and every
 ``poll_interval_s`` besides, a pass reads everything past what each feed has, checks every
 followed match's status and compares the live matches with those it knows (the lobby's
-backstop). The connection is watched: asyncpg reports one that the server closed, not one that
+backstop; the late ratings a ``rated`` notice lost while disconnected are not announced, the
+leaderboard has them). The connection is watched: asyncpg reports one that the server closed, not one that
 stopped answering, so each statement runs under ``timeout_s`` and, after ``ping_interval_s``
 without one, a ``SELECT 1`` does; on any failure the connection is dropped and another opened,
 after a back-off. A large catch-up is published a part at a time, with a pause for the
@@ -52,12 +64,13 @@ from anyio.abc import TaskStatus
 
 from protocol import codec
 from protocol.errors import MatchNotFound, StorageError, describe_error
-from protocol.messages import MatchEnded, MatchStarted
+from protocol.messages import MatchStarted
 from server.matches.documents import match_document, result_document
 from server.matches.hub import Hub, MatchFeed
-from server.storage import Listener, MatchStatus, Notice, open_listener
+from server.matches.lobby import end_frames, rating_frames
+from server.storage import Listener, MatchStatus, Notice, RatedMatch, open_listener
 
-__all__ = ["FOLLOW_WAIT_S", "PING_INTERVAL_S", "POLL_INTERVAL_S", "TIMEOUT_S", "Relay"]
+__all__ = ["ANNOUNCED_MATCHES", "FOLLOW_WAIT_S", "PING_INTERVAL_S", "POLL_INTERVAL_S", "TIMEOUT_S", "Relay"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +83,9 @@ RECONNECT_MIN_S = 0.05  # the first back-off after losing the connection, double
 RECONNECT_MAX_S = 5.0
 FOLLOW_WAIT_S = 5.0  # follow() gives up after this long (the database cannot be reached)
 READ_STEPS = 1000  # steps of one match read by one statement; the rest by the next ones
+# Matches whose rating changes a relay remembers announcing: a late rating's notice follows the
+# end it may have been read with within milliseconds, far fewer matches than this apart.
+ANNOUNCED_MATCHES = 4096
 
 _ENDED = (MatchStatus.FINISHED, MatchStatus.ABORTED)
 
@@ -83,6 +99,7 @@ class _Due:
     started: set[int] = field(default_factory=set)
     ended: set[int] = field(default_factory=set)  # matches whose status to check
     all_ended: bool = False
+    rated: set[int] = field(default_factory=set)  # rated late, by the backfill
     scan: bool = False  # compare the live matches with those known
 
     @classmethod
@@ -100,9 +117,11 @@ class _Due:
             self.all_ended = True
         else:
             self.ended.update(notice.ended)
+        self.rated.update(notice.rated)
 
     def is_empty(self) -> bool:
-        return not (self.steps or self.all_steps or self.started or self.ended or self.all_ended or self.scan)
+        return not (self.steps or self.all_steps or self.started or self.ended or self.all_ended or self.rated
+                    or self.scan)
 
 
 @dataclass(slots=True, eq=False)
@@ -141,6 +160,7 @@ class Relay:
         # nothing the manager announces is announced twice).
         self._live: set[int] = set()
         self._requests: dict[int, anyio.Event] = {}  # follow() waiting for a pass to open these
+        self._announced: dict[int, None] = {}  # the last matches whose ratings went out, oldest first
         self._due = _Due.everything()
         self._is_lost = False
         self._is_first_scan = True
@@ -270,6 +290,7 @@ class Relay:
             due.ended |= self._live - live
         await self._announce_starts(listener, due.started)
         known = set(self._followed) | self._live
+        due.ended |= due.rated  # a match rated late whose end is not out yet: its end first
         ended = await self._ended(listener, known if due.all_ended else due.ended & known)
         if due.all_steps:
             read = set(self._followed)
@@ -279,14 +300,36 @@ class Relay:
         await self._read_steps(listener, read | (set(ended) & set(self._followed)))
         if ended:
             records = await self._bounded(listener.matches(ended))
-            for match_id, record in records.items():
+            rated = await self._bounded(listener.rating_changes(
+                m for m, record in records.items() if record.rated and record.status is MatchStatus.FINISHED))
+            # In the order they ended, which is the order they were rated in.
+            for match_id, record in sorted(records.items(), key=lambda item: (item[1].finished_at or 0.0, item[0])):
                 document = match_document(record)
                 followed = self._followed.pop(match_id, None)
                 if followed is not None:
                     followed.feed.publish_end(result_document(record), document)
                     followed.closing.close()
                 self._live.discard(match_id)
-                self.hub.publish_lobby(MatchEnded(match=document))
+                changes = self._unannounced(rated.get(match_id))
+                for frame in end_frames(document, changes.changes if changes is not None else ()):
+                    self.hub.publish_lobby(frame)
+        late = sorted(due.rated - self._announced.keys())
+        if late:
+            rated = await self._bounded(listener.rating_changes(late))
+            for match_id in late:
+                changes = self._unannounced(rated.get(match_id))
+                if changes is not None:
+                    for frame in rating_frames(changes):
+                        self.hub.publish_lobby(frame)
+
+    def _unannounced(self, rated: RatedMatch | None) -> RatedMatch | None:
+        """``rated`` unless its changes went out already (or it has none); remembered as out."""
+        if rated is None or not rated.changes or rated.match_id in self._announced:
+            return None
+        self._announced[rated.match_id] = None
+        if len(self._announced) > ANNOUNCED_MATCHES:
+            del self._announced[next(iter(self._announced))]
+        return rated
 
     def _is_local(self, match_id: int) -> bool:
         """Whether this process runs the match: it has a feed the relay did not open."""
@@ -319,14 +362,20 @@ class Relay:
         log.info("relay: following match_id=%s from step %d", match_id, feed.seq)
 
     async def _announce_starts(self, listener: Listener, started: set[int]) -> None:
-        """``match_started`` for the matches of other processes that went live (once each)."""
+        """``match_started`` for the matches of other processes that went live (once each); one
+        that has ended already by then has only its end announced."""
         new = {m for m in started if m not in self._live and not self._is_local(m)}
         if not new:
             return
         records = await self._bounded(listener.matches(new))
         for match_id, record in sorted(records.items()):
-            if record.status is not MatchStatus.LIVE or self._is_ours(record.worker):
-                continue  # ended meanwhile (its end is checked), or this process's own
+            if self._is_ours(record.worker):
+                continue  # this process's own
+            if record.status in _ENDED:  # it ended meanwhile: known, so that its end (and ratings) go out
+                self._live.add(match_id)
+                continue
+            if record.status is not MatchStatus.LIVE:
+                continue  # claimed again, pending: it starts again
             self._live.add(match_id)
             document = match_document(record)
             followed = self._followed.get(match_id)

@@ -5,9 +5,10 @@ Theory of operation
 A :class:`Listener` is one connection of its own (not of the storage's pool: it stays open,
 and a pool would reset it) that LISTENs on the arena's channel (``_pg_notify.py``) and runs
 the few reads a relay makes when it wakes up: the new steps of the matches it follows, all of
-them in one statement; the statuses and records of matches that started or ended; the ids of
-the live ones. One connection for both keeps the order simple: a notification is delivered
-after its commit, so a read that follows it sees what it announced.
+them in one statement; the statuses and records of matches that started or ended, and the
+rating changes of those rated; the ids of the live ones. One connection for both keeps the
+order simple: a notification is delivered after its commit, so a read that follows it sees
+what it announced.
 
 asyncpg calls ``on_notice`` with each notification (in the event loop, between reads) and
 ``on_lost`` when the connection closes under it (the server ended the session, or the socket
@@ -28,12 +29,12 @@ import asyncpg
 
 from protocol.errors import MatchNotFound, StorageError
 
-from . import _pg_matches
+from . import _pg_matches, _pg_ratings
 from ._pg_notify import CHANNEL, Notice, parse_notice
 from ._pg_schema import CONNECT_TIMEOUT_S, CONNECTION_ERRORS, STATEMENT_TIMEOUT_S, Conn, describe, redact_url
 from ._rows import _step_text
 from ._steps import StepRow
-from .base import MatchRecord, MatchStatus
+from .base import MatchRecord, MatchStatus, RatedMatch
 
 __all__ = ["LISTEN_APPLICATION_NAME", "Listener", "Session", "listen", "open_listener"]
 
@@ -122,6 +123,12 @@ class Listener(Session):
         records = await self._call("read matches", _pg_matches.load_matches(
             conn, "WHERE id = ANY($1::bigint[]) ORDER BY id", (ids,)))
         return {record.id: record for record in records}
+
+    async def rating_changes(self, match_ids: Iterable[int]) -> dict[int, RatedMatch]:
+        """The rating changes of these matches as the rating history holds them, by match (each in
+        seat order); a match that moved no rating is left out."""
+        conn = cast(Conn, self._conn)  # the statement is the pool's; a plain connection runs it the same
+        return await self._call("read rating changes", _pg_ratings.rating_changes(conn, list(match_ids)))
 
     async def steps_after(self, after: Mapping[int, int], limit: int) -> tuple[dict[int, int], list[StepRow]]:
         """The stored steps of each match after the step ``after`` gives it (at most ``limit`` of
