@@ -310,6 +310,8 @@ class Relay:
                     followed.feed.publish_end(result_document(record), document)
                     followed.closing.close()
                 self._live.discard(match_id)
+                if self._is_ours(record.worker):
+                    continue  # taken over and ended by this process: its manager announced it
                 changes = self._unannounced(rated.get(match_id))
                 for frame in end_frames(document, changes.changes if changes is not None else ()):
                     self.hub.publish_lobby(frame)
