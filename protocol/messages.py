@@ -70,12 +70,16 @@ class SeatTiming:
     ``allowance_s`` is the network allowance a remote seat was credited for this move (its
     connection's measured round trip, capped): added to the move's budget and not charged to
     the bank. ``None`` for sandboxed seats (and in steps stored before it existed).
+    ``wait_s`` is how long a sandboxed seat's turn waited for a core before its clock started
+    (``server/matches/cores.py``), charged to nothing. ``None`` for remote seats, for matches
+    played without the server's core gate (``arena play``) and in steps stored before it existed.
     """
 
     wall_s: float
     cpu_s: float | None
     bank_s: float
     allowance_s: float | None = None
+    wait_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from server.http.ratelimit import RateLimiter
 from server.http.routes import routes
 from server.ladder.ratings import Rater
 from server.ladder.scheduler import LadderScheduler, lead_ladder
+from server.matches.cores import CoreGate, usable_cores
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.matches.remote import RemoteAgents
@@ -113,7 +114,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     manager = MatchManager(storage, hub, tg, settings.limits, launcher, on_finished=finished,
                                            remotes=remotes, max_action_bytes=settings.max_action_bytes,
                                            config_ranges=settings.config_ranges, lease=lease,
-                                           runs_matches=settings.runs_matches, exchange=exchange)
+                                           runs_matches=settings.runs_matches, exchange=exchange,
+                                           cores=CoreGate(settings.thinking_seats or usable_cores()))
                     # In a cluster with the ladder on, the rater runs on the elected leader (below).
                     if not (is_cluster and settings.ladder):
                         await tg.start(rater.run)

@@ -49,6 +49,9 @@ class Settings:
     leader_retry_s: float = 2.0
     ladder: bool = True  # keep matches between seeded agents running
     seed_examples: bool = True  # store the built-in example bots on start
+    # Fair time under load (server/matches/cores.py): at most this many sandboxed seats think at
+    # once; a turn waits for a place before its clock starts (0: one per CPU this process may use).
+    thinking_seats: int = 0
     # The ladder (server/ladder/scheduler.py): rated matches run unpaced, ladder_slots at once (0: as many
     # as the CPUs this process may use); a few featured ones are paced for people to watch.
     ladder_slots: int = 0
@@ -133,6 +136,9 @@ class Settings:
         if not (self.lease_s > 0 and self.max_attempts >= 1 and self.claim_poll_s > 0):
             raise ConfigError("settings keys 'lease_s' and 'claim_poll_s' must be positive and 'max_attempts' "
                               "at least 1")
+        if self.thinking_seats < 0:
+            raise ConfigError(f"settings key 'thinking_seats' must be 0 (one per CPU) or more, "
+                              f"got {self.thinking_seats}")
         if not self.leader_retry_s > 0:
             raise ConfigError(f"settings key 'leader_retry_s' must be positive, got {self.leader_retry_s!r}")
         self.config_ranges.check(GAMES)

@@ -290,6 +290,8 @@ async def _serve(args: argparse.Namespace) -> None:
             cluster["worker_name"] = args.worker_name
         if args.claim_poll_s:
             cluster["claim_poll_s"] = args.claim_poll_s
+        if args.thinking_seats:
+            cluster["thinking_seats"] = args.thinking_seats
         settings = Settings(db=args.db or str(Path(tmp) / "arena.db"), ladder=args.ladder_slots > 0,
                             seed_examples=False, port=0, spectator_queue_frames=args.queue_frames,
                             ladder_slots=args.ladder_slots, ladder_featured=0, **cluster)
@@ -321,6 +323,8 @@ def main() -> None:
     parser.add_argument("--role", default="all", choices=("all", "front", "worker"))
     parser.add_argument("--worker-name", default="", help="this process's name in the match queue")
     parser.add_argument("--claim-poll-s", type=float, default=0.0, help="a worker's claim_poll_s (0: the default)")
+    parser.add_argument("--thinking-seats", type=int, default=0,
+                        help="seats that think at once (server/matches/cores.py; 0: one per core)")
     parser.add_argument("--stamp-steps", action="store_true", help="every recorded step carries state.t")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -50,7 +50,7 @@ from server.storage import EncodedStep, Lease, MatchStatus, NewSeat, SeatResult,
 
 from ._common import Row, Section, ratios, unavailable
 from ._procs import BenchServer, bench_server, run_clients
-from .ladder import api, full_path
+from .ladder import api, full_path, wait_ended
 from .storage import BOT, _record
 from .storage import events_per_second as sqlite_events_per_second
 
@@ -320,8 +320,7 @@ async def _remote_cycles(port: int, steps: int, rounds: int) -> tuple[list[float
                             break
                 medians.append(statistics.median(cycles) * 1e3)
                 with anyio.fail_after(30):  # the agent hears the end before the match is stored
-                    while (await client.call("GET", f"/api/matches/{match['id']}"))[1]["status"] != "finished":
-                        await anyio.sleep(0.05)
+                    await wait_ended(client, match["id"])
                 status, logs = await client.call("GET", f"/api/agents/{remote['id']}/logs?match={match['id']}", None,
                                                  token)
                 relays += [line for line in str(logs.get("log", "")).splitlines() if "relay round trip" in line]

@@ -134,6 +134,16 @@ async def api(port: int) -> AsyncIterator[Api]:
         await client.aclose()
 
 
+async def wait_ended(client: Api, match_id: int, every_s: float = 0.05) -> JSON:
+    """Poll ``GET /api/matches/{id}`` until the match is finished or aborted; its document."""
+    while True:
+        status, doc = await client.call("GET", f"/api/matches/{match_id}")
+        assert status == 200, doc
+        if doc["status"] in ("finished", "aborted"):
+            return doc
+        await anyio.sleep(every_s)
+
+
 async def _stats(client: Api) -> JSON:
     status, doc = await client.call("GET", "/bench/stats")
     assert status == 200, doc

@@ -32,7 +32,7 @@ from typing import Any
 
 import anyio
 
-from . import cluster, documents, kaggle, ladder, memory, moves, spectators, startup, storage
+from . import cluster, documents, fairness, kaggle, ladder, memory, moves, spectators, startup, storage
 from ._common import ROOT, Row, Section
 from ._procs import SERVER_ERRORS, WORKAROUNDS
 
@@ -81,6 +81,7 @@ AREAS: dict[str, Callable[[bool, Context], Awaitable[Section]]] = {
     "documents": _documents,
     "ladder": _ladder,
     "cluster": _plain(cluster.run),
+    "fairness": _plain(fairness.run),
 }
 
 

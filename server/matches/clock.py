@@ -4,8 +4,10 @@ Each move is given ``actTimeout`` plus what is left of the seat's overage bank, 
 whole match's ``runTimeout``; a remote seat also gets its connection's measured network
 allowance, added to the budget and never charged to the bank. A move that arrives pays the bank
 what it took beyond ``actTimeout`` (and the allowance); one that does not arrive within its
-budget empties the bank and is a TIMEOUT, named for the limit that ran out. The runner holds one
-:class:`SeatClock` per seat and reads the monotonic clock itself: here the time is passed in.
+budget empties the bank and is a TIMEOUT, named for the limit that ran out. A turn that waited
+for a core before its move was timed (``server/matches/cores.py``) is charged nothing for the
+wait: the seat's match deadline moves on by as much. The runner holds one :class:`SeatClock`
+per seat and reads the monotonic clock itself: here the time is passed in.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ class SeatClock:
     """The clock of one seat. A move is timed by :meth:`start_move` and :meth:`stop_move`, then
     :meth:`time_out` if it did not arrive within its budget."""
 
-    __slots__ = ("_allowance_s", "_budget_s", "_started", "act_s", "bank_s", "network", "run_deadline",
-                 "run_timeout_s")
+    __slots__ = ("_allowance_s", "_budget_s", "_started", "_waited_s", "act_s", "bank_s", "network",
+                 "run_deadline", "run_timeout_s")
 
     def __init__(self, config: Mapping[str, JSON], run_deadline: float, network: NetworkLink | None = None) -> None:
         """``config`` holds the match's time controls; ``run_deadline`` is when the match's
@@ -38,13 +40,18 @@ class SeatClock:
         self.run_deadline = run_deadline
         self.network = network
         self._allowance_s: float | None = None  # the network allowance of the move under way
+        self._waited_s: float | None = None  # how long its turn waited for a core
         self._started = 0.0
         self._budget_s = 0.0
 
-    def start_move(self, now: float) -> float:
-        """Start timing a move at ``now``; the time it may take, in seconds."""
+    def start_move(self, now: float, waited_s: float | None = None) -> float:
+        """Start timing a move at ``now``, after its turn waited ``waited_s`` for a core (None:
+        it took none); the time it may take, in seconds."""
         # A remote seat's measured network allowance: more time for this move, never charged to the bank.
         self._allowance_s = self.network.move_allowance_s() if self.network is not None else None
+        self._waited_s = waited_s
+        if waited_s:
+            self.run_deadline += waited_s
         self._started = now
         self._budget_s = min(self.act_s + (self._allowance_s or 0.0) + self.bank_s, self.run_deadline - now)
         return self._budget_s
@@ -69,4 +76,6 @@ class SeatClock:
     def timing(self, wall_s: float, cpu_s: float | None) -> SeatTiming:
         """Where the seat's time went in the move just timed (``cpu_s`` as the seat measured it)."""
         allowance_s = None if self._allowance_s is None else round(self._allowance_s, 6)
-        return SeatTiming(wall_s=round(wall_s, 6), cpu_s=cpu_s, bank_s=round(self.bank_s, 6), allowance_s=allowance_s)
+        wait_s = None if self._waited_s is None else round(self._waited_s, 6)
+        return SeatTiming(wall_s=round(wall_s, 6), cpu_s=cpu_s, bank_s=round(self.bank_s, 6), allowance_s=allowance_s,
+                          wait_s=wait_s)

@@ -113,7 +113,7 @@ def recent_frames(newest_first: Iterable[str], max_frames: int, max_bytes: int) 
     frames: list[str] = []
     size = 0
     for frame in islice(newest_first, max_frames):
-        size += len(frame)
+        size += len(frame) if frame.isascii() else len(frame.encode())  # bytes, as sent
         if frames and size > max_bytes:
             break
         frames.append(frame)

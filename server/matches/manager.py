@@ -54,6 +54,7 @@ from protocol.messages import JSON, MatchStarted
 from server.sandbox import Limits, SeatLauncher
 from server.storage import AgentRecord, Lease, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
 
+from .cores import CoreGate
 from .documents import match_document, result_document
 from .games import ConfigRanges, get_game, resolve_config
 from .hub import Hub, MatchFeed
@@ -92,8 +93,11 @@ class MatchManager:
         on_finished: Callable[[MatchRecord], Any] | None = None, remotes: RemoteAgents | None = None,
         max_action_bytes: int = DEFAULT_MAX_ACTION_BYTES, config_ranges: ConfigRanges | None = None,
         lease: Lease | None = None, runs_matches: bool = True, exchange: SeatRelay | None = None,
+        cores: CoreGate | None = None,
     ) -> None:
         self.storage = storage
+        # The seats of every match run here think on a core of their own (cores.py).
+        self.cores = cores
         # In a cluster the remote seats are relayed to the fronts that hold their agents' connections.
         self.exchange = exchange
         # Who runs the matches started here (stored claimed by it), unless this process only
@@ -334,7 +338,7 @@ class MatchManager:
             self.hub.publish_lobby(MatchStarted(match=feed.match))
             debug = SeatDebugFeed(feed, links)
             recorder = StepLog(store_and_publish(self.storage, match_id, feed), debug.after_step, keep=False)
-            result = await run_match(spec, links, recorder)
+            result = await run_match(spec, links, recorder, self.cores)
             debug.publish_rest()
             for link in links:
                 if isinstance(link, TellsResult):

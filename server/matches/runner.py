@@ -7,7 +7,9 @@ past the whole match's ``runTimeout``), parses the replies with the rules and ap
 Time a move takes beyond ``actTimeout`` is taken from the bank; a move that does not arrive
 within its budget is a TIMEOUT. A remote seat (``NetworkLink``) also gets its measured
 network allowance added to each move's budget, not charged to the bank, and recorded in the
-timing. Each seat's share of this is one ``SeatClock`` (``clock.py``). A seat that breaks the
+timing. Under a server's ``CoreGate`` (``cores.py``) a sandboxed seat's turn first waits for
+a core, and its clock starts only then: the wait is recorded and charged to nothing. Each
+seat's share of this is one ``SeatClock`` (``clock.py``). A seat that breaks the
 rules of play (TIMEOUT, ERROR, INVALID) ends the match at once: it gets the losing reward and
 its opponents the winning one, and the forfeit step records what fired (``StepRecord.faults``).
 Every step, including the initial state (step 0) and the final one, is handed to the
@@ -37,6 +39,7 @@ from protocol.messages import JSON, SeatTiming, StepRecord
 from protocol.status import FaultLimit, SeatStatus
 
 from .clock import SeatClock
+from .cores import CoreGate
 from .games import Game, new_game
 from .seats import AgentLink, NetworkLink, Reply, SeatStart
 
@@ -102,8 +105,11 @@ class Recorder(Protocol):
     async def record_step(self, record: StepRecord) -> None: ...
 
 
-async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recorder) -> MatchResult:
-    """Play a whole match; a faulty seat loses, nothing an agent does raises out of here."""
+async def run_match(
+    spec: MatchSpec, links: Sequence[AgentLink], recorder: Recorder, cores: CoreGate | None = None,
+) -> MatchResult:
+    """Play a whole match; a faulty seat loses, nothing an agent does raises out of here. With
+    ``cores``, each turn of a seat that computes here waits for a core before its clock starts."""
     game = new_game(spec.game, spec.config, spec.seed)
     config = spec.config
     run_deadline = time.monotonic() + float(config["runTimeout"])
@@ -119,7 +125,7 @@ async def run_match(spec: MatchSpec, links: Sequence[AgentLink], recorder: Recor
     next_step_at = time.monotonic()
     while not faults and game.outcome() is None and game.step < int(config["episodeSteps"]):
         seats = game.to_act()
-        replies = await _ask_all(game, links, clocks, seats)
+        replies = await _ask_all(game, links, clocks, seats, cores)
         actions: dict[int, JSON] = {}
         raw: list[JSON] = [None] * n
         timing: list[SeatTiming | None] = [None] * n
@@ -249,12 +255,16 @@ async def _start_all(spec: MatchSpec, links: Sequence[AgentLink], budget_s: floa
 
 async def _ask_all(
     game: Game, links: Sequence[AgentLink], clocks: Sequence[SeatClock], seats: Sequence[int],
+    cores: CoreGate | None,
 ) -> dict[int, tuple[Reply | AgentFault, SeatTiming]]:
     """Ask every acting seat for its move, each under its own deadline."""
     replies: dict[int, tuple[Reply | AgentFault, SeatTiming]] = {}
 
     async def ask_one(seat: int) -> None:
-        replies[seat] = await _ask(game, links[seat], clocks[seat], seat)
+        clock = clocks[seat]
+        # A seat that computes here (not over the network) thinks on a core of its own: see cores.py.
+        gate = cores if clock.network is None else None
+        replies[seat] = await _ask(game, links[seat], clock, seat, gate)
 
     if len(seats) == 1:  # turn-based games: no task group on the hot path
         await ask_one(seats[0])
@@ -268,20 +278,27 @@ async def _ask_all(
     return replies
 
 
-async def _ask(game: Game, link: AgentLink, clock: SeatClock, seat: int) -> tuple[Reply | AgentFault, SeatTiming]:
+async def _ask(
+    game: Game, link: AgentLink, clock: SeatClock, seat: int, cores: CoreGate | None,
+) -> tuple[Reply | AgentFault, SeatTiming]:
     step = game.step + 1
     observation = game.observation(seat)
     observation["remainingOverageTime"] = clock.bank_s
-    budget_s = clock.start_move(time.monotonic())
-    result: Reply | AgentFault
-    with anyio.move_on_after(budget_s) as scope:
-        try:
-            result = await link.act(step, observation)
-        except AgentFault as exc:
-            result = exc
-    wall_s = clock.stop_move(time.monotonic())
-    if scope.cancelled_caught:
-        result = clock.time_out(step)
-        link.stop(str(result))
+    waited_s = await cores.acquire() if cores is not None else None  # before the clock starts
+    try:
+        budget_s = clock.start_move(time.monotonic(), waited_s)
+        result: Reply | AgentFault
+        with anyio.move_on_after(budget_s) as scope:
+            try:
+                result = await link.act(step, observation)
+            except AgentFault as exc:
+                result = exc
+        wall_s = clock.stop_move(time.monotonic())
+        if scope.cancelled_caught:
+            result = clock.time_out(step)
+            link.stop(str(result))
+    finally:
+        if cores is not None:
+            cores.release()
     cpu_s = result.cpu_s if isinstance(result, Reply) else None
     return result, clock.timing(wall_s, cpu_s)

@@ -82,8 +82,9 @@ def _decode_step(match_id: int, text: str) -> StepRecord:
         raw = _decode_json(text)
         timing = [
             None if t is None
-            # allowance_s is newer than some stored steps: absent means none was credited.
-            else SeatTiming(wall_s=t["wall_s"], cpu_s=t["cpu_s"], bank_s=t["bank_s"], allowance_s=t.get("allowance_s"))
+            # allowance_s and wait_s are newer than some stored steps: absent means none.
+            else SeatTiming(wall_s=t["wall_s"], cpu_s=t["cpu_s"], bank_s=t["bank_s"], allowance_s=t.get("allowance_s"),
+                            wait_s=t.get("wait_s"))
             for t in raw.get("timing", [])
         ]
         # faults are newer than some stored steps: absent means no seat faulted in the step.
@@ -96,13 +97,13 @@ def _decode_step(match_id: int, text: str) -> StepRecord:
 
 def _step_text(match_id: int, text: str) -> str:
     """A stored step's text as this version encodes a ``StepRecord``: rows stored before
-    ``SeatTiming.allowance_s`` existed are decoded and encoded again (the rest, nearly all, go
-    out as stored). A step without ``faults`` is one where no seat faulted, then as now.
+    ``SeatTiming.wait_s`` existed are decoded and encoded again (the rest, nearly all, go out as
+    stored). A step without ``faults`` is one where no seat faulted, then as now.
 
     Raises:
         StorageError: an old row that is not a step.
     """
-    if '"wall_s"' in text and '"allowance_s"' not in text:
+    if '"wall_s"' in text and '"wait_s"' not in text:
         return encode(_decode_step(match_id, text)).decode()
     return text
 

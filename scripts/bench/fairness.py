@@ -1,0 +1,119 @@
+"""Fair time under load (issue 14, ``server/matches/cores.py``): what the core gate costs, and
+what it makes turns wait.
+
+* **Instant bots, matches per second**: ConnectX random against random through ``POST
+  /api/matches``, ends read from ``/ws/lobby`` (``ladder.full_path``), with the core gate as
+  served (one thinking seat per core) and without it (``--thinking-seats`` far above any load),
+  on fresh processes, in alternating rounds; the ratio per round (target: at most 5% fewer).
+* **Time waited for a core per move**, p50 and p99, against the number of live matches: RPS
+  matches between bots that burn ``BURN_S`` of CPU a move, ``n`` of them started at once
+  (1, 2, 4, 8, 16), each move's ``wait_s`` read from the stored replays, and the moves that
+  timed out (target: none; ``actTimeout`` is three times the burn, with no bank).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import anyio
+import httpx
+
+from ._common import Row, Section, percentile, ratios
+from ._procs import bench_server
+from .ladder import api, full_path, wait_ended
+
+__all__ = ["run"]
+
+WS = "websockets-sansio"
+UNGATED = 100_000  # thinking seats: no turn ever waits
+BURN_S = 0.05
+BURNER = f"""
+import time
+
+def agent(observation, configuration):
+    end = time.process_time() + {BURN_S}
+    while time.process_time() < end:
+        pass
+    return observation.step % 3
+"""
+CONFIG = {"actTimeout": 3 * BURN_S, "remainingOverageTime": 0}
+
+
+async def _instant_rate(section: Section, rounds: int, total: int, in_flight: int) -> None:
+    rates: dict[str, list[float]] = {"gated": [], "ungated": []}
+    for _ in range(rounds):
+        for kind, extra in (("gated", ()), ("ungated", ("--thinking-seats", str(UNGATED)))):
+            async with bench_server(WS, False, extra=extra) as server:
+                result = await full_path(server.port, total, in_flight, via_ladder=False)
+            rates[kind].append(result["matches_per_s"])
+    section.add(Row(f"ConnectX matches/s, instant bots, core gate ({os.cpu_count()} places)", "matches/s",
+                    rates["gated"]))
+    section.add(Row("ConnectX matches/s, instant bots, no core gate", "matches/s", rates["ungated"]))
+    section.add(Row("core gate / no core gate: matches/s", "x", ratios(rates["gated"], rates["ungated"]),
+                    ">= 0.95x", is_ratio=True))
+
+
+async def _waits(port: int, live: int, steps: int) -> dict[str, Any]:
+    """``live`` burner matches at once; every move's wait and how many timed out."""
+    async with api(port) as client, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                                                     trust_env=False) as http:
+        status, user = await client.call("POST", "/api/users", {"name": f"burn{time.monotonic_ns() % 10**9}"})
+        assert status == 201, user
+        agents = []
+        for name in ("burn-a", "burn-b"):
+            status, agent = await client.call("POST", "/api/agents", {"name": name, "game": "rps", "code": BURNER},
+                                              user["token"])
+            assert status == 201, agent
+            agents.append(agent["id"])
+        ids = []
+        for _ in range(live):
+            status, match = await client.call("POST", "/api/matches", {
+                "game": "rps", "agents": agents, "config": {**CONFIG, "episodeSteps": steps}}, user["token"])
+            assert status == 201, match
+            ids.append(match["id"])
+        waits: list[float] = []
+        timeouts = 0
+        with anyio.fail_after(60 + steps * live * BURN_S * 4):
+            for match_id in ids:
+                await wait_ended(client, match_id, 0.1)
+                response = await http.get(f"/api/matches/{match_id}/replay")  # streamed: not for the raw client
+                assert response.status_code == 200, response.text
+                replay = response.json()
+                for step in replay["steps"]:
+                    waits += [t["wait_s"] for t in step["timing"] if t is not None and t.get("wait_s") is not None]
+                    timeouts += sum(s == "TIMEOUT" for s in step["statuses"])
+    return {"waits": waits, "timeouts": timeouts}
+
+
+async def _wait_per_move(section: Section, lives: tuple[int, ...], rounds: int, steps: int) -> None:
+    for live in lives:
+        p50: list[float] = []
+        p99: list[float] = []
+        timeouts = 0
+        for _ in range(rounds):
+            async with bench_server(WS, False) as server:
+                result = await _waits(server.port, live, steps)
+            p50.append(percentile(result["waits"], 50) * 1e3)
+            p99.append(percentile(result["waits"], 99) * 1e3)
+            timeouts += result["timeouts"]
+        section.add(Row(f"wait for a core per move, p50, {live} live matches", "ms", p50))
+        section.add(Row(f"wait for a core per move, p99, {live} live matches", "ms", p99))
+        section.add(Row(f"seats timed out, {live} live matches (all rounds)", "seats", [float(timeouts)], "0"))
+
+
+async def run(quick: bool) -> Section:
+    section = Section("Fair time under load (core gate)")
+    rounds = 2 if quick else 3
+    total, in_flight = (60, 16) if quick else (200, 16)
+    lives = (1, 4, 8) if quick else (1, 2, 4, 8, 16)
+    steps = 10 if quick else 20
+    await _instant_rate(section, rounds, total, in_flight)
+    await _wait_per_move(section, lives, 1 if quick else 2, steps)
+    section.notes.append(f"instant bots: {total} ConnectX matches per reading, {in_flight} in flight, {rounds} rounds "
+                         f"gated and ungated in turn, fresh processes per reading; {os.cpu_count()} cores")
+    section.notes.append(f"waits: RPS between two bots burning {BURN_S * 1e3:g} ms of CPU a move (both think at once), "
+                         f"{steps} steps a match, actTimeout {CONFIG['actTimeout']:g} s and no bank; the matches of a "
+                         "reading start together; wait_s of every move from the stored replays")
+    return section
