@@ -161,6 +161,8 @@ class MatchManager:
                 if agent.disabled:
                     raise ConfigError(f"agent {agent.id} ({agent.name!r}) is disabled by its owner")
             seed = secrets.randbits(31) if seed is None else seed
+            if pace_s > 0:  # stored with it: whichever process runs the match (again) keeps its pace
+                tags = {**(tags or {}), "pace_s": pace_s}
             record = await self.storage.create_match(
                 game, game_cls.rules_version, resolved, seed,
                 [NewSeat(agent.id, agent.version) for agent in agents], tags, rated=rated,
@@ -180,9 +182,9 @@ class MatchManager:
             raise
         return record
 
-    async def run_claimed(self, record: MatchRecord, pace_s: float = 0.0) -> None:
-        """Run a match this process claimed from the queue, with its seats' stored versions; one
-        whose agent is gone is stored aborted with the reason instead.
+    async def run_claimed(self, record: MatchRecord) -> None:
+        """Run a match this process claimed from the queue, with its seats' stored versions and
+        the pace stored with it; one whose agent is gone is stored aborted with the reason instead.
 
         Raises:
             LeaseLost: the match was taken over before it could be stored aborted.
@@ -203,7 +205,7 @@ class MatchManager:
             await self._store_abort(record, f"aborted: {exc}")
             return
         self.running[record.id] = record
-        self.task_group.start_soon(self._run, record, agents, pace_s)
+        self.task_group.start_soon(self._run, record, agents, _stored_pace(record))
 
     def abandon(self, match_id: int, reason: str) -> None:
         """Stop running a match whose lease this process lost, without storing anything: another
@@ -351,6 +353,13 @@ class MatchManager:
         return final
 
 
+def _stored_pace(record: MatchRecord) -> float:
+    """The least time per step a match was created with (its ``pace_s`` tag; 0: unpaced)."""
+    pace_s = record.tags.get("pace_s")
+    return float(pace_s) if isinstance(pace_s, int | float) and 0 < pace_s <= _MAX_PACE_S else 0.0
+
+
+_MAX_PACE_S = 60.0
 # How long a stop waits for the match to be stored aborted before it answers anyway: its seats
 # die within their grace period (0.5 s) and storing it is quick, unless the machine is swamped.
 _STOP_WAIT_S = 10.0

@@ -134,7 +134,9 @@ async def eventually(condition: Callable[[], Awaitable[bool]], timeout_s: float,
             await anyio.sleep(every_s)
 
 
-async def create_matches(storage: Storage, n: int, *, rated: bool = True) -> list[MatchRecord]:
+async def create_matches(
+    storage: Storage, n: int, *, rated: bool = True, tags: dict[str, Any] | None = None,
+) -> list[MatchRecord]:
     """``n`` RPS matches between two slow bots, stored pending for the workers."""
     user = await storage.create_user("alice", "h")
     a = await storage.save_agent(user.id, "slow-a", "rps", SLOW_RPS)
@@ -143,7 +145,7 @@ async def create_matches(storage: Storage, n: int, *, rated: bool = True) -> lis
     config = resolve_config(game, {"episodeSteps": STEPS})  # as a front stores it: complete
     return [
         await storage.create_match(
-            "rps", game.rules_version, config, 1000 + i, [NewSeat(a.id, 1), NewSeat(b.id, 1)], rated=rated
+            "rps", game.rules_version, config, 1000 + i, [NewSeat(a.id, 1), NewSeat(b.id, 1)], tags, rated=rated
         )
         for i in range(n)
     ]

@@ -273,3 +273,16 @@ async def test_an_idle_worker_is_woken_by_a_new_match_not_by_its_poll(postgres_u
         records = await wait_until_ended(storage, [m.id for m in created], RECOVERY_S)
         name = (await worker.health())["worker"]
         assert all(r.status is MatchStatus.FINISHED and r.worker == name for r in records), records
+
+
+async def test_a_paced_match_keeps_its_pace_on_the_worker_that_claims_it(postgres_url: str, tmp_path: Path) -> None:
+    async with open_postgres(postgres_url) as storage, AsyncExitStack() as stack:
+        front = await stack.enter_async_context(node(postgres_url, "front", tmp_path / "front.log"))
+        await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "w.log"))
+        [match] = await create_matches(storage, 1, tags={"featured": True, "pace_s": 0.1})  # as the ladder stores one
+        [record] = await wait_until_ended(storage, [match.id], RECOVERY_S)
+        assert record.status is MatchStatus.FINISHED
+        steps = (await front.client.get(f"/api/matches/{match.id}/replay")).json()["steps"]
+        times = [step["time"] for step in steps[1:]]
+        gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+        assert gaps[len(gaps) // 2] >= 0.09, gaps  # the median step took its pace (a bot alone takes 0.03 s)
