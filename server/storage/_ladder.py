@@ -3,7 +3,8 @@ rows in the rating history, and the leaderboard from standings and ratings.
 
 No I/O here. Each backend (``_ratings.py``, ``_pg_ratings.py``) reads, in its write
 transaction, the seats of the matches to rate with the stored ratings of their agents
-(:func:`seats_to_rate`); hands them to :func:`rate_in_order`, which applies the rule of
+(:func:`seats_to_rate`; on PostgreSQL the seats of a match whose end is being stored come
+with its record, :func:`seats_of`); hands them to :func:`rate_in_order`, which applies the rule of
 ``server/ladder/rules.py`` one match after the other (a match sees the ratings the matches
 before it left); and writes back the ratings it returns and their history rows
 (:func:`history_rows`), with the matches marked rated, in the same commit. What the history
@@ -18,7 +19,7 @@ from typing import Any
 from protocol.errors import StorageError
 from server.ladder.rules import DEFAULT_SKILL, Skill, is_rated_match, rate_match
 
-from .base import RatedMatch, RatingChange, RatingRecord
+from .base import MatchRecord, RatedMatch, RatingChange, RatingRecord
 
 __all__: list[str] = []
 
@@ -78,6 +79,18 @@ def seats_to_rate(rows: Sequence[Any]) -> tuple[dict[int, list[RatedSeat]], dict
         seats.setdefault(match_id, []).append((agent_id, reward, name, owner))
         ratings[agent_id] = _rating((agent_id, *rating))
     return seats, ratings
+
+
+def seats_of(record: MatchRecord) -> dict[int, list[RatedSeat]]:
+    """The seats of a match whose result is being stored, as :func:`rate_in_order` takes them.
+
+    Raises:
+        StorageError: a seat's agent (or its owner) is gone: the match cannot be rated.
+    """
+    for seat in record.seats:
+        if seat.agent_name is None or seat.owner is None:
+            raise StorageError(f"match {record.id} cannot be rated: its agent {seat.agent_id} is gone")
+    return {record.id: [(s.agent_id, s.reward, s.agent_name, s.owner) for s in record.seats]}
 
 
 def history_rows(done: Sequence[RatedMatch]) -> list[tuple[Any, ...]]:

@@ -118,15 +118,17 @@ def finish_match(
                    [(s.status, s.reward, _short(s.reason), match_id, i) for i, s in enumerate(seats)])
     db.executemany(_UPSERT_LOG, [(match_id, seat, text) for seat, text in enumerate(logs) if text])
     # A rated match that finished is rated with its result (see _ratings.py): marked here, rated below.
-    is_rated, game = db.execute(
+    db.execute(
         "UPDATE matches SET status = ?, reason = ?, finished_at = ?,"
         " steps = (SELECT count(*) FROM match_steps WHERE match_id = ?),"
-        " rating_done = rating_done OR (rated AND ? = 'finished') WHERE id = ? RETURNING rated, game",
+        " rating_done = rating_done OR (rated AND ? = 'finished') WHERE id = ?",
         (status.value, _short(reason), finished_at, match_id, status.value, match_id),
-    ).fetchone()
-    rated = _ratings.rate_match(db, match_id, game, now) if is_rated and status is MatchStatus.FINISHED else None
+    )
     record = _load_matches(db, "WHERE id = ?", (match_id,))[0]
-    return record if rated is None else dataclasses.replace(record, rating_changes=tuple(rated.changes))
+    if not (record.rated and status is MatchStatus.FINISHED):
+        return record
+    rated = _ratings.rate_match(db, record, now)
+    return dataclasses.replace(record, rating_changes=tuple(rated.changes))
 
 
 def abort_unfinished(db: sqlite3.Connection, reason: str, worker: str | None, now: float) -> int:

@@ -178,19 +178,20 @@ async def finish_match(
     )
     if any(logs):
         await conn.executemany(_UPSERT_LOG, [(match_id, seat, text) for seat, text in enumerate(logs) if text])
-    # A rated match that finished is rated with its result (see _pg_ratings.py): marked here, rated below.
-    row = await conn.fetchrow(
+    # A rated match that finished is rated with its result (see _pg_ratings.py): marked here, rated
+    # last, so that its agents' rows stay locked for the fewest round trips before the commit.
+    await conn.execute(
         "UPDATE matches SET status = $2, reason = $3, finished_at = $4,"
         " steps = (SELECT count(*) FROM match_steps WHERE match_id = $1),"
-        " rating_done = rating_done OR (rated AND $2 = 'finished') WHERE id = $1 RETURNING rated, game",
+        " rating_done = rating_done OR (rated AND $2 = 'finished') WHERE id = $1",
         match_id, status.value, _short(reason), finished_at,
     )
-    assert row is not None  # locked above
-    rated = await _pg_ratings.rate_match(conn, match_id, row[1], now) if row[0] and status is MatchStatus.FINISHED \
-        else None
     await notify_ended(conn, match_id)
     record = (await load_matches(conn, "WHERE id = $1", (match_id,)))[0]
-    return record if rated is None else dataclasses.replace(record, rating_changes=tuple(rated.changes))
+    if not (record.rated and status is MatchStatus.FINISHED):
+        return record
+    rated = await _pg_ratings.rate_match(conn, record, now)
+    return dataclasses.replace(record, rating_changes=tuple(rated.changes))
 
 
 async def abort_unfinished(conn: Conn, reason: str, worker: str | None, now: float) -> int:

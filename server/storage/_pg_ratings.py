@@ -43,17 +43,19 @@ from ._ladder import (
     _HISTORY_SELECT,
     _RATINGS_SELECT,
     _SEATS_TO_RATE,
+    RatedSeat,
     _rating,
     history_changes,
     history_rows,
     leaderboard_rows,
     rate_in_order,
+    seats_of,
     seats_to_rate,
 )
 from ._pg_notify import notify_rated
 from ._pg_schema import Conn
 from ._rows import _is_row_id, _standings_table
-from .base import RatedMatch, RatingRecord
+from .base import MatchRecord, RatedMatch, RatingRecord
 
 __all__: list[str] = []
 
@@ -65,8 +67,9 @@ _TO_RATE = """
     ORDER BY finished_at, id LIMIT $1
 """
 _SEATS = _SEATS_TO_RATE + " WHERE s.match_id = ANY($1::bigint[]) ORDER BY s.match_id, s.seat"
-# The agents of these matches, locked in id order (see "No lost update" above).
-_LOCK_AGENTS = """
+# Agents locked in id order (see "No lost update" above): these, or those of these matches.
+_LOCK_AGENTS = "SELECT id FROM agents WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE"
+_LOCK_AGENTS_OF = """
     SELECT id FROM agents WHERE id IN (SELECT agent_id FROM match_seats WHERE match_id = ANY($1::bigint[]))
     ORDER BY id FOR NO KEY UPDATE
 """
@@ -138,8 +141,10 @@ async def rate_finished(conn: Conn, limit: int, now: float) -> list[RatedMatch]:
     matches = [(row[0], row[1]) for row in await conn.fetch(_TO_RATE, max(1, limit))]
     if not matches:
         return []
-    done = await _rate(conn, matches, now)
     ids = [match_id for match_id, _ in matches]
+    await conn.execute(_LOCK_AGENTS_OF, ids)
+    seats, ratings = seats_to_rate(await conn.fetch(_SEATS, ids))  # read once locked
+    done = await _store(conn, matches, seats, ratings, now)
     marked = await conn.execute(
         "UPDATE matches SET rating_done = true WHERE id = ANY($1::bigint[]) AND NOT rating_done", ids)
     if int(marked.split()[-1]) != len(ids):  # "UPDATE n"
@@ -148,21 +153,26 @@ async def rate_finished(conn: Conn, limit: int, now: float) -> list[RatedMatch]:
     return done
 
 
-async def rate_match(conn: Conn, match_id: int, game: str, now: float) -> RatedMatch:
-    """Rate one match whose result this transaction stores (and marks rated); the caller commits.
+async def rate_match(conn: Conn, record: MatchRecord, now: float) -> RatedMatch:
+    """Rate the match whose result this transaction stores (and marks rated), from its record:
+    three statements (lock its agents, read their ratings, store); the caller commits.
 
     Raises:
         StorageError: a seat's agent is gone.
     """
-    (done,) = await _rate(conn, [(match_id, game)], now)
+    seats = seats_of(record)
+    agent_ids = sorted({seat[0] for seat in seats[record.id]})
+    await conn.execute(_LOCK_AGENTS, agent_ids)
+    (done,) = await _store(conn, [(record.id, record.game)], seats, await get_ratings(conn, agent_ids), now)
     return done
 
 
-async def _rate(conn: Conn, matches: Sequence[tuple[int, str]], now: float) -> list[RatedMatch]:
-    """Rate ``matches`` (``(id, game)``, in order), writing the new ratings and their history."""
-    ids = [match_id for match_id, _ in matches]
-    await conn.execute(_LOCK_AGENTS, ids)
-    seats, ratings = seats_to_rate(await conn.fetch(_SEATS, ids))
+async def _store(
+    conn: Conn, matches: Sequence[tuple[int, str]], seats: Mapping[int, Sequence[RatedSeat]],
+    ratings: dict[int, RatingRecord], now: float,
+) -> list[RatedMatch]:
+    """Rate ``matches`` (``(id, game)``, in order) from their agents' locked ``ratings``; write
+    the new ratings and their history rows."""
     done, changed = rate_in_order(matches, seats, ratings, now)
     history = history_rows(done)
     if changed or history:

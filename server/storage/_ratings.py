@@ -29,6 +29,7 @@ from ._ladder import (
     _HISTORY_COLUMNS,
     _RATINGS_SELECT,
     _SEATS_TO_RATE,
+    RatedSeat,
     _rating,
     history_rows,
     leaderboard_rows,
@@ -36,7 +37,7 @@ from ._ladder import (
     seats_to_rate,
 )
 from ._rows import _is_row_id, _standings_table
-from .base import MatchStatus, RatedMatch, RatingRecord
+from .base import MatchRecord, MatchStatus, RatedMatch, RatingRecord
 
 __all__: list[str] = []
 
@@ -107,25 +108,32 @@ def rate_finished(db: sqlite3.Connection, limit: int, now: float) -> list[RatedM
     matches = [(row[0], row[1]) for row in db.execute(_TO_RATE, (max(1, limit),)).fetchall()]
     if not matches:
         return []
-    done = _rate(db, matches, now)
+    marks = ", ".join("?" * len(matches))
+    seats, ratings = seats_to_rate(db.execute(_SEATS.format(marks=marks), [m[0] for m in matches]).fetchall())
+    done = _store(db, matches, seats, ratings, now)
     db.executemany("UPDATE matches SET rating_done = 1 WHERE id = ?", [(m.match_id,) for m in done])
     return done
 
 
-def rate_match(db: sqlite3.Connection, match_id: int, game: str, now: float) -> RatedMatch:
-    """Rate one match whose result this transaction stores (and marks rated); the caller commits.
+def rate_match(db: sqlite3.Connection, record: MatchRecord, now: float) -> RatedMatch:
+    """Rate the match whose result this transaction stores (and marks rated); the caller commits.
+    Its seats are read again with their ratings, in one statement that sees a seat whose agent
+    is gone (the record leaves such a seat out).
 
     Raises:
         StorageError: a seat's agent is gone.
     """
-    (done,) = _rate(db, [(match_id, game)], now)
+    seats, ratings = seats_to_rate(db.execute(_SEATS.format(marks="?"), (record.id,)).fetchall())
+    (done,) = _store(db, [(record.id, record.game)], seats, ratings, now)
     return done
 
 
-def _rate(db: sqlite3.Connection, matches: Sequence[tuple[int, str]], now: float) -> list[RatedMatch]:
-    """Rate ``matches`` (``(id, game)``, in order), writing the new ratings and their history."""
-    marks = ", ".join("?" * len(matches))
-    seats, ratings = seats_to_rate(db.execute(_SEATS.format(marks=marks), [m[0] for m in matches]).fetchall())
+def _store(
+    db: sqlite3.Connection, matches: Sequence[tuple[int, str]], seats: Mapping[int, Sequence[RatedSeat]],
+    ratings: dict[int, RatingRecord], now: float,
+) -> list[RatedMatch]:
+    """Rate ``matches`` (``(id, game)``, in order) from their agents' ``ratings``; write the new
+    ratings and their history rows."""
     done, changed = rate_in_order(matches, seats, ratings, now)
     db.executemany(_UPSERT, [(r.agent_id, r.game, r.mu, r.sigma, r.rating, r.matches, r.updated_at, r.last_match_id)
                              for r in changed])
