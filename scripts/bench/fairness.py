@@ -74,6 +74,7 @@ async def _waits(port: int, live: int, steps: int) -> dict[str, Any]:
             assert status == 201, match
             ids.append(match["id"])
         waits: list[float] = []
+        lost: list[float] = []
         timeouts = 0
         with anyio.fail_after(60 + steps * live * BURN_S * 4):
             for match_id in ids:
@@ -82,24 +83,33 @@ async def _waits(port: int, live: int, steps: int) -> dict[str, Any]:
                 assert response.status_code == 200, response.text
                 replay = response.json()
                 for step in replay["steps"]:
-                    waits += [t["wait_s"] for t in step["timing"] if t is not None and t.get("wait_s") is not None]
+                    moves = [t for t in step["timing"] if t is not None and t.get("wait_s") is not None]
+                    waits += [t["wait_s"] for t in moves]
+                    # What a thinking seat lost to everything else on the machine: its wall time beyond its CPU time.
+                    lost += [t["wall_s"] - t["cpu_s"] for t in moves if t["cpu_s"] is not None]
                     timeouts += sum(s == "TIMEOUT" for s in step["statuses"])
-    return {"waits": waits, "timeouts": timeouts}
+    return {"waits": waits, "lost": lost, "timeouts": timeouts}
 
 
 async def _wait_per_move(section: Section, lives: tuple[int, ...], rounds: int, steps: int) -> None:
     for live in lives:
         p50: list[float] = []
         p99: list[float] = []
+        lost_p50: list[float] = []
+        lost_p99: list[float] = []
         timeouts = 0
         for _ in range(rounds):
             async with bench_server(WS, False) as server:
                 result = await _waits(server.port, live, steps)
             p50.append(percentile(result["waits"], 50) * 1e3)
             p99.append(percentile(result["waits"], 99) * 1e3)
+            lost_p50.append(percentile(result["lost"], 50) * 1e3)
+            lost_p99.append(percentile(result["lost"], 99) * 1e3)
             timeouts += result["timeouts"]
         section.add(Row(f"wait for a core per move, p50, {live} live matches", "ms", p50))
         section.add(Row(f"wait for a core per move, p99, {live} live matches", "ms", p99))
+        section.add(Row(f"a move's wall time beyond its CPU time, p50, {live} live matches", "ms", lost_p50))
+        section.add(Row(f"a move's wall time beyond its CPU time, p99, {live} live matches", "ms", lost_p99))
         section.add(Row(f"seats timed out, {live} live matches (all rounds)", "seats", [float(timeouts)], "0"))
 
 
