@@ -40,6 +40,13 @@ CONNECT_TIMEOUT_S = 10.0  # a wrong host fails start-up within this, not the dri
 # Every statement is bounded: a storage call is shielded from cancellation (see postgres.py),
 # so a server that stopped answering must not hold a caller, or the shutdown, for ever.
 STATEMENT_TIMEOUT_S = 60.0
+# A session left idle inside a transaction this long is ended by the server, its transaction
+# rolled back. The storage sends a transaction's statements back to back, so only a client that
+# lost its link (or hung) between two of them idles there; its row locks would otherwise keep the
+# match it was writing from every other worker (a claim skips locked rows) until the link came
+# back or the server's TCP keepalive gave up on it, hours later. Below the default lease (10 s):
+# a match of a worker cut off in the middle of a transaction is claimed when its lease runs out.
+IDLE_IN_TRANSACTION_S = 5.0
 # Connections per process. The SQLite storage has two (a writer and a reader thread); here
 # the calls of concurrent requests and matches run side by side, and the step writer takes one.
 POOL_MAX_SIZE = 10
@@ -257,7 +264,8 @@ async def connect_pool(url: str, *, max_size: int = POOL_MAX_SIZE) -> Pool:
             url, min_size=1, max_size=max_size, timeout=CONNECT_TIMEOUT_S, command_timeout=STATEMENT_TIMEOUT_S,
             reset=_reset,
             # Short statements only: JIT compiling one costs more than it saves.
-            server_settings={"application_name": "agent-arena", "jit": "off"},
+            server_settings={"application_name": "agent-arena", "jit": "off",
+                             "idle_in_transaction_session_timeout": f"{int(IDLE_IN_TRANSACTION_S * 1000)}"},
         )
     except (ValueError, asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
         raise StorageError(f"cannot connect to PostgreSQL at {redact_url(url)}: {describe(exc)}") from exc

@@ -15,15 +15,12 @@ import sys
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import anyio
 import pytest
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from server.storage import MatchStatus, open_postgres
 from tests.cluster.nodes import (
-    LEASE_S,
     RECOVERY_S,
     ROOT,
     check_replays,
@@ -179,110 +176,3 @@ async def test_one_process_reports_role_all_and_its_database(db_url: str, tmp_pa
         assert health["matches"] == [] and isinstance(health["worker"], str)
         assert "arena-test-password" not in str(health)
 
-
-class Cable:
-    """A TCP relay between a worker and PostgreSQL that the test can cut: while cut, nothing
-    passes either way (the worker's statements hang, as behind a dead link), then it mends."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self._mended = anyio.Event()
-        self._mended.set()
-
-    def cut(self) -> None:
-        self._mended = anyio.Event()
-
-    def mend(self) -> None:
-        self._mended.set()
-
-    async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
-            task_status.started(listener.extra(SocketAttribute.local_port))
-            await listener.serve(self._connect)
-
-    async def _connect(self, client: SocketStream) -> None:
-        async with client, await anyio.connect_tcp("127.0.0.1", self.target_port) as server:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._pump, client, server, tg.cancel_scope)
-                tg.start_soon(self._pump, server, client, tg.cancel_scope)
-
-    async def _pump(self, source: SocketStream, sink: SocketStream, scope: anyio.CancelScope) -> None:
-        try:
-            while True:
-                data = await source.receive()
-                await self._mended.wait()
-                await sink.send(data)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            scope.cancel()
-
-
-async def test_a_worker_cut_off_past_its_lease_stops_its_match_which_another_runs(
-    postgres_url: str,
-    tmp_path: Path,
-) -> None:
-    parts = urlsplit(postgres_url)
-    assert parts.port is not None
-    cable = Cable(parts.port)
-    async with open_postgres(postgres_url) as storage, AsyncExitStack() as stack:
-        tg = await stack.enter_async_context(anyio.create_task_group())
-        stack.callback(tg.cancel_scope.cancel)
-        proxy_port = await tg.start(cable.serve)
-        behind = parts._replace(netloc=parts.netloc.replace(f":{parts.port}", f":{proxy_port}")).geturl()
-        front = await stack.enter_async_context(node(postgres_url, "front", tmp_path / "front.log"))
-        cut_off = await stack.enter_async_context(node(behind, "worker", tmp_path / "cut.log"))
-        [match] = await create_matches(storage, 1)
-
-        async def is_under_way() -> bool:
-            return (await storage.get_match(match.id)).steps >= 5
-
-        await eventually(is_under_way, 60)
-        cut_name = (await cut_off.health())["worker"]
-        cable.cut()
-        try:
-            cut_at = time.monotonic()
-            other = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "other.log"))
-
-            async def has_stopped_by_itself() -> bool:  # read from its log: its HTTP health asks storage
-                return "abandoned" in await anyio.Path(tmp_path / "cut.log").read_text()
-
-            await eventually(has_stopped_by_itself, LEASE_S * 3)
-            print(f"the cut-off worker stopped its match {time.monotonic() - cut_at:.1f} s after the cut")
-            [record] = await wait_until_ended(storage, [match.id], RECOVERY_S)
-        finally:
-            cable.mend()
-        other_name = (await other.health())["worker"]
-        assert record.status is MatchStatus.FINISHED, record
-        assert (record.worker, record.attempt) == (other_name, 2) and other_name != cut_name
-        await check_replays(front, [record])
-
-        async def is_let_go() -> bool:  # mended: its late writes are refused, the match is not its own
-            return match.id not in (await cut_off.health())["matches"]
-
-        await eventually(is_let_go, 30)
-        await anyio.sleep(LEASE_S)  # whatever it still had queued reaches the database meanwhile
-        assert await storage.get_match(match.id) == record
-        await check_replays(front, [record])
-
-
-async def test_an_idle_worker_is_woken_by_a_new_match_not_by_its_poll(postgres_url: str, tmp_path: Path) -> None:
-    async with open_postgres(postgres_url) as storage, AsyncExitStack() as stack:
-        # A poll far longer than the test: only the notification can bring the worker its matches.
-        worker = await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "w.log", claim_poll_s=600))
-        await anyio.sleep(1.0)  # its claim loop has looked once and waits on its poll
-        created = await create_matches(storage, 2)
-        records = await wait_until_ended(storage, [m.id for m in created], RECOVERY_S)
-        name = (await worker.health())["worker"]
-        assert all(r.status is MatchStatus.FINISHED and r.worker == name for r in records), records
-
-
-async def test_a_paced_match_keeps_its_pace_on_the_worker_that_claims_it(postgres_url: str, tmp_path: Path) -> None:
-    async with open_postgres(postgres_url) as storage, AsyncExitStack() as stack:
-        front = await stack.enter_async_context(node(postgres_url, "front", tmp_path / "front.log"))
-        await stack.enter_async_context(node(postgres_url, "worker", tmp_path / "w.log"))
-        [match] = await create_matches(storage, 1, tags={"featured": True, "pace_s": 0.1})  # as the ladder stores one
-        [record] = await wait_until_ended(storage, [match.id], RECOVERY_S)
-        assert record.status is MatchStatus.FINISHED
-        steps = (await front.client.get(f"/api/matches/{match.id}/replay")).json()["steps"]
-        times = [step["time"] for step in steps[1:]]
-        gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
-        assert gaps[len(gaps) // 2] >= 0.09, gaps  # the median step took its pace (a bot alone takes 0.03 s)
