@@ -23,7 +23,6 @@ from starlette.routing import Route
 
 from protocol.errors import NameTaken
 from server.bots import example_bots
-from server.cluster import AgentDesk, Leadership, QueueWorker, Relay, SeatExchange
 from server.config import Settings
 from server.health import Health
 from server.http.api import health as health_endpoint
@@ -45,7 +44,6 @@ from server.storage import (
     AgentRecord,
     Lease,
     MatchRecord,
-    PostgresStorage,
     Storage,
     is_postgres_url,
     open_storage,
@@ -71,6 +69,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         seats = serve_seats(settings.seat_mode if settings.runs_matches else "fresh", limits=settings.limits,
                             pool_size=settings.seat_pool_size)
         is_cluster = is_postgres_url(settings.db)
+        if is_cluster:  # the cluster's parts load asyncpg, which one process on SQLite does without
+            from server.cluster import AgentDesk, Leadership, QueueWorker, Relay, SeatExchange
+            from server.storage import PostgresStorage
         lease = Lease(settings.default_worker_name(), settings.lease_s) if settings.runs_matches else None
         # On SQLite the one process owns every match; on PostgreSQL only those its name holds.
         mine = lease.worker if is_cluster and lease is not None else None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
-from server.cluster import Relay
 from server.config import Settings
 from server.health import Health
 from server.http.ratelimit import RateLimiter
@@ -15,6 +15,9 @@ from server.ladder.scheduler import LadderScheduler
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.storage import Storage
+
+if TYPE_CHECKING:
+    from server.cluster import Relay
 
 __all__ = ["ArenaState", "arena_state"]
 
