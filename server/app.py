@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from protocol.errors import NameTaken
@@ -37,6 +38,7 @@ from server.matches.cores import CoreGate, usable_cores
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.matches.remote import RemoteAgents
+from server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from server.sandbox import serve_seats
 from server.sandbox.layers import require_layers
 from server.state import ArenaState
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Starlette:
     """The arena as an ASGI app; everything it owns lives inside its lifespan."""
     settings = settings or Settings()
+    metrics = Metrics()  # this app's own registry: tests run many apps in one process
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -117,6 +120,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                                            config_ranges=settings.config_ranges, lease=lease,
                                            runs_matches=settings.runs_matches, exchange=exchange,
                                            cores=CoreGate(settings.thinking_seats or usable_cores()))
+                    metrics.watch(manager, launcher, hub)
+                    await tg.start(metrics.watch_loop_lag)
                     # In a cluster with the ladder on, the rater runs on the elected leader (below).
                     if not (is_cluster and settings.ladder):
                         await tg.start(rater.run)
@@ -161,9 +166,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     except Exception:  # a failing storage must not keep the fork server and the rest open
                         log.exception("could not mark the unfinished matches aborted at shutdown")
 
-    # A worker answers only its health; everything else is a front's.
-    served = routes if settings.serves_http else [Route("/api/health", health_endpoint)]
-    return Starlette(routes=served, exception_handlers=exception_handlers, lifespan=lifespan)
+    # A worker answers only its health and metrics; everything else is a front's.
+    served = routes if settings.serves_http else [Route("/api/health", health_endpoint),
+                                                  Route("/metrics", metrics_endpoint)]
+    app = Starlette(routes=served, exception_handlers=exception_handlers, lifespan=lifespan,
+                    middleware=[Middleware(MetricsMiddleware, metrics=metrics)])
+    app.state.metrics = metrics
+    return app
 
 
 async def seed_examples(storage: Storage) -> list[AgentRecord]:

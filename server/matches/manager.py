@@ -55,6 +55,7 @@ from server.sandbox import Limits, SeatLauncher
 from server.storage import AgentRecord, Lease, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
 
 from .cores import CoreGate
+from .counts import MatchCounts
 from .documents import match_document, result_document
 from .games import ConfigRanges, get_game, resolve_config
 from .hub import Hub, MatchFeed
@@ -107,6 +108,7 @@ class MatchManager:
         self.config_ranges = config_ranges if config_ranges is not None else ConfigRanges()
         self._stops: dict[int, _Stop] = {}  # running matches that can still be stopped, by id
         self.internal_errors = 0  # matches aborted by the server's own fault since start
+        self.counts = MatchCounts()  # moves, ends and outcomes since start (GET /metrics)
         self.last_internal_error: str | None = None
         self.max_action_bytes = max_action_bytes  # one action, as JSON (see runner.MatchSpec)
         self.hub = hub
@@ -204,6 +206,7 @@ class MatchManager:
         except AgentNotFound as exc:
             await self._store_abort(record, f"aborted: {exc}")
             return
+        self.counts.claims += 1
         self.running[record.id] = record
         self.task_group.start_soon(self._run, record, agents, _stored_pace(record))
 
@@ -320,7 +323,11 @@ class MatchManager:
         ]
         # finish_match makes every step durable first: only then is the end announced. The seats'
         # logs are stored in the same transaction.
-        return await self.storage.finish_match(record.id, MatchStatus.FINISHED, None, seats, time.time(), logs=logs)
+        final = await self.storage.finish_match(record.id, MatchStatus.FINISHED, None, seats, time.time(), logs=logs)
+        self.counts.count_end(final)
+        log.info("match_id=%s finished after %d steps: %s", record.id, result.steps,
+                 ", ".join(f"seat {i} {o.status}" for i, o in enumerate(result.seats)))
+        return final
 
     async def _play(
         self, spec: MatchSpec, record: MatchRecord, agents: list[AgentRecord], feed: MatchFeed
@@ -339,7 +346,8 @@ class MatchManager:
             feed.match = {**feed.match, "status": MatchStatus.LIVE.value, "started_at": started_at}
             self.hub.publish_lobby(MatchStarted(match=feed.match))
             debug = SeatDebugFeed(feed, links)
-            recorder = StepLog(store_and_publish(self.storage, match_id, feed), debug.after_step, keep=False)
+            recorder = StepLog(store_and_publish(self.storage, match_id, feed), debug.after_step,
+                               self.counts.count_step, keep=False)
             result = await run_match(spec, links, recorder, self.cores)
             debug.publish_rest()
             for link in links:
@@ -350,6 +358,7 @@ class MatchManager:
     async def _store_abort(self, record: MatchRecord, reason: str) -> MatchRecord:
         with anyio.CancelScope(shield=True):
             final = await self.storage.finish_match(record.id, MatchStatus.ABORTED, reason, record.seats, time.time())
+        self.counts.count_end(final)
         return final
 
 

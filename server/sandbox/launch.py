@@ -87,6 +87,10 @@ class SeatLauncher:
             reason = "seat_mode is 'fresh'" if self.mode is SeatMode.FRESH else "no fork server was started"
         self.reason = reason
         self._owns_server = False
+        # Seats started since this launcher was made, by how ("fork", "fresh"), and those that
+        # could not be started (GET /metrics reads them).
+        self.started = {"fork": 0, "fresh": 0}
+        self.start_failures = 0
 
     @classmethod
     def launch(
@@ -153,6 +157,20 @@ class SeatLauncher:
         Raises:
             LayerUnavailable: the mode is "fork" and the fork server cannot run this seat.
         """
+        is_started = False
+        try:
+            async with self._start_seat(limits, python, label, isolation) as seat:
+                is_started = True
+                yield seat
+        except Exception:
+            if not is_started:
+                self.start_failures += 1
+            raise
+
+    @asynccontextmanager
+    async def _start_seat(
+        self, limits: Limits, python: str | None, label: str, isolation: IsolationChoice,
+    ) -> AsyncIterator[SeatProcess]:
         if python is not None or isolation is not DEFAULT_ISOLATION or isolation_overridden():
             if self.mode is SeatMode.FORK:
                 raise LayerUnavailable("the fork server runs seats with the default interpreter and isolation only")
@@ -165,9 +183,11 @@ class SeatLauncher:
                 log.warning("%s: starting a fresh process instead (%s)", label, exc)
             else:
                 async with server.open_seat(pending, limits, label) as seat:
+                    self.started["fork"] += 1
                     yield seat
                 return
         async with open_fresh_seat(limits, python=python, label=label, isolation=isolation) as fresh:
+            self.started["fresh"] += 1
             yield fresh
 
     def status(self) -> SeatModeStatus:
