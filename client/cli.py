@@ -304,17 +304,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
-
     import anyio
     import uvicorn
 
     from server.app import create_app
     from server.config import load_settings
+    from server.logs import configure_logging, uvicorn_log_config
     from server.sandbox.layers import require_layers
     from server.storage import check_storage
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     overrides: dict[str, Any] = {"host": args.host, "port": args.port}
     db = args.db or os.environ.get("ARENA_DB")
     if db:
@@ -337,7 +336,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ArenaError as exc:
         raise CliError(str(exc), code=exc.code) from None
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port,
-                                           log_level=args.log_level,
+                                           log_level=args.log_level, log_config=uvicorn_log_config(args.log_format),
                                            # Measured (scripts/bench, README "Performance"): the sansio
                                            # implementation has the least CPU per delivered frame, and
                                            # per-message deflate costs +53% CPU and twice the memory per
@@ -376,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ladder", action="store_true", help="do not schedule ladder matches")
     p.add_argument("--no-examples", action="store_true", help="do not seed the example bots")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="text lines, or one JSON object per line with match_id and agent_id where a line is about one")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("play", help="play a match between local bot files, in the sandbox")

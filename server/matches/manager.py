@@ -325,7 +325,7 @@ class MatchManager:
         # logs are stored in the same transaction.
         final = await self.storage.finish_match(record.id, MatchStatus.FINISHED, None, seats, time.time(), logs=logs)
         self.counts.count_end(final)
-        log.info("match_id=%s finished after %d steps: %s", record.id, result.steps,
+        log.info("match_id=%s finished after %d moves: %s", record.id, result.steps,
                  ", ".join(f"seat {i} {o.status}" for i, o in enumerate(result.seats)))
         return final
 
