@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from protocol.codec import encode_json
-from protocol.errors import ArenaError, IllegalAction
+from protocol.errors import ArenaError, ConfigError, IllegalAction
 from protocol.messages import JSON
 from protocol.status import is_fault
 from server.storage import MatchRecord, Storage
 
-from .games import get_game, new_game
+from .games import Game, get_game, new_game
 
 __all__ = [
     "REPLAY_PAGE_STEPS",
@@ -120,6 +120,42 @@ async def replay_chunks(
         yield b'],"next_step":' + (str(step).encode() if more else b"null") + b"}"
 
 
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _document_problem(game_cls: type[Game], config: JSON, seed: JSON, steps: Sequence[JSON]) -> str | None:
+    """Why a replay document (a file: it may hold anything) cannot be replayed, or None: a config
+    without a key the rules read (``episodeSteps`` and the game's own), a value not of its default's
+    kind or one the rules cannot play (the game's own check), a seed that is no integer, a step that
+    is not an object with lists of actions, statuses and rewards."""
+    if not isinstance(config, Mapping):
+        return "config is not an object"
+    defaults = game_cls.config_defaults()
+    missing = sorted({"episodeSteps", *game_cls.default_config} - set(config))
+    if missing:
+        return f"config has no {', '.join(missing)}"
+    for key, default in defaults.items():
+        if key not in config:
+            continue  # a time control: the rules never read it
+        value = config[key]
+        kinds = (int, float) if type(default) is float else (type(default),)
+        if isinstance(value, bool) is not isinstance(default, bool) or not isinstance(value, kinds):
+            return f"config {key} is {value!r}, not {_KINDS.get(type(default), type(default).__name__)}"
+    try:
+        game_cls.check_config(config)
+    except ConfigError as exc:
+        return str(exc)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        return f"seed {seed!r} is not an integer"
+    for index, step in enumerate(steps):
+        if not isinstance(step, Mapping):
+            return f"step {index} is not an object"
+        for key in ("actions", "statuses", "rewards"):
+            if not isinstance(step.get(key, []), list):
+                return f"step {index}: {key} is not a list"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
     ok: bool
@@ -133,7 +169,7 @@ def verify_replay(doc: Mapping[str, JSON]) -> VerifyReport:
     try:
         game_cls = get_game(str(doc["game"]))
         steps: list[Mapping[str, JSON]] = list(doc["steps"])
-        game = new_game(str(doc["game"]), doc["config"], int(doc["seed"]))
+        config, seed = doc["config"], doc["seed"]
     except (KeyError, TypeError, ValueError, ArenaError) as exc:
         return VerifyReport(False, 0, [f"not a replay document: {exc}"])
     stored_version = doc.get("rules_version")
@@ -144,6 +180,10 @@ def verify_replay(doc: Mapping[str, JSON]) -> VerifyReport:
              f"this arena has {game_cls.rules_version}"],
             rules_changed=True,
         )
+    problem = _document_problem(game_cls, config, seed, steps)
+    if problem is not None:
+        return VerifyReport(False, 0, [f"not a replay document: {problem}"])
+    game = new_game(game_cls.name, config, seed)
     if not steps:
         return VerifyReport(False, 0, ["replay has no steps"])
     problems: list[str] = []
