@@ -4,13 +4,9 @@ serves and whose finished matches' replays verify; bad inputs get one line and a
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +15,8 @@ import pytest
 
 from client.backup import back_up
 from server.storage import open_storage
-from tests.client.test_cli_server import ROOT, arena, call, free_port
+from tests.client.serving import serving
+from tests.client.test_cli_server import arena, call
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,37 +28,6 @@ def agent(observation, configuration):
     sleep(0.003)
     return observation.step % configuration.signs
 """
-
-
-@contextmanager
-def serving(db: Path, log: Path) -> Iterator[str]:
-    """``arena serve`` on ``db`` (no ladder, no examples) until the block ends; its URL."""
-    port = free_port()
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "client", "serve", "--port", str(port), "--db", str(db), "--no-ladder",
-             "--no-examples", "--log-level", "warning"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                call(f"{url}/api/health")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"arena serve did not start: {log.read_text()}")
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def wait_for(url: str, match_id: int, condition: Callable[[dict[str, Any]], bool], timeout_s: float = 60) -> Any:
@@ -77,7 +43,7 @@ def wait_for(url: str, match_id: int, condition: Callable[[dict[str, Any]], bool
 
 def test_a_backup_of_a_live_arena_serves_and_its_replays_verify(tmp_path: Path) -> None:
     source, copy = tmp_path / "arena.db", tmp_path / "copy.db"
-    with serving(source, tmp_path / "source.log") as url:
+    with serving(source, tmp_path / "source.log", "--log-level", "warning") as url:
         token = call(f"{url}/api/users", {"name": "operator"})["token"]
         agents = [call(f"{url}/api/agents", {"name": name, "game": "rps", "code": STEADY}, token)["id"]
                   for name in ("a", "b")]
@@ -126,7 +92,7 @@ def test_a_backup_of_a_live_arena_serves_and_its_replays_verify(tmp_path: Path) 
         for match_id, count, last in db.execute(per_match):
             assert last == count - 1, (match_id, count, last)
 
-    with serving(copy, tmp_path / "copy.log") as url:
+    with serving(copy, tmp_path / "copy.log", "--log-level", "warning") as url:
         assert call(f"{url}/api/health")["status"] == "ok"
         for match_id in long:  # live at the copy's snapshot: stopped, as after any stop of a server
             doc = call(f"{url}/api/matches/{match_id}")

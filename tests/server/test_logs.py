@@ -1,4 +1,4 @@
-"""``arena serve --log-format json`` (issue 14, part 7): every line the server writes on stderr,
+"""``arena serve --log-format json`` (issue 14, part 7): every line the server writes (stderr and stdout),
 its own and uvicorn's, is one JSON object with time, level, logger and message, and the lines
 about a match or an agent carry its id."""
 
@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -18,32 +16,16 @@ import pytest
 from websockets.sync.client import connect
 
 from server.logs import JsonFormatter
-from tests.client.test_cli_server import ROOT, call, free_port
+from tests.client.serving import serving
+from tests.client.test_cli_server import call
 from tests.server.conftest import RPS_CYCLE
 
 pytestmark = pytest.mark.timeout(90)
 
 
 def test_a_json_server_logs_one_object_a_line_with_the_ids(tmp_path: Path) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    stderr = tmp_path / "stderr.log"
-    with stderr.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "client", "serve", "--port", str(port), "--db", str(tmp_path / "arena.db"),
-             "--no-ladder", "--no-examples", "--log-format", "json"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                call(f"{url}/api/health")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"arena serve did not start: {stderr.read_text()}")
-                time.sleep(0.1)
+    log = tmp_path / "serve.log"  # its stdout and stderr: nothing but JSON lines
+    with serving(tmp_path / "arena.db", log, "--log-format", "json") as url:
         token = call(f"{url}/api/users", {"name": "logger"})["token"]
         agents = [call(f"{url}/api/agents", {"name": name, "game": "rps", "code": RPS_CYCLE}, token)["id"]
                   for name in ("a", "b")]
@@ -54,17 +36,10 @@ def test_a_json_server_logs_one_object_a_line_with_the_ids(tmp_path: Path) -> No
             assert time.monotonic() < deadline, "the match did not finish"
             time.sleep(0.05)
         call(f"{url}/api/agents/{agents[0]}")
-        with connect(f"ws://127.0.0.1:{port}/ws/matches/{match_id}", proxy=None) as spectator:
+        with connect(url.replace("http://", "ws://") + f"/ws/matches/{match_id}", proxy=None) as spectator:
             assert json.loads(spectator.recv(timeout=10))["type"] == "snapshot"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
-    lines = [line for line in stderr.read_text().splitlines() if line.strip()]
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
     entries: list[dict[str, Any]] = [json.loads(line) for line in lines]  # every line, not some
     assert entries
     for entry in entries:
