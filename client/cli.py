@@ -309,6 +309,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
     from server.config import load_settings
+    from server.drain import DrainingServer
     from server.logs import configure_logging, uvicorn_log_config
     from server.sandbox.layers import require_layers
     from server.storage import check_storage
@@ -323,6 +324,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["role"] = role
     if args.no_ladder:
         overrides["ladder"] = False
+    if args.drain_timeout is not None:
+        overrides["drain_timeout_s"] = args.drain_timeout
     if args.no_examples:
         overrides["seed_examples"] = False
     if args.require_layers:
@@ -335,7 +338,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         anyio.run(check_storage, settings.db)
     except ArenaError as exc:
         raise CliError(str(exc), code=exc.code) from None
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port,
+    # SIGTERM or Ctrl-C drains first (server/drain.py): the live matches may finish, and it exits 0.
+    app = create_app(settings)
+    server = DrainingServer(uvicorn.Config(app, host=args.host, port=args.port,
                                            log_level=args.log_level, log_config=uvicorn_log_config(args.log_format),
                                            # Measured (scripts/bench, README "Performance"): the sansio
                                            # implementation has the least CPU per delivered frame, and
@@ -347,7 +352,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                            # The per-address limits need the real peer: X-Forwarded-For
                                            # only from the proxies the operator lists (none by default).
                                            proxy_headers=bool(settings.forwarded_allow_ips),
-                                           forwarded_allow_ips=settings.forwarded_allow_ips or None))
+                                           forwarded_allow_ips=settings.forwarded_allow_ips or None),
+                            app)
     server.run()
     return 0 if server.started else 1
 
@@ -374,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse to start unless these sandbox layers are active")
     p.add_argument("--no-ladder", action="store_true", help="do not schedule ladder matches")
     p.add_argument("--no-examples", action="store_true", help="do not seed the example bots")
+    p.add_argument("--drain-timeout", type=float, metavar="SECONDS",
+                   help="on SIGTERM or Ctrl-C no new match starts, and the live ones may finish within this "
+                        "(default 30; then, or at a second Ctrl-C, they are stopped, stored aborted)")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="text lines, or one JSON object per line with match_id and agent_id where a line is about one")

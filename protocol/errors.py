@@ -23,6 +23,7 @@ Every error the arena raises on purpose derives from :class:`ArenaError`::
     ├── Unauthorized             missing or wrong token
     ├── Forbidden                a valid token, but not the owner
     ├── RateLimited              too many requests of one kind
+    ├── ServerDraining           the server is shutting down: it starts nothing new
     ├── Conflict                 the resource is not in a state that allows the request
     │   └── MatchOver            the match has already ended
     └── StorageError             the database refused an operation
@@ -65,6 +66,7 @@ __all__ = [
     "ProtocolError",
     "RateLimited",
     "SandboxError",
+    "ServerDraining",
     "StorageError",
     "Unauthorized",
     "UnknownGame",
@@ -230,6 +232,13 @@ class Forbidden(ArenaError):
 
 class RateLimited(ArenaError):
     code = "rate_limited"
+
+
+class ServerDraining(ArenaError):
+    """The server is draining before it stops (SIGTERM): it starts no new match and, at the
+    end of the drain, takes no new socket; another server (or this one, restarted) will."""
+
+    code = "draining"
 
 
 class Conflict(ArenaError):

@@ -32,6 +32,7 @@ from server.http.errors import exception_handlers
 from server.http.names import EXAMPLES_USER
 from server.http.ratelimit import RateLimiter
 from server.http.routes import routes
+from server.http.sockets import OpenSockets
 from server.ladder.ratings import Rater
 from server.ladder.scheduler import LadderScheduler, lead_ladder
 from server.matches.cores import CoreGate, usable_cores
@@ -141,8 +142,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     if is_cluster and settings.serves_http:
                         relay = Relay(hub, settings.db, worker=lease.worker if lease is not None else None)
                         await tg.start(relay.run)
-                    app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter(), health=health,
-                                                 ladder=ladder, relay=relay)
+                    app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter(), OpenSockets(),
+                                                 health=health, ladder=ladder, relay=relay)
                     if settings.seed_examples and settings.serves_http:
                         await seed_examples(storage)
                     if ladder is not None and is_cluster:

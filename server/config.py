@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import socket
 import tomllib
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ class Settings:
     # "worker" (runs the matches it claims; serves only GET /api/health). front and worker
     # need PostgreSQL.
     role: str = "all"
+    # SIGTERM (or a first Ctrl-C) drains the process before it stops (server/drain.py): no new
+    # match starts, and those live may run on this long before they are stopped, stored aborted.
+    drain_timeout_s: float = 30.0
     # The match queue (PostgreSQL): a worker's claim on a match holds lease_s unless renewed
     # (renewed every third of it); a match whose worker was lost this many times is aborted.
     # worker_name identifies the process in the matches it runs ("": the host's name, with the
@@ -139,6 +143,8 @@ class Settings:
         if self.thinking_seats < 0:
             raise ConfigError(f"settings key 'thinking_seats' must be 0 (one per CPU) or more, "
                               f"got {self.thinking_seats}")
+        if not 0 <= self.drain_timeout_s < math.inf:
+            raise ConfigError(f"settings key 'drain_timeout_s' must be 0 or more seconds, got {self.drain_timeout_s!r}")
         if not self.leader_retry_s > 0:
             raise ConfigError(f"settings key 'leader_retry_s' must be positive, got {self.leader_retry_s!r}")
         self.config_ranges.check(GAMES)

@@ -14,7 +14,8 @@ without changing the status (the server goes on), and tell the operator to read 
 The status is ``ok`` (HTTP 200) when every component works; ``failing`` (503) when storage
 does not answer, since then no request that reads or writes can succeed; ``degraded`` (503)
 when storage works but a background task fails, so that a monitor probing the status code
-alone sees it too.
+alone sees it too. A server draining before it stops says ``draining`` (503) whatever else
+holds, so that a load balancer sends new work elsewhere.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class HealthStatus(enum.StrEnum):
     OK = "ok"
     DEGRADED = "degraded"
     FAILING = "failing"
+    DRAINING = "draining"  # the server stops soon (server/drain.py): send new work elsewhere
 
 
 @dataclass(frozen=True, slots=True)

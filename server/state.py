@@ -18,6 +18,7 @@ from server.storage import Storage
 
 if TYPE_CHECKING:
     from server.cluster import Relay
+    from server.http.sockets import OpenSockets  # it imports the HTTP errors, which import this module
 
 __all__ = ["ArenaState", "arena_state"]
 
@@ -29,6 +30,7 @@ class ArenaState:
     hub: Hub
     manager: MatchManager
     limiter: RateLimiter
+    sockets: OpenSockets  # every WebSocket, closed with 1001 by a drain (server/drain.py)
     sessions: Sessions = field(default_factory=Sessions)  # token-authenticated sockets, closed on rotation
     health: Health = field(default_factory=Health)  # failures of storage and background tasks (/api/health)
     ladder: LadderScheduler | None = None  # the ladder's scheduler, unless the ladder is off

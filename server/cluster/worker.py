@@ -17,6 +17,14 @@ match's lease is counted from the start of its last successful renewal (or of it
 this machine's monotonic clock, and a match whose lease may have run out here is abandoned
 before another worker can have claimed it, whether or not the renewal ever answers.
 
+A draining worker (``server/drain.py``) claims nothing more: the claim loop ends at its next
+turn (a claim already under way is run like any other), while the renewer and the watchdog keep
+the leases of the matches still running until they end, or the drain stops them, stored
+``aborted``, as on one process. They are not handed back to the queue for another worker to
+run again: that one would start them over from their seeds, after a whole lease (the queue has
+no early release), and the drain timeout is the operator's bound on how long a match may hold
+up a stop; set it above the longest match to lose none.
+
 With ``url``, the worker also listens for the matches fronts store pending (``QUEUE_CHANNEL``,
 notified in the transaction that stores one): a notification ends the claim loop's wait, so an
 idle worker claims a new match at once; the poll remains for leases that run out, and for
@@ -97,6 +105,9 @@ class QueueWorker:
 
     async def _claim_matches(self) -> None:
         while True:
+            if self.manager.is_draining:  # the renewer and the watchdog go on for what still runs
+                log.info("%s claims no more matches: it is draining", self.lease.worker)
+                return
             if len(self.manager.running) >= self.max_matches:
                 await self._pause()
                 continue

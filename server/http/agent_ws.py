@@ -19,7 +19,8 @@ connection, nor touches another one. A client that stops reading is dropped (clo
 4008) and its seats wait for it to reconnect. The connection runs in a ``Session`` of its
 token, so rotating the token closes it at once. Errors that end the connection (bad token,
 not one's agent, too many connections) are raised as ``ArenaError`` and turned into an
-``error`` frame and a close code in ``server/http/errors.py``.
+``error`` frame and a close code in ``server/http/errors.py``. A draining server closes the
+connection with 1001 once its matches have ended (``server/http/sockets.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from protocol import codec
 from protocol.errors import Forbidden, MatchNotFound, ProtocolError, Unauthorized
 from protocol.messages import PROTOCOL_VERSION, ActionFrame, AgentError, ErrorFrame, Hello, Pong, Welcome
 from server.http.auth import parse_bearer
-from server.http.errors import CLOSE_NORMAL, CLOSE_TOO_SLOW, close_socket
+from server.http.errors import CLOSE_TOO_SLOW, close_socket
 from server.http.sessions import authenticate
 from server.matches.remote import AgentConnection, Refusal, RefusalCode, RemoteSeat
 from server.state import ArenaState, arena_state
@@ -82,28 +83,29 @@ async def serve_agent(ws: WebSocket) -> None:
     """
     state = arena_state(ws)
     await ws.accept()
-    token = parse_bearer(ws.headers.get("authorization"))
-    hello = None
-    if token is None:
-        hello = await _receive_hello(ws, state.settings.remote_hello_timeout_s)
-        token = hello.token
-    user, token_hash = await authenticate(state.storage, token)
-    agents = await _playable(state, user, hello.agents if hello is not None else None)
-    conn = AgentConnection(user.id, None if hello is None or hello.agents is None else frozenset(agents))
-    try:
-        with state.sessions.open(token_hash) as session:
-            conn.offer(Welcome(user_id=user.id, agents=agents))
-            state.manager.remotes.attach(conn)
-            try:
-                with session.scope:
-                    await _serve(ws, state, conn, user)
-            finally:
-                state.manager.remotes.detach(conn)
-            if session.is_revoked:
-                raise Unauthorized("the token was rotated: this connection is closed")
-    finally:
-        conn.close()
-    await close_socket(ws, CLOSE_TOO_SLOW if conn.is_broken else CLOSE_NORMAL)
+    async with state.sockets.open(ws) as sock:  # a draining server closes it with 1001 (server/http/sockets.py)
+        token = parse_bearer(ws.headers.get("authorization"))
+        hello = None
+        if token is None:
+            hello = await _receive_hello(ws, state.settings.remote_hello_timeout_s)
+            token = hello.token
+        user, token_hash = await authenticate(state.storage, token)
+        agents = await _playable(state, user, hello.agents if hello is not None else None)
+        conn = AgentConnection(user.id, None if hello is None or hello.agents is None else frozenset(agents))
+        try:
+            with state.sessions.open(token_hash) as session:
+                conn.offer(Welcome(user_id=user.id, agents=agents))
+                state.manager.remotes.attach(conn)
+                try:
+                    with session.scope:
+                        await _serve(ws, state, conn, user)
+                finally:
+                    state.manager.remotes.detach(conn)
+                if session.is_revoked:
+                    raise Unauthorized("the token was rotated: this connection is closed")
+        finally:
+            conn.close()
+        await close_socket(ws, CLOSE_TOO_SLOW if conn.is_broken else sock.close_code)
 
 
 async def _receive_hello(ws: WebSocket, timeout_s: float) -> Hello:

@@ -272,17 +272,19 @@ async def ladder(request: Request) -> Response:
 async def health(request: Request) -> Response:
     """``GET /api/health``: ``"status": "ok"`` (200) when storage answers and the background
     tasks work, else ``"degraded"`` or ``"failing"`` (503) with the failing ``components`` and
-    why (``server/health.py``); the sandbox layers; the process's ``role`` and ``database`` kind
-    (never its URL), and, where matches run, the ``worker`` name and the ``matches`` it runs;
-    ``leader``, whether this process runs the ladder's scheduler and the rater (in a cluster, the
-    one elected: ``leadership`` says under which name it competes, who leads and how often it
-    did; see ``server/cluster/leader.py``)."""
+    why (``server/health.py``), or ``"draining"`` (503) while the server stops; the sandbox
+    layers; the process's ``role`` and ``database`` kind (never its URL), and, where matches
+    run, the ``worker`` name and the ``matches`` it runs; ``leader``, whether this process runs
+    the ladder's scheduler and the rater (in a cluster, the one elected: ``leadership`` says
+    under which name it competes, who leads and how often it did; see ``server/cluster/leader.py``)."""
     state = arena_state(request)
     settings = state.settings
     layers = [{"name": layer.name, "active": layer.active, "reason": layer.reason}
               for layer in sandbox_layers(settings.limits, validates=settings.validate_submissions)]
     status, components = await health_report(state.health, state.storage, state.manager,
                                              has_scheduler=settings.ladder)
+    if state.manager.is_draining:  # stopping (server/drain.py): the components say how it stands
+        status = HealthStatus.DRAINING
     cluster: dict[str, JSON] = {"role": settings.role,
                                 "database": "postgresql" if is_postgres_url(settings.db) else "sqlite"}
     if settings.runs_matches:  # the matches this process runs (a worker's, in a cluster)

@@ -30,6 +30,7 @@ from protocol.errors import (
     NotFound,
     ProtocolError,
     RateLimited,
+    ServerDraining,
     StorageError,
     Unauthorized,
     ValidationFailed,
@@ -39,6 +40,7 @@ from server.http.requests import json_response
 
 __all__ = [
     "CLOSE_CODE",
+    "CLOSE_GOING_AWAY",
     "CLOSE_INTERNAL",
     "CLOSE_NORMAL",
     "CLOSE_TOO_SLOW",
@@ -61,6 +63,7 @@ HTTP_STATUS: tuple[tuple[type[ArenaError], int], ...] = (
     (Unauthorized, 401),
     (Forbidden, 403),
     (RateLimited, 429),
+    (ServerDraining, 503),  # a load balancer sends the request to another server
     (ConfigOutOfRange, 422),  # DESIGN.md: a value outside its range, or not a finite number
     (ConfigError, 400),
     (GameError, 400),
@@ -123,11 +126,13 @@ CLOSE_CODE: tuple[tuple[type[ArenaError], int], ...] = (
     (Unauthorized, 4401),
     (Forbidden, 4403),
     (RateLimited, 4429),
+    (ServerDraining, 1001),
     (ProtocolError, 4400),
     (GameError, 4400),
 )
 CLOSE_INTERNAL = 1011  # our own bug, or an error the table does not name
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001  # the server is draining before it stops (server/http/sockets.py)
 CLOSE_TOO_SLOW = 4008  # the peer fell too far behind (or its socket stalled) and was dropped
 
 

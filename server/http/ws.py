@@ -16,6 +16,9 @@ The owner of a seat may open ``/ws/matches/{id}?seat=N`` with their token in the
 frames (its log lines, per-move wall and CPU time and bank), the recent ones right after
 the snapshot. Anyone else is refused (``Forbidden``, mapped to close code 4403 in
 ``server/http/errors.py``). The view runs in a ``Session`` of the token: rotating it closes the view.
+
+A draining server closes every socket with 1001, going away (``server/http/sockets.py``); a
+spectator whose match ended during the drain gets its ``end`` first, as always.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from protocol import codec
 from protocol.errors import ProtocolError, Unauthorized
 from protocol.messages import End, SeatDebug
 from server.http.auth import parse_bearer
-from server.http.errors import CLOSE_NORMAL, CLOSE_TOO_SLOW, close_socket, error_text
+from server.http.errors import CLOSE_TOO_SLOW, close_socket, error_text
 from server.http.requests import require_seat_owner
 from server.http.sessions import authenticate
+from server.http.sockets import OpenSocket
 from server.matches.documents import match_document, result_document
 from server.matches.hub import (
     SEND_TIMEOUT_S,
@@ -60,15 +64,16 @@ async def spectate(ws: WebSocket) -> None:
     state = arena_state(ws)
     match_id: int = ws.path_params["match_id"]
     await ws.accept()
-    if "seat" not in ws.query_params:
-        await _spectate(ws, state, match_id, None)
-        return
-    seat, token_hash = await _owned_seat(ws, state, match_id)
-    with state.sessions.open(token_hash) as session:
-        with session.scope:
-            await _spectate(ws, state, match_id, seat)
-        if session.is_revoked:
-            raise Unauthorized("the token was rotated: this view is closed")
+    async with state.sockets.open(ws) as sock:  # a draining server closes it (server/http/sockets.py)
+        if "seat" not in ws.query_params:
+            await _spectate(ws, state, sock, match_id, None)
+            return
+        seat, token_hash = await _owned_seat(ws, state, match_id)
+        with state.sessions.open(token_hash) as session:
+            with session.scope:
+                await _spectate(ws, state, sock, match_id, seat)
+            if session.is_revoked:
+                raise Unauthorized("the token was rotated: this view is closed")
 
 
 async def _owned_seat(ws: WebSocket, state: ArenaState, match_id: int) -> tuple[int, str]:
@@ -83,7 +88,7 @@ async def _owned_seat(ws: WebSocket, state: ArenaState, match_id: int) -> tuple[
     return seat, token_hash
 
 
-async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int | None) -> None:
+async def _spectate(ws: WebSocket, state: ArenaState, sock: OpenSocket, match_id: int, seat: int | None) -> None:
     deadline = anyio.current_time() + _FEED_WAIT_S
     while True:
         feed = state.hub.feed(match_id)
@@ -93,7 +98,7 @@ async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int |
             # The subscription owns its snapshot until sent. A relay's feed closed without an end
             # (the match is run again from its seed, or by this process now) goes on with a
             # fresh snapshot of the match's new feed, on the same socket.
-            if await _stream(ws, feed.subscribe_seat(seat), may_resume=state.relay is not None):
+            if await _stream(ws, feed.subscribe_seat(seat), sock, may_resume=state.relay is not None):
                 deadline = anyio.current_time() + _FEED_WAIT_S
                 continue
             return
@@ -115,11 +120,14 @@ async def _spectate(ws: WebSocket, state: ArenaState, match_id: int, seat: int |
         log = await state.storage.get_log(match_id, seat) or ""
         frames.append(codec.encode(SeatDebug(seq=seq, seat=seat, step=max(0, seq - 1), log=log)).decode())
     frames.append(codec.encode(end).decode())
+    sock.ends_by_itself = _always  # within SEND_TIMEOUT_S
     is_sent = await _send_frames(ws, frames)
-    await close_socket(ws, CLOSE_NORMAL if is_sent else CLOSE_TOO_SLOW)
+    await close_socket(ws, sock.close_code if is_sent else CLOSE_TOO_SLOW)
 
 
-async def _stream(ws: WebSocket, sub: Subscription | LobbySubscription, *, may_resume: bool = False) -> bool:
+async def _stream(
+    ws: WebSocket, sub: Subscription | LobbySubscription, sock: OpenSocket, *, may_resume: bool = False
+) -> bool:
     """Send the subscription's frames (its snapshot first, if any) as they come, until its end
     (see ``_Reader.stream`` in the hub), answering anything received with an error; then close.
 
@@ -127,6 +135,9 @@ async def _stream(ws: WebSocket, sub: Subscription | LobbySubscription, *, may_r
     returns True: the caller streams the match's next feed.
     """
     is_over = False  # the stream ended by itself (not the spectator leaving)
+    if isinstance(sub, Subscription):  # once its end is out, the rest goes within SEND_TIMEOUT_S
+        feed = sub.feed
+        sock.ends_by_itself = lambda: feed.end is not None
     async with anyio.create_task_group() as tg:
         tg.start_soon(_refuse_input, ws, tg.cancel_scope)
         try:
@@ -137,7 +148,7 @@ async def _stream(ws: WebSocket, sub: Subscription | LobbySubscription, *, may_r
         tg.cancel_scope.cancel()
     if is_over and may_resume and isinstance(sub, Subscription) and sub.feed.end is None and not sub.is_dropped:
         return True
-    await close_socket(ws, CLOSE_TOO_SLOW if sub.is_dropped else CLOSE_NORMAL)
+    await close_socket(ws, CLOSE_TOO_SLOW if sub.is_dropped else sock.close_code)
     return False
 
 
@@ -170,4 +181,9 @@ async def lobby(ws: WebSocket) -> None:
     """Stream the lobby: matches starting and ending, ratings changing."""
     state = arena_state(ws)
     await ws.accept()
-    await _stream(ws, state.hub.subscribe_lobby())
+    async with state.sockets.open(ws) as sock:
+        await _stream(ws, state.hub.subscribe_lobby(), sock)
+
+
+def _always() -> bool:
+    return True

@@ -32,6 +32,9 @@ are read again after a wake-up, or every few seconds. Only enabled agents with c
 scheduled; remote agents play when challenged. Every match it starts is ``rated``: the ladder's
 matches are the only ones ``server/ladder/ratings.py`` rates, and an agent is never paired with itself.
 
+A server that drains before it stops (``server/drain.py``) starts no match: the scheduler stops
+at its next pass (the cluster's next leader takes over once this process has gone).
+
 A pass that fails, for whatever reason, is logged and recorded in ``health`` (so that ``GET
 /api/health`` says which game's ladder fails, and why); that game is tried again after a pause
 that doubles up to a minute, while the others go on. It never ends the app.
@@ -217,6 +220,9 @@ class LadderScheduler:
     async def _serve(self) -> None:
         pause_s = 0.0
         while True:
+            if self.manager.is_draining:  # the server stops soon: its matches end, no new one starts
+                log.info("the ladder stops: the server is draining")
+                return
             self._wake = anyio.Event()
             if self.is_cluster:
                 try:

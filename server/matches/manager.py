@@ -21,6 +21,11 @@ worker and runs nothing; a worker's claim loop hands the matches it claims to ``
 A match whose lease is lost (``abandon``, or a write refused with ``LeaseLost``) stops without
 storing or announcing anything: another worker runs it again, or it was stopped.
 
+A server that drains before it stops (``server/drain.py``) calls ``start_draining``: from then
+on ``start_match`` refuses (``ServerDraining``) while the matches running go on; ``wait_idle``
+returns once none is left, and ``stop_all`` stops those still running at the drain's end, each
+stored ``aborted`` with the reason and ended for its spectators like any stopped match.
+
 A match may count against a ``SeatQuota``: the live seats one holder (the client address
 the challenging account signed up from) may have at once, across all its accounts. The seats
 are reserved before the first await of ``start_match``, so concurrent requests cannot both
@@ -48,6 +53,7 @@ from protocol.errors import (
     LeaseLost,
     MatchOver,
     RateLimited,
+    ServerDraining,
     describe_error,
 )
 from protocol.messages import JSON, MatchStarted
@@ -120,6 +126,8 @@ class MatchManager:
         self.running: dict[int, MatchRecord] = {}
         self._held_seats: dict[str, int] = {}  # live seats per SeatQuota holder
         self._holders: dict[int, tuple[str, int]] = {}  # match id -> (holder, seats) to release
+        self.is_draining = False  # the server stops soon: no new match starts (start_draining)
+        self._idle: anyio.Event | None = None  # set when the last running match ends (wait_idle)
 
     def held_seats(self, holder: str) -> int:
         """The seats of live (or starting) matches counted against ``holder``."""
@@ -138,7 +146,11 @@ class MatchManager:
             UnknownGame, ConfigError: bad game or configuration.
             AgentNotFound: an unknown agent id.
             RateLimited: the seats would take ``quota.holder`` over ``quota.max_seats``.
+            ServerDraining: the server is draining before it stops.
         """
+        if self.is_draining:
+            raise ServerDraining("the server is shutting down and starts no new match; start it on another "
+                                 "server, or again after this one restarts")
         game_cls = get_game(game)
         resolved = resolve_config(game_cls, config, self.config_ranges.for_game(game_cls))
         if len(agent_ids) != game_cls.num_seats:
@@ -220,6 +232,33 @@ class MatchManager:
         stop.is_lost = True
         stop.scope.cancel()
 
+    def start_draining(self) -> None:
+        """Start no new match from now on (``start_match`` raises ``ServerDraining``); the
+        ladder's scheduler and a worker's claim loop see ``is_draining`` and stop too."""
+        self.is_draining = True
+
+    async def wait_idle(self) -> None:
+        """Return once no match runs here."""
+        while self.running:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
+
+    async def stop_all(self, reason: str) -> int:
+        """Stop every running match as ``stop_match`` does, each stored ``aborted`` with
+        ``reason`` (a match whose result is being stored ends as it was); return once they have
+        ended, or after ``_STOP_WAIT_S``; how many were stopped."""
+        stopped = 0
+        for match_id in list(self.running):
+            stop = self._stops.setdefault(match_id, _Stop())  # its task may not have run yet
+            if stop.is_playing:
+                stop.reason = stop.reason or reason
+                stop.scope.cancel()
+                stopped += 1
+        with anyio.move_on_after(_STOP_WAIT_S):
+            await self.wait_idle()
+        return stopped
+
     def _release(self, holder: str, seats: int) -> None:
         left = self._held_seats.get(holder, 0) - seats
         if left > 0:
@@ -290,6 +329,9 @@ class MatchManager:
             stop.done.set()
             self._stops.pop(record.id, None)
             self.running.pop(record.id, None)
+            if not self.running and self._idle is not None:
+                self._idle.set()
+                self._idle = None
             held = self._holders.pop(record.id, None)
             if held is not None:
                 self._release(*held)
