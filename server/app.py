@@ -29,6 +29,7 @@ from server.health import Health
 from server.http.api import health as health_endpoint
 from server.http.auth import hash_token, new_token
 from server.http.errors import exception_handlers
+from server.http.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from server.http.names import EXAMPLES_USER
 from server.http.ratelimit import RateLimiter
 from server.http.routes import routes
@@ -39,7 +40,6 @@ from server.matches.cores import CoreGate, usable_cores
 from server.matches.hub import Hub
 from server.matches.manager import MatchManager
 from server.matches.remote import RemoteAgents
-from server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from server.sandbox import serve_seats
 from server.sandbox.layers import require_layers
 from server.state import ArenaState

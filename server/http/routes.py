@@ -10,7 +10,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from server import web
 from server.http import agent_ws, api, api_owner, api_replay, ws
 from server.http.errors import guarded
-from server.metrics import metrics_endpoint
+from server.http.metrics import metrics_endpoint
 from server.storage import MAX_ROW_ID
 
 __all__ = ["IdConvertor", "routes"]
@@ -32,7 +32,7 @@ register_url_convertor("id", IdConvertor())
 
 routes = [
     Route("/api/health", api.health),
-    Route("/metrics", metrics_endpoint),  # Prometheus' text format (server/metrics.py)
+    Route("/metrics", metrics_endpoint),  # Prometheus' text format (server/http/metrics.py)
     Route("/api/games", api.list_games),
     Route("/api/leaderboard", api.leaderboard),
     Route("/api/ladder", api.ladder),

@@ -1,6 +1,6 @@
 """What the match manager has counted since the process started: moves recorded, matches ended
 by status, seats' outcomes, matches claimed from the queue. Plain integers, bumped where the
-manager already does the work; ``GET /metrics`` reads them when it is scraped (``server/metrics.py``)."""
+manager already does the work; ``GET /metrics`` reads them when it is scraped (``server/http/metrics.py``)."""
 
 from __future__ import annotations
 
