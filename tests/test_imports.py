@@ -25,7 +25,8 @@ PROJECT_PACKAGES = ("server", "client", "protocol")
 # modules import each other freely (the circle check still applies).
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("client", ("client",)),
-    ("app", ("server.app", "server.__main__")),
+    # The app, and the server that runs it and drains it on a signal.
+    ("app", ("server.app", "server.__main__", "server.drain")),
     # The routes, and the app's resources they read from each request (``arena_state``).
     ("routes", ("server.http", "server.web", "server.state")),
     ("ladder", ("server.ladder",)),

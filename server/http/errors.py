@@ -36,7 +36,6 @@ from protocol.errors import (
     ValidationFailed,
 )
 from protocol.messages import ErrorFrame
-from server.http.requests import json_response
 
 __all__ = [
     "CLOSE_CODE",
@@ -101,7 +100,7 @@ async def arena_error(request: Request, exc: Exception) -> Response:
     if status == 500:
         log.error("unmapped error on %s: %r", request.url.path, exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    response = json_response(error_body(exc.code, str(exc), **extra), status)
+    response = _json(error_body(exc.code, str(exc), **extra), status)
     if headers:
         response.headers.update(headers)
     return response
@@ -110,12 +109,17 @@ async def arena_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return json_response(error_body(code, str(exc.detail)), exc.status_code)
+    return _json(error_body(code, str(exc.detail)), exc.status_code)
+
+
+def _json(data: dict[str, object], status: int) -> Response:
+    # Not requests.json_response: that module reads the app's state, whose sockets import this one.
+    return Response(codec.encode_json(data), status_code=status, media_type="application/json")
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("internal error on %s", request.url.path, exc_info=exc)
-    return json_response(error_body("internal", "internal server error"), 500)
+    return _json(error_body("internal", "internal server error"), 500)
 
 
 exception_handlers = {ArenaError: arena_error, HTTPException: http_error, Exception: server_error}
