@@ -48,7 +48,8 @@ BINARIES = Path("/usr/lib/postgresql/15/bin")
 ARENA = ROOT / ".venv" / "bin" / "arena"
 DB_USER = DB_NAME = "arena"
 START_TIMEOUT_S = 120.0  # an arena process answers /api/health within this (sandbox probe, migrations)
-STOP_TIMEOUT_S = 20.0  # an arena process stops within this after SIGTERM, else SIGKILL
+DRAIN_TIMEOUT_S = 10  # on Ctrl-C each arena process lets its live matches finish this long (--drain-timeout)
+STOP_TIMEOUT_S = DRAIN_TIMEOUT_S + 20.0  # an arena process stops within this after SIGTERM, else SIGKILL
 PG_TIMEOUT_S = 60
 
 
@@ -247,7 +248,8 @@ def stop_postgres(pg: Postgres) -> None:
 def start_node(node: Node, url: str, serve_args: list[str]) -> None:
     env = {**os.environ, "ARENA_DB": url}
     env.pop("ARENA_ROLE", None)
-    argv = [str(ARENA), "serve", "--host", "127.0.0.1", "--port", str(node.port), "--role", node.role, *serve_args]
+    argv = [str(ARENA), "serve", "--host", "127.0.0.1", "--port", str(node.port), "--role", node.role,
+            "--drain-timeout", str(DRAIN_TIMEOUT_S), *serve_args]
     with open(node.log, "ab") as log:
         log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} scripts/cluster: {' '.join(argv)}\n".encode())
         log.flush()
