@@ -263,10 +263,11 @@ async def ladder(request: Request) -> Response:
     front answers, from the database when another process leads, and ``leader`` names the
     process that runs the ladder (null while none does; always null on one process)."""
     state = arena_state(request)
+    agent = int_param(request, "agent")  # a bad one is refused whether or not the ladder runs
     if state.ladder is None:
         return json_response({"running": False, "slots": None, "live": None, "matches_last_hour": 0, "games": [],
                               "agent": None})
-    return json_response({"running": True, **await state.ladder.status(int_param(request, "agent"))})
+    return json_response({"running": True, **await state.ladder.status(agent)})
 
 
 async def health(request: Request) -> Response:
