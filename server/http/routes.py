@@ -8,7 +8,7 @@ from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from server import web
-from server.http import agent_ws, api, api_owner, api_replay, ws
+from server.http import agent_ws, api, api_owner, api_replay, openapi, ws
 from server.http.errors import guarded
 from server.http.metrics import metrics_endpoint
 from server.storage import MAX_ROW_ID
@@ -51,6 +51,7 @@ routes = [
     Route("/api/users/me/tokens/rotate", api_owner.rotate_token, methods=["POST"]),
     Route("/api/agents/{agent_id:id}", api_owner.update_agent, methods=["PATCH"]),
     Route("/api/matches/{match_id:id}/repro", api_owner.get_repro),
+    Route("/openapi.json", openapi.openapi_json),
     WebSocketRoute("/ws/matches/{match_id:id}", guarded(ws.spectate)),
     WebSocketRoute("/ws/agent", guarded(agent_ws.serve_agent)),
     WebSocketRoute("/ws/lobby", guarded(ws.lobby)),
