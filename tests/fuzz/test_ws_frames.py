@@ -2,11 +2,12 @@
 
 A remote-agent connection, authenticated by its ``hello``, is sent any JSON, mutations of every
 frame a client may send (``hello``, ``action``, ``agent_error``, ``pong``; some aimed at another
-user's match) and bytes that are not JSON; a spectator of the match is sent any text or bytes.
+user's match) and bytes that are not JSON; a spectator of the match, and the lobby, are sent any
+text or bytes.
 After each random frame a probe frame whose answer is known (a ``pong`` with a fresh nonce: an
 ``unknown_nonce`` error naming it) shows, by the order of the answers and not by timing, that
 the random frame got ``error`` frames or nothing (or a ``welcome``, for a ``hello``), and that
-the socket is still served. The spectator gets one ``read_only`` error per frame.
+the socket is still served. The spectator and the lobby get one ``read_only`` error per frame.
 
 Meanwhile the match waits on its remote seats; afterwards another connection plays it to the
 end: both spectators, the fuzzed one and a clean one, get every ``seq`` from their snapshot to
@@ -66,12 +67,13 @@ def test_random_frames_on_agent_and_spectator_sockets(tmp_path: Path) -> None:
                 open_ws(live, f"/ws/matches/{match['id']}") as fuzzed_spectator,
                 open_ws(live, f"/ws/matches/{match['id']}") as spectator,
                 open_ws(live, "/ws/agent") as fuzzed_agent,
+                open_ws(live, "/ws/lobby") as lobby,
             ):
                 snapshots = [recv(fuzzed_spectator), recv(spectator)]
                 assert [s["type"] for s in snapshots] == ["snapshot", "snapshot"]
                 fuzzed_agent.send(json.dumps({"type": "hello", "token": bob["Authorization"].split()[1]}))
                 assert recv(fuzzed_agent)["type"] == "welcome"
-                early = fuzz(match["id"], fuzzed_agent, fuzzed_spectator)
+                early = fuzz(match["id"], fuzzed_agent, fuzzed_spectator, lobby)
 
                 ends = play(player, seats)
                 for end in ends:
@@ -102,21 +104,23 @@ def probe(ws: ClientConnection, what: str) -> list[JSON]:
         assert len(before) < 50, (what, before)
 
 
-def fuzz(match_id: int, agent: ClientConnection, spectator: ClientConnection) -> list[JSON]:
+def fuzz(match_id: int, agent: ClientConnection, spectator: ClientConnection, lobby: ClientConnection) -> list[JSON]:
     """Send random frames (see the module's docstring); the spectator's event frames meanwhile."""
     early: list[JSON] = []
-    counts = {"agent": 0, "spectator": 0, "welcome": 0}
+    counts = {"agent": 0, "spectator": 0, "lobby": 0, "welcome": 0}
 
     @settings(max_examples=300, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(target=st.sampled_from(["agent", "agent", "spectator"]), data=st.data())
+    @given(target=st.sampled_from(["agent", "agent", "spectator", "lobby"]), data=st.data())
     def send_random(target: str, data: st.DataObject) -> None:
         counts[target] += 1
-        if target == "spectator":
-            spectator.send(data.draw(st.binary(max_size=64) | st.text(max_size=64)
-                                     | encoded(json_values), label="frame"))
-            while (frame := recv(spectator))["type"] == "event":  # the initial state may be stored after the snapshot
-                early.append(frame)
+        if target in ("spectator", "lobby"):
+            ws = spectator if target == "spectator" else lobby
+            ws.send(data.draw(st.binary(max_size=64) | st.text(max_size=64) | encoded(json_values), label="frame"))
+            # The initial state may be stored after the snapshot; the lobby announces matches.
+            while (frame := recv(ws))["type"] in ("event", "match_started"):
+                if target == "spectator":
+                    early.append(frame)
             assert frame["type"] == "error" and frame["code"] == "read_only", frame
             return
         frame_sent = data.draw(agent_frames(match_id), label="frame")
@@ -130,7 +134,7 @@ def fuzz(match_id: int, agent: ClientConnection, spectator: ClientConnection) ->
             counts["welcome"] += answer["type"] == "welcome"
 
     send_random()
-    assert counts["agent"] > 50 and counts["spectator"] > 20 and counts["welcome"] > 0, counts
+    assert counts["agent"] > 50 and counts["spectator"] > 20 and counts["lobby"] > 20 and counts["welcome"] > 0, counts
     return early
 
 
