@@ -135,7 +135,6 @@ _SCHEMAS: dict[str, JSON] = {
                       {"sandbox": {"type": "object"}}),
 }
 
-_USER = _object({"user_id": _ID, "name": {"type": "string"}})
 _NEW_TOKEN = {"type": "string", "minLength": 1}
 _GAMES = _page(_object({"name": {"type": "string"}, "title": {"type": "string"}, "players": {"type": "integer"},
                         "config": {"type": "object"}, "config_ranges": {"type": "object"},
