@@ -10,7 +10,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from protocol.errors import ConfigError, Forbidden, NotFound, ProtocolError
+from protocol.errors import Forbidden, NotFound, ProtocolError
 from protocol.messages import JSON, NewAgent, NewMatch, NewUser
 from server import __version__
 from server.health import HealthStatus, health_report
@@ -19,11 +19,11 @@ from server.http.names import check_agent_name, check_user_name
 from server.http.requests import client_address, int_param, json_response, optional_user, read_body, require_user
 from server.matches.documents import match_document
 from server.matches.games import GAMES, get_game, resolve_config
-from server.matches.manager import SeatQuota
 from server.sandbox.layers import sandbox_layers
 from server.sandbox.validator import check_source
 from server.state import arena_state
-from server.storage import MAX_ROW_ID, AgentRecord, MatchStatus, RatingRecord, is_postgres_url
+from server.storage import MAX_ROW_ID, AgentRecord, ChallengeQuota, MatchStatus, RatingRecord, is_postgres_url
+from server.storage.quotas import MATCHES, SIGNUPS, SUBMISSIONS
 
 __all__ = [
     "create_agent",
@@ -83,18 +83,21 @@ async def rating_of(request: Request, agent: AgentRecord) -> RatingRecord:
 
 async def create_user(request: Request) -> Response:
     """``POST /api/users {"name"}``: a new account, at most ``signups_per_address_hour`` made from
-    one client address (checked first, before any other work; a refused request is not counted),
-    with its name's rules (``server/http/names.py``); the address is kept with the user for the
-    per-address seat bound."""
+    one client address, counted by storage across every process (``server/storage/quotas.py``)
+    and first by this process's own count, before any other work (a refused request is not
+    counted), with its name's rules (``server/http/names.py``); the address is kept with the
+    user for the per-address seat bound."""
     state = arena_state(request)
     address = client_address(request)
     key = f"signup:{address}"
-    state.limiter.check(key, state.settings.signups_per_address_hour, "new accounts per address")
+    per_hour = state.settings.signups_per_address_hour
+    state.limiter.check(key, per_hour, SIGNUPS)
     try:
         body: NewUser = await read_body(request, NewUser)
         check_user_name(body.name)
         token = new_token()
-        user = await state.storage.create_user(body.name, hash_token(token), created_from=address)
+        user = await state.storage.create_user(body.name, hash_token(token), created_from=address,
+                                               max_per_hour=per_hour)
     except BaseException:
         state.limiter.refund(key)  # only accounts made count: a refused name is not one
         raise
@@ -107,8 +110,10 @@ async def create_user(request: Request) -> Response:
 async def create_agent(request: Request) -> Response:
     user = await require_user(request)
     state = arena_state(request)
-    # First: a user over the limit must not cost a full validation of their code.
-    state.limiter.check(f"submit:{user.id}", state.settings.submissions_per_user_hour, "submissions")
+    # First: a user over the limit must not cost a full validation of their code. This process's
+    # count of attempts, then storage's of versions stored by any process (server/storage/quotas.py).
+    per_hour = state.settings.submissions_per_user_hour
+    state.limiter.check(f"submit:{user.id}", per_hour, SUBMISSIONS)
     body: NewAgent = await read_body(request, NewAgent)
     check_agent_name(body.name)
     get_game(body.game)
@@ -127,7 +132,7 @@ async def create_agent(request: Request) -> Response:
                         allow_numpy=state.settings.limits.allow_numpy)
             )
         code = body.code
-    agent = await state.storage.save_agent(user.id, body.name, body.game, code)
+    agent = await state.storage.save_agent(user.id, body.name, body.game, code, max_per_hour=per_hour)
     if state.ladder is not None:
         state.ladder.wake()  # a new agent, or a new version, plays its first ladder match within seconds
     return json_response(agent_document(agent, await rating_of(request, agent), with_code=True), 201)
@@ -183,16 +188,17 @@ async def create_match(request: Request) -> Response:
     user = await require_user(request)
     state = arena_state(request)
     body: NewMatch = await read_body(request, NewMatch)
-    state.limiter.check(f"match:{user.id}", state.settings.matches_per_user_hour, "matches")
-    mine = sum(1 for m in state.manager.running.values() if m.tags.get("user_id") == user.id)
-    if mine >= state.settings.concurrent_matches_per_user:
-        raise ConfigError(f"at most {state.settings.concurrent_matches_per_user} concurrent matches per user")
+    state.limiter.check(f"match:{user.id}", state.settings.matches_per_user_hour, MATCHES)
     if body.seed is not None and not -MAX_ROW_ID - 1 <= body.seed <= MAX_ROW_ID:  # it is stored in a 64-bit column
         raise ProtocolError(f"seed must be a 64-bit integer, got {body.seed}", field="seed")
-    # Every account signed up from one address shares one bound on live seats (accounts are
-    # free); an account from before addresses were kept counts against where it calls from.
-    holder = user.created_from or client_address(request)
-    quota = SeatQuota(f"address:{holder}", state.settings.live_seats_per_address)
+    # Storage counts the user's matches (at once, per hour) and the live seats of every account
+    # signed up from the user's address (accounts are free) across every process as it stores
+    # the match (server/storage/quotas.py); an account from before addresses were kept counts
+    # against where it calls from.
+    quota = ChallengeQuota(user.id, user.created_from or client_address(request),
+                           max_at_once=state.settings.concurrent_matches_per_user,
+                           max_per_hour=state.settings.matches_per_user_hour,
+                           max_holder_seats=state.settings.live_seats_per_address)
     # A challenge: never rated (only the ladder's own matches are; see server/ladder/rules.py).
     record = await state.manager.start_match(
         body.game, body.agents, body.config, seed=body.seed, tags={"started_by": user.name, "user_id": user.id},

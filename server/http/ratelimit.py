@@ -1,4 +1,11 @@
-"""A sliding-window rate limiter, in memory, per key."""
+"""A sliding-window rate limiter, in memory, per key: a process's own first gate.
+
+It counts the requests this process has seen, so it holds per process: the limits of the
+whole arena (accounts per address, submissions and matches per user, across every front of a
+cluster) are counted by storage from the rows they bound (``server/storage/quotas.py``). This
+gate comes first and asks nothing of the database: a flood of requests over a limit costs
+the database nothing on a process that has counted them already.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from protocol.errors import RateLimited
+from server.storage.quotas import rate_limited
 
 __all__ = ["RateLimiter"]
 
@@ -30,7 +37,7 @@ class RateLimiter:
         while events and events[0] <= now - self.window_s:
             events.popleft()
         if len(events) >= limit:
-            raise RateLimited(f"at most {limit} {what} per {self.window_s / 3600:g} h; try again later")
+            raise rate_limited(limit, what, self.window_s)
         events.append(now)
 
     def refund(self, key: str) -> None:

@@ -26,10 +26,11 @@ on ``start_match`` refuses (``ServerDraining``) while the matches running go on;
 returns once none is left, and ``stop_all`` stops those still running at the drain's end, each
 stored ``aborted`` with the reason and ended for its spectators like any stopped match.
 
-A match may count against a ``SeatQuota``: the live seats one holder (the client address
-the challenging account signed up from) may have at once, across all its accounts. The seats
-are reserved before the first await of ``start_match``, so concurrent requests cannot both
-pass the check, and released when the match task ends, however it ends.
+A user's challenge comes with a ``ChallengeQuota``: the user's matches at once and per hour,
+and the live seats of every account signed up from the user's address. Storage counts them
+from the matches it keeps when it stores the challenge (``server/storage/quotas.py``), so they
+hold across every process of a cluster, and a match's seats are free again once it is stored
+finished or aborted, however it ends.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -52,13 +52,21 @@ from protocol.errors import (
     ConfigError,
     LeaseLost,
     MatchOver,
-    RateLimited,
     ServerDraining,
     describe_error,
 )
 from protocol.messages import JSON, MatchStarted
 from server.sandbox import Limits, SeatLauncher
-from server.storage import AgentRecord, Lease, MatchRecord, MatchStatus, NewSeat, SeatResult, Storage
+from server.storage import (
+    AgentRecord,
+    ChallengeQuota,
+    Lease,
+    MatchRecord,
+    MatchStatus,
+    NewSeat,
+    SeatResult,
+    Storage,
+)
 
 from .cores import CoreGate
 from .counts import MatchCounts
@@ -71,7 +79,7 @@ from .remote import RemoteAgents
 from .runner import DEFAULT_MAX_ACTION_BYTES, MatchResult, MatchSpec, run_match
 from .seats import AgentLink, SeatSource, TellsResult, open_links
 
-__all__ = ["MatchManager", "SeatQuota", "SeatRelay"]
+__all__ = ["MatchManager", "SeatRelay"]
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +90,6 @@ class SeatRelay(Protocol):
     def open_seat(self, record: MatchRecord, seat: int, agent: AgentRecord) -> AbstractContextManager[AgentLink]:
         """The seat's link for the block's duration."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class SeatQuota:
-    """Who a match's seats count against, and how many live seats that holder may have at once."""
-
-    holder: str
-    max_seats: int
 
 
 class MatchManager:
@@ -124,28 +124,22 @@ class MatchManager:
         self.on_finished = on_finished
         self.remotes = remotes if remotes is not None else RemoteAgents()
         self.running: dict[int, MatchRecord] = {}
-        self._held_seats: dict[str, int] = {}  # live seats per SeatQuota holder
-        self._holders: dict[int, tuple[str, int]] = {}  # match id -> (holder, seats) to release
         self.is_draining = False  # the server stops soon: no new match starts (start_draining)
         self._idle: anyio.Event | None = None  # set when the last running match ends (wait_idle)
-
-    def held_seats(self, holder: str) -> int:
-        """The seats of live (or starting) matches counted against ``holder``."""
-        return self._held_seats.get(holder, 0)
 
     async def start_match(
         self, game: str, agent_ids: Sequence[int], config: dict[str, JSON] | None = None, *,
         seed: int | None = None, pace_s: float = 0.0, tags: dict[str, JSON] | None = None,
-        rated: bool = False, quota: SeatQuota | None = None,
+        rated: bool = False, quota: ChallengeQuota | None = None,
     ) -> MatchRecord:
         """Check and store a new match, then run it in the background. ``rated`` marks a ladder
-        match (stored rated only between distinct agents); ``quota`` counts its seats against a
-        holder's live seats.
+        match (stored rated only between distinct agents); ``quota`` makes it a user's
+        challenge, stored only within the user's and its holder's limits.
 
         Raises:
             UnknownGame, ConfigError: bad game or configuration.
             AgentNotFound: an unknown agent id.
-            RateLimited: the seats would take ``quota.holder`` over ``quota.max_seats``.
+            RateLimited, ConfigError: ``quota``'s limits leave no room for it.
             ServerDraining: the server is draining before it stops.
         """
         if self.is_draining:
@@ -155,45 +149,28 @@ class MatchManager:
         resolved = resolve_config(game_cls, config, self.config_ranges.for_game(game_cls))
         if len(agent_ids) != game_cls.num_seats:
             raise ConfigError(f"{game} needs {game_cls.num_seats} agents, got {len(agent_ids)}")
-        if quota is not None:  # reserved before any await: concurrent requests see each other
-            held = self.held_seats(quota.holder)
-            if held + len(agent_ids) > quota.max_seats:
-                raise RateLimited(
-                    f"the accounts signed up from your address hold {held} live seats, at most "
-                    f"{quota.max_seats} at once (this {game} match needs {len(agent_ids)}); try again "
-                    "when one of their matches has ended")
-            self._held_seats[quota.holder] = held + len(agent_ids)
-        try:
-            found = await self.storage.get_agents(agent_ids)  # one query, each at its current version
-            missing = [agent_id for agent_id in agent_ids if agent_id not in found]
-            if missing:
-                raise AgentNotFound(missing[0])
-            agents = [found[agent_id] for agent_id in agent_ids]
-            for agent in agents:
-                if agent.game != game:
-                    raise ConfigError(f"agent {agent.id} ({agent.name!r}) plays {agent.game}, not {game}")
-                if agent.disabled:
-                    raise ConfigError(f"agent {agent.id} ({agent.name!r}) is disabled by its owner")
-            seed = secrets.randbits(31) if seed is None else seed
-            if pace_s > 0:  # stored with it: whichever process runs the match (again) keeps its pace
-                tags = {**(tags or {}), "pace_s": pace_s}
-            record = await self.storage.create_match(
-                game, game_cls.rules_version, resolved, seed,
-                [NewSeat(agent.id, agent.version) for agent in agents], tags, rated=rated,
-                lease=self.lease if self.runs_matches else None,
-            )
-            if not self.runs_matches:  # stored pending: a worker claims and runs it
-                if quota is not None:
-                    self._release(quota.holder, len(agent_ids))
-                return record
-            self.running[record.id] = record
-            self.task_group.start_soon(self._run, record, agents, pace_s)
-            if quota is not None:  # the task runs after this (no await between): it releases them
-                self._holders[record.id] = (quota.holder, len(agent_ids))
-        except BaseException:
-            if quota is not None:
-                self._release(quota.holder, len(agent_ids))
-            raise
+        found = await self.storage.get_agents(agent_ids)  # one query, each at its current version
+        missing = [agent_id for agent_id in agent_ids if agent_id not in found]
+        if missing:
+            raise AgentNotFound(missing[0])
+        agents = [found[agent_id] for agent_id in agent_ids]
+        for agent in agents:
+            if agent.game != game:
+                raise ConfigError(f"agent {agent.id} ({agent.name!r}) plays {agent.game}, not {game}")
+            if agent.disabled:
+                raise ConfigError(f"agent {agent.id} ({agent.name!r}) is disabled by its owner")
+        seed = secrets.randbits(31) if seed is None else seed
+        if pace_s > 0:  # stored with it: whichever process runs the match (again) keeps its pace
+            tags = {**(tags or {}), "pace_s": pace_s}
+        record = await self.storage.create_match(
+            game, game_cls.rules_version, resolved, seed,
+            [NewSeat(agent.id, agent.version) for agent in agents], tags, rated=rated,
+            lease=self.lease if self.runs_matches else None, quota=quota,
+        )
+        if not self.runs_matches:  # stored pending: a worker claims and runs it
+            return record
+        self.running[record.id] = record
+        self.task_group.start_soon(self._run, record, agents, pace_s)
         return record
 
     async def run_claimed(self, record: MatchRecord) -> None:
@@ -258,13 +235,6 @@ class MatchManager:
         with anyio.move_on_after(_STOP_WAIT_S):
             await self.wait_idle()
         return stopped
-
-    def _release(self, holder: str, seats: int) -> None:
-        left = self._held_seats.get(holder, 0) - seats
-        if left > 0:
-            self._held_seats[holder] = left
-        else:
-            self._held_seats.pop(holder, None)
 
     async def stop_match(self, match_id: int, reason: str) -> MatchRecord:
         """Stop a pending or live match: its seats are killed and it is stored ``aborted`` with
@@ -332,9 +302,6 @@ class MatchManager:
             if not self.running and self._idle is not None:
                 self._idle.set()
                 self._idle = None
-            held = self._holders.pop(record.id, None)
-            if held is not None:
-                self._release(*held)
         try:
             for frame in end_frames(document, final.rating_changes):  # match_ended, then its rating changes
                 self.hub.publish_lobby(frame)

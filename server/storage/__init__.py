@@ -26,6 +26,7 @@ from .base import (
     Storage,
     UserRecord,
 )
+from .quotas import ChallengeQuota
 from .sqlite import SqliteStorage, open_sqlite
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ __all__ = [
     "QUEUE_CHANNEL",
     "SEATS_CHANNEL",
     "AgentRecord",
+    "ChallengeQuota",
     "CopyProgress",
     "CopyReport",
     "EncodedStep",

@@ -16,6 +16,7 @@ from server.ladder.rules import is_rated_match
 from ._rows import _clamp, _decode_step, _is_row_id, _page, _parse_cursor, _step_text
 from ._steps import StepWriter
 from .base import AgentRecord, EncodedStep, Lease, MatchRecord, MatchStatus, NewSeat, SeatResult
+from .quotas import ChallengeQuota
 
 __all__ = ["StorageBase"]
 
@@ -33,7 +34,7 @@ class StorageBase:
 
     async def _insert_match(
         self, game: str, rules_version: int, config_json: str, seed: int, tags_json: str, seats: tuple[NewSeat, ...],
-        is_rated: bool, lease: Lease | None,
+        is_rated: bool, lease: Lease | None, quota: ChallengeQuota | None,
     ) -> MatchRecord:
         raise NotImplementedError
 
@@ -120,19 +121,23 @@ class StorageBase:
     async def create_match(
         self, game: str, rules_version: int, config: dict[str, JSON], seed: int, seats: Sequence[NewSeat],
         tags: dict[str, JSON] | None = None, *, rated: bool = False, lease: Lease | None = None,
+        quota: ChallengeQuota | None = None,
     ) -> MatchRecord:
         """Store a new match in status ``pending``. ``rated`` asks for a ladder match; it is
         stored rated only when its seats are distinct agents (an agent playing itself is never
         rated), and an unrated match is marked done for the rater at once. ``lease`` stores it
-        already claimed by that worker (attempt 1), which runs it at once.
+        already claimed by that worker (attempt 1), which runs it at once. ``quota`` stores it
+        as a user's challenge, only if the user's and the holder's limits leave room for it,
+        counted across every process (``quotas.py``).
 
         Raises:
             AgentNotFound: a seat names an unknown agent or version.
+            RateLimited, ConfigError: ``quota`` leaves no room for it.
         """
         config_json, tags_json = encode_json(config).decode(), encode_json(tags or {}).decode()
         is_rated = rated and is_rated_match([seat.agent_id for seat in seats])
         return await self._insert_match(game, rules_version, config_json, seed, tags_json, tuple(seats), is_rated,
-                                        lease)
+                                        lease, quota)
 
     async def append_steps(self, match_id: int, steps: Sequence[StepRecord | EncodedStep]) -> None:
         """Queue steps for the match's event log (append-only); the writer commits them shortly.

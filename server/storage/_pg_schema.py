@@ -206,6 +206,20 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX rating_history_by_agent ON rating_history(agent_id, matches);
     """,
+    # 8: limits counted across the cluster; see _schema.py and quotas.py.
+    """
+    ALTER TABLE matches ADD COLUMN started_by BIGINT REFERENCES users(id);
+    ALTER TABLE matches ADD COLUMN held_by TEXT;
+    UPDATE matches SET started_by = u.id FROM users u WHERE u.id::text = matches.tags::jsonb ->> 'user_id';
+    UPDATE matches SET held_by = u.created_from FROM users u
+    WHERE u.id = matches.started_by AND matches.status IN ('pending', 'live');
+    CREATE INDEX matches_by_starter ON matches(started_by, created_at) WHERE started_by IS NOT NULL;
+    CREATE INDEX matches_unfinished_by_starter ON matches(started_by)
+        WHERE started_by IS NOT NULL AND status IN ('pending', 'live');
+    CREATE INDEX matches_unfinished_by_holder ON matches(held_by)
+        WHERE held_by IS NOT NULL AND status IN ('pending', 'live');
+    CREATE INDEX users_by_address ON users(created_from, created_at) WHERE created_from IS NOT NULL;
+    """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION, "every SQLite migration has its PostgreSQL twin"
 

@@ -195,6 +195,28 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX rating_history_by_agent ON rating_history(agent_id, matches);
     """,
+    # 8: the limits on challenges and accounts hold across a cluster (issue 13): storage counts
+    # them from the rows they bound (``quotas.py``), no longer each process in its memory. A
+    # challenge keeps the user who started it (``started_by``; the ladder's matches have none)
+    # and the client address whose accounts' live seats it counts against (``held_by``). The
+    # indexes answer "this user's matches of the last hour", "the unfinished matches of this
+    # user", "... of this address" and "the accounts made from this address in the last hour".
+    # Challenges from before get their user from their tags, the unfinished ones their address
+    # from that user's.
+    """
+    ALTER TABLE matches ADD COLUMN started_by INTEGER REFERENCES users(id);
+    ALTER TABLE matches ADD COLUMN held_by TEXT;
+    UPDATE matches SET started_by = json_extract(tags, '$.user_id')
+    WHERE json_extract(tags, '$.user_id') IN (SELECT id FROM users);
+    UPDATE matches SET held_by = (SELECT created_from FROM users WHERE users.id = matches.started_by)
+    WHERE started_by IS NOT NULL AND status IN ('pending', 'live');
+    CREATE INDEX matches_by_starter ON matches(started_by, created_at) WHERE started_by IS NOT NULL;
+    CREATE INDEX matches_unfinished_by_starter ON matches(started_by)
+        WHERE started_by IS NOT NULL AND status IN ('pending', 'live');
+    CREATE INDEX matches_unfinished_by_holder ON matches(held_by)
+        WHERE held_by IS NOT NULL AND status IN ('pending', 'live');
+    CREATE INDEX users_by_address ON users(created_from, created_at) WHERE created_from IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -16,6 +16,8 @@ from typing import Protocol, runtime_checkable
 from protocol.codec import encode
 from protocol.messages import JSON, StepRecord
 
+from .quotas import ChallengeQuota
+
 __all__ = [
     "MAX_ROW_ID",
     "AgentRecord",
@@ -194,7 +196,13 @@ class Storage(Protocol):
     """Everything the arena persists. All methods are safe to call concurrently."""
 
     # users and tokens
-    async def create_user(self, name: str, token_hash: str, created_from: str | None = None) -> UserRecord: ...
+    async def create_user(
+        self, name: str, token_hash: str, created_from: str | None = None, *, max_per_hour: int | None = None,
+    ) -> UserRecord:
+        """A new user; with ``max_per_hour``, only if ``created_from`` made fewer within the hour,
+        counted across every process (``quotas.py``). Raises: NameTaken, RateLimited."""
+        ...
+
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None: ...
     async def get_user_by_name(self, name: str) -> UserRecord | None: ...
 
@@ -203,8 +211,12 @@ class Storage(Protocol):
         ...
 
     # agents
-    async def save_agent(self, user_id: int, name: str, game: str, code: str | None) -> AgentRecord:
-        """Create an agent, or store a new version of the owner's agent of that name."""
+    async def save_agent(
+        self, user_id: int, name: str, game: str, code: str | None, *, max_per_hour: int | None = None,
+    ) -> AgentRecord:
+        """Create an agent, or store a new version of the owner's agent of that name; with
+        ``max_per_hour``, only if the owner stored fewer versions within the hour, counted across
+        every process (``quotas.py``). Raises: UserNotFound, ConfigError, RateLimited."""
         ...
 
     async def get_agent(self, agent_id: int) -> AgentRecord:
@@ -233,9 +245,12 @@ class Storage(Protocol):
     async def create_match(
         self, game: str, rules_version: int, config: dict[str, JSON], seed: int, seats: Sequence[NewSeat],
         tags: dict[str, JSON] | None = None, *, rated: bool = False, lease: Lease | None = None,
+        quota: ChallengeQuota | None = None,
     ) -> MatchRecord:
         """Store a new match in status ``pending``; ``rated`` (a ladder match) holds only when its
-        seats are distinct agents; ``lease``: already claimed by that worker. Raises: AgentNotFound."""
+        seats are distinct agents; ``lease``: already claimed by that worker; ``quota``: a user's
+        challenge, stored only within its limits (``quotas.py``). Raises: AgentNotFound,
+        RateLimited, ConfigError."""
         ...
 
     async def set_match_live(self, match_id: int, started_at: float) -> None: ...

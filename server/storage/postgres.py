@@ -53,7 +53,7 @@ import asyncpg
 from protocol.errors import AgentNotFound, ProtocolError, StorageError, UserNotFound
 from protocol.messages import JSON
 
-from . import _pg_accounts, _pg_matches, _pg_queue, _pg_ratings
+from . import _pg_accounts, _pg_matches, _pg_queue, _pg_quotas, _pg_ratings
 from ._common import StorageBase
 from ._pg_schema import (
     CONNECTION_ERRORS,
@@ -81,6 +81,7 @@ from .base import (
     SeatResult,
     UserRecord,
 )
+from .quotas import ChallengeQuota
 
 __all__ = ["POOL_MAX_SIZE", "SCHEMA_VERSION", "STATEMENT_TIMEOUT_S", "PostgresStorage", "open_postgres"]
 
@@ -189,14 +190,22 @@ class PostgresStorage(StorageBase):
 
     # -- users -------------------------------------------------------------------------------------
 
-    async def create_user(self, name: str, token_hash: str, created_from: str | None = None) -> UserRecord:
-        """Store a new user, with the client address it signed up from (if known).
+    async def create_user(
+        self, name: str, token_hash: str, created_from: str | None = None, *, max_per_hour: int | None = None,
+    ) -> UserRecord:
+        """Store a new user, with the client address it signed up from (if known); with
+        ``max_per_hour``, only if that address made fewer users within the hour, counted across
+        every process (``quotas.py``).
 
         Raises:
             StorageError: the name (NameTaken) or the token hash is taken.
+            RateLimited: the address's users of the last hour are used up.
         """
-        return await self._run(f"create user {name!r}", _Frame.WRITE, _pg_accounts.create_user, name, token_hash,
-                               created_from, time.time())
+        if max_per_hour is None or created_from is None:
+            return await self._run(f"create user {name!r}", _Frame.WRITE, _pg_accounts.create_user, name, token_hash,
+                                   created_from, time.time())
+        return await self._run(f"create user {name!r}", _Frame.WRITE, _pg_quotas.create_user, max_per_hour, name,
+                               token_hash, created_from, time.time())
 
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
         """The user holding this token hash, if any."""
@@ -219,15 +228,23 @@ class PostgresStorage(StorageBase):
 
     # -- agents ------------------------------------------------------------------------------------
 
-    async def save_agent(self, user_id: int, name: str, game: str, code: str | None) -> AgentRecord:
-        """Create an agent, or store a new version of the owner's agent of that name.
+    async def save_agent(
+        self, user_id: int, name: str, game: str, code: str | None, *, max_per_hour: int | None = None,
+    ) -> AgentRecord:
+        """Create an agent, or store a new version of the owner's agent of that name; with
+        ``max_per_hour``, only if the owner stored fewer versions within the hour, counted across
+        every process (``quotas.py``).
 
         Raises:
             UserNotFound: no user ``user_id``.
             ConfigError: the owner's agent of that name plays another game.
+            RateLimited: the owner's submissions of the last hour are used up.
         """
-        return await self._run(f"save agent {name!r}", _Frame.WRITE, _pg_accounts.save_agent, user_id, name, game,
-                               code, time.time())
+        if max_per_hour is None:
+            return await self._run(f"save agent {name!r}", _Frame.WRITE, _pg_accounts.save_agent, user_id, name,
+                                   game, code, time.time())
+        return await self._run(f"save agent {name!r}", _Frame.WRITE, _pg_quotas.save_agent, max_per_hour, user_id,
+                               name, game, code, time.time())
 
     async def update_agent(
         self, agent_id: int, *, name: str | None = None, disabled: bool | None = None
@@ -271,12 +288,16 @@ class PostgresStorage(StorageBase):
 
     async def _insert_match(
         self, game: str, rules_version: int, config_json: str, seed: int, tags_json: str, seats: tuple[NewSeat, ...],
-        is_rated: bool, lease: Lease | None,
+        is_rated: bool, lease: Lease | None, quota: ChallengeQuota | None,
     ) -> MatchRecord:
         worker, lease_s = (None, 0.0) if lease is None else (lease.worker, lease.lease_s)
-        record = await self._run(f"create a {game} match", _Frame.WRITE, _pg_queue.create_match, game,
-                                 rules_version, config_json, seed, tags_json, seats, is_rated, worker, lease_s,
-                                 time.time())
+        now = time.time()
+        create = (game, rules_version, config_json, seed, tags_json, seats, is_rated, worker, lease_s, now)
+        if quota is None:
+            record = await self._run(f"create a {game} match", _Frame.WRITE, _pg_queue.create_match, *create)
+        else:
+            record = await self._run(f"create a {game} match", _Frame.WRITE, _pg_quotas.create_challenge, quota, game,
+                                     len(seats), now, create)
         if lease is not None:
             self._fences[record.id] = record.attempt
         return record

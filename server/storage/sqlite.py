@@ -33,7 +33,7 @@ import anyio
 from protocol.errors import AgentNotFound, StorageError, UserNotFound
 from protocol.messages import JSON
 
-from . import _accounts, _matches, _ratings
+from . import _accounts, _matches, _quotas, _ratings
 from ._accounts import _load_agent
 from ._common import StorageBase
 from ._database import Database, open_database
@@ -54,6 +54,7 @@ from .base import (
     SeatResult,
     UserRecord,
 )
+from .quotas import ChallengeQuota
 
 __all__ = ["BATCH_ROWS", "BATCH_WINDOW_S", "SCHEMA_VERSION", "SqliteStorage", "open_sqlite"]
 
@@ -100,14 +101,21 @@ class SqliteStorage(StorageBase):
 
     # -- users -------------------------------------------------------------------------------------
 
-    async def create_user(self, name: str, token_hash: str, created_from: str | None = None) -> UserRecord:
-        """Store a new user, with the client address it signed up from (if known).
+    async def create_user(
+        self, name: str, token_hash: str, created_from: str | None = None, *, max_per_hour: int | None = None,
+    ) -> UserRecord:
+        """Store a new user, with the client address it signed up from (if known); with
+        ``max_per_hour``, only if that address made fewer users within the hour (``quotas.py``).
 
         Raises:
             StorageError: the name or the token hash is taken.
+            RateLimited: the address's users of the last hour are used up.
         """
-        return await self._db.write(f"create user {name!r}", _accounts.create_user, name, token_hash, created_from,
-                                    time.time())
+        if max_per_hour is None or created_from is None:
+            return await self._db.write(f"create user {name!r}", _accounts.create_user, name, token_hash,
+                                        created_from, time.time())
+        return await self._db.write(f"create user {name!r}", _quotas.create_user, max_per_hour, name, token_hash,
+                                    created_from, time.time())
 
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
         """The user holding this token hash, if any."""
@@ -129,15 +137,22 @@ class SqliteStorage(StorageBase):
 
     # -- agents ------------------------------------------------------------------------------------
 
-    async def save_agent(self, user_id: int, name: str, game: str, code: str | None) -> AgentRecord:
-        """Create an agent, or store a new version of the owner's agent of that name.
+    async def save_agent(
+        self, user_id: int, name: str, game: str, code: str | None, *, max_per_hour: int | None = None,
+    ) -> AgentRecord:
+        """Create an agent, or store a new version of the owner's agent of that name; with
+        ``max_per_hour``, only if the owner stored fewer versions within the hour (``quotas.py``).
 
         Raises:
             UserNotFound: no user ``user_id``.
             ConfigError: the owner's agent of that name plays another game.
+            RateLimited: the owner's submissions of the last hour are used up.
         """
-        return await self._db.write(f"save agent {name!r}", _accounts.save_agent, user_id, name, game, code,
-                                    time.time())
+        if max_per_hour is None:
+            return await self._db.write(f"save agent {name!r}", _accounts.save_agent, user_id, name, game, code,
+                                        time.time())
+        return await self._db.write(f"save agent {name!r}", _quotas.save_agent, max_per_hour, user_id, name, game,
+                                    code, time.time())
 
     async def update_agent(
         self, agent_id: int, *, name: str | None = None, disabled: bool | None = None
@@ -180,11 +195,15 @@ class SqliteStorage(StorageBase):
 
     async def _insert_match(
         self, game: str, rules_version: int, config_json: str, seed: int, tags_json: str, seats: tuple[NewSeat, ...],
-        is_rated: bool, lease: Lease | None,
+        is_rated: bool, lease: Lease | None, quota: ChallengeQuota | None,
     ) -> MatchRecord:
-        return await self._db.write(f"create a {game} match", _matches.create_match, game, rules_version, config_json,
-                                    seed, tags_json, seats, is_rated, None if lease is None else lease.worker,
-                                    time.time())
+        now = time.time()
+        create = (game, rules_version, config_json, seed, tags_json, seats, is_rated,
+                  None if lease is None else lease.worker, now)
+        if quota is None:
+            return await self._db.write(f"create a {game} match", _matches.create_match, *create)
+        return await self._db.write(f"create a {game} match", _quotas.create_challenge, quota, game, len(seats), now,
+                                    create)
 
     async def _store_end(
         self, match_id: int, status: MatchStatus, reason: str | None, seats: tuple[SeatResult, ...],
