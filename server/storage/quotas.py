@@ -25,6 +25,12 @@ An hour is a sliding window on the clocks of the processes that stored the rows;
 clocks disagree by seconds move it by as much. Each process also refuses, without asking the
 database, what its own memory already counts over a limit (``server/http/ratelimit.py``):
 a cheap first gate against a flood, worded alike (:func:`rate_limited`).
+
+Not counted here: a user's agent connections (``server/matches/remote.py``) and a connection's
+frames per second (``server/http/agent_ws.py``). They bound what a connection costs the front
+that holds it (its sockets, its memory, its event loop), which is each front's own to protect;
+a connection adds no row, no match and no rating, and a front that dies takes its connections
+with it, where a count kept in the database would outlive them.
 """
 
 from __future__ import annotations
