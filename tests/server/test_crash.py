@@ -67,6 +67,8 @@ STARTUP_S = (0.05, 0.8)  # a kill during start-up comes this long after the proc
 EXIT_S = 5.0  # a killed server's processes are all gone within this
 SUBMITTED = ("sub-0", "sub-1", "sub-2")
 
+SETTINGS = "submissions_per_user_hour = 100000\nmatches_per_user_hour = 100000\n"
+
 # Each submission is a new version of one of SUBMITTED, told apart by its number.
 BOT = """# version {n}
 def agent(observation, configuration):
@@ -104,9 +106,14 @@ class Record:
 
 
 async def spawn(db: str, port: int, log: Path) -> Process:
+    """``arena serve`` with its defaults, but for the hourly limits of one user: the load's user
+    submits and challenges all through the run (the counts outlive a restart)."""
+    settings = log.with_name("arena.toml")
+    settings.write_text(SETTINGS)
     with log.open("ab") as log_file:
         return await anyio.open_process(
-            [sys.executable, "-m", "client", "serve", "--port", str(port), "--db", db, "--log-level", "warning"],
+            [sys.executable, "-m", "client", "serve", "--port", str(port), "--db", db, "--settings", str(settings),
+             "--log-level", "warning"],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd=ROOT,
         )
 
