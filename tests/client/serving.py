@@ -1,18 +1,45 @@
-"""``arena serve`` as a real process for tests: on a free port and its own database, until the block ends."""
+"""``arena serve`` as a real process for tests: on a free port and its own database, until the block
+ends; and the ``arena`` command and plain HTTP calls to run against it."""
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.client.test_cli_server import ROOT, call, free_port
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def arena(*args: object, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "client", *map(str, args)],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def call(url: str, body: Any = None, token: str | None = None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=10) as resp:
+        return json.loads(resp.read())
 
 
 @contextmanager

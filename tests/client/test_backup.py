@@ -15,8 +15,7 @@ import pytest
 
 from client.backup import back_up
 from server.storage import open_storage
-from tests.client.serving import serving
-from tests.client.test_cli_server import arena, call
+from tests.client.serving import arena, call, serving
 
 pytestmark = pytest.mark.timeout(180)
 

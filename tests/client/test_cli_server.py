@@ -2,75 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.client.serving import ROOT, arena, call, free_port, serving
+
 BOTS = ROOT / "server" / "bots"
-
-
-def arena(*args: object, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "client", *map(str, args)],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False,
-    )
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def call(url: str, body: Any = None, token: str | None = None) -> Any:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=10) as resp:
-        return json.loads(resp.read())
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``arena serve`` on a free port with an empty database, no ladder and no examples."""
     tmp = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    with (tmp / "serve.log").open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "client", "serve", "--port", str(port), "--db", str(tmp / "arena.db"), "--no-ladder",
-             "--no-examples", "--log-level", "warning"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                call(f"{url}/api/health")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"arena serve did not start: {(tmp / 'serve.log').read_text()}")
-                time.sleep(0.1)
+    with serving(tmp / "arena.db", tmp / "serve.log", "--log-level", "warning") as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

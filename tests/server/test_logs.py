@@ -16,8 +16,7 @@ import pytest
 from websockets.sync.client import connect
 
 from server.logs import JsonFormatter
-from tests.client.serving import serving
-from tests.client.test_cli_server import call
+from tests.client.serving import call, serving
 from tests.server.conftest import RPS_CYCLE
 
 pytestmark = pytest.mark.timeout(90)
