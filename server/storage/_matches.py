@@ -158,6 +158,7 @@ def unfinished_ladder_matches(db: sqlite3.Connection) -> list[LadderMatch]:
         matches[match_id] = LadderMatch(match_id, game, bool(featured), agents)
     return list(matches.values())
 
+
 def step_rows(db: sqlite3.Connection, match_id: int, sql: str, params: Sequence[Any]) -> list[Any]:
     """The rows of ``sql`` (a SELECT of ``match_steps``), once the match is known to exist.
 

@@ -184,7 +184,6 @@ class PostgresStorage(StorageBase):
             raise StorageError(f"cannot {what}: {describe(exc)}") from exc
         return result
 
-
     async def _run_seats(self, what: str, writes: bool, fn: Callable[[Conn, *Ts], Awaitable[T]], *args: *Ts) -> T:
         return await self._run(what, _Frame.WRITE if writes else _Frame.READ, fn, *args)
 
@@ -411,6 +410,7 @@ class PostgresStorage(StorageBase):
         ``_pg_matches.unfinished_ladder_matches``)."""
         return await self._run("read the ladder's unfinished matches", _Frame.READ,
                                _pg_matches.unfinished_ladder_matches)
+
     # -- seat logs ---------------------------------------------------------------------------------
 
     async def save_log(self, match_id: int, seat: int, text: str) -> None:
