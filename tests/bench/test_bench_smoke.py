@@ -36,7 +36,7 @@ def test_table_renders_rows_ratios_and_failures() -> None:
     assert "| events stored | 2.00 | 1.00-3.00 | events/s | >= 50,000 |" in markdown
     assert "| kaggle | n/a | pip failed | episodes/s |" in markdown
     assert set(suite.AREAS) == {"startup", "moves", "kaggle", "spectators", "storage", "memory", "documents", "ladder",
-                                "cluster"}
+                                "cluster", "fairness"}
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
 
 
