@@ -53,7 +53,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from protocol.errors import AgentCrashed, LeaseLost, StorageError, describe_error
 from protocol.messages import JSON
 from protocol.status import FaultLimit
-from server.matches.remote import RTT_SAMPLES, RemoteAgents, RemoteSeat, SeatNotes
+from server.matches.remote import RTT_SAMPLES, AgentConnection, RemoteAgents, RemoteSeat, SeatNotes
 from server.matches.seats import Reply, SeatStart
 from server.storage import (
     ANSWERS_CHANNEL,
@@ -353,11 +353,10 @@ class AgentDesk:
             proxy.set()
         self._wake.set()
 
-    def _attached(self, conn: object) -> None:
-        user_id = getattr(conn, "user_id", None)
-        if isinstance(user_id, int):
-            self._users.add(user_id)
-            self._wake.set()
+    def _attached(self, conn: AgentConnection) -> None:
+        """A connection attached here: look for its user's seats that no live front plays."""
+        self._users.add(conn.user_id)
+        self._wake.set()
 
     async def _serve(self, tg: TaskGroup) -> None:
         while True:
