@@ -46,12 +46,12 @@ import asyncpg
 import orjson
 from websockets.asyncio.client import connect
 
-from server.storage import EncodedStep, Lease, MatchStatus, NewSeat, SeatResult, open_postgres
+from server.storage import Lease, open_postgres
 
 from ._common import Row, Section, ratios, unavailable
 from ._procs import BenchServer, bench_server, run_clients
 from .ladder import api, full_path, wait_ended
-from .storage import BOT, _record
+from .storage import _record, appended_per_second, bench_matches
 from .storage import events_per_second as sqlite_events_per_second
 
 __all__ = ["CONFIGS", "run"]
@@ -209,19 +209,8 @@ async def pg_events_per_second(url: str, total: int = 20_000, matches: int = 20)
     matches held under a lease (writes fenced), until all are finished (stored)."""
     records = [_record(step) for step in range(total // matches)]
     async with open_postgres(url) as storage:
-        user = await storage.create_user(f"bench{time.monotonic_ns()}", "x")
-        agent = await storage.save_agent(user.id, "bot", "connectx", BOT)
-        lease = Lease("bench-writer", 600.0)
-        ids = [(await storage.create_match("connectx", 1, {}, 1, [NewSeat(agent.id, 1)] * 2, lease=lease)).id
-               for _ in range(matches)]
-        seats = [SeatResult(agent.id, "bot", "bench", 1)] * 2
-        started = time.perf_counter()
-        for record in records:
-            for match_id in ids:
-                await storage.append_steps(match_id, [EncodedStep.of(record)])
-        for match_id in ids:
-            await storage.finish_match(match_id, MatchStatus.FINISHED, None, seats, time.time())
-        return len(records) * matches / (time.perf_counter() - started)
+        ids, seats = await bench_matches(storage, matches, Lease("bench-writer", 600.0))
+        return await appended_per_second(storage, ids, seats, records)
 
 
 async def _events_per_second(section: Section, pg: _Postgres, repeats: int, total: int) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 
 from protocol.messages import SeatTiming, StepRecord
-from server.storage import EncodedStep, MatchStatus, NewSeat, SeatResult, SqliteStorage, open_sqlite
+from server.storage import EncodedStep, Lease, MatchStatus, NewSeat, SeatResult, SqliteStorage, Storage, open_sqlite
 
 from ._common import Row, Section
 
@@ -39,11 +39,28 @@ def _record(step: int) -> StepRecord:
                       timing=[SeatTiming(wall_s=0.000123, cpu_s=0.000101, bank_s=60.0), None])
 
 
-async def _matches(storage: SqliteStorage, n: int) -> tuple[list[int], list[SeatResult]]:
+async def bench_matches(
+    storage: Storage, n: int, lease: Lease | None = None,
+) -> tuple[list[int], list[SeatResult]]:
+    """``n`` ConnectX matches to append steps to (held under ``lease``, if given), and their seats' results."""
     user = await storage.create_user(f"bench{time.monotonic_ns()}", "x")
     agent = await storage.save_agent(user.id, "bot", "connectx", BOT)
-    ids = [(await storage.create_match("connectx", 1, {}, 1, [NewSeat(agent.id, 1)] * 2)).id for _ in range(n)]
+    ids = [(await storage.create_match("connectx", 1, {}, 1, [NewSeat(agent.id, 1)] * 2, lease=lease)).id
+           for _ in range(n)]
     return ids, [SeatResult(agent.id, "bot", "bench", 1)] * 2
+
+
+async def appended_per_second(
+    storage: Storage, ids: list[int], seats: list[SeatResult], records: list[StepRecord],
+) -> float:
+    """``records`` appended turn by turn to every match of ``ids``, then each finished (stored): events a second."""
+    started = time.perf_counter()
+    for record in records:
+        for match_id in ids:
+            await storage.append_steps(match_id, [EncodedStep.of(record)])
+    for match_id in ids:
+        await storage.finish_match(match_id, MatchStatus.FINISHED, None, seats, time.time())
+    return len(records) * len(ids) / (time.perf_counter() - started)
 
 
 async def events_per_second(total: int = 20_000, matches: int = 20) -> float:
@@ -51,14 +68,8 @@ async def events_per_second(total: int = 20_000, matches: int = 20) -> float:
     records = [_record(step) for step in range(total // matches)]
     with tempfile.TemporaryDirectory() as tmp:
         async with open_sqlite(Path(tmp) / "bench.db") as storage:
-            ids, seats = await _matches(storage, matches)
-            started = time.perf_counter()
-            for record in records:
-                for match_id in ids:
-                    await storage.append_steps(match_id, [EncodedStep.of(record)])
-            for match_id in ids:
-                await storage.finish_match(match_id, MatchStatus.FINISHED, None, seats, time.time())
-            return len(records) * matches / (time.perf_counter() - started)
+            ids, seats = await bench_matches(storage, matches)
+            return await appended_per_second(storage, ids, seats, records)
 
 
 class _Appender:
@@ -92,7 +103,7 @@ async def writer_cpu_percent(rate: float, seconds: float, idle_s: float, rounds:
     shares = []
     with tempfile.TemporaryDirectory() as tmp:
         async with open_sqlite(Path(tmp) / "bench.db") as storage:
-            ids, seats = await _matches(storage, 10)
+            ids, seats = await bench_matches(storage, 10)
             appender = _Appender(storage, ids)
             await _paced_share(appender, rate, 0.3, len(ids))  # warm-up
             for _ in range(rounds):

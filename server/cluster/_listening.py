@@ -10,7 +10,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from protocol.errors import StorageError, describe_error
-from server.storage import listen
+from server.storage import Session, listen
 
 __all__ = ["keep_listening"]
 
@@ -39,6 +39,7 @@ async def keep_listening(
         lost = anyio.Event()
         try:
             async with listen(url, channels, lost.set, application_name) as conn:
+                session = Session(conn)
                 on_connected()
                 if not is_started:
                     task_status.started()
@@ -47,15 +48,13 @@ async def keep_listening(
                 while True:
                     with anyio.move_on_after(PING_INTERVAL_S):
                         await lost.wait()
-                    if lost.is_set() or conn.is_closed():
+                    if lost.is_set() or session.is_closed():
                         raise StorageError("the server closed the listening connection")
                     try:
                         with anyio.fail_after(TIMEOUT_S):
-                            await conn.fetchval("SELECT 1")
+                            await session.ping()
                     except TimeoutError:
                         raise StorageError(f"the listening connection did not answer in {TIMEOUT_S:g} s") from None
-                    except Exception as exc:  # asyncpg's errors: the connection is broken
-                        raise StorageError(f"the listening connection failed: {describe_error(exc)}") from exc
         except StorageError as exc:
             if not is_started:
                 raise

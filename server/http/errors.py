@@ -35,7 +35,7 @@ from protocol.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from protocol.messages import ErrorFrame
+from protocol.messages import JSON, ErrorFrame
 
 __all__ = [
     "CLOSE_CODE",
@@ -50,6 +50,7 @@ __all__ = [
     "error_text",
     "exception_handlers",
     "guarded",
+    "json_response",
     "status_for",
 ]
 
@@ -100,7 +101,7 @@ async def arena_error(request: Request, exc: Exception) -> Response:
     if status == 500:
         log.error("unmapped error on %s: %r", request.url.path, exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    response = _json(error_body(exc.code, str(exc), **extra), status)
+    response = json_response(error_body(exc.code, str(exc), **extra), status)
     if headers:
         response.headers.update(headers)
     return response
@@ -109,17 +110,18 @@ async def arena_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return _json(error_body(code, str(exc.detail)), exc.status_code)
+    return json_response(error_body(code, str(exc.detail)), exc.status_code)
 
 
-def _json(data: dict[str, object], status: int) -> Response:
-    # Not requests.json_response: that module reads the app's state, whose sockets import this one.
+def json_response(data: JSON, status: int = 200) -> Response:
+    """``data`` encoded as a JSON response (here, below everything that reads the app's state:
+    every handler answers with it, the error handlers too)."""
     return Response(codec.encode_json(data), status_code=status, media_type="application/json")
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("internal error on %s", request.url.path, exc_info=exc)
-    return _json(error_body("internal", "internal server error"), 500)
+    return json_response(error_body("internal", "internal server error"), 500)
 
 
 exception_handlers = {ArenaError: arena_error, HTTPException: http_error, Exception: server_error}

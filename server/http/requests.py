@@ -11,12 +11,11 @@ import re
 from typing import TypeVar
 
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
 
 from protocol import codec
 from protocol.errors import Forbidden, ProtocolError, Unauthorized
-from protocol.messages import JSON
 from server.http.auth import hash_token, parse_bearer
+from server.http.errors import json_response
 from server.state import arena_state
 from server.storage import MAX_ROW_ID, MatchRecord, Storage, UserRecord
 
@@ -33,11 +32,6 @@ __all__ = [
 T = TypeVar("T")
 
 _INTEGER_RE = re.compile(r"-?[0-9]{1,19}")  # wider than 64 bits cannot name a row: refused, not looked up
-
-
-def json_response(data: JSON, status: int = 200) -> Response:
-    """``data`` encoded as a JSON response."""
-    return Response(codec.encode_json(data), status_code=status, media_type="application/json")
 
 
 async def read_body(request: Request, cls: type[T]) -> T:

@@ -31,7 +31,7 @@ from .sqlite import SqliteStorage, open_sqlite
 
 if TYPE_CHECKING:
     from ._pg_leader import LEADER_APPLICATION_NAME, LeaderSession, leader_application_name, open_leader_session
-    from ._pg_listen import LISTEN_APPLICATION_NAME, Listener, listen, open_listener
+    from ._pg_listen import LISTEN_APPLICATION_NAME, Listener, Session, listen, open_listener
     from ._pg_notify import Notice
     from ._pg_queue import QUEUE_CHANNEL
     from ._pg_seats import ANSWERS_CHANNEL, DESK_APPLICATION_PREFIX, SEATS_CHANNEL, SeatRow, parse_seat_key
@@ -47,6 +47,7 @@ _POSTGRES_NAMES = {
     "open_leader_session": "._pg_leader",
     "LISTEN_APPLICATION_NAME": "._pg_listen",
     "Listener": "._pg_listen",
+    "Session": "._pg_listen",
     "listen": "._pg_listen",
     "open_listener": "._pg_listen",
     "Notice": "._pg_notify",
@@ -91,6 +92,7 @@ __all__ = [
     "RatingRecord",
     "SeatResult",
     "SeatRow",
+    "Session",
     "SqliteStorage",
     "Storage",
     "UserRecord",
