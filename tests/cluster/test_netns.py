@@ -63,6 +63,8 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 NS_RUNNER = RUNNER.replace('host="127.0.0.1"', "host=sys.argv[5]")
 assert NS_RUNNER != RUNNER, "nodes.RUNNER no longer names its host as this test expects"
 
+MAX_ATTEMPTS = 6
+
 _POOL = ipaddress.IPv4Network("10.213.0.0/16")  # the /30s a link is chosen from
 
 # A transaction of the storage's caught by the cut between two of its statements, as a worker's
@@ -274,8 +276,10 @@ async def test_a_worker_cut_off_by_the_network_loses_its_match_to_another_and_st
         port = await tg.start(forwarder.serve)
         through_link = parts._replace(netloc=parts.netloc.replace(f"127.0.0.1:{parts.port}", f"{link.here}:{port}"))
         front = await stack.enter_async_context(node(postgres_url, "front", tmp_path / "front.log"))
-        cut_off = await stack.enter_async_context(
-            node_inside(link, through_link.geturl(), "worker", tmp_path / "cut.log", worker_name="cut-off"))
+        # Attempts to spare: on a loaded machine a 2 s lease may also lapse on a connected worker.
+        cut_off = await stack.enter_async_context(node_inside(
+            link, through_link.geturl(), "worker", tmp_path / "cut.log", worker_name="cut-off",
+            max_attempts=MAX_ATTEMPTS))
         assert (await cut_off.health())["worker"] == "cut-off"
         stalled = await stack.enter_async_context(stalled_transaction(link, through_link.geturl()))
         [match] = await create_matches(storage, 1)
@@ -290,9 +294,10 @@ async def test_a_worker_cut_off_by_the_network_loses_its_match_to_another_and_st
         await lock_row(stalled, match.id)
         link.cut()
         cut_at = time.monotonic()
+        cut_attempt = (await storage.get_match(match.id)).attempt
         try:
             other = await stack.enter_async_context(
-                node(postgres_url, "worker", tmp_path / "other.log", worker_name="other"))
+                node(postgres_url, "worker", tmp_path / "other.log", worker_name="other", max_attempts=MAX_ATTEMPTS))
 
             async def has_stopped_by_itself() -> bool:  # its log: over the cut link nobody hears it
                 return "abandoned" in await anyio.Path(tmp_path / "cut.log").read_text()
@@ -306,7 +311,7 @@ async def test_a_worker_cut_off_by_the_network_loses_its_match_to_another_and_st
         print(f"cut off: its match abandoned after {stopped_s:.1f} s, run to its end by another worker "
               f"{ended_s:.1f} s after the cut (lease {LEASE_S} s)")
         assert record.status is MatchStatus.FINISHED, record
-        assert (record.worker, record.attempt) == ("other", 2), record
+        assert record.worker == "other" and record.attempt > cut_attempt, record
         assert (await other.health())["worker"] == "other"
         await check_replays(front, [record])
 
@@ -326,11 +331,12 @@ async def test_a_worker_cut_off_by_the_network_loses_its_match_to_another_and_st
             await cut_off.process.wait()
         assert await storage.get_match(match.id) == record
         await check_replays(front, [record])
-        # What it played during the cut never became attempt 1's: refused by the fence once it
+        # What it played during the cut never became its attempt's: refused by the fence once it
         # reached the database, or lost with the link.
         log = await anyio.Path(tmp_path / "cut.log").read_text()
         assert re.search(rf"could not store \d+ step\(s\) of match_id={match.id}: ", log), log[-3000:]
-        refused = log.count(f"match {match.id} is no longer held by attempt 1 of this worker: its steps are refused")
+        refused = log.count(f"match {match.id} is no longer held by attempt {cut_attempt} of this worker: "
+                            "its steps are refused")
         print(f"late batches of its steps refused by the fence: {refused}")
         # It stopped cleanly: steps refused, or lost with the link, belong to a match it had let
         # go, and are no loss to report.

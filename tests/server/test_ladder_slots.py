@@ -91,8 +91,11 @@ async def test_featured_matches_are_paced_and_rated_ones_are_not(tmp_path: Path)
                 await anyio.sleep(0.2)
         paced = step_gaps((await client.get(f"/api/matches/{featured[0]['id']}/replay")).json())
         unpaced = step_gaps((await client.get(f"/api/matches/{rated[0]['id']}/replay")).json())
-    # A featured match keeps its pace: on a fixed schedule, so no gap between moves is much shorter.
-    assert min(paced[1:]) >= pace_s * 0.8, paced
+    # A featured match keeps its pace on a fixed schedule: a step its bots were slow to answer is
+    # followed by a shorter gap (the schedule does not drift), so the gaps hold the pace on the
+    # whole, and most of them one by one.
+    assert statistics.fmean(paced[1:]) >= pace_s * 0.9, paced
+    assert statistics.median(paced[1:]) >= pace_s * 0.9, paced
     # A rated one runs as fast as its bots: most of its gaps are a fraction of the pace.
     assert statistics.median(unpaced) < pace_s / 3, unpaced
 
