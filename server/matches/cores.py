@@ -9,8 +9,8 @@ matches, and a bot author could slow everyone else's bots by having his own thin
 
 So a process that runs matches holds one :class:`CoreGate` of ``cores`` places (by default the
 cores this process may run on). The turn of a seat that computes here (a sandboxed process;
-not a remote agent, which thinks on its own machine) first takes a place, in the order the
-turns asked for one, and only then does its clock start (``SeatClock.start_move``); it gives the
+not a remote agent, which thinks on its own machine) first takes a place (in the order below),
+and only then does its clock start (``SeatClock.start_move``); it gives the
 place back once its move is in, or timed out and its process killed. A seat between turns
 waits on its pipe and uses no CPU, so the thinking seats never outnumber the cores: each
 computes on a core of its own, and its wall time is its CPU time plus what the server itself
@@ -19,10 +19,15 @@ nothing: neither the move's budget nor the bank, and the seat's match deadline
 (``runTimeout``) moves on by as much. A bot that spins past its own deadline still times out:
 the place only decides when its clock starts.
 
-A place freed goes straight to the turn that has waited longest (first come, first served),
-so no match starves another; a turn that is cancelled while it waits (its match stopped)
-leaves the queue, and passes on a place it was handed meanwhile. Taking a free place does not
-yield to the event loop: with cores to spare a move costs two counter updates.
+Places are shared fairly between the users who started the matches (a challenge's user; the
+ladder's matches count as one more): each match takes places through its :class:`CoreShare`,
+named by its user, and a place freed goes straight to the user next in turn among those with a
+turn waiting (round robin), to that user's turn that has waited longest. So a user who starts
+many slow matches gets no more of the cores than any other user with a turn waiting: another
+user's match moves at least once per round of the users, not once per round of every waiting
+turn. A turn that is cancelled while it waits (its match stopped) leaves the queue, and
+passes on a place it was handed meanwhile. Taking a free place does not yield to the event
+loop: with cores to spare a move costs two counter updates.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from collections.abc import Hashable
 
 import anyio
 
-__all__ = ["CoreGate", "usable_cores"]
+__all__ = ["CoreGate", "CoreShare", "usable_cores"]
 
 
 def usable_cores() -> int:
@@ -45,41 +51,76 @@ def usable_cores() -> int:
 
 
 class CoreGate:
-    """``cores`` places for thinking seats, handed out first come, first served; see the module docstring."""
+    """``cores`` places for thinking seats, shared round robin between users; see the module docstring."""
 
     def __init__(self, cores: int) -> None:
         if cores < 1:
             raise ValueError(f"a core gate needs at least one place, not {cores}")
         self.cores = cores
         self.busy = 0  # places taken
-        self._waiting: deque[anyio.Event] = deque()
+        self.waiting = 0  # turns waiting for a place now
+        # the turns waiting, by user, the users in turn order (a dict keeps insertion order)
+        self._queues: dict[Hashable, deque[anyio.Event]] = {}
 
-    @property
-    def waiting(self) -> int:
-        """Turns waiting for a place now."""
-        return len(self._waiting)
+    def share(self, user: Hashable) -> CoreShare:
+        """The places of a match started by ``user`` (None: the ladder's)."""
+        return CoreShare(self, user)
 
-    async def acquire(self) -> float:
-        """Take a place, waiting for one if none is free; how long it waited, in seconds."""
-        if self.busy < self.cores and not self._waiting:
+    async def acquire(self, user: Hashable = None) -> float:
+        """Take a place for a turn of ``user``'s, waiting for one if none is free; how long it
+        waited, in seconds."""
+        if self.busy < self.cores and not self.waiting:
             self.busy += 1
             return 0.0
         started = time.monotonic()
         handed = anyio.Event()
-        self._waiting.append(handed)
+        queue = self._queues.get(user)
+        if queue is None:
+            queue = self._queues[user] = deque()
+        queue.append(handed)
+        self.waiting += 1
         try:
             await handed.wait()
         except BaseException:
             if handed.is_set():  # handed a place as it was cancelled: the next turn gets it
                 self.release()
             else:
-                self._waiting.remove(handed)
+                self._leave(user, handed)
             raise
         return time.monotonic() - started
 
     def release(self) -> None:
-        """Give a place back: to the turn that has waited longest, if any."""
-        if self._waiting:
-            self._waiting.popleft().set()  # the place passes on: busy stays as it is
-        else:
+        """Give a place back: to the next user in turn with a turn waiting, if any."""
+        if not self._queues:
             self.busy -= 1
+            return
+        user = next(iter(self._queues))
+        queue = self._queues.pop(user)
+        handed = queue.popleft()
+        if queue:  # the user's next turn waits behind every other user's
+            self._queues[user] = queue
+        self.waiting -= 1
+        handed.set()  # the place passes on: busy stays as it is
+
+    def _leave(self, user: Hashable, handed: anyio.Event) -> None:
+        queue = self._queues[user]
+        queue.remove(handed)
+        self.waiting -= 1
+        if not queue:
+            del self._queues[user]
+
+
+class CoreShare:
+    """A match's way to the places of a :class:`CoreGate`: its turns queue as its user's."""
+
+    __slots__ = ("gate", "user")
+
+    def __init__(self, gate: CoreGate, user: Hashable) -> None:
+        self.gate = gate
+        self.user = user
+
+    async def acquire(self) -> float:
+        return await self.gate.acquire(self.user)
+
+    def release(self) -> None:
+        self.gate.release()

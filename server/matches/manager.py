@@ -357,7 +357,9 @@ class MatchManager:
             debug = SeatDebugFeed(feed, links)
             recorder = StepLog(store_and_publish(self.storage, match_id, feed), debug.after_step,
                                self.counts.count_step, keep=False)
-            result = await run_match(spec, links, recorder, self.cores)
+            # Its turns share the cores with other users' matches as its user's (the ladder's: None).
+            share = self.cores.share(record.tags.get("user_id")) if self.cores is not None else None
+            result = await run_match(spec, links, recorder, share)
             debug.publish_rest()
             for link in links:
                 if isinstance(link, TellsResult):

@@ -7,7 +7,7 @@ past the whole match's ``runTimeout``), parses the replies with the rules and ap
 Time a move takes beyond ``actTimeout`` is taken from the bank; a move that does not arrive
 within its budget is a TIMEOUT. A remote seat (``NetworkLink``) also gets its measured
 network allowance added to each move's budget, not charged to the bank, and recorded in the
-timing. Under a server's ``CoreGate`` (``cores.py``) a sandboxed seat's turn first waits for
+timing. Under a server's core gate (``cores.py``) a sandboxed seat's turn first waits for
 a core, and its clock starts only then: the wait is recorded and charged to nothing. Each
 seat's share of this is one ``SeatClock`` (``clock.py``). A seat that breaks the
 rules of play (TIMEOUT, ERROR, INVALID) ends the match at once: it gets the losing reward and
@@ -39,7 +39,7 @@ from protocol.messages import JSON, SeatTiming, StepRecord
 from protocol.status import FaultLimit, SeatStatus
 
 from .clock import SeatClock
-from .cores import CoreGate
+from .cores import CoreShare
 from .games import Game, new_game
 from .seats import AgentLink, NetworkLink, Reply, SeatStart
 
@@ -106,7 +106,7 @@ class Recorder(Protocol):
 
 
 async def run_match(
-    spec: MatchSpec, links: Sequence[AgentLink], recorder: Recorder, cores: CoreGate | None = None,
+    spec: MatchSpec, links: Sequence[AgentLink], recorder: Recorder, cores: CoreShare | None = None,
 ) -> MatchResult:
     """Play a whole match; a faulty seat loses, nothing an agent does raises out of here. With
     ``cores``, each turn of a seat that computes here waits for a core before its clock starts."""
@@ -255,7 +255,7 @@ async def _start_all(spec: MatchSpec, links: Sequence[AgentLink], budget_s: floa
 
 async def _ask_all(
     game: Game, links: Sequence[AgentLink], clocks: Sequence[SeatClock], seats: Sequence[int],
-    cores: CoreGate | None,
+    cores: CoreShare | None,
 ) -> dict[int, tuple[Reply | AgentFault, SeatTiming]]:
     """Ask every acting seat for its move, each under its own deadline."""
     replies: dict[int, tuple[Reply | AgentFault, SeatTiming]] = {}
@@ -279,7 +279,7 @@ async def _ask_all(
 
 
 async def _ask(
-    game: Game, link: AgentLink, clock: SeatClock, seat: int, cores: CoreGate | None,
+    game: Game, link: AgentLink, clock: SeatClock, seat: int, cores: CoreShare | None,
 ) -> tuple[Reply | AgentFault, SeatTiming]:
     step = game.step + 1
     observation = game.observation(seat)

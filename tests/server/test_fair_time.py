@@ -9,6 +9,7 @@ rock-paper-scissors) would give each bot an eighth of a core, four seconds a mov
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -89,3 +90,33 @@ async def test_a_bot_that_spins_past_its_deadline_still_times_out(settings: Sett
     seats = result["doc"]["seats"]
     assert [s["status"] for s in seats] == ["TIMEOUT", "TIMEOUT"], seats
     assert "no move within" in (seats[0]["reason"] or ""), seats
+
+
+async def test_a_user_with_many_slow_matches_does_not_hold_back_another_users_match(settings: Settings) -> None:
+    """One thinking seat at a time: alice's six matches are all under way when bob starts his.
+    Turns are shared round robin between users, so bob's match moves at every other turn and
+    ends first; first come, first served would have it wait a round of all fourteen seats at
+    each move and end last."""
+    config = {"episodeSteps": 12, "actTimeout": 1, "remainingOverageTime": 0}
+    code = burner(0.02)
+    async with api_client(replace(settings, thinking_seats=1)) as client:
+        alice, bob = await create_user(client, "alice"), await create_user(client, "bob")
+        a = [(await submit_agent(client, alice, f"a{i}", "rps", code))["id"] for i in range(2)]
+        b = [(await submit_agent(client, bob, f"b{i}", "rps", code))["id"] for i in range(2)]
+        floods = [await start_match(client, alice, "rps", a, config) for _ in range(6)]
+
+        async def flood_under_way() -> bool:
+            docs = [(await client.get(f"/api/matches/{m['id']}")).json() for m in floods]
+            return all(doc["steps"] >= 1 for doc in docs)
+
+        with anyio.fail_after(60):
+            while True:  # polled over HTTP: nothing to wait on
+                if await flood_under_way():
+                    break
+                await anyio.sleep(0.05)
+        mine = await start_match(client, bob, "rps", b, config)
+        bobs = await wait_finished(client, mine["id"], timeout_s=120)
+        alices = [await wait_finished(client, m["id"], timeout_s=120) for m in floods]
+    assert [s["status"] for s in bobs["seats"]] == ["DONE", "DONE"], bobs
+    assert all(doc["status"] == "finished" for doc in alices), alices
+    assert bobs["finished_at"] < min(doc["finished_at"] for doc in alices), (bobs, alices)
