@@ -310,6 +310,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import create_app
     from server.config import load_settings
     from server.drain import DrainingServer
+    from server.http.transport import uvicorn_options
     from server.logs import configure_logging, uvicorn_log_config
     from server.sandbox.layers import require_layers
     from server.storage import check_storage
@@ -340,20 +341,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(str(exc), code=exc.code) from None
     # SIGTERM or Ctrl-C drains first (server/drain.py): the live matches may finish, and it exits 0.
     app = create_app(settings)
-    server = DrainingServer(uvicorn.Config(app, host=args.host, port=args.port,
-                                           log_level=args.log_level, log_config=uvicorn_log_config(args.log_format),
-                                           # Measured (scripts/bench, README "Performance"): the sansio
-                                           # implementation has the least CPU per delivered frame, and
-                                           # per-message deflate costs +53% CPU and twice the memory per
-                                           # socket for small JSON events.
-                                           ws="websockets-sansio", ws_per_message_deflate=False,
-                                           # a spectator that stopped reading must not hold shutdown forever
-                                           timeout_graceful_shutdown=5,
-                                           # The per-address limits need the real peer: X-Forwarded-For
-                                           # only from the proxies the operator lists (none by default).
-                                           proxy_headers=bool(settings.forwarded_allow_ips),
-                                           forwarded_allow_ips=settings.forwarded_allow_ips or None),
-                            app)
+    server = DrainingServer(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                                           log_config=uvicorn_log_config(args.log_format),
+                                           **uvicorn_options(settings)), app)
     server.run()
     return 0 if server.started else 1
 

@@ -23,6 +23,7 @@ Every error the arena raises on purpose derives from :class:`ArenaError`::
     ├── Unauthorized             missing or wrong token
     ├── Forbidden                a valid token, but not the owner
     ├── RateLimited              too many requests of one kind
+    ├── Full                     a place with room for so many is full (a match's spectators)
     ├── ServerDraining           the server is shutting down: it starts nothing new
     ├── Conflict                 the resource is not in a state that allows the request
     │   └── MatchOver            the match has already ended
@@ -55,6 +56,7 @@ __all__ = [
     "Conflict",
     "Finding",
     "Forbidden",
+    "Full",
     "GameError",
     "IllegalAction",
     "LayerUnavailable",
@@ -232,6 +234,13 @@ class Forbidden(ArenaError):
 
 class RateLimited(ArenaError):
     code = "rate_limited"
+
+
+class Full(ArenaError):
+    """A place that holds so many (a match's spectators) has no room for one more now; the
+    request may succeed later, when someone leaves."""
+
+    code = "full"
 
 
 class ServerDraining(ArenaError):

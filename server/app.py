@@ -142,7 +142,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     if is_cluster and settings.serves_http:
                         relay = Relay(hub, settings.db, worker=lease.worker if lease is not None else None)
                         await tg.start(relay.run)
-                    app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter(), OpenSockets(),
+                    sockets = OpenSockets(per_address=settings.sockets_per_address,
+                                          per_match=settings.spectators_per_match)
+                    app.state.arena = ArenaState(settings, storage, hub, manager, RateLimiter(), sockets,
                                                  health=health, ladder=ladder, relay=relay)
                     if settings.seed_examples and settings.serves_http:
                         await seed_examples(storage)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protocol.codec import MAX_FRAME_BYTES
 from protocol.errors import ConfigError
 from server.matches.games import GAMES, ConfigRanges
 from server.matches.runner import DEFAULT_MAX_ACTION_BYTES
@@ -21,6 +22,14 @@ from server.storage import is_postgres_url
 __all__ = ["ROLES", "Settings", "load_settings"]
 
 ROLES = ("all", "front", "worker")
+
+# Limits on input that must allow at least one of what they count.
+_POSITIVE_LIMITS = (
+    "max_action_bytes", "max_code_bytes", "max_body_bytes", "max_frame_bytes", "sockets_per_address",
+    "spectators_per_match", "read_only_frames_per_s", "matches_per_user_hour", "submissions_per_user_hour",
+    "concurrent_matches_per_user", "signups_per_address_hour", "live_seats_per_address", "remote_frames_per_s",
+    "remote_connections_per_user", "spectator_queue_frames",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,17 @@ class Settings:
     max_action_bytes: int = DEFAULT_MAX_ACTION_BYTES  # one action, as JSON: a larger one is INVALID, not stored
     max_code_bytes: int = 256 << 10
     max_body_bytes: int = 1 << 20
+    # A WebSocket frame of this size or more gets an error frame and is ignored (at most the
+    # protocol's 1 MiB); the transport cuts a socket whose frame passes a few times it (close
+    # code 1009) rather than buffer it (server/http/transport.py).
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    # Open WebSockets per client address and spectators per match, on each process that serves
+    # them: beyond them a new socket is refused (4429, and 1013 for a full match).
+    sockets_per_address: int = 2048
+    spectators_per_match: int = 2000
+    # Frames per second a read-only socket (a spectator, the lobby) may send: each gets an error
+    # frame; beyond this rate the socket is closed (4429).
+    read_only_frames_per_s: int = 100
     matches_per_user_hour: int = 600
     submissions_per_user_hour: int = 60
     concurrent_matches_per_user: int = 64
@@ -143,6 +163,13 @@ class Settings:
         if self.thinking_seats < 0:
             raise ConfigError(f"settings key 'thinking_seats' must be 0 (one per CPU) or more, "
                               f"got {self.thinking_seats}")
+        for name in _POSITIVE_LIMITS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"settings key {name!r} must be a positive integer, got {value!r}")
+        if self.max_frame_bytes > MAX_FRAME_BYTES:
+            raise ConfigError(f"settings key 'max_frame_bytes' must be at most the protocol's {MAX_FRAME_BYTES} bytes, "
+                              f"got {self.max_frame_bytes}")
         if not 0 <= self.drain_timeout_s < math.inf:
             raise ConfigError(f"settings key 'drain_timeout_s' must be 0 or more seconds, got {self.drain_timeout_s!r}")
         if not self.leader_retry_s > 0:

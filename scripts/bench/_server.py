@@ -59,6 +59,7 @@ from protocol.codec import encode_json
 from protocol.messages import SeatTiming, StepRecord
 from server.app import create_app
 from server.config import Settings
+from server.http.transport import uvicorn_options
 from server.matches.games import get_game, resolve_config
 from server.matches.hub import Hub
 from server.matches.replay import replay_document
@@ -299,9 +300,10 @@ async def _serve(args: argparse.Namespace) -> None:
         # Inherited by accepted sockets; asyncio sets it only for proto IPPROTO_TCP (this one's is
         # 0): without it every kept-alive request waits 40 ms for the client's delayed ACK.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        config: dict[str, Any] = {"ws": args.ws, "ws_per_message_deflate": args.deflate}
+        config: dict[str, Any] = {**uvicorn_options(settings), "ws": args.ws, "ws_per_message_deflate": args.deflate,
+                                  "timeout_graceful_shutdown": 2}
         server = uvicorn.Server(uvicorn.Config(build_app(settings), log_level="warning", lifespan="on",
-                                               backlog=4096, timeout_graceful_shutdown=2, **config))
+                                               backlog=4096, **config))
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
             while not server.started:

@@ -26,7 +26,6 @@ connection with 1001 once its matches have ended (``server/http/sockets.py``).
 from __future__ import annotations
 
 import logging
-import time
 
 import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -37,6 +36,7 @@ from protocol.messages import PROTOCOL_VERSION, ActionFrame, AgentError, ErrorFr
 from server.http.auth import parse_bearer
 from server.http.errors import CLOSE_TOO_SLOW, close_socket
 from server.http.sessions import authenticate
+from server.http.sockets import FrameRate
 from server.matches.remote import AgentConnection, Refusal, RefusalCode, RemoteSeat
 from server.state import ArenaState, arena_state
 from server.storage import MatchStatus, UserRecord
@@ -50,25 +50,6 @@ _SEND_TIMEOUT_S = 10.0  # a socket that cannot take one frame in this long is dr
 # and a connection that plays more agents than this can leave ``agents`` out (it then plays all).
 MAX_HELLO_AGENTS = 1000
 _FIRST_PINGS_S = (0.0, 0.1, 0.2)  # a first estimate of the round trip right after welcome
-
-
-class _TokenBucket:
-    """``rate_per_s`` frames a second on average, bursts up to ``burst``."""
-
-    def __init__(self, rate_per_s: float, burst: float) -> None:
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self.tokens = burst
-        self.last = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate_per_s)
-        self.last = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
 
 
 async def serve_agent(ws: WebSocket) -> None:
@@ -87,7 +68,7 @@ async def serve_agent(ws: WebSocket) -> None:
         token = parse_bearer(ws.headers.get("authorization"))
         hello = None
         if token is None:
-            hello = await _receive_hello(ws, state.settings.remote_hello_timeout_s)
+            hello = await _receive_hello(ws, state.settings.remote_hello_timeout_s, state.settings.max_frame_bytes)
             token = hello.token
         user, token_hash = await authenticate(state.storage, token)
         agents = await _playable(state, user, hello.agents if hello is not None else None)
@@ -108,14 +89,15 @@ async def serve_agent(ws: WebSocket) -> None:
         await close_socket(ws, CLOSE_TOO_SLOW if conn.is_broken else sock.close_code)
 
 
-async def _receive_hello(ws: WebSocket, timeout_s: float) -> Hello:
+async def _receive_hello(ws: WebSocket, timeout_s: float, max_frame_bytes: int) -> Hello:
     with anyio.move_on_after(timeout_s):
         message = await ws.receive()
         data = message.get("text") if message.get("text") is not None else message.get("bytes")
         if message["type"] == "websocket.disconnect" or data is None:
             raise Unauthorized("the connection closed before a hello frame")
-        if len(data) >= codec.MAX_FRAME_BYTES:
-            raise ProtocolError(f"a frame of {len(data)} bytes is too large", code="too_large")
+        if len(data) >= max_frame_bytes:
+            raise ProtocolError(f"a frame of {len(data)} bytes is too large; frames must stay under "
+                                f"{max_frame_bytes} bytes", code="too_large")
         msg = codec.decode_agent_client(data)
         if not isinstance(msg, Hello) or not msg.token:
             raise Unauthorized("send 'Authorization: Bearer TOKEN' or a first hello frame with a token")
@@ -190,7 +172,7 @@ async def _ping(conn: AgentConnection, interval_s: float) -> None:
 
 async def _receive_frames(ws: WebSocket, state: ArenaState, conn: AgentConnection, user: UserRecord) -> None:
     settings = state.settings
-    bucket = _TokenBucket(settings.remote_frames_per_s, settings.remote_frames_per_s)
+    rate = FrameRate(settings.remote_frames_per_s, settings.remote_frames_per_s)
     while True:
         try:
             message = await ws.receive()
@@ -201,13 +183,13 @@ async def _receive_frames(ws: WebSocket, state: ArenaState, conn: AgentConnectio
         data = message.get("text") if message.get("text") is not None else message.get("bytes")
         if data is None:
             continue
-        if not (conn.take_solicited() or bucket.take()):
+        if not (conn.take_solicited() or rate.take()):
             conn.offer(ErrorFrame(code="rate_limited",
                                   message=f"more than {settings.remote_frames_per_s} frames a second; frame ignored"))
             continue
-        if len(data) >= codec.MAX_FRAME_BYTES:
+        if len(data) >= settings.max_frame_bytes:
             conn.offer(ErrorFrame(code="too_large", message=f"a frame of {len(data)} bytes is too large; "
-                                  f"frames must stay under {codec.MAX_FRAME_BYTES} bytes"))
+                                  f"frames must stay under {settings.max_frame_bytes} bytes"))
             continue
         try:
             msg = codec.decode_agent_client(data)

@@ -5,7 +5,8 @@ a JSON ``{"error": {"code", "message", ...}}`` body (``exception_handlers``, ins
 app); one raised by a WebSocket handler (every one is ``guarded`` in the route table) ends the
 socket with an ``error`` frame and the close code of ``CLOSE_CODE``. The close codes of a
 socket that ends without an error are here too. An error no table names is our own bug: it is
-logged and answered 500, or closed with 1011.
+logged and answered 500, or closed with 1011. A client that hangs up in the middle of sending
+its request is no error of anyone's: it is not logged as one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -26,6 +27,7 @@ from protocol.errors import (
     ConfigOutOfRange,
     Conflict,
     Forbidden,
+    Full,
     GameError,
     NotFound,
     ProtocolError,
@@ -63,6 +65,7 @@ HTTP_STATUS: tuple[tuple[type[ArenaError], int], ...] = (
     (Unauthorized, 401),
     (Forbidden, 403),
     (RateLimited, 429),
+    (Full, 503),
     (ServerDraining, 503),  # a load balancer sends the request to another server
     (ConfigOutOfRange, 422),  # DESIGN.md: a value outside its range, or not a finite number
     (ConfigError, 400),
@@ -119,12 +122,21 @@ def json_response(data: JSON, status: int = 200) -> Response:
     return Response(codec.encode_json(data), status_code=status, media_type="application/json")
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its request was read (``ClientDisconnect``): not our error, and
+    nobody reads the answer."""
+    log.debug("client left during a request to %s", request.url.path)
+    return Response(status_code=400)
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("internal error on %s", request.url.path, exc_info=exc)
     return json_response(error_body("internal", "internal server error"), 500)
 
 
-exception_handlers = {ArenaError: arena_error, HTTPException: http_error, Exception: server_error}
+exception_handlers = {
+    ArenaError: arena_error, HTTPException: http_error, ClientDisconnect: client_gone, Exception: server_error,
+}
 
 # WebSocket close codes: an error that ends a socket is sent as an ``error`` frame, then this code.
 CLOSE_CODE: tuple[tuple[type[ArenaError], int], ...] = (
@@ -132,6 +144,7 @@ CLOSE_CODE: tuple[tuple[type[ArenaError], int], ...] = (
     (Unauthorized, 4401),
     (Forbidden, 4403),
     (RateLimited, 4429),
+    (Full, 1013),  # try again later
     (ServerDraining, 1001),
     (ProtocolError, 4400),
     (GameError, 4400),

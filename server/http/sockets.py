@@ -13,23 +13,37 @@ and ``end``, or one sent a stored match), which is left to finish as it would ha
 ``SEND_TIMEOUT_S`` (a spectator that does not read is dropped by then). Only then does the
 server stop listening: uvicorn would close what is left with 1012 (service restart), and
 without ``end``.
+
+Limits. Every socket counts against its client address (the ASGI peer; behind a proxy listed
+in ``forwarded_allow_ips``, the forwarded one): beyond ``per_address`` open at once, a new one
+is refused with an ``error`` frame and 4429 (``RateLimited``). A spectator counts against its
+match too: beyond ``per_match``, 1013, try again later (``Full``). Neither asks the database:
+they bound what sockets cost this process (descriptors, memory, its event loop), which each
+front protects for itself. What a socket may send is bounded by its handler, with a
+:class:`FrameRate` (and the transport's frame size, ``max_frame_bytes``).
 """
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import anyio
 from starlette.websockets import WebSocket
 
-from protocol.errors import ServerDraining
+from protocol.errors import Full, RateLimited, ServerDraining
 from server.http.errors import CLOSE_GOING_AWAY, CLOSE_NORMAL, close_socket
 from server.matches.hub import SEND_TIMEOUT_S
 
-__all__ = ["OpenSocket", "OpenSockets"]
+__all__ = ["FrameRate", "OpenSocket", "OpenSockets"]
 
 _CLOSE_S = 1.0  # close_socket gives up on a peer after this long
+
+
+_K = TypeVar("_K")
 
 
 def _never() -> bool:
@@ -57,27 +71,46 @@ class OpenSocket:
 class OpenSockets:
     """The app's open WebSockets; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_address: int = 2048, per_match: int = 2000) -> None:
+        self.per_address = per_address  # open sockets of one client address, at most
+        self.per_match = per_match  # spectators of one match, at most
         self.is_draining = False  # the server is draining: a socket that ends closes with 1001
         self.is_closed = False  # close_all began: no new socket is served
         self._open: set[OpenSocket] = set()
+        self._by_address: Counter[str] = Counter()
+        self._by_match: Counter[int] = Counter()
         self._emptied: anyio.Event | None = None
 
     def __len__(self) -> int:
         return len(self._open)
 
+    def watching(self, match_id: int) -> int:
+        """Spectators of ``match_id`` on this process now."""
+        return self._by_match[match_id]
+
     @asynccontextmanager
-    async def open(self, ws: WebSocket) -> AsyncIterator[OpenSocket]:
-        """Serve ``ws`` for the block's duration, in its ``scope``: a drain cancels the block and
-        closes the socket with 1001 (the block then ends without error).
+    async def open(self, ws: WebSocket, *, match_id: int | None = None) -> AsyncIterator[OpenSocket]:
+        """Serve ``ws`` (a spectator of ``match_id``, if given) for the block's duration, in its
+        ``scope``: a drain cancels the block and closes the socket with 1001 (the block then
+        ends without error).
 
         Raises:
             ServerDraining: the server is closing its sockets before it stops.
+            RateLimited: its client address has ``per_address`` sockets open.
+            Full: the match has ``per_match`` spectators.
         """
         if self.is_closed:
             raise ServerDraining("the server is shutting down: connect to another one, or again after its restart")
+        address = ws.client.host if ws.client is not None else ""
+        if self._by_address[address] >= self.per_address:
+            raise RateLimited(f"at most {self.per_address} open WebSockets per client address; close one first")
+        if match_id is not None and self._by_match[match_id] >= self.per_match:
+            raise Full(f"match {match_id} has {self.per_match} spectators, the most it takes; try again later")
         sock = OpenSocket(self)
         self._open.add(sock)
+        self._by_address[address] += 1
+        if match_id is not None:
+            self._by_match[match_id] += 1
         try:
             with sock.scope:
                 yield sock
@@ -85,6 +118,9 @@ class OpenSockets:
                 await close_socket(ws, CLOSE_GOING_AWAY)
         finally:
             self._open.discard(sock)
+            _uncount(self._by_address, address)
+            if match_id is not None:
+                _uncount(self._by_match, match_id)
             if not self._open and self._emptied is not None:
                 self._emptied.set()
 
@@ -116,3 +152,34 @@ class OpenSockets:
             self._emptied = anyio.Event()
             await self._emptied.wait()
         self._emptied = None
+
+
+def _uncount(counter: Counter[_K], key: _K) -> None:
+    """One fewer of ``key``; a key counted down to none is removed (the counters stay as small
+    as what is open)."""
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
+
+
+class FrameRate:
+    """What a socket may send: ``per_s`` frames a second on average, in bursts of up to
+    ``burst`` (a token bucket)."""
+
+    def __init__(self, per_s: float, burst: float) -> None:
+        self.per_s = per_s
+        self.burst = burst
+        self.tokens = burst
+        self.last = time.monotonic()
+        self.refused = 0  # frames over the rate so far
+
+    def take(self) -> bool:
+        """Count one frame: False when it is over the rate."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.per_s)
+        self.last = now
+        if self.tokens < 1.0:
+            self.refused += 1
+            return False
+        self.tokens -= 1.0
+        return True

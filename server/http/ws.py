@@ -29,13 +29,13 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol import codec
-from protocol.errors import ProtocolError, Unauthorized
+from protocol.errors import ProtocolError, RateLimited, Unauthorized
 from protocol.messages import End, SeatDebug
 from server.http.auth import parse_bearer
 from server.http.errors import CLOSE_TOO_SLOW, close_socket, error_text
 from server.http.requests import require_seat_owner
 from server.http.sessions import authenticate
-from server.http.sockets import OpenSocket
+from server.http.sockets import FrameRate, OpenSocket
 from server.matches.documents import match_document, result_document
 from server.matches.hub import (
     SEND_TIMEOUT_S,
@@ -64,7 +64,9 @@ async def spectate(ws: WebSocket) -> None:
     state = arena_state(ws)
     match_id: int = ws.path_params["match_id"]
     await ws.accept()
-    async with state.sockets.open(ws) as sock:  # a draining server closes it (server/http/sockets.py)
+    # A draining server closes it; a full match or an address with too many sockets refuses it
+    # (server/http/sockets.py).
+    async with state.sockets.open(ws, match_id=match_id) as sock:
         if "seat" not in ws.query_params:
             await _spectate(ws, state, sock, match_id, None)
             return
@@ -98,7 +100,8 @@ async def _spectate(ws: WebSocket, state: ArenaState, sock: OpenSocket, match_id
             # The subscription owns its snapshot until sent. A relay's feed closed without an end
             # (the match is run again from its seed, or by this process now) goes on with a
             # fresh snapshot of the match's new feed, on the same socket.
-            if await _stream(ws, feed.subscribe_seat(seat), sock, may_resume=state.relay is not None):
+            if await _stream(ws, feed.subscribe_seat(seat), sock, state.settings.read_only_frames_per_s,
+                             may_resume=state.relay is not None):
                 deadline = anyio.current_time() + _FEED_WAIT_S
                 continue
             return
@@ -126,10 +129,12 @@ async def _spectate(ws: WebSocket, state: ArenaState, sock: OpenSocket, match_id
 
 
 async def _stream(
-    ws: WebSocket, sub: Subscription | LobbySubscription, sock: OpenSocket, *, may_resume: bool = False
+    ws: WebSocket, sub: Subscription | LobbySubscription, sock: OpenSocket, frames_per_s: int, *,
+    may_resume: bool = False,
 ) -> bool:
     """Send the subscription's frames (its snapshot first, if any) as they come, until its end
     (see ``_Reader.stream`` in the hub), answering anything received with an error; then close.
+    A peer that sends more than ``frames_per_s`` frames a second is cut off (``RateLimited``).
 
     With ``may_resume``, a match feed that closed without ``end`` leaves the socket open and
     returns True: the caller streams the match's next feed.
@@ -138,14 +143,17 @@ async def _stream(
     if isinstance(sub, Subscription):  # once its end is out, the rest goes within SEND_TIMEOUT_S
         feed = sub.feed
         sock.ends_by_itself = lambda: feed.end is not None
+    input_rate = FrameRate(frames_per_s, frames_per_s)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_refuse_input, ws, tg.cancel_scope)
+        tg.start_soon(_refuse_input, ws, input_rate, tg.cancel_scope)
         try:
             await sub.stream(ws.send_text)
             is_over = True
         except WebSocketDisconnect:
             pass  # it left while frames were on their way
         tg.cancel_scope.cancel()
+    if input_rate.refused:  # it sent frames faster than the rate: cut off, not served
+        raise RateLimited(f"more than {frames_per_s} frames a second on a socket that takes none; closed")
     if is_over and may_resume and isinstance(sub, Subscription) and sub.feed.end is None and not sub.is_dropped:
         return True
     await close_socket(ws, CLOSE_TOO_SLOW if sub.is_dropped else sock.close_code)
@@ -165,11 +173,13 @@ async def _send_frames(ws: WebSocket, frames: Sequence[str]) -> bool:
     return False
 
 
-async def _refuse_input(ws: WebSocket, scope: anyio.CancelScope) -> None:
+async def _refuse_input(ws: WebSocket, rate: FrameRate, scope: anyio.CancelScope) -> None:
+    """Answer each frame the spectator sends with an error, until it leaves or sends faster
+    than ``rate`` (then the stream is cancelled: the caller closes the socket)."""
     try:
         while True:
             message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
+            if message["type"] == "websocket.disconnect" or not rate.take():
                 break
             await ws.send_text(error_text("read_only", "this socket only streams; it takes no frames"))
     except (WebSocketDisconnect, RuntimeError):
@@ -182,7 +192,7 @@ async def lobby(ws: WebSocket) -> None:
     state = arena_state(ws)
     await ws.accept()
     async with state.sockets.open(ws) as sock:
-        await _stream(ws, state.hub.subscribe_lobby(), sock)
+        await _stream(ws, state.hub.subscribe_lobby(), sock, state.settings.read_only_frames_per_s)
 
 
 def _always() -> bool:

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from server.app import create_app
 from server.config import Settings
+from server.http.transport import uvicorn_options
 
 JSON = Any
 
@@ -78,12 +79,9 @@ async def running_server(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
     port = sock.getsockname()[1]
     app = app if app is not None else create_app(settings)
-    # A bounded graceful shutdown: uvicorn otherwise waits without end for a connection whose
-    # peer stopped reading (its transport only closes once its buffer drains).
-    # As `arena serve` runs it: no X-Forwarded-For trusted unless the settings list a proxy.
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5,
-                            proxy_headers=bool(settings.forwarded_allow_ips),
-                            forwarded_allow_ips=settings.forwarded_allow_ips or None)
+    # As `arena serve` runs it (its WebSockets, its frame bound, a bounded graceful shutdown, no
+    # X-Forwarded-For trusted unless the settings list a proxy).
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", **uvicorn_options(settings))
     server = uvicorn.Server(config)
     stopped = anyio.Event()
 
