@@ -59,7 +59,7 @@ from protocol.errors import LayerUnavailable, SandboxError
 
 from ._forkseat import ForkSeatProcess, PendingSeat
 from ._seccomp import seat_seccomp_template, zygote_seccomp_program
-from .isolation import Isolation, default_isolation
+from .isolation import Isolation, at_seat_priority, default_isolation
 from .limits import Limits
 from .process import CLEAN_ENV, bot_python, run_seat
 from .view import RUNTIME_PATH, ZYGOTE_PATH, numpy_view
@@ -160,8 +160,8 @@ class ForkServer:
         )
         user = isolation.user
         try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=CLEAN_ENV, cwd="/",
+            proc = subprocess.Popen(  # its seats inherit its priority
+                at_seat_priority(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=CLEAN_ENV, cwd="/",
                 start_new_session=True, pass_fds=[theirs.fileno(), *fds],
                 user=user, group=user, extra_groups=[] if user is not None else None,
             )

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from .isolation import Isolation, as_user, default_isolation, sandbox_process_groups
+from .isolation import Isolation, as_user, at_seat_priority, default_isolation, sandbox_process_groups
 from .limits import Limits
 from .process import CLEAN_ENV, SeatProcess, bot_python, run_seat
 from .seat import SECCOMP_OPTION
@@ -118,7 +118,7 @@ async def open_fresh_seat(
         argv, pass_fds = isolation.wrap_command(
             argv, runtime_path=RUNTIME_PATH, python=python, env=CLEAN_ENV, numpy=limits.allow_numpy)
         user = isolation.user
-    argv, switch_user = as_user(argv, user)
+    argv, switch_user = as_user(at_seat_priority(argv), user)
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,

@@ -169,6 +169,18 @@ class Isolation:
 
 
 SETPRIV: Final = shutil.which("setpriv", path="/usr/bin:/bin")  # util-linux
+NICE: Final = shutil.which("nice", path="/usr/bin:/bin")  # coreutils
+
+# Seats run at a lower CPU priority than the server: the process that keeps their clocks, reads
+# their replies and serves everyone else is never queued behind the bots it judges (with every
+# core busy with thinking seats, a match's start or a reply's arrival would otherwise wait for
+# the kernel to share a core with them). Between seats nothing changes: all run at this value.
+SEAT_NICE: Final = 10
+
+
+def at_seat_priority(argv: Sequence[str]) -> list[str]:
+    """``argv`` run at ``SEAT_NICE`` (through ``nice``; as it is where there is none)."""
+    return [NICE, "-n", str(SEAT_NICE), *argv] if NICE is not None else list(argv)
 
 
 def as_user(argv: Sequence[str], user: int | None) -> tuple[list[str], dict[str, Any]]:

@@ -31,7 +31,7 @@ from server.sandbox._forkseat import ForkSeatProcess, PendingSeat
 from server.sandbox._seccomp import SeccompTemplate, seat_seccomp_template, seccomp_program
 from server.sandbox.forkserver import ForkServer
 from server.sandbox.fresh import FreshSeatProcess
-from server.sandbox.isolation import default_isolation, isolation_override
+from server.sandbox.isolation import SEAT_NICE, default_isolation, isolation_override
 from server.sandbox.process import bot_python
 from server.sandbox.view import RUNTIME_PATH
 from tests.sandbox.test_isolation import KILLERS, PRELUDE, assert_killers_failed, outcomes, run_boxed
@@ -109,6 +109,19 @@ async def test_fresh_mode_and_test_overrides_start_fresh_processes(
         with pytest.raises(LayerUnavailable, match="default interpreter and isolation"):
             async with open_process_seat(fork_launcher, BOT, Limits()):
                 pass
+
+
+def nice_of(pid: int) -> int:
+    """A process's nice value (field 19 of /proc/PID/stat, after the command's parenthesis)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+async def test_seats_run_below_the_servers_priority_in_both_modes(launcher: SeatLauncher) -> None:
+    below_ours = min(19, nice_of(os.getpid()) + SEAT_NICE)  # nice adds to what it starts at
+    for seat_launcher in (launcher, SeatLauncher("fresh")):
+        async with open_process_seat(seat_launcher, BOT, Limits()) as seat:
+            await seat.start(START)
+            assert nice_of(seat.process.pid) == below_ours, type(seat.process)
 
 
 def test_settings_take_a_seat_mode() -> None:
