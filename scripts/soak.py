@@ -290,7 +290,7 @@ async def soak(minutes: float, db: str | None, spectators: int, remote_agents: i
     load = Load()
     with tempfile.TemporaryDirectory(prefix="arena-soak-") as tmp:
         url = db or str(Path(tmp) / "arena.db")
-        extra = ("--stamp-steps", "--db", url)
+        extra = ("--stamp-steps", "--db", url, "--per-client-limits")  # the served limits on every client
         async with bench_server("websockets-sansio", False, ladder_slots=cores, extra=extra) as server:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30,
                                          trust_env=False) as api:

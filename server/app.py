@@ -29,6 +29,7 @@ from server.health import Health
 from server.http.api import health as health_endpoint
 from server.http.auth import hash_token, new_token
 from server.http.errors import exception_handlers
+from server.http.fair import FairRequests
 from server.http.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from server.http.names import EXAMPLES_USER
 from server.http.ratelimit import RateLimiter
@@ -173,7 +174,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     served = routes if settings.serves_http else [Route("/api/health", health_endpoint),
                                                   Route("/metrics", metrics_endpoint)]
     app = Starlette(routes=served, exception_handlers=exception_handlers, lifespan=lifespan,
-                    middleware=[Middleware(MetricsMiddleware, metrics=metrics)])
+                    middleware=[Middleware(MetricsMiddleware, metrics=metrics),
+                                Middleware(FairRequests, per_client=settings.requests_per_client,
+                                           rate_per_s=settings.requests_per_client_s,
+                                           burst=2 * settings.requests_per_client_s)])
     app.state.metrics = metrics
     return app
 

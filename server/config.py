@@ -26,9 +26,10 @@ ROLES = ("all", "front", "worker")
 # Limits on input that must allow at least one of what they count.
 _POSITIVE_LIMITS = (
     "max_action_bytes", "max_code_bytes", "max_body_bytes", "max_frame_bytes", "sockets_per_address",
-    "spectators_per_match", "read_only_frames_per_s", "matches_per_user_hour", "submissions_per_user_hour",
-    "concurrent_matches_per_user", "signups_per_address_hour", "live_seats_per_address", "remote_frames_per_s",
-    "remote_connections_per_user", "spectator_queue_frames",
+    "spectators_per_match", "read_only_frames_per_s", "requests_per_client", "requests_per_client_s",
+    "matches_per_user_hour",
+    "submissions_per_user_hour", "concurrent_matches_per_user", "signups_per_address_hour",
+    "live_seats_per_address", "remote_frames_per_s", "remote_connections_per_user", "spectator_queue_frames",
 )
 
 
@@ -101,6 +102,11 @@ class Settings:
     # them: beyond them a new socket is refused (4429, and 1013 for a full match).
     sockets_per_address: int = 2048
     spectators_per_match: int = 2000
+    # HTTP requests of one client (its token, or without one its address) in the app at a time,
+    # and a second on average (in bursts of twice as many): its others wait their turn, delayed
+    # rather than refused (server/http/fair.py).
+    requests_per_client: int = 4
+    requests_per_client_s: int = 100
     # Frames per second a read-only socket (a spectator, the lobby) may send: each gets an error
     # frame; beyond this rate the socket is closed (4429).
     read_only_frames_per_s: int = 100

@@ -72,6 +72,10 @@ __all__ = ["build_app", "main", "synthetic_step"]
 
 ROCK = "def agent(obs, config):\n    return 0\n"
 
+# requests_per_client and requests_per_client_s of a benchmark's server but the flood's: far above
+# any benchmark's load.
+CAPACITY_CLIENT = 1_000_000
+
 
 class _ClampedSleep:
     """The ``anyio`` module as the runner sees it, except that ``sleep`` clamps a negative delay to 0."""
@@ -293,6 +297,8 @@ async def _serve(args: argparse.Namespace) -> None:
             cluster["claim_poll_s"] = args.claim_poll_s
         if args.thinking_seats:
             cluster["thinking_seats"] = args.thinking_seats
+        if not args.per_client_limits:  # one benchmark client stands in for many users
+            cluster.update(requests_per_client=CAPACITY_CLIENT, requests_per_client_s=CAPACITY_CLIENT)
         settings = Settings(db=args.db or str(Path(tmp) / "arena.db"), ladder=args.ladder_slots > 0,
                             seed_examples=False, port=0, spectator_queue_frames=args.queue_frames,
                             ladder_slots=args.ladder_slots, ladder_featured=0, **cluster)
@@ -328,6 +334,9 @@ def main() -> None:
     parser.add_argument("--thinking-seats", type=int, default=0,
                         help="seats that think at once (server/matches/cores.py; 0: one per core)")
     parser.add_argument("--stamp-steps", action="store_true", help="every recorded step carries state.t")
+    parser.add_argument("--per-client-limits", action="store_true",
+                        help="keep the default requests per client (server/http/fair.py); without it, one "
+                             "client may send as many as many users would")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     anyio.run(_serve, args)

@@ -85,8 +85,9 @@ class Api:
     new one.
     """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, local_host: str | None = None) -> None:
         self.port = port
+        self.local_host = local_host  # the address to call from (another of 127.0.0.0/8: another client)
         self.stream: SocketStream | None = None
         self.buffer = b""
 
@@ -103,7 +104,7 @@ class Api:
                    f"\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
         for attempt in (1, 2):
             if self.stream is None:
-                self.stream = await anyio.connect_tcp("127.0.0.1", self.port)
+                self.stream = await anyio.connect_tcp("127.0.0.1", self.port, local_host=self.local_host)
             try:
                 return await self._exchange(self.stream, request)
             except (anyio.EndOfStream, anyio.BrokenResourceError):
@@ -126,8 +127,8 @@ class Api:
 
 
 @asynccontextmanager
-async def api(port: int) -> AsyncIterator[Api]:
-    client = Api(port)
+async def api(port: int, local_host: str | None = None) -> AsyncIterator[Api]:
+    client = Api(port, local_host)
     try:
         yield client
     finally:
