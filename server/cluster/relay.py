@@ -359,8 +359,8 @@ class Relay:
         if tail:
             feed.start_at(tail[0][0])
             await self._publish(match_id, followed, tail)
-        if record.status is MatchStatus.LIVE:
-            self._live.add(match_id)
+        # Not marked live here: its start is the lobby's news, announced by _announce_starts (from
+        # its notice or the next scan) whether or not a spectator here asked for it first.
         log.info("relay: following match_id=%s from step %d", match_id, feed.seq)
 
     async def _announce_starts(self, listener: Listener, started: set[int]) -> None:

@@ -387,3 +387,24 @@ async def test_a_match_run_again_gives_its_spectators_a_fresh_snapshot(postgres_
     assert first_run[-1]["seq"] == 30
     assert_contiguous(second_run, 20)
     assert [e["actions"] for e in second_run[0]["events"] + second_run[1:-1]][-1] == [119, None]
+
+
+async def test_a_match_a_spectator_follows_before_its_start_is_heard_still_starts_in_the_lobby(
+    postgres_url: str,
+) -> None:
+    """The spectator's request opens the match's feed in the pass before its start is heard (here
+    the notice is lost: the match goes live by a bare UPDATE); the next scan still announces it."""
+    hub = Hub()
+    relay = Relay(hub, postgres_url, poll_interval_s=0.3, ping_interval_s=60.0)
+    async with open_postgres(postgres_url) as worker, anyio.create_task_group() as tg:
+        with anyio.fail_after(WAIT_S):
+            await tg.start(relay.run)
+            lobby = watch(tg, hub.subscribe_lobby())
+            match = await new_match(worker)
+            query(postgres_url, "UPDATE matches SET status = 'live', started_at = ? WHERE id = ?", time.time(),
+                  match.id)
+            feed = await relay.follow(match.id)
+            assert isinstance(feed, MatchFeed)
+            await wait_for(lambda: any(f["type"] == "match_started" for f in lobby.frames), "match_started")
+            tg.cancel_scope.cancel()
+    assert [(f["type"], f["match"]["id"]) for f in lobby.frames] == [("match_started", match.id)]
