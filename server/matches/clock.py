@@ -5,8 +5,8 @@ whole match's ``runTimeout``; a remote seat also gets its connection's measured 
 allowance, added to the budget and never charged to the bank. A move that arrives pays the bank
 what it took beyond ``actTimeout`` (and the allowance); one that does not arrive within its
 budget empties the bank and is a TIMEOUT, named for the limit that ran out. A turn that waited
-for a core before its move was timed (``server/matches/cores.py``) is charged nothing for the
-wait: the seat's match deadline moves on by as much. The runner holds one :class:`SeatClock`
+for a core before its move was timed, or was paused during it (``server/matches/cores.py``), is
+charged nothing for that: the seat's match deadline moves on by as much. The runner holds one :class:`SeatClock`
 per seat and reads the monotonic clock itself: here the time is passed in.
 """
 
@@ -55,6 +55,13 @@ class SeatClock:
         self._started = now
         self._budget_s = min(self.act_s + (self._allowance_s or 0.0) + self.bank_s, self.run_deadline - now)
         return self._budget_s
+
+    def credit_pause(self, paused_s: float) -> None:
+        """The seat was paused ``paused_s`` during its move, for a core (``cores.py``): charged
+        nothing, and the match's deadline moves on by as much."""
+        self._started += paused_s
+        self.run_deadline += paused_s
+        self._waited_s = (self._waited_s or 0.0) + paused_s
 
     def stop_move(self, now: float) -> float:
         """The move ended at ``now``: the bank pays what it took beyond its time; its wall time."""

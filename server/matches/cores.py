@@ -9,15 +9,20 @@ matches, and a bot author could slow everyone else's bots by having his own thin
 
 So a process that runs matches holds one :class:`CoreGate` of ``cores`` places (by default the
 cores this process may run on). The turn of a seat that computes here (a sandboxed process;
-not a remote agent, which thinks on its own machine) first takes a place (in the order below),
-and only then does its clock start (``SeatClock.start_move``); it gives the
-place back once its move is in, or timed out and its process killed. A seat between turns
-waits on its pipe and uses no CPU, so the thinking seats never outnumber the cores: each
-computes on a core of its own, and its wall time is its CPU time plus what the server itself
-takes. The time a turn waited is recorded with the move (``SeatTiming.wait_s``) and charged to
-nothing: neither the move's budget nor the bank, and the seat's match deadline
-(``runTimeout``) moves on by as much. A bot that spins past its own deadline still times out:
-the place only decides when its clock starts.
+not a remote agent, which thinks on its own machine) takes a place if one is free and gives it
+back once its move is in, or timed out and its process killed. When every place is taken, the
+turn starts all the same, without one: most moves take a moment (the bots that answer at once)
+and never needed a core of their own. A move still thinking after ``PROVISIONAL_S``
+(``runner.py``, 5 ms) is paused where it is (SIGSTOP: ``SeatProcess.pause``) and waits for a
+place (in the order below); once handed one it goes on (SIGCONT) and keeps it to the end of the
+move. A seat between turns waits on its pipe and uses no CPU, so beyond the few milliseconds a
+provisional move may take, the thinking seats never outnumber the cores: each computes on a
+core of its own, and its wall time is its CPU time plus what the server itself takes. The time
+a move was paused is recorded with it (``SeatTiming.wait_s``) and charged to nothing: neither
+the move's budget nor the bank, and the seat's match deadline (``runTimeout``) moves on by as
+much (``SeatClock.credit_pause``). A bot that spins past its own deadline still times out:
+the pause only stops its clock with it. A link that cannot be paused waits for its place before
+its clock starts instead.
 
 Places are shared fairly between the users who started the matches (a challenge's user; the
 ladder's matches count as one more): each match takes places through its :class:`CoreShare`,
@@ -118,6 +123,14 @@ class CoreShare:
     def __init__(self, gate: CoreGate, user: Hashable) -> None:
         self.gate = gate
         self.user = user
+
+    def try_acquire(self) -> bool:
+        """Take a place if one is free now (and no turn waits for one), without waiting."""
+        gate = self.gate
+        if gate.busy < gate.cores and not gate.waiting:
+            gate.busy += 1
+            return True
+        return False
 
     async def acquire(self) -> float:
         return await self.gate.acquire(self.user)

@@ -7,9 +7,10 @@ past the whole match's ``runTimeout``), parses the replies with the rules and ap
 Time a move takes beyond ``actTimeout`` is taken from the bank; a move that does not arrive
 within its budget is a TIMEOUT. A remote seat (``NetworkLink``) also gets its measured
 network allowance added to each move's budget, not charged to the bank, and recorded in the
-timing. Under a server's core gate (``cores.py``) a sandboxed seat's turn first waits for
-a core, and its clock starts only then: the wait is recorded and charged to nothing. Each
-seat's share of this is one ``SeatClock`` (``clock.py``). A seat that breaks the
+timing. Under a server's core gate (``cores.py``) a sandboxed seat's turn takes a core if one
+is free; if none is, it starts at once all the same, and a move still thinking after
+``PROVISIONAL_S`` is paused until a core is handed to it: the pause is recorded and charged to
+nothing. Each seat's share of this is one ``SeatClock`` (``clock.py``). A seat that breaks the
 rules of play (TIMEOUT, ERROR, INVALID) ends the match at once: it gets the losing reward and
 its opponents the winning one, and the forfeit step records what fired (``StepRecord.faults``).
 Every step, including the initial state (step 0) and the final one, is handed to the
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from protocol.status import FaultLimit, SeatStatus
 from .clock import SeatClock
 from .cores import CoreShare
 from .games import Game, new_game
-from .seats import AgentLink, NetworkLink, Reply, SeatStart
+from .seats import AgentLink, NetworkLink, ProcessSeat, Reply, SeatStart
 
 __all__ = [
     "DEFAULT_MAX_ACTION_BYTES",
@@ -59,6 +61,9 @@ _ACTIVE, _INACTIVE, _DONE = SeatStatus.ACTIVE, SeatStatus.INACTIVE, SeatStatus.D
 # Generous: a move of any built-in game is a few bytes, a chess move or an OpenSpiel action a
 # few dozen; the bound is for what gets stored and streamed to every spectator.
 DEFAULT_MAX_ACTION_BYTES = 64 << 10
+# How long a sandboxed seat's move may run before it needs a core of its own, when every core is
+# taken (see cores.py): what a bot may compute beyond its fair share, at most, per move.
+PROVISIONAL_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,21 +289,85 @@ async def _ask(
     step = game.step + 1
     observation = game.observation(seat)
     observation["remainingOverageTime"] = clock.bank_s
-    waited_s = await cores.acquire() if cores is not None else None  # before the clock starts
-    try:
-        budget_s = clock.start_move(time.monotonic(), waited_s)
-        result: Reply | AgentFault
-        with anyio.move_on_after(budget_s) as scope:
+    if cores is None:
+        result, wall_s = await _timed(link, clock, step, observation, None)
+    elif cores.try_acquire():
+        try:
+            result, wall_s = await _timed(link, clock, step, observation, 0.0)
+        finally:
+            cores.release()
+    elif isinstance(link, ProcessSeat):  # every core busy: it starts at once, paused if it thinks on
+        result, wall_s = await _timed_provisionally(link, clock, step, observation, cores)
+    else:  # a link that cannot be paused waits for its place before its clock starts
+        waited_s = await cores.acquire()
+        try:
+            result, wall_s = await _timed(link, clock, step, observation, waited_s)
+        finally:
+            cores.release()
+    cpu_s = result.cpu_s if isinstance(result, Reply) else None
+    return result, clock.timing(wall_s, cpu_s)
+
+
+async def _timed(
+    link: AgentLink, clock: SeatClock, step: int, observation: dict[str, JSON], waited_s: float | None,
+) -> tuple[Reply | AgentFault, float]:
+    """The move under its budget (its turn waited ``waited_s`` for a core; None: no core gate):
+    the reply or the fault, and its wall time."""
+    budget_s = clock.start_move(time.monotonic(), waited_s)
+    result: Reply | AgentFault
+    with anyio.move_on_after(budget_s) as scope:
+        try:
+            result = await link.act(step, observation)
+        except AgentFault as exc:
+            result = exc
+    wall_s = clock.stop_move(time.monotonic())
+    if scope.cancelled_caught:
+        result = clock.time_out(step)
+        link.stop(str(result))
+    return result, wall_s
+
+
+async def _timed_provisionally(
+    link: ProcessSeat, clock: SeatClock, step: int, observation: dict[str, JSON], cores: CoreShare,
+) -> tuple[Reply | AgentFault, float]:
+    """A move started while every core is taken (see ``cores.py``): most moves take a moment and
+    need no core of their own. One still thinking after ``PROVISIONAL_S`` is paused (SIGSTOP)
+    until a place is handed to it, then goes on; the pause is charged nothing (its deadline and
+    the match's move on by as much) and recorded as its wait."""
+    budget_s = clock.start_move(time.monotonic(), 0.0)
+    held = False
+    result: Reply | AgentFault | None = None
+    with anyio.move_on_after(budget_s) as scope:
+
+        async def hold_on() -> None:
+            nonlocal held
+            await anyio.sleep(PROVISIONAL_S)
+            paused_at = anyio.current_time()
+            left_s, scope.deadline = scope.deadline - paused_at, math.inf  # no deadline while paused
+            link.pause()
+            try:
+                await cores.acquire()
+                held = True
+            finally:
+                link.resume()
+                now = anyio.current_time()
+                clock.credit_pause(now - paused_at)
+                scope.deadline = now + left_s
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold_on)
             try:
                 result = await link.act(step, observation)
             except AgentFault as exc:
                 result = exc
+            finally:
+                tg.cancel_scope.cancel()
+    try:
         wall_s = clock.stop_move(time.monotonic())
-        if scope.cancelled_caught:
+        if scope.cancelled_caught or result is None:
             result = clock.time_out(step)
             link.stop(str(result))
     finally:
-        if cores is not None:
+        if held:
             cores.release()
-    cpu_s = result.cpu_s if isinstance(result, Reply) else None
-    return result, clock.timing(wall_s, cpu_s)
+    return result, wall_s

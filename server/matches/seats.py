@@ -143,6 +143,13 @@ class ProcessSeat:
             raise AgentCrashed(f"{what} {where}: {msg.message}", limit=_FAILURE_LIMIT.get(msg.kind, FaultLimit.CRASH))
         return msg
 
+    def pause(self) -> None:
+        """Stop the seat's process where it is, using no CPU, until :meth:`resume`."""
+        self.process.pause()
+
+    def resume(self) -> None:
+        self.process.resume()
+
     def stop(self, reason: str) -> None:
         self.process.note(reason)
         self.process.kill()

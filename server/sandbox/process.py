@@ -93,6 +93,14 @@ class SeatProcess:
     def _signal(self, sig: int) -> None:
         raise NotImplementedError
 
+    def pause(self) -> None:
+        """Stop the runtime where it is (SIGSTOP: it cannot catch or ignore it), so that it uses no CPU."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused runtime go on (SIGCONT)."""
+        self._signal(signal.SIGCONT)
+
     async def _stop(self) -> None:
         """After SIGTERM and the grace period: SIGKILL whatever is left and wait until it is reaped."""
         raise NotImplementedError
