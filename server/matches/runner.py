@@ -332,42 +332,60 @@ async def _timed_provisionally(
 ) -> tuple[Reply | AgentFault, float]:
     """A move started while every core is taken (see ``cores.py``): most moves take a moment and
     need no core of their own. One still thinking after ``PROVISIONAL_S`` is paused (SIGSTOP)
-    until a place is handed to it, then goes on; the pause is charged nothing (its deadline and
-    the match's move on by as much) and recorded as its wait."""
+    until a place is handed to it (or its reply, written before the pause, is read), then goes
+    on; the pause is charged nothing (its deadline and the match's move on by as much) and
+    recorded as its wait."""
     budget_s = clock.start_move(time.monotonic(), 0.0)
     held = False
     result: Reply | AgentFault | None = None
-    with anyio.move_on_after(budget_s) as scope:
-
-        async def hold_on() -> None:
-            nonlocal held
-            await anyio.sleep(PROVISIONAL_S)
-            paused_at = anyio.current_time()
-            left_s, scope.deadline = scope.deadline - paused_at, math.inf  # no deadline while paused
-            link.pause()
+    try:
+        with anyio.move_on_after(budget_s) as scope:
             try:
-                await cores.acquire()
-                held = True
-            finally:
-                link.resume()
-                now = anyio.current_time()
-                clock.credit_pause(now - paused_at)
-                scope.deadline = now + left_s
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(hold_on)
-            try:
-                result = await link.act(step, observation)
+                await link.send_turn(step, observation)
+                with anyio.move_on_after(PROVISIONAL_S) as quick:  # a reply is read whole or not at all
+                    result = await link.receive_move(step)
+                if quick.cancelled_caught:
+                    paused_at = anyio.current_time()
+                    left_s, scope.deadline = scope.deadline - paused_at, math.inf  # no deadline while paused
+                    link.pause()
+                    try:
+                        held, result = await _place_or_reply(link, step, cores)
+                    finally:
+                        link.resume()
+                        now = anyio.current_time()
+                        clock.credit_pause(now - paused_at)
+                        scope.deadline = now + left_s
+                    if result is None:
+                        result = await link.receive_move(step)
             except AgentFault as exc:
                 result = exc
-            finally:
-                tg.cancel_scope.cancel()
-    try:
         wall_s = clock.stop_move(time.monotonic())
-        if scope.cancelled_caught or result is None:
+        if result is None:
             result = clock.time_out(step)
             link.stop(str(result))
     finally:
         if held:
             cores.release()
     return result, wall_s
+
+
+async def _place_or_reply(link: ProcessSeat, step: int, cores: CoreShare) -> tuple[bool, Reply | AgentFault | None]:
+    """For a paused seat, whichever comes first: a place for it, or the reply (or fault) it wrote
+    before the pause. Whether it holds a place now, and what it said, if anything yet."""
+    held = False
+    said: Reply | AgentFault | None = None
+    async with anyio.create_task_group() as tg:
+
+        async def take_place() -> None:
+            nonlocal held
+            await cores.acquire()
+            held = True
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(take_place)
+        try:
+            said = await link.receive_move(step)
+        except AgentFault as exc:  # raised out of the group it would come wrapped
+            said = exc
+        tg.cancel_scope.cancel()
+    return held, said

@@ -121,7 +121,16 @@ class ProcessSeat:
             raise AgentInvalid(f"expected 'ready' from the bot runtime, got {msg.type!r}")
 
     async def act(self, step: int, observation: dict[str, JSON]) -> Reply:
+        await self.send_turn(step, observation)
+        return await self.receive_move(step)
+
+    async def send_turn(self, step: int, observation: dict[str, JSON]) -> None:
+        """The first half of :meth:`act`: ask for the move of ``step``."""
         await self.process.send_line(codec.encode(Act(step=step, observation=observation)))
+
+    async def receive_move(self, step: int) -> Reply:
+        """The second half of :meth:`act`: the move of ``step``. Cancelled, it reads nothing: a
+        reply is taken whole, so it may be called again."""
         msg = await self._receive(step)
         if not isinstance(msg, SeatAction):
             raise AgentInvalid(f"expected 'action' at step {step}, got {msg.type!r}")
