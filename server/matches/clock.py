@@ -28,7 +28,7 @@ class SeatClock:
     :meth:`time_out` if it did not arrive within its budget."""
 
     __slots__ = ("_allowance_s", "_budget_s", "_started", "_waited_s", "act_s", "bank_s", "network",
-                 "run_deadline", "run_timeout_s")
+                 "run_deadline", "run_timeout_s", "thought_long")
 
     def __init__(self, config: Mapping[str, JSON], run_deadline: float, network: NetworkLink | None = None) -> None:
         """``config`` holds the match's time controls; ``run_deadline`` is when the match's
@@ -43,6 +43,8 @@ class SeatClock:
         self._waited_s: float | None = None  # how long its turn waited for a core
         self._started = 0.0
         self._budget_s = 0.0
+        # Its last move took a while of its own (the core gate's note: it waits for a core first).
+        self.thought_long = False
 
     def start_move(self, now: float, waited_s: float | None = None) -> float:
         """Start timing a move at ``now``, after its turn waited ``waited_s`` for a core (None:

@@ -296,14 +296,19 @@ async def _ask(
             result, wall_s = await _timed(link, clock, step, observation, 0.0)
         finally:
             cores.release()
-    elif isinstance(link, ProcessSeat):  # every core busy: it starts at once, paused if it thinks on
+    elif isinstance(link, ProcessSeat) and not clock.thought_long:
+        # Every core busy: it starts at once, and is paused if it thinks on.
         result, wall_s = await _timed_provisionally(link, clock, step, observation, cores)
-    else:  # a link that cannot be paused waits for its place before its clock starts
+    else:
+        # A seat whose last move took a core's while (it will likely think again), or a link
+        # that cannot be paused, waits for its place before its clock starts.
         waited_s = await cores.acquire()
         try:
             result, wall_s = await _timed(link, clock, step, observation, waited_s)
         finally:
             cores.release()
+    if cores is not None:
+        clock.thought_long = wall_s >= PROVISIONAL_S
     cpu_s = result.cpu_s if isinstance(result, Reply) else None
     return result, clock.timing(wall_s, cpu_s)
 
