@@ -114,7 +114,7 @@ async def run_match(
     spec: MatchSpec, links: Sequence[AgentLink], recorder: Recorder, cores: CoreShare | None = None,
 ) -> MatchResult:
     """Play a whole match; a faulty seat loses, nothing an agent does raises out of here. With
-    ``cores``, each turn of a seat that computes here waits for a core before its clock starts."""
+    ``cores``, a seat that computes here thinks on a core of its own (see ``cores.py``)."""
     game = new_game(spec.game, spec.config, spec.seed)
     config = spec.config
     run_deadline = time.monotonic() + float(config["runTimeout"])
