@@ -16,9 +16,10 @@ and never needed a core of their own. A move still thinking after ``PROVISIONAL_
 (``runner.py``, 5 ms) is paused where it is (SIGSTOP: ``SeatProcess.pause``) and waits for a
 place (in the order below); once handed one it goes on (SIGCONT) and keeps it to the end of the
 move. A seat whose last move took that long will likely think again: its next turn, if no place
-is free, waits for one before its clock starts, with no provisional start. A seat between turns waits on its pipe and uses no CPU, so beyond the few milliseconds a
-provisional move may take, the thinking seats never outnumber the cores: each computes on a
-core of its own, and its wall time is its CPU time plus what the server itself takes. The time
+is free, waits for one before its clock starts, with no provisional start. A seat between turns
+waits on its pipe and uses no CPU, so beyond the few milliseconds a provisional move may take,
+the thinking seats never outnumber the cores: each computes on a core of its own, and its wall
+time is its CPU time plus what the server itself takes. The time
 a move was paused is recorded with it (``SeatTiming.wait_s``) and charged to nothing: neither
 the move's budget nor the bank, and the seat's match deadline (``runTimeout``) moves on by as
 much (``SeatClock.credit_pause``). A bot that spins past its own deadline still times out:
