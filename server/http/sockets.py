@@ -84,10 +84,6 @@ class OpenSockets:
     def __len__(self) -> int:
         return len(self._open)
 
-    def watching(self, match_id: int) -> int:
-        """Spectators of ``match_id`` on this process now."""
-        return self._by_match[match_id]
-
     @asynccontextmanager
     async def open(self, ws: WebSocket, *, match_id: int | None = None) -> AsyncIterator[OpenSocket]:
         """Serve ``ws`` (a spectator of ``match_id``, if given) for the block's duration, in its
