@@ -12,6 +12,7 @@
 - ``cluster/``: a worker's side of the match queue: claiming matches, renewing their leases.
 - ``storage/``: the storage interface, its SQLite and PostgreSQL implementations, and the match
   queue in PostgreSQL (claims, leases, fencing).
+- ``stats/``: statistics for comparing bots (Elo, its interval, the sequential test), pure.
 - ``web/``: the web pages; ``bots/``: the example bots.
 
 Imports point down: ``app`` > ``http`` > ``ladder`` > ``matches`` > ``sandbox``, ``storage``

@@ -35,8 +35,9 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("matches", ("server.matches", "server.cluster")),
     # ``server`` is the package itself (its version); ``server.ladder.rules`` is the ladder's pure
     # rating rule, which storage applies inside its write transaction; the example bots are sources.
+    # ``server.stats`` is pure statistics (comparing bots), for the CLI and the server alike.
     ("protocol, sandbox, storage", ("protocol", "server.sandbox", "server.storage", "server.ladder.rules",
-                                    "server.bots", "server")),
+                                    "server.bots", "server.stats", "server")),
 )
 # The remote-agent SDK, what a bot author imports to play from their own machine (``client``
 # re-exports ``client.sdk``).
