@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
+import pytest
 
 from protocol.messages import StepRecord
 from server.matches.cores import CoreGate
@@ -43,6 +44,16 @@ def state_of(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
+def bot_state(pid: int) -> str:
+    """The state of the process that runs the bot: the seat's own for a forked seat; for a fresh
+    one, the innermost below bubblewrap (``pid``)."""
+    while True:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if not children:
+            return state_of(pid)
+        pid = int(children[0])
+
+
 async def play_gated(
     launcher: SeatLauncher, code: str, config: dict[str, object], gate: CoreGate, *, release_after_s: float,
     on_links: list[ProcessSeat] | None = None,
@@ -68,7 +79,14 @@ async def play_gated(
     return result, steps.steps
 
 
-async def test_a_move_that_thinks_on_is_paused_for_a_core_and_charged_nothing(launcher: SeatLauncher) -> None:
+@pytest.mark.parametrize("mode", ["auto", "fresh"])
+async def test_a_move_that_thinks_on_is_paused_for_a_core_and_charged_nothing(
+    launcher: SeatLauncher, mode: str,
+) -> None:
+    """In both seat modes: a forked seat is stopped through its pidfd, a fresh one through its
+    sandbox's process group."""
+    if mode == "fresh":
+        launcher = SeatLauncher("fresh")
     gate = CoreGate(1)
     assert await gate.acquire() == 0.0  # every core taken, for 1.5 s: past the 1 s a move may take
     held_s = 1.5
@@ -79,7 +97,7 @@ async def test_a_move_that_thinks_on_is_paused_for_a_core_and_charged_nothing(la
 
     async def watch() -> None:
         await anyio.sleep(0.8)  # the seats are up and into their first move, paused after 5 ms
-        states.extend(state_of(link.process.pid) for link in links)
+        states.extend(bot_state(link.process.pid) for link in links)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
