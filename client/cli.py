@@ -5,7 +5,7 @@ status; ``watch`` lives in :mod:`client.watch`, ``connect`` in :mod:`client.conn
 ``signup``, ``login``, ``token``, ``agents``, ``logs`` and ``abort`` in
 :mod:`client.account`, ``matches`` and ``challenge`` in :mod:`client.matches`, ``repro`` in
 :mod:`client.repro`, ``migrate`` in :mod:`client.migrate`, ``backup`` in :mod:`client.backup`,
-``compare`` in :mod:`client.compare`; they print
+``compare`` in :mod:`client.compare`, ``tournament`` in :mod:`client.tournament`; they print
 through :mod:`client.output` and read bot files with :mod:`client.botfiles`. Server commands take
 ``--server`` and ``--token`` (:mod:`client.options`) from the flags, else ``ARENA_SERVER``
 and ``ARENA_TOKEN``, else the config file ``arena login`` wrote (:mod:`client.config`).
@@ -32,7 +32,7 @@ from protocol.codec import decode_json
 from protocol.errors import ArenaError, LayerUnavailable, ProtocolError
 from protocol.messages import JSON
 
-from . import account, backup, compare, connect, matches, migrate, repro
+from . import account, backup, compare, connect, matches, migrate, repro, tournament
 from .botfiles import finding_lines, read_bot, validated_bots
 from .config import load_config
 from .errors import CliError
@@ -430,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_parser(sub)
     backup.add_parser(sub)
     compare.add_parser(sub)
+    tournament.add_parser(sub)
     return parser
 
 
