@@ -30,14 +30,13 @@ from typing import TYPE_CHECKING
 from protocol.errors import ArenaError
 
 from .botfiles import validated_bots
+from .duels import Duel, duel_of, first_scores
 from .errors import CliError
-from .options import parse_config
 from .output import err, out, out_json
 
 if TYPE_CHECKING:
-    from protocol.messages import JSON, StepRecord
-    from server.matches.games import Game
-    from server.sandbox import Limits, SeatLauncher
+    from protocol.messages import StepRecord
+    from server.sandbox import SeatLauncher
     from server.stats.sprt import Comparison, GameResult, Sprt
 
 __all__ = ["add_parser", "cmd_compare"]
@@ -153,9 +152,6 @@ def _play(args: argparse.Namespace, sprt: Sprt) -> Comparison:
     import anyio
 
     from server.matches.cores import usable_cores
-    from server.matches.games import get_game, resolve_config
-    from server.sandbox import Limits
-    from server.sandbox.limits import seat_cpu_s
 
     if args.wdl is not None or args.pairs is not None:
         raise _usage("give bots or counts, not both")
@@ -165,31 +161,21 @@ def _play(args: argparse.Namespace, sprt: Sprt) -> Comparison:
         raise _usage(f"--games must be at least 2 (one pair), got {args.games}")
     if args.concurrency < 0:
         raise _usage(f"--concurrency must be 1 or more (0: one per CPU), got {args.concurrency}")
-    try:
-        game_cls = get_game(args.game)
-        config = resolve_config(game_cls, parse_config(args.config))
-    except ArenaError as exc:
-        raise CliError(str(exc), code=exc.code) from None
-    if game_cls.num_seats != 2:
-        raise CliError(f"{game_cls.name} has {game_cls.num_seats} seats; compare plays two bots against each other",
-                       code="usage", exit_code=2)
+    duel = duel_of(args.game, args.config, allow_numpy=args.allow_numpy, command="compare")
     codes = validated_bots(args.bots, allow_numpy=args.allow_numpy)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(_SEEDS)
-    cpu_s = seat_cpu_s(config["agentTimeout"], config["runTimeout"], Limits().grace_s)
-    run = _Run(game_cls, config, codes, Limits(cpu_s=cpu_s, allow_numpy=args.allow_numpy), sprt,
-               pairs=args.games // 2, concurrency=args.concurrency or usable_cores(), seed=seed,
+    run = _Run(duel, codes, sprt, pairs=args.games // 2, concurrency=args.concurrency or usable_cores(), seed=seed,
                show=not args.json or sys.stderr.isatty())
     if not args.json:
-        out(f"{game_cls.name}: {args.bots[1]} (B) against {args.bots[0]} (A), up to {run.pairs} pairs from seed {seed}")
+        out(f"{duel.game_cls.name}: {args.bots[1]} (B) against {args.bots[0]} (A), up to {run.pairs} pairs "
+            f"from seed {seed}")
     return anyio.run(run.play)
 
 
 @dataclass
 class _Run:
-    game_cls: type[Game]
-    config: dict[str, JSON]
+    duel: Duel
     codes: list[str]  # A's, then B's
-    limits: Limits
     sprt: Sprt
     pairs: int
     concurrency: int
@@ -237,16 +223,11 @@ class _Run:
 
     async def game(self, launcher: SeatLauncher, pair: int, game: int) -> GameResult:
         """Game ``game`` (0: A first, 1: B first) of ``pair``: B's result."""
-        from server.matches.runner import MatchSpec, run_match
-        from server.matches.seats import open_links
-
         codes = self.codes if game == 0 else self.codes[::-1]
-        b_seat = 1 if game == 0 else 0
-        spec = MatchSpec(self.game_cls.name, self.config, (self.seed + pair) % _SEEDS)
-        async with open_links(launcher, codes, self.limits, label=f"pair {pair} game {game}") as links:
-            result = await run_match(spec, links, _Discard())
-        b, a = result.seats[b_seat].reward, result.seats[1 - b_seat].reward
-        return "W" if b > a else "L" if b < a else "D"
+        result = await self.duel.play(launcher, codes, (self.seed + pair) % _SEEDS, _Discard(),
+                                      f"pair {pair} game {game}")
+        b_score = first_scores(result) if game == 1 else 1.0 - first_scores(result)
+        return "W" if b_score == 1.0 else "L" if b_score == 0.0 else "D"
 
     def comparison(self) -> Comparison:
         from server.stats.sprt import WDL, Pentanomial, compare_pairs

@@ -40,14 +40,13 @@ from protocol.codec import encode_json
 from protocol.errors import ArenaError
 
 from .botfiles import validated_bots
+from .duels import Duel, duel_of, first_scores
 from .errors import CliError
-from .options import parse_config
 from .output import err, out, out_json
 from .terminal import printable
 
 if TYPE_CHECKING:
     from protocol.messages import JSON
-    from server.matches.games import Game
     from server.sandbox import SeatLauncher
 
 __all__ = ["add_parser", "cmd_tournament"]
@@ -101,28 +100,21 @@ class Plan:
 
 def cmd_tournament(args: argparse.Namespace) -> int:
     from server.matches.cores import usable_cores
-    from server.matches.games import get_game, resolve_config
 
     if len(args.bots) < 2:
         raise _usage("a tournament needs two bots or more")
     if args.rounds < 0 or args.concurrency < 0:
         raise _usage("--rounds and --concurrency must be 1 or more (0: the default)")
-    try:
-        game_cls = get_game(args.game)
-        config = resolve_config(game_cls, parse_config(args.config))
-    except ArenaError as exc:
-        raise CliError(str(exc), code=exc.code) from None
-    if game_cls.num_seats != 2:
-        raise _usage(f"{game_cls.name} has {game_cls.num_seats} seats; a tournament here plays two bots a game")
+    duel = duel_of(args.game, args.config, allow_numpy=args.allow_numpy, command="a tournament")
     codes = validated_bots(args.bots, allow_numpy=args.allow_numpy)
     n = len(codes)
     rounds = args.rounds or (1 if args.format != "swiss" else math.ceil(math.log2(n)) + 2)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(_SEEDS)
-    plan = Plan(list(args.bots), [hashlib.sha256(code.encode()).hexdigest() for code in codes], game_cls.name,
-                config, args.format, rounds, seed)
+    plan = Plan(list(args.bots), [hashlib.sha256(code.encode()).hexdigest() for code in codes], duel.game_cls.name,
+                duel.config, args.format, rounds, seed)
     directory = Path(args.out)
     plan = _open_directory(directory, plan, resume=args.resume, seed_given=args.seed is not None)
-    run = _Tournament(plan, codes, game_cls, directory, concurrency=args.concurrency or usable_cores(),
+    run = _Tournament(plan, codes, duel, directory, concurrency=args.concurrency or usable_cores(),
                       show=not args.json)
     import anyio
 
@@ -179,7 +171,7 @@ def _write_whole(path: Path, text: str | bytes) -> None:
 class _Tournament:
     plan: Plan
     codes: list[str]
-    game_cls: type[Game]
+    duel: Duel
     directory: Path
     concurrency: int
     show: bool
@@ -280,25 +272,16 @@ class _Tournament:
     async def _game(self, launcher: SeatLauncher, number: int, first: int, second: int) -> tuple[int, int, float]:
         from server.matches.recorder import StepLog
         from server.matches.replay import replay_document
-        from server.matches.runner import MatchSpec, run_match
-        from server.matches.seats import open_links
-        from server.sandbox import Limits
-        from server.sandbox.limits import seat_cpu_s
 
         plan = self.plan
         seed = (plan.seed + number) % _SEEDS
-        cpu_s = seat_cpu_s(plan.config["agentTimeout"], plan.config["runTimeout"], Limits().grace_s)
-        limits = Limits(cpu_s=cpu_s)
         recorder = StepLog(_nothing, keep_time=False)
-        spec = MatchSpec(plan.game, plan.config, seed)
-        codes = [self.codes[first], self.codes[second]]
-        async with open_links(launcher, codes, limits, label=f"game {number}") as links:
-            result = await run_match(spec, links, recorder)
-        a, b = result.seats[0].reward, result.seats[1].reward
-        score = 1.0 if a > b else 0.0 if a < b else 0.5
+        result = await self.duel.play(launcher, [self.codes[first], self.codes[second]], seed, recorder,
+                                      f"game {number}")
+        score = first_scores(result)
         seats = [{"name": plan.names[bot], "path": plan.bots[bot], "status": s.status, "reward": s.reward,
                   "reason": s.reason} for bot, s in zip((first, second), result.seats, strict=True)]
-        doc: dict[str, JSON] = replay_document(game=plan.game, rules_version=self.game_cls.rules_version,
+        doc: dict[str, JSON] = replay_document(game=plan.game, rules_version=self.duel.game_cls.rules_version,
                                                config=plan.config, seed=seed, seats=seats, steps=recorder.steps)
         doc["tournament"] = {"game": number, "players": [first, second], "score": score}
         _write_whole(self.game_path(number), encode_json(doc))

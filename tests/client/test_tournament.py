@@ -124,3 +124,15 @@ def test_bad_input_is_one_line(bots: dict[str, Path], args: tuple[str, ...], wor
 def test_resume_without_a_tournament_says_so(bots: dict[str, Path], tmp_path: Path) -> None:
     done = arena("tournament", bots["rock"], bots["paper"], *RPS, "--out", tmp_path / "none", "--resume")
     assert done.returncode == 1 and "no tournament to resume" in done.stderr
+
+
+def test_allow_numpy_reaches_the_seats(tmp_path: Path, bots: dict[str, Path]) -> None:
+    """With --allow-numpy the validator and the seats both let a bot import numpy (where the bot
+    interpreter has it: the seat says why otherwise)."""
+    numpy_bot = tmp_path / "np_paper.py"
+    numpy_bot.write_text("import numpy as np\n\ndef agent(observation, configuration):\n    return int(np.int64(1))\n")
+    out = tmp_path / "np"
+    doc = tournament(bots["rock"], numpy_bot, *RPS, "--allow-numpy", "--out", out)
+    statuses = {seat["status"] for path in game_files(out) for seat in json.loads(path.read_text())["seats"]}
+    assert statuses == {"DONE"}, statuses
+    assert doc["standings"][0]["bot"] == "np_paper"
