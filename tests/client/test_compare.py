@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.stats.sprt import WDL, Pentanomial, Sprt, compare_pairs, compare_wdl
-from tests.client.serving import arena
+from tests.client.serving import ROOT, arena
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -84,3 +84,46 @@ def test_a_bot_the_validator_rejects_is_refused_with_its_findings(bots: dict[str
     done = arena("compare", bots["rock"], bots["bad"], *RPS)
     assert done.returncode == 1
     assert "bad.py rejected by the validator" in done.stderr
+
+
+GREEDY = ROOT / "server" / "bots" / "connectx_greedy.py"
+RANDOM = ROOT / "server" / "bots" / "connectx_random.py"
+
+
+@pytest.mark.slow
+def test_a_connectx_bot_that_wins_and_blocks_is_accepted_against_a_random_one_within_200_games() -> None:
+    done = arena("compare", RANDOM, GREEDY, "--game", "connectx", "--sprt", "0,50", "--games", "200", "--seed", "3",
+                 "--json", timeout_s=170)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["verdict"] == "H1" and doc["games"] <= 200, doc
+    assert doc["wins"] > doc["losses"]
+
+
+@pytest.mark.slow
+def test_a_bot_against_itself_is_not_accepted(tmp_path: Path) -> None:
+    done = arena("compare", GREEDY, GREEDY, "--game", "connectx", "--sprt", "0,50", "--games", "60", "--seed", "3",
+                 "--json", timeout_s=170)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verdict"] != "H1"
+
+
+def test_the_games_of_a_comparison_are_replayed_by_arena_play_from_their_pair_seeds(tmp_path: Path) -> None:
+    """Pair i plays seed + i, A first then B first: ``arena play`` with those seeds replays each
+    game (seeded random bots: another seed would give other games)."""
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    source = (ROOT / "server" / "bots" / "rps_random.py").read_text()
+    a.write_text(source)
+    b.write_text(source)
+    rps = (*RPS, "--config", "tieRewardThreshold=1")  # any lead wins: the games differ from seed to seed
+    compared = json.loads(arena("compare", a, b, *rps, "--games", "8", "--seed", "11", "--json").stdout)
+    pairs = [0] * 5
+    for pair in range(4):
+        points = 0  # B's, in half points
+        for first, second, b_seat in ((a, b, 1), (b, a, 0)):
+            replay = json.loads(arena("play", first, second, *rps, "--seed", 11 + pair, "--json").stdout)
+            rewards = [seat["reward"] for seat in replay["seats"]]
+            mine, theirs = rewards[b_seat], rewards[1 - b_seat]
+            points += 2 if mine > theirs else 0 if mine < theirs else 1
+        pairs[points] += 1
+    assert compared["pairs"] == pairs

@@ -5,12 +5,17 @@ halfway with the same totals; bad input is one line and a non-zero exit."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from server.matches.replay import verify_replay
-from tests.client.serving import arena
+from tests.client.serving import ROOT, arena
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -136,3 +141,39 @@ def test_allow_numpy_reaches_the_seats(tmp_path: Path, bots: dict[str, Path]) ->
     statuses = {seat["status"] for path in game_files(out) for seat in json.loads(path.read_text())["seats"]}
     assert statuses == {"DONE"}, statuses
     assert doc["standings"][0]["bot"] == "np_paper"
+
+
+COUNTER = (ROOT / "server" / "bots" / "rps_counter.py").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["round-robin", "gauntlet", "swiss"])
+def test_four_bots_killed_in_the_middle_resume_to_the_same_totals(
+    bots: dict[str, Path], tmp_path: Path, form: str,
+) -> None:
+    """The counter bot (it plays what beats its opponent's favourite sign) beats every bot of one
+    sign; a run killed (SIGKILL) after a few games and resumed ends as an uninterrupted one."""
+    counter = tmp_path / "counter.py"
+    counter.write_text(COUNTER)
+    args = (counter, bots["rock"], bots["paper"], bots["scissors"], "--game", "rps", "--config", "episodeSteps=300",
+            "--format", form, "--rounds", "2", "--seed", "4", "--concurrency", "1")
+    whole = tournament(*args, "--out", tmp_path / "whole")
+    assert whole["standings"][0]["bot"] == "counter", whole["standings"]
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "client", "tournament", *map(str, args), "--out", str(out)],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "games").exists() and len(game_files(out)) >= 2):  # a few games in: kill it
+            assert process.poll() is None, "it ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the tournament and its seats, in its own session
+        process.wait()
+    cut = len(game_files(out))
+    assert 2 <= cut < whole["games"], cut
+    resumed = tournament(*args, "--out", out, "--resume")
+    assert len(game_files(out)) == whole["games"]
+    assert resumed["standings"] == whole["standings"] and resumed["crosstable"] == whole["crosstable"]
