@@ -186,9 +186,13 @@ class _Tournament:
         path = self.game_path(index)
         if not path.exists():
             return None
-        doc = json.loads(path.read_text())
-        first, second = doc["tournament"]["players"]
-        return first, second, float(doc["tournament"]["score"])
+        try:
+            doc = json.loads(path.read_text())
+            first, second = doc["tournament"]["players"]
+            return int(first), int(second), float(doc["tournament"]["score"])
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise CliError(f"{path} is not a game of this tournament ({exc!r}): remove it to play it again",
+                           code="conflict") from None
 
     async def play(self) -> None:
         from server.sandbox import serve_seats

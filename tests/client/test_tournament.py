@@ -177,3 +177,12 @@ def test_four_bots_killed_in_the_middle_resume_to_the_same_totals(
     resumed = tournament(*args, "--out", out, "--resume")
     assert len(game_files(out)) == whole["games"]
     assert resumed["standings"] == whole["standings"] and resumed["crosstable"] == whole["crosstable"]
+
+
+def test_a_damaged_game_file_is_named_on_resume(bots: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "damaged"
+    args = (bots["rock"], bots["paper"], *RPS, "--seed", "2", "--out", out)
+    tournament(*args)
+    game_files(out)[0].write_text("{not json")
+    done = arena("tournament", *args, "--resume")
+    assert done.returncode == 1 and "0000.json is not a game of this tournament" in done.stderr, done.stderr
