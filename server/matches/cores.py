@@ -73,11 +73,17 @@ class CoreGate:
         """The places of a match started by ``user`` (None: the ladder's)."""
         return CoreShare(self, user)
 
+    def try_acquire(self) -> bool:
+        """Take a place if one is free now (and no turn waits for one), without waiting."""
+        if self.busy < self.cores and not self.waiting:
+            self.busy += 1
+            return True
+        return False
+
     async def acquire(self, user: Hashable = None) -> float:
         """Take a place for a turn of ``user``'s, waiting for one if none is free; how long it
         waited, in seconds."""
-        if self.busy < self.cores and not self.waiting:
-            self.busy += 1
+        if self.try_acquire():
             return 0.0
         started = time.monotonic()
         handed = anyio.Event()
@@ -127,12 +133,7 @@ class CoreShare:
         self.user = user
 
     def try_acquire(self) -> bool:
-        """Take a place if one is free now (and no turn waits for one), without waiting."""
-        gate = self.gate
-        if gate.busy < gate.cores and not gate.waiting:
-            gate.busy += 1
-            return True
-        return False
+        return self.gate.try_acquire()
 
     async def acquire(self) -> float:
         return await self.gate.acquire(self.user)
