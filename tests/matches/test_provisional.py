@@ -18,18 +18,11 @@ from server.matches.games import get_game, resolve_config
 from server.matches.runner import PROVISIONAL_S, MatchResult, MatchSpec, run_match
 from server.matches.seats import ProcessSeat, open_process_seat
 from server.sandbox import Limits, SeatLauncher
+from tests.server.test_fair_time import burner
 
 INSTANT = "def agent(observation, configuration):\n    return 0\n"
 BURN_S = 0.1
-BURNER = f"""
-import time
-
-def agent(observation, configuration):
-    end = time.process_time() + {BURN_S}
-    while time.process_time() < end:
-        pass
-    return 0
-"""
+BURNER = burner(BURN_S)
 
 
 class Steps:
